@@ -1,0 +1,14 @@
+/// Why the CA refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaError {
+    /// The CSR is unacceptable (RFC 8555 §7.4 `badCSR`); the message is for the client.
+    #[error("{0}")]
+    BadCsr(String),
+    /// Configured or stored CA material cannot be used; the message names the problem.
+    #[error("CA material: {0}")]
+    Material(String),
+    /// Building or signing a certificate failed (our fault, not the client's).
+    #[error("certificate generation failed: {0}")]
+    Signing(#[from] rcgen::Error),
+}

@@ -1,0 +1,327 @@
+//! The PKI around rcgen: a root, a pathlen-0 intermediate, and the certificates they sign.
+//!
+//! Policy lives here, not in rcgen: every leaf is built from fresh parameters chosen by
+//! idca (names, validity, EKU, AKI/SKI, a random 128-bit serial); the only thing taken
+//! from a request is its public key. This module does no I/O besides reading PEM files
+//! named in the configuration; key material is passed in and returned.
+
+mod csr;
+mod error;
+
+pub use csr::{CsrInfo, KeyType, modulus_bits, parse_csr};
+pub use error::CaError;
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+};
+use rustls::pki_types::CertificateDer;
+
+use crate::clock::UnixTime;
+use crate::model::{CaMaterial, Serial};
+
+/// The loaded CA: certificates, and the intermediate's key ready to sign.
+pub struct Ca {
+    root_der: Vec<u8>,
+    root_pem: String,
+    intermediate_der: Vec<u8>,
+    intermediate_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Ca {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ca").field("keys", &"[elided]").finish()
+    }
+}
+
+/// What a leaf certificate is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// TLS server (serverAuth EKU).
+    TlsServer,
+}
+
+/// A leaf to issue: names and validity chosen by the caller, key from the CSR.
+#[derive(Debug, Clone)]
+pub struct LeafRequest<'a> {
+    pub spki_der: &'a [u8],
+    pub key_type: KeyType,
+    pub dns_names: &'a [String],
+    pub ip_addresses: &'a [IpAddr],
+    pub not_before: UnixTime,
+    pub not_after: UnixTime,
+    pub usage: Usage,
+}
+
+/// A freshly signed leaf.
+#[derive(Debug, Clone)]
+pub struct IssuedLeaf {
+    pub serial: Serial,
+    pub der: Vec<u8>,
+    /// Leaf then intermediate, PEM.
+    pub chain_pem: String,
+}
+
+fn datetime(t: UnixTime) -> Result<time::OffsetDateTime, CaError> {
+    time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| CaError::Material(format!("bad time {t}: {e}")))
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// A PEM CERTIFICATE block for `der`.
+pub fn cert_pem(der: &[u8]) -> String {
+    pem("CERTIFICATE", der)
+}
+
+fn random_serial() -> (Serial, SerialNumber) {
+    let (serial, bytes) = Serial::random();
+    (serial, SerialNumber::from_slice(&bytes))
+}
+
+fn short_id() -> String {
+    let mut b = [0u8; 3];
+    crate::model::fill_random(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn ca_params(cn: String, org: &str, not_before: UnixTime, not_after: UnixTime, is_ca: IsCa) -> Result<CertificateParams, CaError> {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, org);
+    dn.push(DnType::CommonName, cn);
+    p.distinguished_name = dn;
+    p.is_ca = is_ca;
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    p.not_before = datetime(not_before)?;
+    p.not_after = datetime(not_after)?;
+    p.serial_number = Some(random_serial().1);
+    Ok(p)
+}
+
+impl Ca {
+    /// Creates a new root (10 years) and intermediate (5 years, pathlen 0), P-256.
+    pub fn generate(organization: &str, now: UnixTime) -> Result<CaMaterial, CaError> {
+        const YEAR: i64 = 365 * 86_400;
+        let id = short_id();
+        let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let root_params = ca_params(
+            format!("{organization} Root CA {id}"),
+            organization,
+            now - 3600,
+            now + 10 * YEAR,
+            IsCa::Ca(BasicConstraints::Unconstrained),
+        )?;
+        let root_cert = root_params.self_signed(&root_key)?;
+        let root_issuer = Issuer::new(root_params, &root_key);
+
+        let int_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut int_params = ca_params(
+            format!("{organization} Intermediate CA {id}"),
+            organization,
+            now - 3600,
+            now + 5 * YEAR,
+            IsCa::Ca(BasicConstraints::Constrained(0)),
+        )?;
+        int_params.use_authority_key_identifier_extension = true;
+        let int_cert = int_params.signed_by(&int_key, &root_issuer)?;
+        Ok(CaMaterial {
+            root_cert: root_cert.der().to_vec(),
+            root_key: root_key.serialize_der(),
+            intermediate_cert: int_cert.der().to_vec(),
+            intermediate_key: int_key.serialize_der(),
+        })
+    }
+
+    /// Reads a CA from PEM files (certificates; PKCS#8 keys) and checks that each key
+    /// belongs to its certificate and that the intermediate is signed by the root.
+    pub fn from_pem_files(
+        root_cert: &Path,
+        root_key: &Path,
+        intermediate_cert: &Path,
+        intermediate_key: &Path,
+    ) -> Result<CaMaterial, CaError> {
+        let read = |p: &Path| {
+            std::fs::read_to_string(p).map_err(|e| CaError::Material(format!("cannot read {}: {e}", p.display())))
+        };
+        let cert_der = |p: &Path| -> Result<Vec<u8>, CaError> {
+            let text = read(p)?;
+            let block = pem_block(&text, "CERTIFICATE")
+                .ok_or_else(|| CaError::Material(format!("{} holds no CERTIFICATE block", p.display())))?;
+            Ok(block)
+        };
+        let key_der = |p: &Path| -> Result<Vec<u8>, CaError> {
+            let text = read(p)?;
+            let key = KeyPair::from_pem(&text)
+                .map_err(|e| CaError::Material(format!("{}: not a PKCS#8 P-256/P-384/Ed25519 key ({e})", p.display())))?;
+            Ok(key.serialize_der())
+        };
+        let material = CaMaterial {
+            root_cert: cert_der(root_cert)?,
+            root_key: key_der(root_key)?,
+            intermediate_cert: cert_der(intermediate_cert)?,
+            intermediate_key: key_der(intermediate_key)?,
+        };
+        Self::check_material(&material)?;
+        Ok(material)
+    }
+
+    /// Checks that stored or configured material is coherent.
+    pub fn check_material(m: &CaMaterial) -> Result<(), CaError> {
+        use x509_parser::prelude::*;
+        let parse = |der: &[u8], what: &str| -> Result<(), CaError> {
+            X509Certificate::from_der(der).map(|_| ()).map_err(|e| CaError::Material(format!("{what} certificate: {e}")))
+        };
+        parse(&m.root_cert, "root")?;
+        parse(&m.intermediate_cert, "intermediate")?;
+        let (_, root) = X509Certificate::from_der(&m.root_cert).map_err(|e| CaError::Material(e.to_string()))?;
+        let (_, int) =
+            X509Certificate::from_der(&m.intermediate_cert).map_err(|e| CaError::Material(e.to_string()))?;
+        int.verify_signature(Some(root.public_key()))
+            .map_err(|_| CaError::Material("the intermediate is not signed by the root".into()))?;
+        let check_key = |key: &[u8], cert: &X509Certificate<'_>, what: &str| -> Result<(), CaError> {
+            let kp = KeyPair::try_from(key).map_err(|e| CaError::Material(format!("{what} key: {e}")))?;
+            if kp.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+                return Err(CaError::Material(format!("the {what} key does not match the {what} certificate")));
+            }
+            Ok(())
+        };
+        if !m.root_key.is_empty() {
+            check_key(&m.root_key, &root, "root")?;
+        }
+        check_key(&m.intermediate_key, &int, "intermediate")?;
+        Ok(())
+    }
+
+    /// Loads material for signing.
+    pub fn load(m: &CaMaterial) -> Result<Self, CaError> {
+        Self::check_material(m)?;
+        let key = KeyPair::try_from(m.intermediate_key.as_slice())
+            .map_err(|e| CaError::Material(format!("intermediate key: {e}")))?;
+        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
+        Ok(Self {
+            root_pem: cert_pem(&m.root_cert),
+            intermediate_pem: cert_pem(&m.intermediate_cert),
+            root_der: m.root_cert.clone(),
+            intermediate_der: m.intermediate_cert.clone(),
+            issuer,
+        })
+    }
+
+    /// The root certificate, PEM: what users trust.
+    pub fn root_pem(&self) -> &str {
+        &self.root_pem
+    }
+
+    pub fn root_der(&self) -> &[u8] {
+        &self.root_der
+    }
+
+    /// The intermediate certificate, PEM.
+    pub fn intermediate_pem(&self) -> &str {
+        &self.intermediate_pem
+    }
+
+    pub fn intermediate_der(&self) -> &[u8] {
+        &self.intermediate_der
+    }
+
+    /// Signs a leaf. Names, validity, key usage and EKU come from `req`, never from a
+    /// CSR (RFC 8555 §7.4, and rcgen's `from_der` copies CA rights: crate-stack §4.14).
+    pub fn issue(&self, req: &LeafRequest<'_>) -> Result<IssuedLeaf, CaError> {
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        let cn = req
+            .dns_names
+            .iter()
+            .find(|n| n.len() <= 64)
+            .cloned()
+            .or_else(|| req.ip_addresses.first().map(|ip| ip.to_string()));
+        if let Some(cn) = cn {
+            dn.push(DnType::CommonName, cn);
+        }
+        p.distinguished_name = dn;
+        for name in req.dns_names {
+            let ia5 = name.as_str().try_into().map_err(|_| CaError::BadCsr(format!("`{name}` is not an IA5 name")))?;
+            p.subject_alt_names.push(SanType::DnsName(ia5));
+        }
+        for ip in req.ip_addresses {
+            p.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        if matches!(req.key_type, KeyType::Rsa(_)) {
+            p.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+        }
+        p.extended_key_usages = match req.usage {
+            Usage::TlsServer => vec![ExtendedKeyUsagePurpose::ServerAuth],
+        };
+        p.use_authority_key_identifier_extension = true;
+        p.not_before = datetime(req.not_before)?;
+        p.not_after = datetime(req.not_after)?;
+        let (serial, number) = random_serial();
+        p.serial_number = Some(number);
+        let spki = rcgen::SubjectPublicKeyInfo::from_der(req.spki_der)
+            .map_err(|e| CaError::BadCsr(format!("unsupported public key: {e}")))?;
+        let cert = p.signed_by(&spki, &self.issuer)?;
+        let der = cert.der().to_vec();
+        let chain_pem = format!("{}{}", cert_pem(&der), self.intermediate_pem);
+        Ok(IssuedLeaf { serial, der, chain_pem })
+    }
+
+    /// Issues idca's own TLS server certificate with a fresh P-256 key. Returns the
+    /// chain (leaf, intermediate) as DER and the PKCS#8 key.
+    pub fn issue_server_certificate(
+        &self,
+        names: &[String],
+        now: UnixTime,
+    ) -> Result<(Vec<Vec<u8>>, Vec<u8>), CaError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        for n in names {
+            match n.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => dns.push(n.clone()),
+            }
+        }
+        let spki = key.subject_public_key_info();
+        let leaf = self.issue(&LeafRequest {
+            spki_der: &spki,
+            key_type: KeyType::P256,
+            dns_names: &dns,
+            ip_addresses: &ips,
+            not_before: now - 3600,
+            not_after: now + 397 * 86_400,
+            usage: Usage::TlsServer,
+        })?;
+        Ok((vec![leaf.der, self.intermediate_der.clone()], key.serialize_der()))
+    }
+}
+
+/// Extracts the first PEM block labelled `label` and decodes it.
+fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)? + begin.len();
+    let stop = start + text.get(start..)?.find(&end)?;
+    let body: String = text.get(start..stop)?.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,133 @@
+use super::*;
+use x509_parser::prelude::*;
+
+const NOW: UnixTime = 1_800_000_000;
+
+fn ca() -> (Ca, CaMaterial) {
+    let m = Ca::generate("idca", NOW).unwrap();
+    (Ca::load(&m).unwrap(), m)
+}
+
+fn leaf_key() -> KeyPair {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
+}
+
+#[test]
+fn root_and_intermediate_are_cas_with_pathlen_zero() {
+    let (ca, m) = ca();
+    let (_, root) = X509Certificate::from_der(&m.root_cert).unwrap();
+    let (_, int) = X509Certificate::from_der(&m.intermediate_cert).unwrap();
+    assert!(root.basic_constraints().unwrap().unwrap().value.ca);
+    let bc = int.basic_constraints().unwrap().unwrap().value;
+    assert!(bc.ca);
+    assert_eq!(bc.path_len_constraint, Some(0));
+    int.verify_signature(Some(root.public_key())).unwrap();
+    assert!(ca.root_pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+}
+
+#[test]
+fn leaf_takes_only_the_key_and_has_chosen_names() {
+    let (ca, m) = ca();
+    let key = leaf_key();
+    let names = vec!["a.example".to_owned()];
+    let ips = vec!["127.0.0.1".parse().unwrap()];
+    let leaf = ca
+        .issue(&LeafRequest {
+            spki_der: &key.subject_public_key_info(),
+            key_type: KeyType::P256,
+            dns_names: &names,
+            ip_addresses: &ips,
+            not_before: NOW,
+            not_after: NOW + 90 * 86_400,
+            usage: Usage::TlsServer,
+        })
+        .unwrap();
+    let (_, cert) = X509Certificate::from_der(&leaf.der).unwrap();
+    let (_, int) = X509Certificate::from_der(&m.intermediate_cert).unwrap();
+    cert.verify_signature(Some(int.public_key())).unwrap();
+    assert_eq!(cert.public_key().subject_public_key.data.as_ref(), key.public_key_raw());
+    let san = cert.subject_alternative_name().unwrap().unwrap().value;
+    assert_eq!(san.general_names.len(), 2);
+    assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
+    assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
+    assert_eq!(cert.validity().not_before.timestamp(), NOW);
+    // AKI equals the intermediate's SKI.
+    let ski = int
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+            _ => None,
+        })
+        .unwrap();
+    let aki = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(aki, ski);
+    assert_eq!(cert.raw_serial().len(), 16);
+    assert_eq!(leaf.serial.0, cert.raw_serial_as_string().replace(':', ""));
+    assert!(leaf.chain_pem.ends_with(ca.intermediate_pem()));
+}
+
+#[test]
+fn same_key_twice_gets_distinct_serials() {
+    let (ca, _) = ca();
+    let key = leaf_key();
+    let names = vec!["a.example".to_owned()];
+    let req = LeafRequest {
+        spki_der: &key.subject_public_key_info(),
+        key_type: KeyType::P256,
+        dns_names: &names,
+        ip_addresses: &[],
+        not_before: NOW,
+        not_after: NOW + 86_400,
+        usage: Usage::TlsServer,
+    };
+    assert_ne!(ca.issue(&req).unwrap().serial, ca.issue(&req).unwrap().serial);
+}
+
+#[test]
+fn rejects_mismatched_material() {
+    let (_, a) = ca();
+    let (_, b) = ca();
+    let mixed = CaMaterial { intermediate_key: b.intermediate_key.clone(), ..a.clone() };
+    assert!(matches!(Ca::load(&mixed), Err(CaError::Material(m)) if m.contains("does not match")));
+    let foreign = CaMaterial { intermediate_cert: b.intermediate_cert.clone(), intermediate_key: b.intermediate_key, ..a };
+    assert!(matches!(Ca::load(&foreign), Err(CaError::Material(m)) if m.contains("not signed by the root")));
+}
+
+#[test]
+fn loads_pem_files() {
+    let (ca, m) = ca();
+    let dir = std::env::temp_dir().join(format!("idca-ca-test-{}", crate::model::random_token()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let rc = write("root.pem", ca.root_pem().to_owned());
+    let rk = write("root-key.pem", pem("PRIVATE KEY", &m.root_key));
+    let ic = write("int.pem", ca.intermediate_pem().to_owned());
+    let ik = write("int-key.pem", pem("PRIVATE KEY", &m.intermediate_key));
+    let loaded = Ca::from_pem_files(&rc, &rk, &ic, &ik).unwrap();
+    assert_eq!(loaded, m);
+    assert!(Ca::from_pem_files(&rc, &ik, &ic, &ik).is_err());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn server_certificate_covers_configured_names() {
+    let (ca, _) = ca();
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let (chain, key) = ca.issue_server_certificate(&names, NOW).unwrap();
+    assert_eq!(chain.len(), 2);
+    assert!(KeyPair::try_from(key.as_slice()).is_ok());
+    let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
+    assert_eq!(cert.subject_alternative_name().unwrap().unwrap().value.general_names.len(), 3);
+}

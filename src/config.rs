@@ -1,0 +1,360 @@
+//! idca's configuration: one typed struct, loaded from `config.toml`.
+//!
+//! Every option has a default that works; the committed `config.toml` documents each
+//! one and a test checks that it parses to exactly [`Config::default`]. Unknown keys are
+//! rejected with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub ca: CaConfig,
+    pub acme: AcmeConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+/// `[server]`: the listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the ACME/OAuth listener binds to.
+    pub listen: SocketAddr,
+    /// Base URL clients use to reach idca (scheme, host, port, no path). Empty: derived
+    /// from `listen` and `tls` (`https://localhost:<port>` for a loopback address).
+    pub public_url: String,
+    /// Serve HTTPS with a certificate from idca's own CA; `false` serves plain HTTP
+    /// (behind a TLS-terminating proxy, or for tests).
+    pub tls: bool,
+    /// Seconds a graceful shutdown waits for open connections.
+    pub shutdown_timeout_secs: u64,
+    /// Worker threads of the HTTP server; 0 means one per CPU.
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 14000)),
+            public_url: String::new(),
+            tls: true,
+            shutdown_timeout_secs: 5,
+            workers: 0,
+        }
+    }
+}
+
+/// `[storage]`: where state lives.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory (relative paths are relative to the working directory).
+    pub data_dir: PathBuf,
+    /// sled page-cache size in MiB.
+    pub cache_capacity_mib: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("data"), cache_capacity_mib: 64 }
+    }
+}
+
+/// `[ca]`: the certificate authority.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaConfig {
+    /// Organization name written in the root and intermediate subjects.
+    pub organization: String,
+    /// Names (DNS names or IP addresses) of idca's own TLS server certificate.
+    pub server_names: Vec<String>,
+    /// Validity of issued leaf certificates, in days.
+    pub leaf_validity_days: u32,
+    /// PEM files of an existing CA to use instead of generating one. Either all four are
+    /// set, or none. Keys must be PKCS#8 (`BEGIN PRIVATE KEY`), P-256, P-384 or Ed25519.
+    pub root_cert: Option<PathBuf>,
+    pub root_key: Option<PathBuf>,
+    pub intermediate_cert: Option<PathBuf>,
+    pub intermediate_key: Option<PathBuf>,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            organization: "idca".to_owned(),
+            server_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()],
+            leaf_validity_days: 90,
+            root_cert: None,
+            root_key: None,
+            intermediate_cert: None,
+            intermediate_key: None,
+        }
+    }
+}
+
+/// `[acme]`: the ACME server (RFC 8555).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// `meta.termsOfService` in the directory; empty leaves it out.
+    pub terms_of_service: String,
+    /// `meta.website` in the directory; empty leaves it out.
+    pub website: String,
+    /// `meta.caaIdentities` in the directory.
+    pub caa_identities: Vec<String>,
+    /// Seconds a new order (and its pending authorizations) stays usable.
+    pub order_lifetime_secs: u64,
+    /// Seconds a valid authorization stays valid.
+    pub valid_authz_lifetime_secs: u64,
+    /// Orders per page of an account's orders list (RFC 8555 §7.1.2.1).
+    pub orders_per_page: usize,
+    /// Most identifiers one order may carry.
+    pub max_identifiers: usize,
+    /// Seconds suggested in `Retry-After` while a challenge is processing.
+    pub retry_after_secs: u64,
+    pub validation: ValidationConfig,
+    pub testing: TestingConfig,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        Self {
+            terms_of_service: String::new(),
+            website: String::new(),
+            caa_identities: Vec::new(),
+            order_lifetime_secs: 86_400,
+            valid_authz_lifetime_secs: 30 * 86_400,
+            orders_per_page: 50,
+            max_identifiers: 100,
+            retry_after_secs: 1,
+            validation: ValidationConfig::default(),
+            testing: TestingConfig::default(),
+        }
+    }
+}
+
+/// `[acme.validation]`: how challenges are checked (RFC 8555 §8).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Port http-01 validation connects to (RFC 8555 §8.3 says 80).
+    pub http_port: u16,
+    /// Connect to this address for every validation instead of resolving the name
+    /// (like pebble-challtestsrv's default IPv4); empty resolves names normally.
+    pub connect_to: String,
+    /// Milliseconds to wait for a TCP connection.
+    pub connect_timeout_ms: u64,
+    /// Milliseconds a whole validation request (redirects included) may take.
+    pub timeout_ms: u64,
+    /// Largest http-01 response body read, in bytes.
+    pub max_body_bytes: usize,
+    /// Redirects followed by http-01 validation.
+    pub max_redirects: usize,
+    /// Validations run at the same time.
+    pub concurrency: usize,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            http_port: 80,
+            connect_to: String::new(),
+            connect_timeout_ms: 5_000,
+            timeout_ms: 10_000,
+            max_body_bytes: 8_192,
+            max_redirects: 10,
+            concurrency: 16,
+        }
+    }
+}
+
+/// `[acme.testing]`: knobs for a test CA (Pebble's).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TestingConfig {
+    /// Every challenge validates without any network check (`PEBBLE_VA_ALWAYS_VALID`).
+    pub always_valid: bool,
+    /// Milliseconds to wait before each validation.
+    pub validation_delay_ms: u64,
+}
+
+/// `[limits]`: request size limits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest JWS request body accepted by ACME endpoints, in bytes.
+    pub jose_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { jose_body_bytes: 64 * 1024 }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter (`info`, `idca=debug`, …); `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { filter: "info".to_owned() }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path`, rejecting unknown keys, and checks the values.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (see [`Config::load`]).
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks values that the types alone cannot.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.server.public_url.is_empty() {
+            let u = &self.server.public_url;
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.ends_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "server.public_url `{u}` must be an http(s) URL without a trailing slash"
+                )));
+            }
+        }
+        let ca = &self.ca;
+        let given = [&ca.root_cert, &ca.root_key, &ca.intermediate_cert, &ca.intermediate_key]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
+        if given != 0 && given != 4 {
+            return Err(ConfigError::Invalid(
+                "ca.root_cert, ca.root_key, ca.intermediate_cert and ca.intermediate_key are set together or not at all".to_owned(),
+            ));
+        }
+        if ca.leaf_validity_days == 0 {
+            return Err(ConfigError::Invalid("ca.leaf_validity_days must be at least 1".to_owned()));
+        }
+        if self.acme.validation.concurrency == 0 || self.acme.orders_per_page == 0 {
+            return Err(ConfigError::Invalid(
+                "acme.validation.concurrency and acme.orders_per_page must be at least 1".to_owned(),
+            ));
+        }
+        if !self.acme.validation.connect_to.is_empty()
+            && self.acme.validation.connect_to.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "acme.validation.connect_to `{}` is not an IP address",
+                self.acme.validation.connect_to
+            )));
+        }
+        Ok(())
+    }
+
+    /// The base URL clients reach idca at, without a trailing slash.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        if !self.server.public_url.is_empty() {
+            return self.server.public_url.clone();
+        }
+        let scheme = if self.server.tls { "https" } else { "http" };
+        let host = if bound.ip().is_loopback() || bound.ip().is_unspecified() {
+            "localhost".to_owned()
+        } else if bound.is_ipv6() {
+            format!("[{}]", bound.ip())
+        } else {
+            bound.ip().to_string()
+        };
+        format!("{scheme}://{host}:{}", bound.port())
+    }
+
+    /// Applies Pebble's environment variables, so idca can replace Pebble in a CI job
+    /// unchanged: `PEBBLE_VA_ALWAYS_VALID`, `PEBBLE_VA_NOSLEEP`.
+    pub fn apply_pebble_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        let truthy = |v: Option<String>| matches!(v.as_deref(), Some("1") | Some("true"));
+        if truthy(get("PEBBLE_VA_ALWAYS_VALID")) {
+            self.acme.testing.always_valid = true;
+        }
+        if truthy(get("PEBBLE_VA_NOSLEEP")) {
+            self.acme.testing.validation_delay_ms = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_config_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let loaded = Config::load(&path).unwrap();
+        assert_eq!(loaded, Config::default());
+    }
+
+    #[test]
+    fn rejects_unknown_keys_by_name() {
+        let err = Config::parse("[server]\nlisten_adress = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen_adress"), "{err}");
+        let err = Config::parse("[nope]\n").unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn rejects_partial_ca_paths() {
+        let err = Config::parse("[ca]\nroot_cert = \"r.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("together"), "{err}");
+    }
+
+    #[test]
+    fn public_url_defaults_to_localhost() {
+        let c = Config::default();
+        assert_eq!(c.public_url("127.0.0.1:14000".parse().unwrap()), "https://localhost:14000");
+        let mut c = Config::default();
+        c.server.public_url = "https://acme.example:8443".into();
+        assert_eq!(c.public_url("0.0.0.0:1".parse().unwrap()), "https://acme.example:8443");
+    }
+
+    #[test]
+    fn pebble_env_sets_always_valid() {
+        let mut c = Config::default();
+        c.acme.testing.validation_delay_ms = 500;
+        c.apply_pebble_env(|k| match k {
+            "PEBBLE_VA_ALWAYS_VALID" | "PEBBLE_VA_NOSLEEP" => Some("1".into()),
+            _ => None,
+        });
+        assert!(c.acme.testing.always_valid);
+        assert_eq!(c.acme.testing.validation_delay_ms, 0);
+    }
+}

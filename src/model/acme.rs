@@ -1,0 +1,144 @@
+//! ACME objects (RFC 8555 §7.1) as idca keeps them.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AccountId, AuthzId, ChallengeId, OrderId, Serial};
+use crate::clock::UnixTime;
+use crate::jose::{Jkt, Jwk};
+
+/// An account (RFC 8555 §7.1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub status: AccountStatus,
+    pub key: Jwk,
+    pub jkt: Jkt,
+    pub contact: Vec<String>,
+    pub terms_of_service_agreed: bool,
+    pub created: UnixTime,
+}
+
+/// RFC 8555 §7.1.6, account states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    Deactivated,
+    Revoked,
+    Valid,
+}
+
+/// An identifier an order asks a certificate for (RFC 8555 §9.7.7).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: IdentifierKind,
+    pub value: String,
+}
+
+/// Identifier types: `dns` (RFC 8555) and `ip` (RFC 8738).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifierKind {
+    Dns,
+    Ip,
+}
+
+/// An order (RFC 8555 §7.1.3). Its `pending`/`ready`/`invalid` status is derived from
+/// its authorizations (see `acme::order`); only the finalization phase is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    pub id: OrderId,
+    pub account: AccountId,
+    pub identifiers: Vec<Identifier>,
+    pub authorizations: Vec<AuthzId>,
+    pub expires: UnixTime,
+    pub not_before: Option<UnixTime>,
+    pub not_after: Option<UnixTime>,
+    pub phase: OrderPhase,
+    pub created: UnixTime,
+}
+
+/// What finalization has done to an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "lowercase")]
+pub enum OrderPhase {
+    /// Not finalized: status follows the authorizations.
+    Open,
+    /// Finalized: the certificate was issued.
+    Valid { certificate: Serial },
+    /// Finalization failed for good.
+    Invalid { error: Problem },
+}
+
+/// An authorization (RFC 8555 §7.1.4) with its challenges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Authorization {
+    pub id: AuthzId,
+    pub account: AccountId,
+    pub identifier: Identifier,
+    pub status: AuthzStatus,
+    pub expires: UnixTime,
+    pub wildcard: bool,
+    pub challenges: Vec<Challenge>,
+}
+
+/// RFC 8555 §7.1.6, authorization states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthzStatus {
+    Deactivated,
+    Expired,
+    Invalid,
+    Pending,
+    Revoked,
+    Valid,
+}
+
+/// A challenge (RFC 8555 §7.1.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub id: ChallengeId,
+    #[serde(rename = "type")]
+    pub kind: ChallengeType,
+    pub token: String,
+    pub status: ChallengeStatus,
+    pub validated: Option<UnixTime>,
+    pub error: Option<Problem>,
+}
+
+/// Challenge types idca can validate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChallengeType {
+    /// RFC 8555 §8.3.
+    #[serde(rename = "http-01")]
+    Http01,
+}
+
+impl ChallengeType {
+    /// The name used on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http01 => "http-01",
+        }
+    }
+}
+
+/// RFC 8555 §7.1.6, challenge states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChallengeStatus {
+    Invalid,
+    Pending,
+    Processing,
+    Valid,
+}
+
+/// A stored problem (RFC 7807) explaining why a challenge or order failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// The full `urn:ietf:params:acme:error:*` type.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub detail: String,
+    pub status: u16,
+}

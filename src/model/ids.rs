@@ -1,0 +1,112 @@
+//! Typed identifiers. Each is random (128 bits, base64url) unless said otherwise.
+
+use serde::{Deserialize, Serialize};
+
+/// 16 bytes from the system CSPRNG, base64url-encoded (22 characters).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes);
+    crate::jose::b64_encode(bytes)
+}
+
+/// Fills `buf` from the system CSPRNG. ring's `SystemRandom` only fails if the OS has no
+/// entropy source, in which case nothing idca does is safe: it aborts.
+pub fn fill_random(buf: &mut [u8]) {
+    use ring::rand::SecureRandom;
+    if ring::rand::SystemRandom::new().fill(buf).is_err() {
+        tracing::error!("the operating system's random number generator failed");
+        std::process::abort();
+    }
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn random() -> Self {
+                Self(random_token())
+            }
+
+            /// The id as a string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An ACME account (RFC 8555 §7.1.2).
+    AccountId
+);
+id_type!(
+    /// An ACME order (RFC 8555 §7.1.3).
+    OrderId
+);
+id_type!(
+    /// An ACME authorization (RFC 8555 §7.1.4).
+    AuthzId
+);
+id_type!(
+    /// A challenge inside an authorization (RFC 8555 §7.1.5).
+    ChallengeId
+);
+
+/// A certificate's serial number as lower-case hex; also its id in URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Serial(pub String);
+
+impl Serial {
+    /// A fresh serial: 16 random bytes, top bit clear and first byte non-zero, so the
+    /// DER INTEGER is positive and exactly 16 bytes (RFC 5280 §4.1.2.2).
+    pub fn random() -> (Self, [u8; 16]) {
+        let mut bytes = [0u8; 16];
+        fill_random(&mut bytes);
+        bytes[0] = (bytes[0] & 0x7f) | 0x01;
+        let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        (Self(hex), bytes)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Serial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serials_are_positive_16_bytes_and_distinct() {
+        let (a, ab) = Serial::random();
+        let (b, _) = Serial::random();
+        assert_ne!(a, b);
+        assert_eq!(a.0.len(), 32);
+        assert!(ab[0] & 0x80 == 0 && ab[0] != 0);
+    }
+
+    #[test]
+    fn ids_are_22_chars_base64url() {
+        let id = OrderId::random();
+        assert_eq!(id.0.len(), 22);
+        assert!(id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    }
+}

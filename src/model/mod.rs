@@ -1,0 +1,9 @@
+//! Domain records, held by value, with no I/O.
+
+pub mod acme;
+pub mod ids;
+pub mod pki;
+
+pub use acme::*;
+pub use ids::*;
+pub use pki::*;

@@ -1,0 +1,57 @@
+//! CA key material and issued certificates.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AccountId, OrderId, Serial};
+use crate::clock::UnixTime;
+
+/// The CA's certificates and private keys (PKCS#8 DER). `Debug` never prints keys.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaMaterial {
+    #[serde(with = "b64")]
+    pub root_cert: Vec<u8>,
+    /// Empty when the root key is kept offline.
+    #[serde(with = "b64")]
+    pub root_key: Vec<u8>,
+    #[serde(with = "b64")]
+    pub intermediate_cert: Vec<u8>,
+    #[serde(with = "b64")]
+    pub intermediate_key: Vec<u8>,
+}
+
+impl std::fmt::Debug for CaMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaMaterial")
+            .field("root_cert_len", &self.root_cert.len())
+            .field("intermediate_cert_len", &self.intermediate_cert.len())
+            .field("keys", &"[elided]")
+            .finish()
+    }
+}
+
+/// A certificate idca issued, kept byte for byte as it was served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCertificate {
+    pub serial: Serial,
+    pub account: AccountId,
+    pub order: OrderId,
+    /// The PEM chain served at the certificate URL: leaf, then intermediate.
+    pub chain_pem: String,
+    pub not_before: UnixTime,
+    pub not_after: UnixTime,
+    pub issued: UnixTime,
+}
+
+/// serde helper: bytes as unpadded base64url strings.
+pub mod b64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::jose::b64_encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        crate::jose::b64_decode(&s).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,94 @@
+//! All state goes through the [`Store`] trait.
+//!
+//! Operations are named for the domain and are atomic in each backend. Every call that
+//! changes state returns only once the change is durable, so a response sent after it
+//! survives a `kill -9`. Updates are compare-and-swap on a [`Version`]; a lost race is
+//! [`StoreError::Conflict`], never a silent overwrite. [`SledStore`] is the embedded
+//! implementation.
+
+mod sled;
+
+pub use self::sled::SledStore;
+
+use async_trait::async_trait;
+
+use crate::jose::Jkt;
+use crate::model::{
+    Account, AccountId, Authorization, AuthzId, CaMaterial, IssuedCertificate, Order, OrderId, Serial,
+};
+
+/// A record's version, bumped by every write; the token of compare-and-swap updates.
+pub type Version = u64;
+
+/// A record with the version it was read at.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: Version,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No record under that id.
+    #[error("not found")]
+    NotFound,
+    /// The record changed since it was read (compare-and-swap lost).
+    #[error("the record was changed concurrently")]
+    Conflict,
+    /// A unique key (such as an account key thumbprint) is already taken.
+    #[error("already exists")]
+    AlreadyExists,
+    /// A stored record cannot be decoded.
+    #[error("corrupt record in {tree}: {message}")]
+    Corrupt { tree: &'static str, message: String },
+    /// The backend failed (I/O, lock, …).
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// What `create_account` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AccountCreation {
+    /// The account was stored.
+    Created,
+    /// An account with the same key already exists (RFC 8555 §7.3.1).
+    Existing(Versioned<Account>),
+}
+
+/// idca's state. Object-safe so that the application can hold an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The CA's keys and certificates, if created.
+    async fn ca_material(&self) -> Result<Option<CaMaterial>, StoreError>;
+    /// Stores `material` unless some is already stored; returns what is stored after.
+    async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError>;
+
+    /// Stores a new account unless one with the same key exists.
+    async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError>;
+    async fn account(&self, id: &AccountId) -> Result<Versioned<Account>, StoreError>;
+    async fn account_by_key(&self, jkt: &Jkt) -> Result<Versioned<Account>, StoreError>;
+    /// Writes `account` if it is still at `seen`; keeps the key index in step
+    /// (`AlreadyExists` if the new key belongs to another account).
+    async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError>;
+
+    /// Stores an order with the authorizations it created, in one transaction.
+    async fn create_order(&self, order: &Order, new_authzs: &[Authorization]) -> Result<(), StoreError>;
+    async fn order(&self, id: &OrderId) -> Result<Versioned<Order>, StoreError>;
+    /// One page of an account's orders, oldest first.
+    async fn account_orders(&self, account: &AccountId, page: usize, per_page: usize)
+    -> Result<(Vec<OrderId>, bool), StoreError>;
+
+    async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError>;
+    /// Writes `authz` if it is still at `seen`.
+    async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError>;
+    /// Authorizations with a challenge in `processing`, whose validation must resume
+    /// after a restart.
+    async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError>;
+
+    /// Writes the finalized `order` (if still at `seen`) and its certificate together.
+    async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate)
+    -> Result<(), StoreError>;
+    async fn certificate(&self, serial: &Serial) -> Result<IssuedCertificate, StoreError>;
+}

@@ -1,0 +1,404 @@
+//! The embedded [`Store`] on sled 0.34.
+//!
+//! One tree per kind of record plus index trees. Values are JSON envelopes
+//! `{"version": n, "record": …}`. Multi-record changes are sled transactions (the
+//! closures have no side effects: sled may run them more than once). Durability: sled's
+//! own timer flush is off; every mutating call waits for a flush that started after its
+//! write, and a single flusher thread serves all waiters queued at once (group commit).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::{Transactional, Tree};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AccountCreation, Store, StoreError, Version, Versioned};
+use crate::jose::Jkt;
+use crate::model::{
+    Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, IssuedCertificate, Order, OrderId,
+    Serial,
+};
+
+const CA_KEY: &[u8] = b"ca";
+
+/// sled-backed store with group-committed flushes.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    meta: Tree,
+    accounts: Tree,
+    account_keys: Tree,
+    orders: Tree,
+    account_orders: Tree,
+    authzs: Tree,
+    validating: Tree,
+    certs: Tree,
+    flusher: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
+}
+
+#[derive(Serialize)]
+struct EnvelopeRef<'a, T> {
+    version: Version,
+    record: &'a T,
+}
+
+#[derive(serde::Deserialize)]
+struct Envelope<T> {
+    version: Version,
+    record: T,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn encode<T: Serialize>(record: &T, version: Version) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(&EnvelopeRef { version, record }).map_err(backend)
+}
+
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<Versioned<T>, StoreError> {
+    let e: Envelope<T> = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })?;
+    Ok(Versioned { value: e.record, version: e.version })
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+fn abort<T>(e: StoreError) -> Result<T, ConflictableTransactionError<StoreError>> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+/// Reads the version stored under `key` in a transaction; `NotFound` aborts.
+fn tx_version(
+    tree: &TransactionalTree,
+    name: &'static str,
+    key: &[u8],
+) -> Result<Version, ConflictableTransactionError<StoreError>> {
+    match tree.get(key)? {
+        None => abort(StoreError::NotFound),
+        Some(bytes) => match decode::<serde::de::IgnoredAny>(name, &bytes) {
+            Ok(v) => Ok(v.version),
+            Err(e) => abort(e),
+        },
+    }
+}
+
+fn order_index_key(account: &AccountId, created: i64, order: &OrderId) -> Vec<u8> {
+    let mut key = account.0.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&created.to_be_bytes());
+    key.extend_from_slice(order.0.as_bytes());
+    key
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`. Fails clearly if another process holds it.
+    pub fn open(dir: &Path, cache_capacity_mib: u64) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_capacity_mib.saturating_mul(1024 * 1024))
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => StoreError::Backend(format!(
+                    "{} is in use by another idca process",
+                    dir.display()
+                )),
+                other => StoreError::Backend(format!("cannot open {}: {other}", dir.display())),
+            })?;
+        Self::from_db(db)
+    }
+
+    /// A store in a temporary directory that sled deletes on drop; for tests.
+    pub fn temporary() -> Result<Self, StoreError> {
+        let db = sled::Config::new().temporary(true).flush_every_ms(None).open().map_err(backend)?;
+        Self::from_db(db)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, StoreError> {
+        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inner = Inner {
+            meta: tree("meta")?,
+            accounts: tree("accounts")?,
+            account_keys: tree("account_keys")?,
+            orders: tree("orders")?,
+            account_orders: tree("account_orders")?,
+            authzs: tree("authzs")?,
+            validating: tree("validating")?,
+            certs: tree("certs")?,
+            flusher: tx,
+            db: db.clone(),
+        };
+        std::thread::Builder::new()
+            .name("idca-flush".into())
+            .spawn(move || group_commit(db, rx))
+            .map_err(backend)?;
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Waits until everything written before this call is on disk.
+    async fn durable(&self) -> Result<(), StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.flusher.send(tx).map_err(|_| backend("flusher stopped"))?;
+        rx.await.map_err(|_| backend("flusher stopped"))?.map_err(backend)
+    }
+
+    fn get<T: DeserializeOwned>(tree: &Tree, name: &'static str, key: &[u8]) -> Result<Versioned<T>, StoreError> {
+        match tree.get(key).map_err(backend)? {
+            Some(bytes) => decode(name, &bytes),
+            None => Err(StoreError::NotFound),
+        }
+    }
+}
+
+/// The flusher: takes every waiter queued so far, flushes once, answers them all. A
+/// waiter's write happened before it queued, so the flush that starts after the dequeue
+/// covers it.
+fn group_commit(db: sled::Db, mut rx: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "flush failed");
+        }
+        for w in waiters {
+            let _ = w.send(result.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn ca_material(&self) -> Result<Option<CaMaterial>, StoreError> {
+        match Self::get(&self.inner.meta, "meta", CA_KEY) {
+            Ok(v) => Ok(Some(v.value)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError> {
+        let bytes = encode(material, 1)?;
+        let previous = self
+            .inner
+            .meta
+            .compare_and_swap(CA_KEY, None as Option<&[u8]>, Some(bytes))
+            .map_err(backend)?;
+        self.durable().await?;
+        match previous {
+            Ok(()) => Ok(material.clone()),
+            Err(cas) => match cas.current {
+                Some(current) => Ok(decode::<CaMaterial>("meta", &current)?.value),
+                None => Err(StoreError::Conflict),
+            },
+        }
+    }
+
+    async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError> {
+        let i = &self.inner;
+        let bytes = encode(account, 1)?;
+        let existing = (&i.accounts, &i.account_keys)
+            .transaction(|(accounts, keys)| {
+                if let Some(id) = keys.get(account.jkt.0.as_bytes())? {
+                    return match accounts.get(&id)? {
+                        Some(b) => match decode::<Account>("accounts", &b) {
+                            Ok(a) => Ok(Some(a)),
+                            Err(e) => abort(e),
+                        },
+                        None => abort(StoreError::Corrupt { tree: "account_keys", message: "dangling key".into() }),
+                    };
+                }
+                accounts.insert(account.id.0.as_bytes(), bytes.as_slice())?;
+                keys.insert(account.jkt.0.as_bytes(), account.id.0.as_bytes())?;
+                Ok(None)
+            })
+            .map_err(tx_err)?;
+        match existing {
+            Some(a) => Ok(AccountCreation::Existing(a)),
+            None => {
+                self.durable().await?;
+                Ok(AccountCreation::Created)
+            }
+        }
+    }
+
+    async fn account(&self, id: &AccountId) -> Result<Versioned<Account>, StoreError> {
+        Self::get(&self.inner.accounts, "accounts", id.0.as_bytes())
+    }
+
+    async fn account_by_key(&self, jkt: &Jkt) -> Result<Versioned<Account>, StoreError> {
+        let id = self.inner.account_keys.get(jkt.0.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
+        Self::get(&self.inner.accounts, "accounts", &id)
+    }
+
+    async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError> {
+        let i = &self.inner;
+        let bytes = encode(account, seen + 1)?;
+        (&i.accounts, &i.account_keys)
+            .transaction(|(accounts, keys)| {
+                let key = account.id.0.as_bytes();
+                let Some(old) = accounts.get(key)? else {
+                    return abort(StoreError::NotFound);
+                };
+                let old = match decode::<Account>("accounts", &old) {
+                    Ok(o) => o,
+                    Err(e) => return abort(e),
+                };
+                if old.version != seen {
+                    return abort(StoreError::Conflict);
+                }
+                if old.value.jkt != account.jkt {
+                    if keys.get(account.jkt.0.as_bytes())?.is_some() {
+                        return abort(StoreError::AlreadyExists);
+                    }
+                    keys.remove(old.value.jkt.0.as_bytes())?;
+                    keys.insert(account.jkt.0.as_bytes(), key)?;
+                }
+                accounts.insert(key, bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await?;
+        Ok(seen + 1)
+    }
+
+    async fn create_order(&self, order: &Order, new_authzs: &[Authorization]) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let order_bytes = encode(order, 1)?;
+        let authz_bytes = new_authzs
+            .iter()
+            .map(|a| Ok((a.id.0.as_bytes(), encode(a, 1)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let index = order_index_key(&order.account, order.created, &order.id);
+        (&i.orders, &i.account_orders, &i.authzs)
+            .transaction(|(orders, account_orders, authzs)| {
+                if orders.get(order.id.0.as_bytes())?.is_some() {
+                    return abort(StoreError::AlreadyExists);
+                }
+                for (id, bytes) in &authz_bytes {
+                    if authzs.get(id)?.is_some() {
+                        return abort(StoreError::AlreadyExists);
+                    }
+                    authzs.insert(*id, bytes.as_slice())?;
+                }
+                orders.insert(order.id.0.as_bytes(), order_bytes.as_slice())?;
+                account_orders.insert(index.as_slice(), &[])?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn order(&self, id: &OrderId) -> Result<Versioned<Order>, StoreError> {
+        Self::get(&self.inner.orders, "orders", id.0.as_bytes())
+    }
+
+    async fn account_orders(
+        &self,
+        account: &AccountId,
+        page: usize,
+        per_page: usize,
+    ) -> Result<(Vec<OrderId>, bool), StoreError> {
+        let mut prefix = account.0.as_bytes().to_vec();
+        prefix.push(0);
+        let skip = page.saturating_mul(per_page);
+        let mut ids = Vec::new();
+        let mut more = false;
+        for entry in self.inner.account_orders.scan_prefix(&prefix).skip(skip) {
+            let (key, _) = entry.map_err(backend)?;
+            if ids.len() == per_page {
+                more = true;
+                break;
+            }
+            let id = key.get(prefix.len() + 8..).unwrap_or_default();
+            ids.push(OrderId(String::from_utf8_lossy(id).into_owned()));
+        }
+        Ok((ids, more))
+    }
+
+    async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError> {
+        Self::get(&self.inner.authzs, "authzs", id.0.as_bytes())
+    }
+
+    async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError> {
+        let i = &self.inner;
+        let bytes = encode(authz, seen + 1)?;
+        let processing = authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing);
+        (&i.authzs, &i.validating)
+            .transaction(|(authzs, validating)| {
+                let key = authz.id.0.as_bytes();
+                if tx_version(authzs, "authzs", key)? != seen {
+                    return abort(StoreError::Conflict);
+                }
+                authzs.insert(key, bytes.as_slice())?;
+                if processing {
+                    validating.insert(key, &[])?;
+                } else {
+                    validating.remove(key)?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await?;
+        Ok(seen + 1)
+    }
+
+    async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError> {
+        self.inner
+            .validating
+            .iter()
+            .keys()
+            .map(|k| k.map(|k| AuthzId(String::from_utf8_lossy(&k).into_owned())).map_err(backend))
+            .collect()
+    }
+
+    async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {
+        let i = &self.inner;
+        let order_bytes = encode(order, seen + 1)?;
+        let cert_bytes = encode(cert, 1)?;
+        (&i.orders, &i.certs)
+            .transaction(|(orders, certs)| {
+                let key = order.id.0.as_bytes();
+                if tx_version(orders, "orders", key)? != seen {
+                    return abort(StoreError::Conflict);
+                }
+                if certs.get(cert.serial.0.as_bytes())?.is_some() {
+                    return abort(StoreError::AlreadyExists);
+                }
+                orders.insert(key, order_bytes.as_slice())?;
+                certs.insert(cert.serial.0.as_bytes(), cert_bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn certificate(&self, serial: &Serial) -> Result<IssuedCertificate, StoreError> {
+        Self::get(&self.inner.certs, "certs", serial.0.as_bytes()).map(|v| v.value)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Best effort on shutdown; acknowledged writes were flushed already.
+        let _ = self.db.flush();
+    }
+}
