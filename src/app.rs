@@ -1,1 +1,204 @@
+//! The composition root: open the store, load or create the CA, build the cores, start
+//! the validator and the HTTP server.
 
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::acme::{Acme, Links, ValidationQueue, Validator};
+use crate::ca::{Ca, CaError};
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::http::AppState;
+use crate::model::CaMaterial;
+use crate::store::{SledStore, Store, StoreError};
+use crate::validate::{Http01Checker, NetworkChecker};
+
+/// Why idca could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Opens the store in the configured data directory, creating the directory.
+pub fn open_store(config: &Config) -> Result<SledStore, AppError> {
+    let dir = &config.storage.data_dir;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| AppError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(SledStore::open(
+        &dir.join("db"),
+        config.storage.cache_capacity_mib,
+    )?)
+}
+
+/// The CA material: from the PEM files named in config, else from the store, else
+/// freshly generated and stored (durably) on first start. Also writes `root.pem` and
+/// `intermediate.pem` into the data directory for users and tools to read.
+pub async fn load_or_create_ca(
+    config: &Config,
+    store: &dyn Store,
+    now: i64,
+) -> Result<CaMaterial, AppError> {
+    let c = &config.ca;
+    let material = match (
+        &c.root_cert,
+        &c.root_key,
+        &c.intermediate_cert,
+        &c.intermediate_key,
+    ) {
+        (Some(rc), Some(rk), Some(ic), Some(ik)) => Ca::from_pem_files(rc, rk, ic, ik)?,
+        _ => match store.ca_material().await? {
+            Some(m) => m,
+            None => {
+                let fresh = Ca::generate(&c.organization, now)?;
+                store.init_ca_material(&fresh).await?
+            }
+        },
+    };
+    write_if_changed(
+        &config.storage.data_dir.join("root.pem"),
+        &crate::ca::cert_pem(&material.root_cert),
+    )?;
+    write_if_changed(
+        &config.storage.data_dir.join("intermediate.pem"),
+        &crate::ca::cert_pem(&material.intermediate_cert),
+    )?;
+    Ok(material)
+}
+
+fn write_if_changed(path: &Path, text: &str) -> Result<(), AppError> {
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    std::fs::write(path, text)
+        .map_err(|e| AppError::Io(format!("cannot write {}: {e}", path.display())))
+}
+
+/// A running server.
+pub struct Server {
+    /// The address the listener is bound to.
+    pub addr: SocketAddr,
+    /// The base URL clients use.
+    pub public_url: String,
+    /// The root certificate, PEM.
+    pub root_pem: String,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// The directory URL.
+    pub fn directory_url(&self) -> String {
+        format!("{}{}", self.public_url, crate::acme::paths::DIRECTORY)
+    }
+
+    /// Stops gracefully.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+
+    /// Runs until the server stops (on SIGINT/SIGTERM when signals are handled).
+    pub async fn wait(self) -> Result<(), AppError> {
+        match self.task.await {
+            Ok(r) => r.map_err(|e| AppError::Io(e.to_string())),
+            Err(e) => Err(AppError::Io(e.to_string())),
+        }
+    }
+}
+
+/// Start-up options that are not configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StartOptions {
+    /// Stop on SIGINT/SIGTERM (the binary); off for servers embedded in tests.
+    pub handle_signals: bool,
+}
+
+/// Starts idca with `config` on the current Tokio runtime.
+pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppError> {
+    crate::install_crypto_provider();
+    config.check()?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let material = load_or_create_ca(&config, store.as_ref(), clock.now()).await?;
+    let ca = Arc::new(Ca::load(&material)?);
+
+    let listener = std::net::TcpListener::bind(config.server.listen)
+        .map_err(|e| AppError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| AppError::Io(e.to_string()))?;
+    let public_url = config.public_url(addr);
+
+    let (queue, rx) = ValidationQueue::new();
+    let checker = NetworkChecker {
+        http01: Http01Checker::new(&config.acme.validation).map_err(AppError::Io)?,
+    };
+    let validator = Arc::new(Validator::new(
+        store.clone(),
+        Arc::new(checker),
+        clock.clone(),
+        config.acme.clone(),
+    ));
+    let resumed = validator.resume(&queue).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming validations left processing");
+    }
+    tokio::spawn(validator.run(rx));
+
+    let acme = Arc::new(Acme::new(
+        store.clone(),
+        ca.clone(),
+        Links::new(public_url.clone()),
+        config.acme.clone(),
+        config.ca.leaf_validity_days,
+        queue,
+    ));
+    let state = web::Data::new(AppState {
+        acme,
+        clock: clock.clone(),
+        limits: config.limits.clone(),
+    });
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(from_fn(crate::http::log_request))
+            .configure(crate::http::configure)
+    })
+    .shutdown_timeout(config.server.shutdown_timeout_secs);
+    if config.server.workers > 0 {
+        server = server.workers(config.server.workers);
+    }
+    if !options.handle_signals {
+        server = server.disable_signals();
+    }
+    let server = if config.server.tls {
+        let (chain, key) = ca.issue_server_certificate(&config.ca.server_names, clock.now())?;
+        let tls = crate::http::tls::server_config(chain, key)
+            .map_err(|e| AppError::Io(format!("TLS: {e}")))?;
+        server.listen_rustls_0_23(listener, tls)
+    } else {
+        server.listen(listener)
+    }
+    .map_err(|e| AppError::Io(format!("cannot serve on {addr}: {e}")))?
+    .run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    Ok(Server {
+        addr,
+        public_url,
+        root_pem: ca.root_pem().to_owned(),
+        handle,
+        task,
+    })
+}

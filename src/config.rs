@@ -63,7 +63,10 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("data"), cache_capacity_mib: 64 }
+        Self {
+            data_dir: PathBuf::from("data"),
+            cache_capacity_mib: 64,
+        }
     }
 }
 
@@ -89,7 +92,11 @@ impl Default for CaConfig {
     fn default() -> Self {
         Self {
             organization: "idca".to_owned(),
-            server_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()],
+            server_names: vec![
+                "localhost".to_owned(),
+                "127.0.0.1".to_owned(),
+                "::1".to_owned(),
+            ],
             leaf_validity_days: 90,
             root_cert: None,
             root_key: None,
@@ -195,7 +202,9 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { jose_body_bytes: 64 * 1024 }
+        Self {
+            jose_body_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -209,7 +218,9 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { filter: "info".to_owned() }
+        Self {
+            filter: "info".to_owned(),
+        }
     }
 }
 
@@ -217,7 +228,10 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -227,10 +241,15 @@ pub enum ConfigError {
 impl Config {
     /// Loads `path`, rejecting unknown keys, and checks the values.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let config = Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
             other => other,
         })?;
         Ok(config)
@@ -238,8 +257,10 @@ impl Config {
 
     /// Parses TOML text (see [`Config::load`]).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
         config.check()?;
         Ok(config)
     }
@@ -255,25 +276,38 @@ impl Config {
             }
         }
         let ca = &self.ca;
-        let given = [&ca.root_cert, &ca.root_key, &ca.intermediate_cert, &ca.intermediate_key]
-            .iter()
-            .filter(|p| p.is_some())
-            .count();
+        let given = [
+            &ca.root_cert,
+            &ca.root_key,
+            &ca.intermediate_cert,
+            &ca.intermediate_key,
+        ]
+        .iter()
+        .filter(|p| p.is_some())
+        .count();
         if given != 0 && given != 4 {
             return Err(ConfigError::Invalid(
                 "ca.root_cert, ca.root_key, ca.intermediate_cert and ca.intermediate_key are set together or not at all".to_owned(),
             ));
         }
         if ca.leaf_validity_days == 0 {
-            return Err(ConfigError::Invalid("ca.leaf_validity_days must be at least 1".to_owned()));
+            return Err(ConfigError::Invalid(
+                "ca.leaf_validity_days must be at least 1".to_owned(),
+            ));
         }
         if self.acme.validation.concurrency == 0 || self.acme.orders_per_page == 0 {
             return Err(ConfigError::Invalid(
-                "acme.validation.concurrency and acme.orders_per_page must be at least 1".to_owned(),
+                "acme.validation.concurrency and acme.orders_per_page must be at least 1"
+                    .to_owned(),
             ));
         }
         if !self.acme.validation.connect_to.is_empty()
-            && self.acme.validation.connect_to.parse::<std::net::IpAddr>().is_err()
+            && self
+                .acme
+                .validation
+                .connect_to
+                .parse::<std::net::IpAddr>()
+                .is_err()
         {
             return Err(ConfigError::Invalid(format!(
                 "acme.validation.connect_to `{}` is not an IP address",
@@ -340,10 +374,16 @@ mod tests {
     #[test]
     fn public_url_defaults_to_localhost() {
         let c = Config::default();
-        assert_eq!(c.public_url("127.0.0.1:14000".parse().unwrap()), "https://localhost:14000");
+        assert_eq!(
+            c.public_url("127.0.0.1:14000".parse().unwrap()),
+            "https://localhost:14000"
+        );
         let mut c = Config::default();
         c.server.public_url = "https://acme.example:8443".into();
-        assert_eq!(c.public_url("0.0.0.0:1".parse().unwrap()), "https://acme.example:8443");
+        assert_eq!(
+            c.public_url("0.0.0.0:1".parse().unwrap()),
+            "https://acme.example:8443"
+        );
     }
 
     #[test]

@@ -1,1 +1,471 @@
-//! TODO
+//! The ACME server (RFC 8555): one async method per resource, typed input, typed output.
+//!
+//! This module knows nothing of actix or sled: `http::acme` passes in a
+//! [`SignedRequest`] and the current time and renders the [`Reply`] or [`AcmeError`];
+//! state goes through [`Store`]. Validation runs off the request path (`worker`).
+
+mod account;
+mod finalize;
+mod identifier;
+mod links;
+mod nonce;
+mod order;
+mod problem;
+mod request;
+pub mod wire;
+mod worker;
+
+pub use crate::validate::KeyAuthorization;
+pub use identifier::parse_identifier;
+pub use links::{Links, paths};
+pub use nonce::{NonceError, NonceSource};
+pub use order::{authz_status, order_status};
+pub use problem::{ACME_ERROR_NS, AcmeError};
+pub use request::{KeyRule, SignedRequest, Signer, Verified};
+pub use worker::{ValidationQueue, Validator};
+
+use std::sync::Arc;
+
+use crate::ca::Ca;
+use crate::clock::{UnixTime, rfc3339};
+use crate::config::AcmeConfig;
+use crate::model::{
+    AccountId, Authorization, AuthzId, AuthzStatus, Challenge, ChallengeId, ChallengeStatus,
+    ChallengeType, IdentifierKind, Order, OrderId, OrderPhase, Serial,
+};
+use crate::store::{Store, StoreError, Versioned};
+
+/// What a successful request answers: a body plus the headers RFC 8555 asks for.
+#[derive(Debug)]
+pub struct Reply<T> {
+    pub body: T,
+    /// `201 Created` rather than `200 OK`.
+    pub created: bool,
+    /// `Location` (§7.1).
+    pub location: Option<String>,
+    /// `Link` headers: (URL, relation) (§7.1).
+    pub links: Vec<(String, &'static str)>,
+    /// `Retry-After` seconds (§8.2).
+    pub retry_after: Option<u64>,
+}
+
+impl<T> Reply<T> {
+    fn ok(body: T) -> Self {
+        Self {
+            body,
+            created: false,
+            location: None,
+            links: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    fn at(mut self, location: String) -> Self {
+        self.location = Some(location);
+        self
+    }
+
+    fn link(mut self, url: String, rel: &'static str) -> Self {
+        self.links.push((url, rel));
+        self
+    }
+}
+
+/// The ACME server core.
+pub struct Acme {
+    store: Arc<dyn Store>,
+    ca: Arc<Ca>,
+    nonces: NonceSource,
+    links: Links,
+    config: AcmeConfig,
+    leaf_validity_secs: i64,
+    queue: ValidationQueue,
+}
+
+impl std::fmt::Debug for Acme {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acme")
+            .field("base", &self.links.base())
+            .finish()
+    }
+}
+
+fn not_found(what: &str) -> AcmeError {
+    AcmeError::NotFound(format!("no such {what}"))
+}
+
+/// Maps `NotFound` to a 404 problem naming `what`.
+fn found<T>(r: Result<T, StoreError>, what: &str) -> Result<T, AcmeError> {
+    match r {
+        Ok(v) => Ok(v),
+        Err(StoreError::NotFound) => Err(not_found(what)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuses access to another account's resource (§7.1, Pebble and Boulder answer
+/// `unauthorized`).
+fn owned_by(owner: &AccountId, verified: &Verified, what: &str) -> Result<(), AcmeError> {
+    if &verified.account()?.value.id == owner {
+        Ok(())
+    } else {
+        Err(AcmeError::Unauthorized(format!(
+            "this {what} belongs to another account"
+        )))
+    }
+}
+
+impl Acme {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca: Arc<Ca>,
+        links: Links,
+        config: AcmeConfig,
+        leaf_validity_days: u32,
+        queue: ValidationQueue,
+    ) -> Self {
+        Self {
+            store,
+            ca,
+            nonces: NonceSource::new(),
+            links,
+            config,
+            leaf_validity_secs: i64::from(leaf_validity_days) * 86_400,
+            queue,
+        }
+    }
+
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// A fresh `Replay-Nonce` (§7.2).
+    pub fn new_nonce(&self) -> String {
+        self.nonces.issue()
+    }
+
+    /// The directory (§7.1.1).
+    pub fn directory(&self) -> wire::Directory {
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        wire::Directory {
+            new_nonce: self.links.url(paths::NEW_NONCE),
+            new_account: self.links.url(paths::NEW_ACCOUNT),
+            new_order: self.links.url(paths::NEW_ORDER),
+            meta: wire::Meta {
+                terms_of_service: opt(&self.config.terms_of_service),
+                website: opt(&self.config.website),
+                caa_identities: self.config.caa_identities.clone(),
+                external_account_required: false,
+            },
+        }
+    }
+
+    /// The root certificate PEM.
+    pub fn root_pem(&self) -> &str {
+        self.ca.root_pem()
+    }
+
+    /// Creates an order and one authorization per identifier (§7.4). Durable before
+    /// this returns.
+    pub async fn new_order(
+        &self,
+        req: SignedRequest,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Order>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        let account = &v.account()?.value;
+        let p: wire::NewOrderPayload = v.json()?;
+        if p.identifiers.is_empty() {
+            return Err(AcmeError::Malformed(
+                "an order needs at least one identifier".into(),
+            ));
+        }
+        if p.identifiers.len() > self.config.max_identifiers {
+            return Err(AcmeError::RejectedIdentifier(format!(
+                "an order may carry at most {} identifiers",
+                self.config.max_identifiers
+            )));
+        }
+        let mut identifiers = p
+            .identifiers
+            .iter()
+            .map(parse_identifier)
+            .collect::<Result<Vec<_>, _>>()?;
+        identifiers.sort();
+        identifiers.dedup();
+        let parse_time = |s: &Option<String>, field: &str| -> Result<Option<UnixTime>, AcmeError> {
+            s.as_deref()
+                .map(|t| {
+                    crate::clock::parse_rfc3339(t).ok_or_else(|| {
+                        AcmeError::Malformed(format!("`{field}` is not an RFC 3339 date-time"))
+                    })
+                })
+                .transpose()
+        };
+        let not_before = parse_time(&p.not_before, "notBefore")?;
+        let not_after = parse_time(&p.not_after, "notAfter")?;
+        if let Some(na) = not_after {
+            if na <= not_before.unwrap_or(now).max(now) {
+                return Err(AcmeError::Malformed(
+                    "`notAfter` must be in the future and after `notBefore`".into(),
+                ));
+            }
+        }
+        let expires = now + self.config.order_lifetime_secs as i64;
+        let mut authzs = Vec::with_capacity(identifiers.len());
+        for ident in &identifiers {
+            let wildcard = ident.kind == IdentifierKind::Dns && ident.value.starts_with("*.");
+            if wildcard {
+                return Err(AcmeError::RejectedIdentifier(format!(
+                    "`{}`: wildcard names need dns-01 validation, which this server does not offer yet",
+                    ident.value
+                )));
+            }
+            authzs.push(Authorization {
+                id: AuthzId::random(),
+                account: account.id.clone(),
+                identifier: ident.clone(),
+                status: AuthzStatus::Pending,
+                expires,
+                wildcard,
+                challenges: vec![Challenge {
+                    id: ChallengeId::random(),
+                    kind: ChallengeType::Http01,
+                    token: crate::model::random_token() + &crate::model::random_token(),
+                    status: ChallengeStatus::Pending,
+                    validated: None,
+                    error: None,
+                }],
+            });
+        }
+        let order = Order {
+            id: OrderId::random(),
+            account: account.id.clone(),
+            identifiers,
+            authorizations: authzs.iter().map(|a| a.id.clone()).collect(),
+            expires,
+            not_before,
+            not_after,
+            phase: OrderPhase::Open,
+            created: now,
+        };
+        self.store.create_order(&order, &authzs).await?;
+        let mut reply =
+            Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id));
+        reply.created = true;
+        Ok(reply)
+    }
+
+    /// An order (§7.1.3), fetched with POST-as-GET by its account.
+    pub async fn order(
+        &self,
+        req: SignedRequest,
+        id: &OrderId,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Order>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        v.require_post_as_get()?;
+        let order = found(self.store.order(id).await, "order")?.value;
+        owned_by(&order.account, &v, "order")?;
+        let authzs = self.order_authzs(&order).await?;
+        Ok(Reply::ok(self.order_json(&order, &authzs, now)))
+    }
+
+    async fn order_authzs(&self, order: &Order) -> Result<Vec<Authorization>, AcmeError> {
+        let mut out = Vec::with_capacity(order.authorizations.len());
+        for id in &order.authorizations {
+            out.push(found(self.store.authorization(id).await, "authorization")?.value);
+        }
+        Ok(out)
+    }
+
+    fn order_json(&self, order: &Order, authzs: &[Authorization], now: UnixTime) -> wire::Order {
+        let (certificate, error) = match &order.phase {
+            OrderPhase::Valid { certificate } => (Some(self.links.certificate(certificate)), None),
+            OrderPhase::Invalid { error } => (None, Some(error.clone())),
+            OrderPhase::Open => (None, None),
+        };
+        wire::Order {
+            status: order_status(order, authzs, now),
+            expires: rfc3339(order.expires),
+            identifiers: order.identifiers.clone(),
+            not_before: order.not_before.map(rfc3339),
+            not_after: order.not_after.map(rfc3339),
+            error,
+            authorizations: order
+                .authorizations
+                .iter()
+                .map(|a| self.links.authz(a))
+                .collect(),
+            finalize: self.links.finalize(&order.id),
+            certificate,
+        }
+    }
+
+    /// An authorization (§7.5), fetched with POST-as-GET, or deactivated (§7.5.2).
+    pub async fn authorization(
+        &self,
+        req: SignedRequest,
+        id: &AuthzId,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Authorization>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        let mut authz = found(self.store.authorization(id).await, "authorization")?;
+        owned_by(&authz.value.account, &v, "authorization")?;
+        if !v.is_post_as_get() {
+            let p: wire::AuthzUpdatePayload = v.json()?;
+            match p.status.as_deref() {
+                Some("deactivated") => {
+                    let status = authz_status(&authz.value, now);
+                    if !matches!(status, AuthzStatus::Pending | AuthzStatus::Valid) {
+                        return Err(AcmeError::Malformed(
+                            format!("a {status:?} authorization cannot be deactivated")
+                                .to_lowercase(),
+                        ));
+                    }
+                    authz.value.status = AuthzStatus::Deactivated;
+                    found(
+                        self.store
+                            .update_authorization(&authz.value, authz.version)
+                            .await,
+                        "authorization",
+                    )?;
+                }
+                _ => {
+                    return Err(AcmeError::Malformed(
+                        "the only update is {\"status\": \"deactivated\"}".into(),
+                    ));
+                }
+            }
+        }
+        let processing = authz
+            .value
+            .challenges
+            .iter()
+            .any(|c| c.status == ChallengeStatus::Processing);
+        let mut reply = Reply::ok(self.authz_json(&authz.value, now));
+        if processing {
+            reply.retry_after = Some(self.config.retry_after_secs);
+        }
+        Ok(reply)
+    }
+
+    fn authz_json(&self, a: &Authorization, now: UnixTime) -> wire::Authorization {
+        let status = authz_status(a, now);
+        // Once decided, show only the challenge that decided it (as Pebble and Boulder do).
+        let shown: Vec<&Challenge> = if status == AuthzStatus::Valid {
+            a.challenges
+                .iter()
+                .filter(|c| c.status == ChallengeStatus::Valid)
+                .collect()
+        } else {
+            a.challenges.iter().collect()
+        };
+        wire::Authorization {
+            identifier: crate::model::Identifier {
+                kind: a.identifier.kind,
+                value: a.identifier.value.trim_start_matches("*.").to_owned(),
+            },
+            status,
+            expires: rfc3339(a.expires),
+            challenges: shown
+                .into_iter()
+                .map(|c| self.challenge_json(&a.id, c))
+                .collect(),
+            wildcard: a.wildcard,
+        }
+    }
+
+    fn challenge_json(&self, authz: &AuthzId, c: &Challenge) -> wire::Challenge {
+        wire::Challenge {
+            kind: c.kind.as_str(),
+            url: self.links.challenge(authz, &c.id),
+            status: c.status,
+            token: c.token.clone(),
+            validated: c.validated.map(rfc3339),
+            error: c.error.clone(),
+        }
+    }
+
+    /// A challenge (§7.5.1): POST-as-GET fetches it, `{}` asks the server to validate.
+    /// The challenge is `processing` (durably) before this returns; validation runs in
+    /// the background.
+    pub async fn challenge(
+        &self,
+        req: SignedRequest,
+        authz_id: &AuthzId,
+        id: &ChallengeId,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Challenge>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        let mut authz = found(self.store.authorization(authz_id).await, "challenge")?;
+        owned_by(&authz.value.account, &v, "challenge")?;
+        let idx = authz
+            .value
+            .challenges
+            .iter()
+            .position(|c| &c.id == id)
+            .ok_or_else(|| not_found("challenge"))?;
+        if !v.is_post_as_get() {
+            let _: serde_json::Map<String, serde_json::Value> = v.json()?;
+            let pending = authz_status(&authz.value, now) == AuthzStatus::Pending;
+            let challenge_pending = authz
+                .value
+                .challenges
+                .get(idx)
+                .is_some_and(|c| c.status == ChallengeStatus::Pending);
+            if pending && challenge_pending {
+                if let Some(c) = authz.value.challenges.get_mut(idx) {
+                    c.status = ChallengeStatus::Processing;
+                }
+                match self
+                    .store
+                    .update_authorization(&authz.value, authz.version)
+                    .await
+                {
+                    Ok(version) => {
+                        authz.version = version;
+                        self.queue.push(authz_id.clone());
+                    }
+                    // Someone else moved it first; answer with what is stored now.
+                    Err(StoreError::Conflict) => {
+                        authz = found(self.store.authorization(authz_id).await, "challenge")?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let c = authz
+            .value
+            .challenges
+            .get(idx)
+            .ok_or_else(|| not_found("challenge"))?;
+        let mut reply =
+            Reply::ok(self.challenge_json(authz_id, c)).link(self.links.authz(authz_id), "up");
+        if c.status == ChallengeStatus::Processing {
+            reply.retry_after = Some(self.config.retry_after_secs);
+        }
+        Ok(reply)
+    }
+
+    /// The certificate chain (§7.4.2), PEM, fetched with POST-as-GET by its account.
+    pub async fn certificate(
+        &self,
+        req: SignedRequest,
+        serial: &Serial,
+    ) -> Result<Reply<String>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        v.require_post_as_get()?;
+        let cert = found(self.store.certificate(serial).await, "certificate")?;
+        owned_by(&cert.account, &v, "certificate")?;
+        Ok(Reply::ok(cert.chain_pem))
+    }
+}
+
+/// Helper for tests and the worker: an authorization by id.
+pub(crate) async fn load_authz(
+    store: &dyn Store,
+    id: &AuthzId,
+) -> Result<Versioned<Authorization>, AcmeError> {
+    found(store.authorization(id).await, "authorization")
+}

@@ -1,1 +1,84 @@
-//! TODO
+//! The HTTP surface: the only module that names actix-web.
+//!
+//! Handlers extract, make one core call, and reply. Headers every ACME response carries
+//! (`Replay-Nonce`, `Cache-Control: no-store`, `Link: rel="index"`) come from middleware;
+//! errors are rendered in one place (`error`).
+
+mod acme;
+mod error;
+mod extract;
+pub mod tls;
+
+pub use error::HttpError;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::web;
+
+use crate::clock::Clock;
+use crate::config::LimitsConfig;
+
+/// What handlers share.
+pub struct AppState {
+    pub acme: Arc<crate::acme::Acme>,
+    pub clock: Arc<dyn Clock>,
+    pub limits: LimitsConfig,
+}
+
+/// Registers every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    acme::configure(cfg);
+}
+
+/// One structured log line per request: method, path (never the query, which may carry
+/// codes or tokens), status, duration.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().to_string();
+    let path = req.path().to_owned();
+    let res = next.call(req).await?;
+    tracing::info!(
+        target: "idca::request",
+        method = %method,
+        path = %path,
+        status = res.status().as_u16(),
+        micros = start.elapsed().as_micros() as u64,
+    );
+    Ok(res)
+}
+
+/// Adds the headers RFC 8555 asks on ACME responses: a fresh `Replay-Nonce` (§6.5),
+/// `Cache-Control: no-store` (§7.2), and `Link: <directory>;rel="index"` (§7.1) on every
+/// resource but the directory itself.
+pub async fn acme_headers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let is_directory = req.path() == crate::acme::paths::DIRECTORY;
+    let mut res = next.call(req).await?;
+    if let Some(state) = state {
+        let h = res.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&state.acme.new_nonce()) {
+            h.insert(header::HeaderName::from_static("replay-nonce"), v);
+        }
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if !is_directory {
+            if let Ok(v) = HeaderValue::from_str(&format!(
+                "<{}>;rel=\"index\"",
+                state.acme.links().directory()
+            )) {
+                h.append(header::LINK, v);
+            }
+        }
+    }
+    Ok(res)
+}

@@ -57,12 +57,16 @@ impl FlattenedJws {
             let msg = e.to_string();
             JoseError::Malformed(msg.split(" at line").next().unwrap_or(&msg).to_owned())
         })?;
-        let (Some(protected), Some(payload), Some(signature)) = (raw.protected, raw.payload, raw.signature)
+        let (Some(protected), Some(payload), Some(signature)) =
+            (raw.protected, raw.payload, raw.signature)
         else {
-            return Err(JoseError::Malformed("`protected`, `payload` and `signature` are required".into()));
+            return Err(JoseError::Malformed(
+                "`protected`, `payload` and `signature` are required".into(),
+            ));
         };
         let header_bytes = b64_decode(protected)?;
-        let h: RawHeader = serde_json::from_slice(&header_bytes).map_err(|e| JoseError::Header(e.to_string()))?;
+        let h: RawHeader =
+            serde_json::from_slice(&header_bytes).map_err(|e| JoseError::Header(e.to_string()))?;
         // RFC 7515 §4.1.11: we implement no extensions, so any `crit` is unsupported;
         // RFC 7797's `b64` only has meaning with `crit`.
         if h.crit.is_some() || h.b64.is_some() {
@@ -82,7 +86,13 @@ impl FlattenedJws {
         signing_input.push(b'.');
         signing_input.extend_from_slice(payload.as_bytes());
         Ok(Self {
-            header: ProtectedHeader { alg, jwk, kid: h.kid, nonce: h.nonce, url: h.url },
+            header: ProtectedHeader {
+                alg,
+                jwk,
+                kid: h.kid,
+                nonce: h.nonce,
+                url: h.url,
+            },
             payload: payload_bytes,
             signing_input,
             signature,
@@ -122,7 +132,11 @@ mod tests {
     #[test]
     fn parses_and_verifies_post_as_get() {
         let (kp, jwk) = key();
-        let body = signed(json!({"alg":"EdDSA","jwk":jwk,"nonce":"n","url":"u"}), b"", &kp);
+        let body = signed(
+            json!({"alg":"EdDSA","jwk":jwk,"nonce":"n","url":"u"}),
+            b"",
+            &kp,
+        );
         let jws = FlattenedJws::parse(&body).unwrap();
         assert!(jws.payload.is_empty());
         jws.verify(jws.header.jwk.as_ref().unwrap()).unwrap();
@@ -135,7 +149,10 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         v["payload"] = json!(b64_encode(b"{\"a\":1}"));
         let jws = FlattenedJws::parse(v.to_string().as_bytes()).unwrap();
-        assert_eq!(jws.verify(jws.header.jwk.as_ref().unwrap()), Err(JoseError::BadSignature));
+        assert_eq!(
+            jws.verify(jws.header.jwk.as_ref().unwrap()),
+            Err(JoseError::BadSignature)
+        );
     }
 
     #[test]
@@ -143,7 +160,10 @@ mod tests {
         let (kp, jwk) = key();
         for alg in ["none", "HS256"] {
             let body = signed(json!({"alg":alg,"jwk":jwk}), b"{}", &kp);
-            assert!(matches!(FlattenedJws::parse(&body), Err(JoseError::UnsupportedAlgorithm(_))));
+            assert!(matches!(
+                FlattenedJws::parse(&body),
+                Err(JoseError::UnsupportedAlgorithm(_))
+            ));
         }
     }
 
@@ -151,24 +171,39 @@ mod tests {
     fn rejects_crit_and_unprotected_header() {
         let (kp, jwk) = key();
         let body = signed(json!({"alg":"EdDSA","jwk":jwk,"crit":["exp"]}), b"{}", &kp);
-        assert_eq!(FlattenedJws::parse(&body).unwrap_err(), JoseError::UnsupportedCrit);
+        assert_eq!(
+            FlattenedJws::parse(&body).unwrap_err(),
+            JoseError::UnsupportedCrit
+        );
         let mut v: serde_json::Value =
             serde_json::from_slice(&signed(json!({"alg":"EdDSA","jwk":jwk}), b"{}", &kp)).unwrap();
         v["header"] = json!({"kid":"x"});
-        assert!(matches!(FlattenedJws::parse(v.to_string().as_bytes()), Err(JoseError::Malformed(_))));
+        assert!(matches!(
+            FlattenedJws::parse(v.to_string().as_bytes()),
+            Err(JoseError::Malformed(_))
+        ));
     }
 
     #[test]
     fn rejects_key_not_matching_alg() {
         let (kp, jwk) = key();
         let body = signed(json!({"alg":"ES256","jwk":jwk}), b"{}", &kp);
-        assert_eq!(FlattenedJws::parse(&body).unwrap_err(), JoseError::KeyAlgorithmMismatch(Algorithm::ES256));
+        assert_eq!(
+            FlattenedJws::parse(&body).unwrap_err(),
+            JoseError::KeyAlgorithmMismatch(Algorithm::ES256)
+        );
     }
 
     #[test]
     fn rejects_bad_base64_and_json() {
-        assert!(matches!(FlattenedJws::parse(b"not json"), Err(JoseError::Malformed(_))));
+        assert!(matches!(
+            FlattenedJws::parse(b"not json"),
+            Err(JoseError::Malformed(_))
+        ));
         let body = json!({"protected":"!!","payload":"","signature":""}).to_string();
-        assert_eq!(FlattenedJws::parse(body.as_bytes()).unwrap_err(), JoseError::Base64);
+        assert_eq!(
+            FlattenedJws::parse(body.as_bytes()).unwrap_err(),
+            JoseError::Base64
+        );
     }
 }

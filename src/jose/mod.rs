@@ -41,7 +41,9 @@ impl Algorithm {
             "ES384" => Ok(Self::ES384),
             "EdDSA" => Ok(Self::EdDSA),
             "RS256" => Ok(Self::RS256),
-            other => Err(JoseError::UnsupportedAlgorithm(other.chars().take(32).collect())),
+            other => Err(JoseError::UnsupportedAlgorithm(
+                other.chars().take(32).collect(),
+            )),
         }
     }
 }
@@ -49,6 +51,12 @@ impl Algorithm {
 /// Decodes unpadded base64url (RFC 7515 §2), rejecting padding and other alphabets.
 pub fn b64_decode(s: &str) -> Result<Vec<u8>, JoseError> {
     URL_SAFE_NO_PAD.decode(s).map_err(|_| JoseError::Base64)
+}
+
+/// Compares two secrets in constant time (for equal lengths).
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 /// Encodes as unpadded base64url.

@@ -1,0 +1,234 @@
+//! Accounts (RFC 8555 §7.3): creation, lookup, update, deactivation, orders list.
+
+use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, Signer, found, wire};
+use crate::clock::{UnixTime, rfc3339};
+use crate::model::{Account, AccountId, AccountStatus};
+use crate::store::{AccountCreation, StoreError};
+
+/// Checks contact URLs (§7.3): `mailto:` only, one plain address each, no `hfields`.
+pub fn check_contacts(contacts: &[String]) -> Result<(), AcmeError> {
+    if contacts.len() > 10 {
+        return Err(AcmeError::InvalidContact("at most 10 contacts".into()));
+    }
+    for c in contacts {
+        let Some(addr) = c.strip_prefix("mailto:") else {
+            return Err(AcmeError::UnsupportedContact(format!(
+                "only mailto: contacts are supported, not `{}`",
+                c.chars().take(40).collect::<String>()
+            )));
+        };
+        let valid = addr.len() <= 254
+            && !addr.contains(['?', ',', ' ', '<', '>', '\n', '\r'])
+            && addr.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && !domain.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+            });
+        if !valid {
+            return Err(AcmeError::InvalidContact(format!(
+                "`{}` is not a valid mailto: address",
+                c.chars().take(60).collect::<String>()
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Acme {
+    fn account_json(&self, a: &Account) -> wire::Account {
+        wire::Account {
+            status: a.status,
+            contact: a.contact.clone(),
+            terms_of_service_agreed: a.terms_of_service_agreed,
+            orders: self.links.account_orders(&a.id),
+            key: a.key.to_value(),
+            created_at: rfc3339(a.created),
+        }
+    }
+
+    /// newAccount (§7.3): creates an account for the JWS key, or returns the existing
+    /// one (200 + `Location`). Durable before a 201 is sent.
+    pub async fn new_account(
+        &self,
+        req: SignedRequest,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Account>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Jwk).await?;
+        let Signer::Key(key) = &v.signer else {
+            return Err(AcmeError::Malformed("newAccount requires a `jwk`".into()));
+        };
+        let p: wire::NewAccountPayload = if v.is_post_as_get() {
+            Default::default()
+        } else {
+            v.json()?
+        };
+        let jkt = key.thumbprint();
+        let existing =
+            |a: crate::store::Versioned<Account>| -> Result<Reply<wire::Account>, AcmeError> {
+                if a.value.status != AccountStatus::Valid {
+                    return Err(AcmeError::Unauthorized(
+                        "the account for this key is deactivated".into(),
+                    ));
+                }
+                Ok(Reply::ok(self.account_json(&a.value)).at(self.links.account(&a.value.id)))
+            };
+        match self.store.account_by_key(&jkt).await {
+            Ok(a) => return existing(a),
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if p.only_return_existing == Some(true) {
+            return Err(AcmeError::AccountDoesNotExist(
+                "no account exists for this key".into(),
+            ));
+        }
+        if p.external_account_binding.is_some() {
+            return Err(AcmeError::Malformed(
+                "external account binding is not enabled on this server".into(),
+            ));
+        }
+        let contact = p.contact.unwrap_or_default();
+        check_contacts(&contact)?;
+        let agreed = p.terms_of_service_agreed == Some(true);
+        if !self.config.terms_of_service.is_empty() && !agreed {
+            return Err(AcmeError::UserActionRequired(format!(
+                "agree to the terms of service at {} (termsOfServiceAgreed: true)",
+                self.config.terms_of_service
+            )));
+        }
+        let account = Account {
+            id: AccountId::random(),
+            status: AccountStatus::Valid,
+            key: key.clone(),
+            jkt,
+            contact,
+            terms_of_service_agreed: agreed,
+            created: now,
+        };
+        match self.store.create_account(&account).await? {
+            AccountCreation::Created => {
+                let mut reply =
+                    Reply::ok(self.account_json(&account)).at(self.links.account(&account.id));
+                reply.created = true;
+                Ok(reply)
+            }
+            AccountCreation::Existing(a) => existing(a),
+        }
+    }
+
+    /// The account resource (§7.3.2, §7.3.6): POST-as-GET fetches; a payload updates
+    /// `contact` or deactivates.
+    pub async fn account(
+        &self,
+        req: SignedRequest,
+        id: &AccountId,
+    ) -> Result<Reply<wire::Account>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        let mut account = v.account()?.clone();
+        if &account.value.id != id {
+            return Err(AcmeError::Unauthorized(
+                "the `kid` does not match this account URL".into(),
+            ));
+        }
+        if !v.is_post_as_get() {
+            let p: wire::AccountUpdatePayload = v.json()?;
+            let mut changed = false;
+            if let Some(contact) = p.contact {
+                check_contacts(&contact)?;
+                account.value.contact = contact;
+                changed = true;
+            }
+            match p.status.as_deref() {
+                None | Some("valid") => {}
+                Some("deactivated") => {
+                    account.value.status = AccountStatus::Deactivated;
+                    changed = true;
+                }
+                Some(other) => {
+                    return Err(AcmeError::Malformed(format!(
+                        "account status cannot be set to `{}`",
+                        other.chars().take(20).collect::<String>()
+                    )));
+                }
+            }
+            if changed {
+                account.version = match self
+                    .store
+                    .update_account(&account.value, account.version)
+                    .await
+                {
+                    Ok(v) => v,
+                    Err(StoreError::Conflict) => {
+                        return Err(AcmeError::Malformed(
+                            "the account changed concurrently; retry".into(),
+                        ));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+            }
+        }
+        Ok(Reply::ok(self.account_json(&account.value)).at(self.links.account(id)))
+    }
+
+    /// The account's orders (§7.1.2.1), paginated with `Link: rel="next"`.
+    pub async fn account_orders(
+        &self,
+        req: SignedRequest,
+        id: &AccountId,
+        page: usize,
+    ) -> Result<Reply<wire::OrdersList>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        v.require_post_as_get()?;
+        if &v.account()?.value.id != id {
+            return Err(AcmeError::Unauthorized(
+                "these orders belong to another account".into(),
+            ));
+        }
+        let (ids, more) = found(
+            self.store
+                .account_orders(id, page, self.config.orders_per_page)
+                .await,
+            "account",
+        )?;
+        let mut reply = Reply::ok(wire::OrdersList {
+            orders: ids.iter().map(|o| self.links.order(o)).collect(),
+        });
+        if more {
+            reply = reply.link(
+                format!("{}?page={}", self.links.account_orders(id), page + 1),
+                "next",
+            );
+        }
+        Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_follow_rfc8555() {
+        check_contacts(&["mailto:a@example.com".into()]).unwrap();
+        assert!(matches!(
+            check_contacts(&["tel:+1".into()]),
+            Err(AcmeError::UnsupportedContact(_))
+        ));
+        for bad in [
+            "mailto:",
+            "mailto:a",
+            "mailto:a@b",
+            "mailto:a@b.c?subject=x",
+            "mailto:a@b.c,d@e.f",
+        ] {
+            assert!(
+                matches!(
+                    check_contacts(&[bad.into()]),
+                    Err(AcmeError::InvalidContact(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+}

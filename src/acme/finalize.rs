@@ -1,0 +1,190 @@
+//! Finalization (RFC 8555 §7.4): check the CSR against the order, issue, store both.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use super::wire::OrderStatus;
+use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, found, order_status, owned_by, wire};
+use crate::ca::{CsrInfo, KeyType, LeafRequest, Usage, modulus_bits, parse_csr};
+use crate::clock::UnixTime;
+use crate::jose::{Jwk, b64_decode};
+use crate::model::{IdentifierKind, IssuedCertificate, Order, OrderId, OrderPhase};
+use crate::store::StoreError;
+
+/// The raw public key bytes a JWK and a CSR can be compared on: the EC point, the
+/// Ed25519 key, or the RSA modulus without leading zeros.
+fn jwk_key_bytes(jwk: &Jwk) -> Vec<u8> {
+    match jwk {
+        Jwk::Ec { x, y, .. } => {
+            let mut p = vec![4u8];
+            p.extend(b64_decode(x).unwrap_or_default());
+            p.extend(b64_decode(y).unwrap_or_default());
+            p
+        }
+        Jwk::Okp { x, .. } => b64_decode(x).unwrap_or_default(),
+        Jwk::Rsa { n, .. } => {
+            let n = b64_decode(n).unwrap_or_default();
+            let start = n.iter().position(|b| *b != 0).unwrap_or(n.len());
+            n.get(start..).unwrap_or_default().to_vec()
+        }
+    }
+}
+
+fn csr_key_bytes(csr: &CsrInfo) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, spki)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&csr.spki_der) else {
+        return Vec::new();
+    };
+    match csr.key_type {
+        KeyType::Rsa(_) => match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
+                let bits = modulus_bits(rsa.modulus);
+                let len = bits.div_ceil(8);
+                rsa.modulus
+                    .get(rsa.modulus.len().saturating_sub(len)..)
+                    .unwrap_or_default()
+                    .to_vec()
+            }
+            _ => Vec::new(),
+        },
+        _ => spki.subject_public_key.data.to_vec(),
+    }
+}
+
+/// Checks a CSR against an order (§7.4):
+/// 1. the CSR key is not the account key (§11.1);
+/// 2. its DNS names and IP addresses are exactly the order's identifiers;
+/// 3. a subject common name, if any, is one of them.
+pub fn check_csr_against_order(
+    csr: &CsrInfo,
+    order: &Order,
+    account_key: &Jwk,
+) -> Result<(), AcmeError> {
+    // 1.
+    if csr_key_bytes(csr) == jwk_key_bytes(account_key) {
+        return Err(AcmeError::BadCsr(
+            "the CSR key must not be the account key".into(),
+        ));
+    }
+    // 2.
+    let wanted_dns: BTreeSet<&str> = order
+        .identifiers
+        .iter()
+        .filter(|i| i.kind == IdentifierKind::Dns)
+        .map(|i| i.value.as_str())
+        .collect();
+    let wanted_ip: BTreeSet<IpAddr> = order
+        .identifiers
+        .iter()
+        .filter(|i| i.kind == IdentifierKind::Ip)
+        .filter_map(|i| i.value.parse().ok())
+        .collect();
+    let got_dns: BTreeSet<&str> = csr.dns_names.iter().map(String::as_str).collect();
+    let got_ip: BTreeSet<IpAddr> = csr.ip_addresses.iter().copied().collect();
+    if got_dns != wanted_dns || got_ip != wanted_ip {
+        let extra: Vec<String> = got_dns
+            .difference(&wanted_dns)
+            .map(|s| s.to_string())
+            .chain(got_ip.difference(&wanted_ip).map(|i| i.to_string()))
+            .collect();
+        let missing: Vec<String> = wanted_dns
+            .difference(&got_dns)
+            .map(|s| s.to_string())
+            .chain(wanted_ip.difference(&got_ip).map(|i| i.to_string()))
+            .collect();
+        return Err(AcmeError::BadCsr(format!(
+            "the CSR names must be exactly the order's identifiers (not in the order: {extra:?}; missing: {missing:?})"
+        )));
+    }
+    // 3.
+    if let Some(cn) = &csr.common_name {
+        let in_order = wanted_dns.contains(cn.as_str())
+            || cn.parse::<IpAddr>().is_ok_and(|ip| wanted_ip.contains(&ip));
+        if !in_order {
+            return Err(AcmeError::BadCsr(format!(
+                "the CSR common name `{cn}` is not one of the order's identifiers"
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl Acme {
+    /// finalize (§7.4): on a `ready` order with an acceptable CSR, issues the certificate
+    /// and stores it with the now-`valid` order in one durable transaction.
+    pub async fn finalize(
+        &self,
+        req: SignedRequest,
+        id: &OrderId,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Order>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        let account = v.account()?.value.clone();
+        let stored = found(self.store.order(id).await, "order")?;
+        owned_by(&stored.value.account, &v, "order")?;
+        let mut order = stored.value;
+        let authzs = self.order_authzs(&order).await?;
+        let status = order_status(&order, &authzs, now);
+        if status != OrderStatus::Ready {
+            return Err(AcmeError::OrderNotReady(
+                format!("the order is {status:?}, not ready").to_lowercase(),
+            ));
+        }
+        let p: wire::FinalizePayload = v.json()?;
+        let der =
+            b64_decode(&p.csr).map_err(|_| AcmeError::BadCsr("`csr` is not base64url".into()))?;
+        let csr = parse_csr(&der)?;
+        check_csr_against_order(&csr, &order, &account.key)?;
+        let dns: Vec<String> = order
+            .identifiers
+            .iter()
+            .filter(|i| i.kind == IdentifierKind::Dns)
+            .map(|i| i.value.clone())
+            .collect();
+        let ips: Vec<IpAddr> = order
+            .identifiers
+            .iter()
+            .filter(|i| i.kind == IdentifierKind::Ip)
+            .filter_map(|i| i.value.parse().ok())
+            .collect();
+        let not_before = order.not_before.unwrap_or(now - 60);
+        let not_after = order
+            .not_after
+            .unwrap_or(not_before + self.leaf_validity_secs);
+        let leaf = self.ca.issue(&LeafRequest {
+            spki_der: &csr.spki_der,
+            key_type: csr.key_type,
+            dns_names: &dns,
+            ip_addresses: &ips,
+            not_before,
+            not_after,
+            usage: Usage::TlsServer,
+        })?;
+        let cert = IssuedCertificate {
+            serial: leaf.serial.clone(),
+            account: account.id.clone(),
+            order: order.id.clone(),
+            chain_pem: leaf.chain_pem,
+            not_before,
+            not_after,
+            issued: now,
+        };
+        order.phase = OrderPhase::Valid {
+            certificate: leaf.serial,
+        };
+        match self
+            .store
+            .finalize_order(&order, stored.version, &cert)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(AcmeError::OrderNotReady(
+                    "the order was finalized concurrently".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id)))
+    }
+}

@@ -1,0 +1,155 @@
+//! ACME errors (RFC 8555 §6.7). `http::error` renders them as RFC 7807 problem documents;
+//! the internal cause of a `ServerInternal` is logged there and never sent.
+
+use crate::model::Problem;
+use crate::store::StoreError;
+
+/// The `urn:ietf:params:acme:error:` namespace.
+pub const ACME_ERROR_NS: &str = "urn:ietf:params:acme:error:";
+
+/// An ACME error; each variant is one RFC 8555 §6.7 error type.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AcmeError {
+    /// `accountDoesNotExist` (§7.3.1): no account for this key.
+    #[error("{0}")]
+    AccountDoesNotExist(String),
+    /// `badCSR` (§7.4): the CSR is unacceptable.
+    #[error("{0}")]
+    BadCsr(String),
+    /// `badNonce` (§6.5): the nonce is missing, unknown or used.
+    #[error("{0}")]
+    BadNonce(String),
+    /// `badPublicKey` (§6.7): the JWS key is not supported.
+    #[error("{0}")]
+    BadPublicKey(String),
+    /// `badSignatureAlgorithm` (§6.2): the JWS algorithm is not supported.
+    #[error("{0}")]
+    BadSignatureAlgorithm(String),
+    /// `invalidContact` (§7.3): a contact URL is not valid.
+    #[error("{0}")]
+    InvalidContact(String),
+    /// `malformed`: the request is malformed (status 400).
+    #[error("{0}")]
+    Malformed(String),
+    /// `malformed` with status 404: no such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// `malformed` with status 415 (§6.2): the body is not `application/jose+json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// `malformed` with status 413: the body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// `orderNotReady` (§7.4): finalize on an order that is not `ready`.
+    #[error("{0}")]
+    OrderNotReady(String),
+    /// `rejectedIdentifier` (§7.4): the server will not issue for this identifier.
+    #[error("{0}")]
+    RejectedIdentifier(String),
+    /// `serverInternal`: our failure; the cause is logged, not sent.
+    #[error("internal server error")]
+    ServerInternal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `unauthorized` (§6.7): the client lacks authorization for this request.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// `unsupportedContact` (§7.3): a contact URL scheme is not supported.
+    #[error("{0}")]
+    UnsupportedContact(String),
+    /// `unsupportedIdentifier` (§7.4): an identifier type the server does not support.
+    #[error("{0}")]
+    UnsupportedIdentifier(String),
+    /// `userActionRequired` (§7.3.3): the terms of service must be agreed to.
+    #[error("{0}")]
+    UserActionRequired(String),
+}
+
+impl AcmeError {
+    /// The error type, without the namespace.
+    pub fn short_type(&self) -> &'static str {
+        match self {
+            Self::AccountDoesNotExist(_) => "accountDoesNotExist",
+            Self::BadCsr(_) => "badCSR",
+            Self::BadNonce(_) => "badNonce",
+            Self::BadPublicKey(_) => "badPublicKey",
+            Self::BadSignatureAlgorithm(_) => "badSignatureAlgorithm",
+            Self::InvalidContact(_) => "invalidContact",
+            Self::Malformed(_)
+            | Self::NotFound(_)
+            | Self::UnsupportedMediaType(_)
+            | Self::PayloadTooLarge(_) => "malformed",
+            Self::OrderNotReady(_) => "orderNotReady",
+            Self::RejectedIdentifier(_) => "rejectedIdentifier",
+            Self::ServerInternal(_) => "serverInternal",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::UnsupportedContact(_) => "unsupportedContact",
+            Self::UnsupportedIdentifier(_) => "unsupportedIdentifier",
+            Self::UserActionRequired(_) => "userActionRequired",
+        }
+    }
+
+    /// The full problem type URN.
+    pub fn problem_type(&self) -> String {
+        format!("{ACME_ERROR_NS}{}", self.short_type())
+    }
+
+    /// The HTTP status this error is sent with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound(_) => 404,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::PayloadTooLarge(_) => 413,
+            Self::OrderNotReady(_) | Self::Unauthorized(_) | Self::UserActionRequired(_) => 403,
+            Self::ServerInternal(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// The stored form, for challenge and order errors.
+    pub fn to_problem(&self) -> Problem {
+        Problem {
+            kind: self.problem_type(),
+            detail: self.to_string(),
+            status: self.status(),
+        }
+    }
+
+    pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::ServerInternal(Box::new(e))
+    }
+}
+
+impl From<StoreError> for AcmeError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<crate::ca::CaError> for AcmeError {
+    fn from(e: crate::ca::CaError) -> Self {
+        match e {
+            crate::ca::CaError::BadCsr(m) => Self::BadCsr(m),
+            other => Self::internal(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_and_statuses_follow_rfc8555() {
+        let e = AcmeError::BadNonce("x".into());
+        assert_eq!(e.problem_type(), "urn:ietf:params:acme:error:badNonce");
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            AcmeError::NotFound("x".into()).problem_type(),
+            "urn:ietf:params:acme:error:malformed"
+        );
+        assert_eq!(AcmeError::NotFound("x".into()).status(), 404);
+        assert_eq!(AcmeError::OrderNotReady("x".into()).status(), 403);
+        let internal = AcmeError::from(StoreError::Backend("disk on fire".into()));
+        assert_eq!(internal.to_string(), "internal server error");
+    }
+}

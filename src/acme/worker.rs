@@ -1,0 +1,159 @@
+//! Challenge validation off the request path (RFC 8555 §7.5.1: the server validates
+//! "asynchronously" after the client's POST).
+//!
+//! The challenge POST marks a challenge `processing` (durably) and pushes its
+//! authorization on the [`ValidationQueue`]; the [`Validator`] checks it and records the
+//! outcome. After a restart, `Validator::resume` re-queues every authorization the store
+//! still has in `processing`, so no accepted challenge is forgotten.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc};
+
+use super::{AcmeError, KeyAuthorization, load_authz};
+use crate::clock::Clock;
+use crate::config::AcmeConfig;
+use crate::model::{AuthzId, AuthzStatus, ChallengeStatus};
+use crate::store::{Store, StoreError};
+use crate::validate::ChallengeChecker;
+
+/// Where the challenge endpoint leaves work for the validator.
+#[derive(Debug, Clone)]
+pub struct ValidationQueue {
+    tx: mpsc::UnboundedSender<AuthzId>,
+}
+
+impl ValidationQueue {
+    /// A queue and the receiving end the validator runs on.
+    pub fn new() -> (Self, mpsc::UnboundedReceiver<AuthzId>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self { tx }, rx)
+    }
+
+    /// Queues an authorization with a `processing` challenge.
+    pub fn push(&self, id: AuthzId) {
+        if self.tx.send(id).is_err() {
+            tracing::warn!("validation queue is closed; the challenge resumes at next start");
+        }
+    }
+}
+
+/// Runs validations, at most `concurrency` at once.
+pub struct Validator {
+    store: Arc<dyn Store>,
+    checker: Arc<dyn ChallengeChecker>,
+    clock: Arc<dyn Clock>,
+    config: AcmeConfig,
+}
+
+impl Validator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        checker: Arc<dyn ChallengeChecker>,
+        clock: Arc<dyn Clock>,
+        config: AcmeConfig,
+    ) -> Self {
+        Self {
+            store,
+            checker,
+            clock,
+            config,
+        }
+    }
+
+    /// Re-queues the authorizations left `processing` by a previous run.
+    pub async fn resume(&self, queue: &ValidationQueue) -> Result<usize, StoreError> {
+        let ids = self.store.authorizations_processing().await?;
+        let n = ids.len();
+        for id in ids {
+            queue.push(id);
+        }
+        Ok(n)
+    }
+
+    /// Serves the queue until every sender is gone.
+    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<AuthzId>) {
+        let slots = Arc::new(Semaphore::new(self.config.validation.concurrency));
+        while let Some(id) = rx.recv().await {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = me.validate(&id).await {
+                    tracing::error!(authz = %id, error = ?e, "validation could not be recorded");
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    /// Validates the `processing` challenge of one authorization and records the result.
+    pub async fn validate(&self, id: &AuthzId) -> Result<(), AcmeError> {
+        let delay = self.config.testing.validation_delay_ms;
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let authz = load_authz(self.store.as_ref(), id).await?;
+        let Some(challenge) = authz
+            .value
+            .challenges
+            .iter()
+            .find(|c| c.status == ChallengeStatus::Processing)
+        else {
+            return Ok(());
+        };
+        let (challenge_id, kind, token) = (
+            challenge.id.clone(),
+            challenge.kind,
+            challenge.token.clone(),
+        );
+        let account = self.store.account(&authz.value.account).await?;
+        let key_authorization = KeyAuthorization::new(&token, &account.value.jkt);
+        let outcome = if self.config.testing.always_valid {
+            Ok(())
+        } else {
+            self.checker
+                .check(kind, &authz.value.identifier, &token, &key_authorization)
+                .await
+        };
+        tracing::info!(authz = %id, challenge = kind.as_str(), ok = outcome.is_ok(), "validated");
+        // Record it; if the authorization changed meanwhile (deactivated, say), re-read
+        // and apply the same outcome to what is there now.
+        let mut current = authz;
+        for _ in 0..5 {
+            let now = self.clock.now();
+            let mut a = current.value.clone();
+            let Some(c) = a.challenges.iter_mut().find(|c| c.id == challenge_id) else {
+                return Ok(());
+            };
+            if c.status != ChallengeStatus::Processing {
+                return Ok(());
+            }
+            match &outcome {
+                Ok(()) => {
+                    c.status = ChallengeStatus::Valid;
+                    c.validated = Some(now);
+                    if a.status == AuthzStatus::Pending {
+                        a.status = AuthzStatus::Valid;
+                        a.expires = now + self.config.valid_authz_lifetime_secs as i64;
+                    }
+                }
+                Err(e) => {
+                    c.status = ChallengeStatus::Invalid;
+                    c.error = Some(e.to_problem());
+                    if a.status == AuthzStatus::Pending {
+                        a.status = AuthzStatus::Invalid;
+                    }
+                }
+            }
+            match self.store.update_authorization(&a, current.version).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict) => current = load_authz(self.store.as_ref(), id).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AcmeError::internal(StoreError::Conflict))
+    }
+}

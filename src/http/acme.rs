@@ -1,0 +1,154 @@
+//! ACME routes (RFC 8555 §7), thin: extract, one core call, reply.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::from_fn;
+use actix_web::{HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::extract::JosePost;
+use super::{AppState, HttpError, acme_headers};
+use crate::acme::{Reply, paths};
+use crate::model::{AccountId, AuthzId, ChallengeId, OrderId, Serial};
+
+type State = web::Data<AppState>;
+type Res = Result<HttpResponse, HttpError>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("")
+            .wrap(from_fn(acme_headers))
+            .route(paths::DIRECTORY, web::get().to(directory))
+            .route(paths::NEW_NONCE, web::head().to(new_nonce_head))
+            .route(paths::NEW_NONCE, web::get().to(new_nonce_get))
+            .route(paths::NEW_ACCOUNT, web::post().to(new_account))
+            .route("/acme/acct/{id}", web::post().to(account))
+            .route("/acme/acct/{id}/orders", web::post().to(account_orders))
+            .route(paths::NEW_ORDER, web::post().to(new_order))
+            .route("/acme/order/{id}", web::post().to(order))
+            .route("/acme/order/{id}/finalize", web::post().to(finalize))
+            .route("/acme/authz/{id}", web::post().to(authorization))
+            .route("/acme/chall/{authz}/{id}", web::post().to(challenge))
+            .route("/acme/cert/{serial}", web::post().to(certificate)),
+    );
+}
+
+/// Renders a core reply: status, `Location`, `Link`, `Retry-After`, JSON body.
+fn json_reply<T: Serialize>(r: Reply<T>) -> HttpResponse {
+    let mut res = reply_builder(&r);
+    res.content_type("application/json")
+        .body(serde_json::to_string(&r.body).unwrap_or_default())
+}
+
+fn reply_builder<T>(r: &Reply<T>) -> actix_web::HttpResponseBuilder {
+    let mut res = HttpResponse::build(if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    });
+    if let Some(loc) = &r.location {
+        res.insert_header((header::LOCATION, loc.as_str()));
+    }
+    for (url, rel) in &r.links {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{url}>;rel=\"{rel}\"")) {
+            res.append_header((header::LINK, v));
+        }
+    }
+    if let Some(secs) = r.retry_after {
+        res.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    res
+}
+
+async fn directory(st: State) -> HttpResponse {
+    HttpResponse::Ok().json(st.acme.directory())
+}
+
+/// newNonce (§7.2): HEAD answers 200, GET 204; the nonce comes from the middleware.
+async fn new_nonce_head() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+async fn new_nonce_get() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
+async fn new_account(st: State, post: JosePost) -> Res {
+    Ok(json_reply(
+        st.acme.new_account(post.0, st.clock.now()).await?,
+    ))
+}
+
+async fn account(st: State, post: JosePost, id: web::Path<String>) -> Res {
+    Ok(json_reply(
+        st.acme.account(post.0, &AccountId(id.into_inner())).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    page: Option<usize>,
+}
+
+async fn account_orders(
+    st: State,
+    post: JosePost,
+    id: web::Path<String>,
+    q: web::Query<Page>,
+) -> Res {
+    let id = AccountId(id.into_inner());
+    Ok(json_reply(
+        st.acme
+            .account_orders(post.0, &id, q.page.unwrap_or(0))
+            .await?,
+    ))
+}
+
+async fn new_order(st: State, post: JosePost) -> Res {
+    Ok(json_reply(st.acme.new_order(post.0, st.clock.now()).await?))
+}
+
+async fn order(st: State, post: JosePost, id: web::Path<String>) -> Res {
+    Ok(json_reply(
+        st.acme
+            .order(post.0, &OrderId(id.into_inner()), st.clock.now())
+            .await?,
+    ))
+}
+
+async fn finalize(st: State, post: JosePost, id: web::Path<String>) -> Res {
+    Ok(json_reply(
+        st.acme
+            .finalize(post.0, &OrderId(id.into_inner()), st.clock.now())
+            .await?,
+    ))
+}
+
+async fn authorization(st: State, post: JosePost, id: web::Path<String>) -> Res {
+    Ok(json_reply(
+        st.acme
+            .authorization(post.0, &AuthzId(id.into_inner()), st.clock.now())
+            .await?,
+    ))
+}
+
+async fn challenge(st: State, post: JosePost, ids: web::Path<(String, String)>) -> Res {
+    let (authz, id) = ids.into_inner();
+    Ok(json_reply(
+        st.acme
+            .challenge(post.0, &AuthzId(authz), &ChallengeId(id), st.clock.now())
+            .await?,
+    ))
+}
+
+/// Certificate download (§7.4.2): `application/pem-certificate-chain`.
+async fn certificate(st: State, post: JosePost, serial: web::Path<String>) -> Res {
+    let r = st
+        .acme
+        .certificate(post.0, &Serial(serial.into_inner()))
+        .await?;
+    let mut res = reply_builder(&r);
+    Ok(res
+        .content_type("application/pem-certificate-chain")
+        .body(r.body))
+}

@@ -1,0 +1,46 @@
+//! The one place errors become HTTP responses.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::acme::AcmeError;
+
+/// An error on its way to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Rendered as an RFC 7807 problem document (RFC 8555 §6.7).
+    #[error(transparent)]
+    Acme(#[from] AcmeError),
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Acme(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Acme(e) => {
+                if let AcmeError::ServerInternal(source) = e {
+                    tracing::error!(error = %source, "internal error");
+                }
+                let mut body = json!({
+                    "type": e.problem_type(),
+                    "detail": e.to_string(),
+                    "status": e.status(),
+                });
+                if matches!(e, AcmeError::BadSignatureAlgorithm(_)) {
+                    body["algorithms"] = json!(crate::jose::Algorithm::ALL);
+                }
+                HttpResponse::build(self.status_code())
+                    .content_type("application/problem+json")
+                    .body(body.to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Request extractors.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt;
+use futures_util::future::LocalBoxFuture;
+
+use super::{AppState, HttpError};
+use crate::acme::{AcmeError, SignedRequest};
+
+/// A JWS POST (RFC 8555 §6.2): `Content-Type: application/jose+json` (else 415), a body
+/// no larger than `limits.jose_body_bytes` (else 413), and the absolute URL it was sent
+/// to, for the JWS `url` check.
+#[derive(Debug)]
+pub struct JosePost(pub SignedRequest);
+
+fn is_jose(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/jose+json"))
+}
+
+impl FromRequest for JosePost {
+    type Error = HttpError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let jose = is_jose(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            let Some(state) = state else {
+                return Err(AcmeError::internal(std::io::Error::other(
+                    "application state missing",
+                ))
+                .into());
+            };
+            if !jose {
+                return Err(AcmeError::UnsupportedMediaType(
+                    "Content-Type must be application/jose+json".into(),
+                )
+                .into());
+            }
+            let limit = state.limits.jose_body_bytes;
+            let too_large =
+                || AcmeError::PayloadTooLarge(format!("request body is larger than {limit} bytes"));
+            if declared.is_some_and(|n| n > limit) {
+                return Err(too_large().into());
+            }
+            let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk
+                    .map_err(|_| AcmeError::Malformed("cannot read the request body".into()))?;
+                if body.len() + chunk.len() > limit {
+                    return Err(too_large().into());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let url = state.acme.links().url(&path_and_query);
+            Ok(JosePost(SignedRequest { body, url }))
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! http-01 (RFC 8555 §8.3): GET `http://{name}:{port}/.well-known/acme-challenge/{token}`
+//! and compare the body with the key authorization. Bounded: connect and total timeouts,
+//! a response size cap, a redirect limit.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{KeyAuthorization, ValidationError};
+use crate::config::ValidationConfig;
+use crate::model::{Identifier, IdentifierKind};
+
+/// The http-01 checker.
+#[derive(Debug)]
+pub struct Http01Checker {
+    client: reqwest::Client,
+    port: u16,
+    max_body: usize,
+}
+
+/// Resolves every name to one address (the `connect_to` test knob).
+struct FixedResolver(IpAddr);
+
+impl reqwest::dns::Resolve for FixedResolver {
+    fn resolve(&self, _name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let addr = SocketAddr::new(self.0, 0);
+        Box::pin(async move { Ok(Box::new(std::iter::once(addr)) as reqwest::dns::Addrs) })
+    }
+}
+
+impl Http01Checker {
+    /// Builds the client from `[acme.validation]`.
+    pub fn new(config: &ValidationConfig) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(config.max_redirects))
+            .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+            .timeout(Duration::from_millis(config.timeout_ms))
+            .no_proxy()
+            // A redirect to https is followed without checking the certificate, as
+            // Boulder and Pebble do: http-01 proves control through the body.
+            .danger_accept_invalid_certs(true)
+            .user_agent(concat!(
+                "idca/",
+                env!("CARGO_PKG_VERSION"),
+                " (ACME validation)"
+            ));
+        if !config.connect_to.is_empty() {
+            let ip: IpAddr = config
+                .connect_to
+                .parse()
+                .map_err(|_| "acme.validation.connect_to is not an IP".to_owned())?;
+            builder = builder.dns_resolver(Arc::new(FixedResolver(ip)));
+        }
+        let client = builder.build().map_err(|e| e.to_string())?;
+        Ok(Self {
+            client,
+            port: config.http_port,
+            max_body: config.max_body_bytes,
+        })
+    }
+
+    /// Performs the check.
+    pub async fn check(
+        &self,
+        identifier: &Identifier,
+        token: &str,
+        key_authorization: &KeyAuthorization,
+    ) -> Result<(), ValidationError> {
+        let host = match identifier.kind {
+            IdentifierKind::Dns if identifier.value.starts_with("*.") => {
+                return Err(ValidationError::Unsupported(
+                    "http-01 cannot validate a wildcard name".into(),
+                ));
+            }
+            IdentifierKind::Dns => identifier.value.clone(),
+            IdentifierKind::Ip => match identifier.value.parse::<IpAddr>() {
+                Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+                Ok(IpAddr::V4(v4)) => v4.to_string(),
+                Err(_) => return Err(ValidationError::Unsupported("bad IP identifier".into())),
+            },
+        };
+        let url = format!(
+            "http://{host}:{}/.well-known/acme-challenge/{token}",
+            self.port
+        );
+        let mut resp = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| describe(&e, &url))?;
+        if resp.status() != reqwest::StatusCode::OK {
+            return Err(ValidationError::Unauthorized(format!(
+                "{url} answered HTTP {}",
+                resp.status().as_u16()
+            )));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, &url))? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(ValidationError::Unauthorized(format!(
+                    "{url}: response larger than {} bytes",
+                    self.max_body
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        // §8.3: "The server SHOULD ignore whitespace characters at the end of the body."
+        let end = body
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(0, |i| i + 1);
+        let got = body.get(..end).unwrap_or_default();
+        if !crate::jose::ct_eq(got, key_authorization.as_str().as_bytes()) {
+            return Err(ValidationError::Unauthorized(format!(
+                "the key authorization at {url} does not match this challenge"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn describe(e: &reqwest::Error, url: &str) -> ValidationError {
+    if e.is_timeout() {
+        ValidationError::Connection(format!("{url}: timed out"))
+    } else if e.is_redirect() {
+        ValidationError::Connection(format!("{url}: too many redirects"))
+    } else if e.is_connect() {
+        // reqwest folds resolution failures into connect errors; tell them apart by text.
+        let text = format!("{e:?}");
+        if text.contains("dns error") || text.contains("failed to lookup") {
+            ValidationError::Dns(format!("{url}: cannot resolve the name"))
+        } else {
+            ValidationError::Connection(format!("{url}: cannot connect"))
+        }
+    } else {
+        ValidationError::Connection(format!("{url}: {e}"))
+    }
+}
