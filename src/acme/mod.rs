@@ -204,12 +204,12 @@ impl Acme {
         };
         let not_before = parse_time(&p.not_before, "notBefore")?;
         let not_after = parse_time(&p.not_after, "notAfter")?;
-        if let Some(na) = not_after {
-            if na <= not_before.unwrap_or(now).max(now) {
-                return Err(AcmeError::Malformed(
-                    "`notAfter` must be in the future and after `notBefore`".into(),
-                ));
-            }
+        if let Some(na) = not_after
+            && na <= not_before.unwrap_or(now).max(now)
+        {
+            return Err(AcmeError::Malformed(
+                "`notAfter` must be in the future and after `notBefore`".into(),
+            ));
         }
         let expires = now + self.config.order_lifetime_secs as i64;
         let mut authzs = Vec::with_capacity(identifiers.len());

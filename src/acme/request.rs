@@ -186,12 +186,12 @@ impl Acme {
             .consume(nonce)
             .map_err(|e| AcmeError::BadNonce(e.to_string()))?;
         // 8.
-        if let Signer::Account(a) = &signer {
-            if a.value.status != AccountStatus::Valid {
-                return Err(AcmeError::Unauthorized(
-                    format!("account is {:?}", a.value.status).to_lowercase(),
-                ));
-            }
+        if let Signer::Account(a) = &signer
+            && a.value.status != AccountStatus::Valid
+        {
+            return Err(AcmeError::Unauthorized(
+                format!("account is {:?}", a.value.status).to_lowercase(),
+            ));
         }
         Ok(Verified {
             signer,

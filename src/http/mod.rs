@@ -71,13 +71,13 @@ pub async fn acme_headers(
             h.insert(header::HeaderName::from_static("replay-nonce"), v);
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if !is_directory {
-            if let Ok(v) = HeaderValue::from_str(&format!(
+        if !is_directory
+            && let Ok(v) = HeaderValue::from_str(&format!(
                 "<{}>;rel=\"index\"",
                 state.acme.links().directory()
-            )) {
-                h.append(header::LINK, v);
-            }
+            ))
+        {
+            h.append(header::LINK, v);
         }
     }
     Ok(res)

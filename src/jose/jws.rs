@@ -74,10 +74,10 @@ impl FlattenedJws {
         }
         let alg = Algorithm::parse(h.alg.as_deref().unwrap_or("none"))?;
         let jwk = h.jwk.as_ref().map(Jwk::from_value).transpose()?;
-        if let Some(key) = &jwk {
-            if !key.matches(alg) {
-                return Err(JoseError::KeyAlgorithmMismatch(alg));
-            }
+        if let Some(key) = &jwk
+            && !key.matches(alg)
+        {
+            return Err(JoseError::KeyAlgorithmMismatch(alg));
         }
         let payload_bytes = b64_decode(payload)?;
         let signature = b64_decode(signature)?;

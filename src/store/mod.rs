@@ -6,9 +6,9 @@
 //! [`StoreError::Conflict`], never a silent overwrite. [`SledStore`] is the embedded
 //! implementation.
 
-mod sled;
+mod sled_store;
 
-pub use self::sled::SledStore;
+pub use sled_store::SledStore;
 
 use async_trait::async_trait;
 

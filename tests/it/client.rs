@@ -1,0 +1,339 @@
+//! A raw ACME client for negative tests: builds every JWS by hand so a test can break
+//! exactly one rule.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::header::HeaderMap;
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use serde_json::{Value, json};
+
+use crate::harness::TestServer;
+
+pub fn b64(b: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn pem_der(path: &str) -> Vec<u8> {
+    let text =
+        std::fs::read_to_string(format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap()
+}
+
+/// An account key.
+pub enum Key {
+    P256(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
+}
+
+impl Key {
+    pub fn p256() -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap();
+        Self::P256(
+            EcdsaKeyPair::from_pkcs8(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                pkcs8.as_ref(),
+                &rng,
+            )
+            .unwrap(),
+        )
+    }
+
+    pub fn ed25519() -> Self {
+        Self::Ed25519(
+            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pem_der("keys/ed25519.pem")).unwrap(),
+        )
+    }
+
+    pub fn rsa2048() -> Self {
+        Self::Rsa(RsaKeyPair::from_pkcs8(&pem_der("keys/rsa2048.pem")).unwrap())
+    }
+
+    pub fn alg(&self) -> &'static str {
+        match self {
+            Self::P256(_) => "ES256",
+            Self::Ed25519(_) => "EdDSA",
+            Self::Rsa(_) => "RS256",
+        }
+    }
+
+    pub fn jwk(&self) -> Value {
+        match self {
+            Self::P256(k) => {
+                let p = k.public_key().as_ref();
+                json!({"kty":"EC","crv":"P-256","x":b64(&p[1..33]),"y":b64(&p[33..])})
+            }
+            Self::Ed25519(k) => {
+                json!({"kty":"OKP","crv":"Ed25519","x":b64(k.public_key().as_ref())})
+            }
+            Self::Rsa(k) => {
+                let c: signature::RsaPublicKeyComponents<Vec<u8>> = k.public().into();
+                json!({"kty":"RSA","n":b64(&c.n),"e":b64(&c.e)})
+            }
+        }
+    }
+
+    pub fn thumbprint(&self) -> String {
+        let jwk = self.jwk();
+        let canonical = match jwk["kty"].as_str().unwrap() {
+            "EC" => format!(
+                r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#,
+                jwk["x"], jwk["y"]
+            ),
+            "OKP" => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":{}}}"#, jwk["x"]),
+            _ => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, jwk["e"], jwk["n"]),
+        };
+        b64(ring::digest::digest(
+            &ring::digest::SHA256,
+            canonical.as_bytes(),
+        ))
+    }
+
+    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+        let rng = ring::rand::SystemRandom::new();
+        match self {
+            Self::P256(k) => k.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            Self::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
+            Self::Rsa(k) => {
+                let mut sig = vec![0; k.public().modulus_len()];
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .unwrap();
+                sig
+            }
+        }
+    }
+}
+
+/// A response, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub text: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+
+    pub fn location(&self) -> String {
+        self.header("location").expect("Location header")
+    }
+
+    /// Asserts an ACME problem of `short_type` with `status`.
+    pub fn assert_problem(&self, status: u16, short_type: &str) {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/problem+json")
+        );
+        assert_eq!(
+            self.json()["type"],
+            format!("urn:ietf:params:acme:error:{short_type}"),
+            "{}",
+            self.text
+        );
+        assert!(
+            self.header("replay-nonce").is_some(),
+            "problem without a Replay-Nonce"
+        );
+    }
+}
+
+/// The JWS header fields a test may override.
+#[derive(Default, Clone)]
+pub struct Overrides {
+    pub alg: Option<String>,
+    pub nonce: Option<Option<String>>,
+    pub url: Option<String>,
+    pub jwk: Option<Value>,
+    pub kid: Option<Option<String>>,
+    pub extra: Option<(String, Value)>,
+}
+
+/// The raw client: one account key, optionally an account URL (`kid`).
+pub struct RawClient {
+    pub http: reqwest::Client,
+    pub dir: Value,
+    pub key: Key,
+    pub kid: Option<String>,
+}
+
+impl RawClient {
+    pub async fn new(server: &TestServer, key: Key) -> Self {
+        let cert = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([cert])
+            .build()
+            .unwrap();
+        let dir: Value = http
+            .get(server.directory_url())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            http,
+            dir,
+            key,
+            kid: None,
+        }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        self.dir[name].as_str().unwrap().to_owned()
+    }
+
+    pub async fn nonce(&self) -> String {
+        let r = self.http.head(self.url("newNonce")).send().await.unwrap();
+        r.headers()["replay-nonce"].to_str().unwrap().to_owned()
+    }
+
+    /// Builds a flattened JWS; `payload` None is POST-as-GET.
+    pub async fn jws(&self, url: &str, payload: Option<&Value>, o: &Overrides) -> Value {
+        let mut header = json!({"alg": o.alg.clone().unwrap_or_else(|| self.key.alg().to_owned()), "url": o.url.clone().unwrap_or_else(|| url.to_owned())});
+        let nonce = match &o.nonce {
+            Some(n) => n.clone(),
+            None => Some(self.nonce().await),
+        };
+        if let Some(n) = nonce {
+            header["nonce"] = json!(n);
+        }
+        let kid = match &o.kid {
+            Some(k) => k.clone(),
+            None => self.kid.clone(),
+        };
+        match (&o.jwk, kid) {
+            (Some(jwk), kid) => {
+                header["jwk"] = jwk.clone();
+                if let Some(k) = kid {
+                    header["kid"] = json!(k);
+                }
+            }
+            (None, Some(k)) => header["kid"] = json!(k),
+            (None, None) => header["jwk"] = self.key.jwk(),
+        }
+        if let Some((k, v)) = &o.extra {
+            header[k.as_str()] = v.clone();
+        }
+        let protected = b64(header.to_string());
+        let payload = payload.map(|p| b64(p.to_string())).unwrap_or_default();
+        let sig = self.key.sign(format!("{protected}.{payload}").as_bytes());
+        json!({"protected": protected, "payload": payload, "signature": b64(sig)})
+    }
+
+    pub async fn send(
+        &self,
+        url: &str,
+        body: impl Into<reqwest::Body>,
+        content_type: &str,
+    ) -> Resp {
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        Resp {
+            status,
+            headers,
+            text,
+        }
+    }
+
+    pub async fn post_with(&self, url: &str, payload: Option<&Value>, o: &Overrides) -> Resp {
+        let jws = self.jws(url, payload, o).await;
+        self.send(url, jws.to_string(), "application/jose+json")
+            .await
+    }
+
+    pub async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
+        self.post_with(url, payload, &Overrides::default()).await
+    }
+
+    /// newAccount; remembers the account URL.
+    pub async fn register(&mut self) -> Resp {
+        let url = self.url("newAccount");
+        let r = self
+            .post(
+                &url,
+                Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:a@example.com"]})),
+            )
+            .await;
+        if r.status == 201 || r.status == 200 {
+            self.kid = Some(r.location());
+        }
+        r
+    }
+
+    pub async fn new_order(&self, names: &[&str]) -> Resp {
+        let ids: Vec<Value> = names
+            .iter()
+            .map(|n| json!({"type":"dns","value":n}))
+            .collect();
+        self.post(&self.url("newOrder"), Some(&json!({ "identifiers": ids })))
+            .await
+    }
+
+    /// Serves and answers every challenge of an order, waits until it is ready.
+    pub async fn validate_order(&self, server: &TestServer, order: &Value) {
+        for authz_url in order["authorizations"].as_array().unwrap() {
+            let authz = self.post(authz_url.as_str().unwrap(), None).await.json();
+            let ch = authz["challenges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == "http-01")
+                .unwrap();
+            let token = ch["token"].as_str().unwrap();
+            server
+                .challenges
+                .set(token, &format!("{token}.{}", self.key.thumbprint()));
+            let r = self
+                .post(ch["url"].as_str().unwrap(), Some(&json!({})))
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    }
+
+    /// Polls `url` (POST-as-GET) until `status` is not pending/processing.
+    pub async fn poll(&self, url: &str) -> Value {
+        for _ in 0..100 {
+            let v = self.post(url, None).await.json();
+            if v["status"] != "pending" && v["status"] != "processing" {
+                return v;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{url} stayed pending");
+    }
+}
+
+/// A CSR for `names` with a fresh P-256 key.
+pub fn csr(names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    (params.serialize_request(&key).unwrap().der().to_vec(), key)
+}

@@ -1,0 +1,158 @@
+//! Durable before acknowledged: create an account, an order and a certificate against
+//! the real binary, kill it with SIGKILL, restart it on the same data: all are there,
+//! byte for byte, and the CA is unchanged.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::json;
+
+use crate::client::{Key, RawClient, b64, csr};
+
+struct Proc {
+    child: Child,
+    directory: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(dir: &Path) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idca"))
+        .arg("serve")
+        .arg("--config")
+        .arg(dir.join("config.toml"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let directory = line
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        directory.ends_with("/directory"),
+        "unexpected first line: {line:?}"
+    );
+    Proc { child, directory }
+}
+
+/// A `TestServer`-like view of a spawned binary for the raw client.
+async fn client_for(p: &Proc, root_pem: &str, key: Key) -> RawClient {
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let dir = http
+        .get(&p.directory)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    RawClient {
+        http,
+        dir,
+        key,
+        kid: None,
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_state_survives_sigkill() {
+    idca::install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    // Account and order URLs name the port, so both runs must use the same one.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[acme.testing]\nalways_valid = true\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+
+    let first = spawn(tmp.path());
+    let root_before = std::fs::read_to_string(data.join("root.pem")).unwrap();
+    let key = Key::p256();
+    let pkcs8_jwk = key.jwk();
+    let mut c = client_for(&first, &root_before, key).await;
+    let account_url = c.register().await.location();
+    let order = c.new_order(&["durable.example.test"]).await;
+    let order_url = order.location();
+    let authz_url = order.json()["authorizations"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let authz = c.post(&authz_url, None).await.json();
+    c.post(
+        authz["challenges"][0]["url"].as_str().unwrap(),
+        Some(&json!({})),
+    )
+    .await;
+    assert_eq!(c.poll(&order_url).await["status"], "ready");
+    let (der, _) = csr(&["durable.example.test"]);
+    let fin = c
+        .post(
+            order.json()["finalize"].as_str().unwrap(),
+            Some(&json!({"csr": b64(&der)})),
+        )
+        .await
+        .json();
+    let cert_url = fin["certificate"].as_str().unwrap().to_owned();
+    let cert_before = c.post(&cert_url, None).await.text;
+    // A second order, left pending: it must survive too.
+    let pending_url = c.new_order(&["pending.example.test"]).await.location();
+
+    // SIGKILL, no chance to flush anything that was not already durable.
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    let second = spawn(tmp.path());
+    let root_after = std::fs::read_to_string(data.join("root.pem")).unwrap();
+    assert_eq!(root_after, root_before, "the CA changed across a restart");
+    let mut c2 = client_for(&second, &root_before, c.key).await;
+    c2.kid = Some(account_url.clone());
+    assert_eq!(c2.post(&account_url, None).await.json()["key"], pkcs8_jwk);
+    let o = c2.post(&order_url, None).await.json();
+    assert_eq!(o["status"], "valid");
+    assert_eq!(o["certificate"], cert_url);
+    assert_eq!(
+        c2.post(&cert_url, None).await.text,
+        cert_before,
+        "certificate bytes changed"
+    );
+    assert_eq!(
+        c2.post(&pending_url, None).await.json()["status"],
+        "pending"
+    );
+    let list = c2.post(&format!("{account_url}/orders"), None).await.json();
+    assert_eq!(list["orders"].as_array().unwrap().len(), 2);
+    // The CA still signs with the same intermediate: a new order chains to the same root.
+    let out = Command::new(env!("CARGO_BIN_EXE_idca"))
+        .arg("root")
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), root_before);
+}

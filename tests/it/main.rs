@@ -1,0 +1,9 @@
+//! idca's one integration-test binary: servers on 127.0.0.1 port 0, real clients.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+mod acme_flows;
+mod acme_rejects;
+mod client;
+mod durability;
+mod harness;
+mod layering;
