@@ -43,6 +43,7 @@ struct Inner {
     validating: Tree,
     certs: Tree,
     flusher: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
+    flushes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Serialize)]
@@ -121,14 +122,16 @@ impl SledStore {
             .cache_capacity(cache_capacity_mib.saturating_mul(1024 * 1024))
             .flush_every_ms(None)
             .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            .map_err(|e| {
+                let text = e.to_string();
+                if text.contains("could not acquire lock") {
                     StoreError::Backend(format!(
                         "{} is in use by another idca process",
                         dir.display()
                     ))
+                } else {
+                    StoreError::Backend(format!("cannot open {}: {text}", dir.display()))
                 }
-                other => StoreError::Backend(format!("cannot open {}: {other}", dir.display())),
             })?;
         Self::from_db(db)
     }
@@ -146,6 +149,8 @@ impl SledStore {
     fn from_db(db: sled::Db) -> Result<Self, StoreError> {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let (tx, rx) = mpsc::unbounded_channel();
+        let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = flushes.clone();
         let inner = Inner {
             meta: tree("meta")?,
             accounts: tree("accounts")?,
@@ -156,15 +161,23 @@ impl SledStore {
             validating: tree("validating")?,
             certs: tree("certs")?,
             flusher: tx,
+            flushes,
             db: db.clone(),
         };
         std::thread::Builder::new()
             .name("idca-flush".into())
-            .spawn(move || group_commit(db, rx))
+            .spawn(move || group_commit(db, rx, counter))
             .map_err(backend)?;
         Ok(Self {
             inner: Arc::new(inner),
         })
+    }
+
+    /// How many flushes the group-commit thread has made (for tests and metrics).
+    pub fn flush_count(&self) -> u64 {
+        self.inner
+            .flushes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until everything written before this call is on disk.
@@ -197,6 +210,7 @@ impl SledStore {
 fn group_commit(
     db: sled::Db,
     mut rx: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>,
+    flushes: Arc<std::sync::atomic::AtomicU64>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut waiters = vec![first];
@@ -204,6 +218,7 @@ fn group_commit(
             waiters.push(w);
         }
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, "flush failed");
         }
@@ -461,3 +476,6 @@ impl Drop for Inner {
         let _ = self.db.flush();
     }
 }
+
+#[cfg(test)]
+mod tests;

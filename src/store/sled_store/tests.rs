@@ -1,0 +1,297 @@
+use super::*;
+use crate::jose::Jwk;
+use crate::model::*;
+
+fn jwk(seed: u8) -> Jwk {
+    // A valid Ed25519 public key is any 32 bytes for parsing purposes.
+    Jwk::from_value(
+        &serde_json::json!({"kty":"OKP","crv":"Ed25519","x": crate::jose::b64_encode([seed; 32])}),
+    )
+    .unwrap()
+}
+
+fn account(seed: u8) -> Account {
+    let key = jwk(seed);
+    Account {
+        id: AccountId::random(),
+        status: AccountStatus::Valid,
+        jkt: key.thumbprint(),
+        key,
+        contact: vec![],
+        terms_of_service_agreed: true,
+        created: 1,
+    }
+}
+
+fn authz(account: &AccountId) -> Authorization {
+    Authorization {
+        id: AuthzId::random(),
+        account: account.clone(),
+        identifier: Identifier {
+            kind: IdentifierKind::Dns,
+            value: "a.example".into(),
+        },
+        status: AuthzStatus::Pending,
+        expires: 100,
+        wildcard: false,
+        challenges: vec![Challenge {
+            id: ChallengeId::random(),
+            kind: ChallengeType::Http01,
+            token: "t".into(),
+            status: ChallengeStatus::Pending,
+            validated: None,
+            error: None,
+        }],
+    }
+}
+
+fn order(account: &AccountId, authzs: &[Authorization], created: i64) -> Order {
+    Order {
+        id: OrderId::random(),
+        account: account.clone(),
+        identifiers: vec![],
+        authorizations: authzs.iter().map(|a| a.id.clone()).collect(),
+        expires: 100,
+        not_before: None,
+        not_after: None,
+        phase: OrderPhase::Open,
+        created,
+    }
+}
+
+#[tokio::test]
+async fn same_key_returns_the_existing_account() {
+    let s = SledStore::temporary().unwrap();
+    let a = account(1);
+    assert_eq!(
+        s.create_account(&a).await.unwrap(),
+        AccountCreation::Created
+    );
+    let mut b = account(1);
+    b.id = AccountId::random();
+    match s.create_account(&b).await.unwrap() {
+        AccountCreation::Existing(v) => assert_eq!(v.value, a),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(s.account(&b.id).await, Err(StoreError::NotFound)));
+    assert_eq!(s.account_by_key(&a.jkt).await.unwrap().value.id, a.id);
+}
+
+#[tokio::test]
+async fn updates_are_compare_and_swap() {
+    let s = SledStore::temporary().unwrap();
+    let acct = account(2);
+    s.create_account(&acct).await.unwrap();
+    let a = authz(&acct.id);
+    s.create_order(
+        &order(&acct.id, std::slice::from_ref(&a), 1),
+        std::slice::from_ref(&a),
+    )
+    .await
+    .unwrap();
+    let v1 = s.authorization(&a.id).await.unwrap();
+    let mut changed = v1.value.clone();
+    changed.status = AuthzStatus::Valid;
+    let v2 = s.update_authorization(&changed, v1.version).await.unwrap();
+    assert_eq!(v2, v1.version + 1);
+    // A writer that read version 1 loses.
+    let mut stale = v1.value.clone();
+    stale.status = AuthzStatus::Invalid;
+    assert!(matches!(
+        s.update_authorization(&stale, v1.version).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.authorization(&a.id).await.unwrap().value.status,
+        AuthzStatus::Valid
+    );
+}
+
+#[tokio::test]
+async fn processing_index_follows_the_challenges() {
+    let s = SledStore::temporary().unwrap();
+    let acct = account(3);
+    let a = authz(&acct.id);
+    s.create_order(
+        &order(&acct.id, std::slice::from_ref(&a), 1),
+        std::slice::from_ref(&a),
+    )
+    .await
+    .unwrap();
+    let mut p = a.clone();
+    p.challenges[0].status = ChallengeStatus::Processing;
+    let v = s.update_authorization(&p, 1).await.unwrap();
+    assert_eq!(
+        s.authorizations_processing().await.unwrap(),
+        vec![a.id.clone()]
+    );
+    p.challenges[0].status = ChallengeStatus::Valid;
+    s.update_authorization(&p, v).await.unwrap();
+    assert!(s.authorizations_processing().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn key_change_moves_the_index_and_refuses_taken_keys() {
+    let s = SledStore::temporary().unwrap();
+    let a = account(4);
+    let b = account(5);
+    s.create_account(&a).await.unwrap();
+    s.create_account(&b).await.unwrap();
+    let mut moved = a.clone();
+    moved.key = jwk(6);
+    moved.jkt = moved.key.thumbprint();
+    s.update_account(&moved, 1).await.unwrap();
+    assert!(matches!(
+        s.account_by_key(&a.jkt).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.account_by_key(&moved.jkt).await.unwrap().value.id, a.id);
+    let mut clash = moved.clone();
+    clash.key = b.key.clone();
+    clash.jkt = b.jkt.clone();
+    assert!(matches!(
+        s.update_account(&clash, 2).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert_eq!(s.account_by_key(&b.jkt).await.unwrap().value.id, b.id);
+}
+
+#[tokio::test]
+async fn a_failed_order_transaction_writes_nothing() {
+    let s = SledStore::temporary().unwrap();
+    let acct = account(7);
+    let a = authz(&acct.id);
+    let first = order(&acct.id, std::slice::from_ref(&a), 1);
+    s.create_order(&first, std::slice::from_ref(&a))
+        .await
+        .unwrap();
+    // A second order reusing an existing authorization id aborts as a whole.
+    let fresh = authz(&acct.id);
+    let second = order(&acct.id, &[fresh.clone(), a.clone()], 2);
+    assert!(matches!(
+        s.create_order(&second, &[fresh.clone(), a.clone()]).await,
+        Err(StoreError::AlreadyExists)
+    ));
+    assert!(matches!(
+        s.order(&second.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.authorization(&fresh.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let (ids, more) = s.account_orders(&acct.id, 0, 10).await.unwrap();
+    assert_eq!((ids, more), (vec![first.id], false));
+}
+
+#[tokio::test]
+async fn finalize_is_one_transaction_and_cas() {
+    let s = SledStore::temporary().unwrap();
+    let acct = account(8);
+    let o = order(&acct.id, &[], 1);
+    s.create_order(&o, &[]).await.unwrap();
+    let (serial, _) = Serial::random();
+    let cert = IssuedCertificate {
+        serial: serial.clone(),
+        account: acct.id.clone(),
+        order: o.id.clone(),
+        chain_pem: "pem".into(),
+        not_before: 0,
+        not_after: 1,
+        issued: 0,
+    };
+    let mut done = o.clone();
+    done.phase = OrderPhase::Valid {
+        certificate: serial.clone(),
+    };
+    s.finalize_order(&done, 1, &cert).await.unwrap();
+    assert_eq!(s.certificate(&serial).await.unwrap(), cert);
+    // A second finalize from the same read loses and stores no second certificate.
+    let (other, _) = Serial::random();
+    let cert2 = IssuedCertificate {
+        serial: other.clone(),
+        ..cert.clone()
+    };
+    assert!(matches!(
+        s.finalize_order(&done, 1, &cert2).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.certificate(&other).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn orders_list_pages_oldest_first() {
+    let s = SledStore::temporary().unwrap();
+    let acct = account(9);
+    let mut ids = Vec::new();
+    for t in 0..5 {
+        let o = order(&acct.id, &[], 100 + t);
+        s.create_order(&o, &[]).await.unwrap();
+        ids.push(o.id);
+    }
+    assert_eq!(
+        s.account_orders(&acct.id, 0, 2).await.unwrap(),
+        (ids[0..2].to_vec(), true)
+    );
+    assert_eq!(
+        s.account_orders(&acct.id, 2, 2).await.unwrap(),
+        (ids[4..5].to_vec(), false)
+    );
+    let other = AccountId::random();
+    assert_eq!(
+        s.account_orders(&other, 0, 2).await.unwrap(),
+        (vec![], false)
+    );
+}
+
+#[tokio::test]
+async fn state_survives_reopen_and_a_second_open_is_refused() {
+    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let a = account(10);
+    {
+        let s = SledStore::open(&dir, 8).unwrap();
+        s.create_account(&a).await.unwrap();
+        let err = SledStore::open(&dir, 8).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+    // sled releases its lock when the last handle drops; give the flusher thread a moment.
+    let mut reopened = None;
+    for _ in 0..50 {
+        match SledStore::open(&dir, 8) {
+            Ok(s) => {
+                reopened = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    let s = reopened.unwrap();
+    assert_eq!(s.account(&a.id).await.unwrap().value, a);
+    drop(s);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn concurrent_writers_share_flushes() {
+    let s = SledStore::temporary().unwrap();
+    let before = s.flush_count();
+    let writers = 64;
+    let tasks: Vec<_> = (0..writers)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.create_account(&account(100 + i as u8)).await.unwrap() })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), AccountCreation::Created);
+    }
+    let flushes = s.flush_count() - before;
+    assert!(flushes >= 1, "acknowledged without a flush");
+    assert!(
+        flushes < writers,
+        "{flushes} flushes for {writers} writers: no group commit"
+    );
+}
