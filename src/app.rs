@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::http::AppState;
 use crate::model::CaMaterial;
 use crate::store::{SledStore, Store, StoreError};
-use crate::validate::{Http01Checker, NetworkChecker};
+use crate::validate::NetworkChecker;
 
 /// Why idca could not start.
 #[derive(Debug, thiserror::Error)]
@@ -33,29 +33,16 @@ pub enum AppError {
 /// Opens the store in the configured data directory, creating the directory.
 pub fn open_store(config: &Config) -> Result<SledStore, AppError> {
     let dir = &config.storage.data_dir;
-    std::fs::create_dir_all(dir)
-        .map_err(|e| AppError::Io(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(SledStore::open(
-        &dir.join("db"),
-        config.storage.cache_capacity_mib,
-    )?)
+    std::fs::create_dir_all(dir).map_err(|e| AppError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(SledStore::open(&dir.join("db"), config.storage.cache_capacity_mib)?)
 }
 
 /// The CA material: from the PEM files named in config, else from the store, else
 /// freshly generated and stored (durably) on first start. Also writes `root.pem` and
 /// `intermediate.pem` into the data directory for users and tools to read.
-pub async fn load_or_create_ca(
-    config: &Config,
-    store: &dyn Store,
-    now: i64,
-) -> Result<CaMaterial, AppError> {
+pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> Result<CaMaterial, AppError> {
     let c = &config.ca;
-    let material = match (
-        &c.root_cert,
-        &c.root_key,
-        &c.intermediate_cert,
-        &c.intermediate_key,
-    ) {
+    let material = match (&c.root_cert, &c.root_key, &c.intermediate_cert, &c.intermediate_key) {
         (Some(rc), Some(rk), Some(ic), Some(ik)) => Ca::from_pem_files(rc, rk, ic, ik)?,
         _ => match store.ca_material().await? {
             Some(m) => m,
@@ -65,10 +52,7 @@ pub async fn load_or_create_ca(
             }
         },
     };
-    write_if_changed(
-        &config.storage.data_dir.join("root.pem"),
-        &crate::ca::cert_pem(&material.root_cert),
-    )?;
+    write_if_changed(&config.storage.data_dir.join("root.pem"), &crate::ca::cert_pem(&material.root_cert))?;
     write_if_changed(
         &config.storage.data_dir.join("intermediate.pem"),
         &crate::ca::cert_pem(&material.intermediate_cert),
@@ -80,8 +64,7 @@ fn write_if_changed(path: &Path, text: &str) -> Result<(), AppError> {
     if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
         return Ok(());
     }
-    std::fs::write(path, text)
-        .map_err(|e| AppError::Io(format!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, text).map_err(|e| AppError::Io(format!("cannot write {}: {e}", path.display())))
 }
 
 /// A running server.
@@ -135,21 +118,12 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
 
     let listener = std::net::TcpListener::bind(config.server.listen)
         .map_err(|e| AppError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| AppError::Io(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| AppError::Io(e.to_string()))?;
     let public_url = config.public_url(addr);
 
     let (queue, rx) = ValidationQueue::new();
-    let checker = NetworkChecker {
-        http01: Http01Checker::new(&config.acme.validation).map_err(AppError::Io)?,
-    };
-    let validator = Arc::new(Validator::new(
-        store.clone(),
-        Arc::new(checker),
-        clock.clone(),
-        config.acme.clone(),
-    ));
+    let checker = NetworkChecker::new(&config.acme.validation).map_err(AppError::Io)?;
+    let validator = Arc::new(Validator::new(store.clone(), Arc::new(checker), clock.clone(), config.acme.clone()));
     let resumed = validator.resume(&queue).await?;
     if resumed > 0 {
         tracing::info!(resumed, "resuming validations left processing");
@@ -164,16 +138,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         config.ca.leaf_validity_days,
         queue,
     ));
-    let state = web::Data::new(AppState {
-        acme,
-        clock: clock.clone(),
-        limits: config.limits.clone(),
-    });
+    let state = web::Data::new(AppState { acme, clock: clock.clone(), limits: config.limits.clone() });
     let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .wrap(from_fn(crate::http::log_request))
-            .configure(crate::http::configure)
+        App::new().app_data(state.clone()).wrap(from_fn(crate::http::log_request)).configure(crate::http::configure)
     })
     .shutdown_timeout(config.server.shutdown_timeout_secs);
     if config.server.workers > 0 {
@@ -184,8 +151,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     }
     let server = if config.server.tls {
         let (chain, key) = ca.issue_server_certificate(&config.ca.server_names, clock.now())?;
-        let tls = crate::http::tls::server_config(chain, key)
-            .map_err(|e| AppError::Io(format!("TLS: {e}")))?;
+        let tls = crate::http::tls::server_config(chain, key).map_err(|e| AppError::Io(format!("TLS: {e}")))?;
         server.listen_rustls_0_23(listener, tls)
     } else {
         server.listen(listener)
@@ -194,11 +160,5 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(Server {
-        addr,
-        public_url,
-        root_pem: ca.root_pem().to_owned(),
-        handle,
-        task,
-    })
+    Ok(Server { addr, public_url, root_pem: ca.root_pem().to_owned(), handle, task })
 }

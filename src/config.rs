@@ -63,10 +63,7 @@ pub struct StorageConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("data"),
-            cache_capacity_mib: 64,
-        }
+        Self { data_dir: PathBuf::from("data"), cache_capacity_mib: 64 }
     }
 }
 
@@ -92,11 +89,7 @@ impl Default for CaConfig {
     fn default() -> Self {
         Self {
             organization: "idca".to_owned(),
-            server_names: vec![
-                "localhost".to_owned(),
-                "127.0.0.1".to_owned(),
-                "::1".to_owned(),
-            ],
+            server_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()],
             leaf_validity_days: 90,
             root_cert: None,
             root_key: None,
@@ -153,8 +146,14 @@ impl Default for AcmeConfig {
 pub struct ValidationConfig {
     /// Port http-01 validation connects to (RFC 8555 §8.3 says 80).
     pub http_port: u16,
-    /// Connect to this address for every validation instead of resolving the name
-    /// (like pebble-challtestsrv's default IPv4); empty resolves names normally.
+    /// Port tls-alpn-01 validation connects to (RFC 8737 says 443).
+    pub tls_port: u16,
+    /// DNS server (`ip:port`) for dns-01 TXT lookups and for resolving names to
+    /// validate (Pebble's `-dnsserver`); empty uses the system resolver.
+    pub dns_resolver: String,
+    /// Connect validations of DNS names to this address instead of resolving them
+    /// (like pebble-challtestsrv's default IPv4); IP identifiers are dialled at their own
+    /// address. Empty resolves names normally.
     pub connect_to: String,
     /// Milliseconds to wait for a TCP connection.
     pub connect_timeout_ms: u64,
@@ -172,6 +171,8 @@ impl Default for ValidationConfig {
     fn default() -> Self {
         Self {
             http_port: 80,
+            tls_port: 443,
+            dns_resolver: String::new(),
             connect_to: String::new(),
             connect_timeout_ms: 5_000,
             timeout_ms: 10_000,
@@ -202,9 +203,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self {
-            jose_body_bytes: 64 * 1024,
-        }
+        Self { jose_body_bytes: 64 * 1024 }
     }
 }
 
@@ -218,9 +217,7 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            filter: "info".to_owned(),
-        }
+        Self { filter: "info".to_owned() }
     }
 }
 
@@ -228,10 +225,7 @@ impl Default for LogConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
@@ -241,15 +235,10 @@ pub enum ConfigError {
 impl Config {
     /// Loads `path`, rejecting unknown keys, and checks the values.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
         let config = Self::parse(&text).map_err(|e| match e {
-            ConfigError::Parse { message, .. } => ConfigError::Parse {
-                path: path.to_owned(),
-                message,
-            },
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
         })?;
         Ok(config)
@@ -257,10 +246,8 @@ impl Config {
 
     /// Parses TOML text (see [`Config::load`]).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: PathBuf::new(),
-            message: e.to_string(),
-        })?;
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
         config.check()?;
         Ok(config)
     }
@@ -276,38 +263,33 @@ impl Config {
             }
         }
         let ca = &self.ca;
-        let given = [
-            &ca.root_cert,
-            &ca.root_key,
-            &ca.intermediate_cert,
-            &ca.intermediate_key,
-        ]
-        .iter()
-        .filter(|p| p.is_some())
-        .count();
+        let given = [&ca.root_cert, &ca.root_key, &ca.intermediate_cert, &ca.intermediate_key]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
         if given != 0 && given != 4 {
             return Err(ConfigError::Invalid(
                 "ca.root_cert, ca.root_key, ca.intermediate_cert and ca.intermediate_key are set together or not at all".to_owned(),
             ));
         }
         if ca.leaf_validity_days == 0 {
-            return Err(ConfigError::Invalid(
-                "ca.leaf_validity_days must be at least 1".to_owned(),
-            ));
+            return Err(ConfigError::Invalid("ca.leaf_validity_days must be at least 1".to_owned()));
         }
         if self.acme.validation.concurrency == 0 || self.acme.orders_per_page == 0 {
             return Err(ConfigError::Invalid(
-                "acme.validation.concurrency and acme.orders_per_page must be at least 1"
-                    .to_owned(),
+                "acme.validation.concurrency and acme.orders_per_page must be at least 1".to_owned(),
             ));
         }
+        if !self.acme.validation.dns_resolver.is_empty()
+            && self.acme.validation.dns_resolver.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "acme.validation.dns_resolver `{}` is not ip:port",
+                self.acme.validation.dns_resolver
+            )));
+        }
         if !self.acme.validation.connect_to.is_empty()
-            && self
-                .acme
-                .validation
-                .connect_to
-                .parse::<std::net::IpAddr>()
-                .is_err()
+            && self.acme.validation.connect_to.parse::<std::net::IpAddr>().is_err()
         {
             return Err(ConfigError::Invalid(format!(
                 "acme.validation.connect_to `{}` is not an IP address",
@@ -374,16 +356,10 @@ mod tests {
     #[test]
     fn public_url_defaults_to_localhost() {
         let c = Config::default();
-        assert_eq!(
-            c.public_url("127.0.0.1:14000".parse().unwrap()),
-            "https://localhost:14000"
-        );
+        assert_eq!(c.public_url("127.0.0.1:14000".parse().unwrap()), "https://localhost:14000");
         let mut c = Config::default();
         c.server.public_url = "https://acme.example:8443".into();
-        assert_eq!(
-            c.public_url("0.0.0.0:1".parse().unwrap()),
-            "https://acme.example:8443"
-        );
+        assert_eq!(c.public_url("0.0.0.0:1".parse().unwrap()), "https://acme.example:8443");
     }
 
     #[test]

@@ -33,11 +33,7 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => {
             let default = PathBuf::from("config.toml");
-            if default.exists() {
-                Config::load(&default).map_err(|e| e.to_string())?
-            } else {
-                Config::default()
-            }
+            if default.exists() { Config::load(&default).map_err(|e| e.to_string())? } else { Config::default() }
         }
     };
     if let Some(dir) = &cli.data {
@@ -50,10 +46,7 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 #[tokio::main]
@@ -71,10 +64,7 @@ async fn main() -> ExitCode {
             init_tracing(&config);
             serve(config).await
         }
-        Command::Root => idca::cli::root(&config)
-            .await
-            .map(|pem| print!("{pem}"))
-            .map_err(|e| e.to_string()),
+        Command::Root => idca::cli::root(&config).await.map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,23 +77,10 @@ async fn main() -> ExitCode {
 
 async fn serve(config: Config) -> Result<(), String> {
     let data_dir = config.storage.data_dir.clone();
-    let server = idca::app::start(
-        config,
-        idca::app::StartOptions {
-            handle_signals: true,
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let server =
+        idca::app::start(config, idca::app::StartOptions { handle_signals: true }).await.map_err(|e| e.to_string())?;
     // One line on stdout that scripts (and the tests) can read.
-    println!(
-        "idca listening on {} directory {}",
-        server.addr,
-        server.directory_url()
-    );
-    eprintln!(
-        "idca: root certificate at {}",
-        data_dir.join("root.pem").display()
-    );
+    println!("idca listening on {} directory {}", server.addr, server.directory_url());
+    eprintln!("idca: root certificate at {}", data_dir.join("root.pem").display());
     server.wait().await.map_err(|e| e.to_string())
 }

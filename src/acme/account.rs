@@ -20,10 +20,7 @@ pub fn check_contacts(contacts: &[String]) -> Result<(), AcmeError> {
         let valid = addr.len() <= 254
             && !addr.contains(['?', ',', ' ', '<', '>', '\n', '\r'])
             && addr.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty()
-                    && !domain.is_empty()
-                    && !domain.contains('@')
-                    && domain.contains('.')
+                !local.is_empty() && !domain.is_empty() && !domain.contains('@') && domain.contains('.')
             });
         if !valid {
             return Err(AcmeError::InvalidContact(format!(
@@ -49,44 +46,29 @@ impl Acme {
 
     /// newAccount (§7.3): creates an account for the JWS key, or returns the existing
     /// one (200 + `Location`). Durable before a 201 is sent.
-    pub async fn new_account(
-        &self,
-        req: SignedRequest,
-        now: UnixTime,
-    ) -> Result<Reply<wire::Account>, AcmeError> {
+    pub async fn new_account(&self, req: SignedRequest, now: UnixTime) -> Result<Reply<wire::Account>, AcmeError> {
         let v = self.verify(&req, KeyRule::Jwk).await?;
         let Signer::Key(key) = &v.signer else {
             return Err(AcmeError::Malformed("newAccount requires a `jwk`".into()));
         };
-        let p: wire::NewAccountPayload = if v.is_post_as_get() {
-            Default::default()
-        } else {
-            v.json()?
-        };
+        let p: wire::NewAccountPayload = if v.is_post_as_get() { Default::default() } else { v.json()? };
         let jkt = key.thumbprint();
-        let existing =
-            |a: crate::store::Versioned<Account>| -> Result<Reply<wire::Account>, AcmeError> {
-                if a.value.status != AccountStatus::Valid {
-                    return Err(AcmeError::Unauthorized(
-                        "the account for this key is deactivated".into(),
-                    ));
-                }
-                Ok(Reply::ok(self.account_json(&a.value)).at(self.links.account(&a.value.id)))
-            };
+        let existing = |a: crate::store::Versioned<Account>| -> Result<Reply<wire::Account>, AcmeError> {
+            if a.value.status != AccountStatus::Valid {
+                return Err(AcmeError::Unauthorized("the account for this key is deactivated".into()));
+            }
+            Ok(Reply::ok(self.account_json(&a.value)).at(self.links.account(&a.value.id)))
+        };
         match self.store.account_by_key(&jkt).await {
             Ok(a) => return existing(a),
             Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
         if p.only_return_existing == Some(true) {
-            return Err(AcmeError::AccountDoesNotExist(
-                "no account exists for this key".into(),
-            ));
+            return Err(AcmeError::AccountDoesNotExist("no account exists for this key".into()));
         }
         if p.external_account_binding.is_some() {
-            return Err(AcmeError::Malformed(
-                "external account binding is not enabled on this server".into(),
-            ));
+            return Err(AcmeError::Malformed("external account binding is not enabled on this server".into()));
         }
         let contact = p.contact.unwrap_or_default();
         check_contacts(&contact)?;
@@ -108,8 +90,7 @@ impl Acme {
         };
         match self.store.create_account(&account).await? {
             AccountCreation::Created => {
-                let mut reply =
-                    Reply::ok(self.account_json(&account)).at(self.links.account(&account.id));
+                let mut reply = Reply::ok(self.account_json(&account)).at(self.links.account(&account.id));
                 reply.created = true;
                 Ok(reply)
             }
@@ -119,17 +100,11 @@ impl Acme {
 
     /// The account resource (§7.3.2, §7.3.6): POST-as-GET fetches; a payload updates
     /// `contact` or deactivates.
-    pub async fn account(
-        &self,
-        req: SignedRequest,
-        id: &AccountId,
-    ) -> Result<Reply<wire::Account>, AcmeError> {
+    pub async fn account(&self, req: SignedRequest, id: &AccountId) -> Result<Reply<wire::Account>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         let mut account = v.account()?.clone();
         if &account.value.id != id {
-            return Err(AcmeError::Unauthorized(
-                "the `kid` does not match this account URL".into(),
-            ));
+            return Err(AcmeError::Unauthorized("the `kid` does not match this account URL".into()));
         }
         if !v.is_post_as_get() {
             let p: wire::AccountUpdatePayload = v.json()?;
@@ -153,16 +128,10 @@ impl Acme {
                 }
             }
             if changed {
-                account.version = match self
-                    .store
-                    .update_account(&account.value, account.version)
-                    .await
-                {
+                account.version = match self.store.update_account(&account.value, account.version).await {
                     Ok(v) => v,
                     Err(StoreError::Conflict) => {
-                        return Err(AcmeError::Malformed(
-                            "the account changed concurrently; retry".into(),
-                        ));
+                        return Err(AcmeError::Malformed("the account changed concurrently; retry".into()));
                     }
                     Err(e) => return Err(e.into()),
                 };
@@ -181,24 +150,12 @@ impl Acme {
         let v = self.verify(&req, KeyRule::Kid).await?;
         v.require_post_as_get()?;
         if &v.account()?.value.id != id {
-            return Err(AcmeError::Unauthorized(
-                "these orders belong to another account".into(),
-            ));
+            return Err(AcmeError::Unauthorized("these orders belong to another account".into()));
         }
-        let (ids, more) = found(
-            self.store
-                .account_orders(id, page, self.config.orders_per_page)
-                .await,
-            "account",
-        )?;
-        let mut reply = Reply::ok(wire::OrdersList {
-            orders: ids.iter().map(|o| self.links.order(o)).collect(),
-        });
+        let (ids, more) = found(self.store.account_orders(id, page, self.config.orders_per_page).await, "account")?;
+        let mut reply = Reply::ok(wire::OrdersList { orders: ids.iter().map(|o| self.links.order(o)).collect() });
         if more {
-            reply = reply.link(
-                format!("{}?page={}", self.links.account_orders(id), page + 1),
-                "next",
-            );
+            reply = reply.link(format!("{}?page={}", self.links.account_orders(id), page + 1), "next");
         }
         Ok(reply)
     }
@@ -211,24 +168,9 @@ mod tests {
     #[test]
     fn contacts_follow_rfc8555() {
         check_contacts(&["mailto:a@example.com".into()]).unwrap();
-        assert!(matches!(
-            check_contacts(&["tel:+1".into()]),
-            Err(AcmeError::UnsupportedContact(_))
-        ));
-        for bad in [
-            "mailto:",
-            "mailto:a",
-            "mailto:a@b",
-            "mailto:a@b.c?subject=x",
-            "mailto:a@b.c,d@e.f",
-        ] {
-            assert!(
-                matches!(
-                    check_contacts(&[bad.into()]),
-                    Err(AcmeError::InvalidContact(_))
-                ),
-                "{bad}"
-            );
+        assert!(matches!(check_contacts(&["tel:+1".into()]), Err(AcmeError::UnsupportedContact(_))));
+        for bad in ["mailto:", "mailto:a", "mailto:a@b", "mailto:a@b.c?subject=x", "mailto:a@b.c,d@e.f"] {
+            assert!(matches!(check_contacts(&[bad.into()]), Err(AcmeError::InvalidContact(_))), "{bad}");
         }
     }
 }

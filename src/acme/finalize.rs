@@ -40,10 +40,7 @@ fn csr_key_bytes(csr: &CsrInfo) -> Vec<u8> {
             Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
                 let bits = modulus_bits(rsa.modulus);
                 let len = bits.div_ceil(8);
-                rsa.modulus
-                    .get(rsa.modulus.len().saturating_sub(len)..)
-                    .unwrap_or_default()
-                    .to_vec()
+                rsa.modulus.get(rsa.modulus.len().saturating_sub(len)..).unwrap_or_default().to_vec()
             }
             _ => Vec::new(),
         },
@@ -55,24 +52,14 @@ fn csr_key_bytes(csr: &CsrInfo) -> Vec<u8> {
 /// 1. the CSR key is not the account key (§11.1);
 /// 2. its DNS names and IP addresses are exactly the order's identifiers;
 /// 3. a subject common name, if any, is one of them.
-pub fn check_csr_against_order(
-    csr: &CsrInfo,
-    order: &Order,
-    account_key: &Jwk,
-) -> Result<(), AcmeError> {
+pub fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key: &Jwk) -> Result<(), AcmeError> {
     // 1.
     if csr_key_bytes(csr) == jwk_key_bytes(account_key) {
-        return Err(AcmeError::BadCsr(
-            "the CSR key must not be the account key".into(),
-        ));
+        return Err(AcmeError::BadCsr("the CSR key must not be the account key".into()));
     }
     // 2.
-    let wanted_dns: BTreeSet<&str> = order
-        .identifiers
-        .iter()
-        .filter(|i| i.kind == IdentifierKind::Dns)
-        .map(|i| i.value.as_str())
-        .collect();
+    let wanted_dns: BTreeSet<&str> =
+        order.identifiers.iter().filter(|i| i.kind == IdentifierKind::Dns).map(|i| i.value.as_str()).collect();
     let wanted_ip: BTreeSet<IpAddr> = order
         .identifiers
         .iter()
@@ -98,12 +85,9 @@ pub fn check_csr_against_order(
     }
     // 3.
     if let Some(cn) = &csr.common_name {
-        let in_order = wanted_dns.contains(cn.as_str())
-            || cn.parse::<IpAddr>().is_ok_and(|ip| wanted_ip.contains(&ip));
+        let in_order = wanted_dns.contains(cn.as_str()) || cn.parse::<IpAddr>().is_ok_and(|ip| wanted_ip.contains(&ip));
         if !in_order {
-            return Err(AcmeError::BadCsr(format!(
-                "the CSR common name `{cn}` is not one of the order's identifiers"
-            )));
+            return Err(AcmeError::BadCsr(format!("the CSR common name `{cn}` is not one of the order's identifiers")));
         }
     }
     Ok(())
@@ -126,21 +110,14 @@ impl Acme {
         let authzs = self.order_authzs(&order).await?;
         let status = order_status(&order, &authzs, now);
         if status != OrderStatus::Ready {
-            return Err(AcmeError::OrderNotReady(
-                format!("the order is {status:?}, not ready").to_lowercase(),
-            ));
+            return Err(AcmeError::OrderNotReady(format!("the order is {status:?}, not ready").to_lowercase()));
         }
         let p: wire::FinalizePayload = v.json()?;
-        let der =
-            b64_decode(&p.csr).map_err(|_| AcmeError::BadCsr("`csr` is not base64url".into()))?;
+        let der = b64_decode(&p.csr).map_err(|_| AcmeError::BadCsr("`csr` is not base64url".into()))?;
         let csr = parse_csr(&der)?;
         check_csr_against_order(&csr, &order, &account.key)?;
-        let dns: Vec<String> = order
-            .identifiers
-            .iter()
-            .filter(|i| i.kind == IdentifierKind::Dns)
-            .map(|i| i.value.clone())
-            .collect();
+        let dns: Vec<String> =
+            order.identifiers.iter().filter(|i| i.kind == IdentifierKind::Dns).map(|i| i.value.clone()).collect();
         let ips: Vec<IpAddr> = order
             .identifiers
             .iter()
@@ -148,9 +125,7 @@ impl Acme {
             .filter_map(|i| i.value.parse().ok())
             .collect();
         let not_before = order.not_before.unwrap_or(now - 60);
-        let not_after = order
-            .not_after
-            .unwrap_or(not_before + self.leaf_validity_secs);
+        let not_after = order.not_after.unwrap_or(not_before + self.leaf_validity_secs);
         let leaf = self.ca.issue(&LeafRequest {
             spki_der: &csr.spki_der,
             key_type: csr.key_type,
@@ -169,19 +144,11 @@ impl Acme {
             not_after,
             issued: now,
         };
-        order.phase = OrderPhase::Valid {
-            certificate: leaf.serial,
-        };
-        match self
-            .store
-            .finalize_order(&order, stored.version, &cert)
-            .await
-        {
+        order.phase = OrderPhase::Valid { certificate: leaf.serial };
+        match self.store.finalize_order(&order, stored.version, &cert).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
-                return Err(AcmeError::OrderNotReady(
-                    "the order was finalized concurrently".into(),
-                ));
+                return Err(AcmeError::OrderNotReady("the order was finalized concurrently".into()));
             }
             Err(e) => return Err(e.into()),
         }

@@ -14,24 +14,16 @@ pub fn parse_identifier(p: &IdentifierPayload) -> Result<Identifier, AcmeError> 
         "dns" => {
             let name = p.value.to_ascii_lowercase();
             check_dns_name(&name).map_err(|why| {
-                AcmeError::RejectedIdentifier(format!(
-                    "`{}` is not an acceptable DNS name: {why}",
-                    printable(&p.value)
-                ))
+                AcmeError::RejectedIdentifier(format!("`{}` is not an acceptable DNS name: {why}", printable(&p.value)))
             })?;
-            Ok(Identifier {
-                kind: IdentifierKind::Dns,
-                value: name,
-            })
+            Ok(Identifier { kind: IdentifierKind::Dns, value: name })
         }
         "ip" => {
-            let ip: IpAddr = p.value.parse().map_err(|_| {
-                AcmeError::Malformed(format!("`{}` is not an IP address", printable(&p.value)))
-            })?;
-            Ok(Identifier {
-                kind: IdentifierKind::Ip,
-                value: ip.to_string(),
-            })
+            let ip: IpAddr = p
+                .value
+                .parse()
+                .map_err(|_| AcmeError::Malformed(format!("`{}` is not an IP address", printable(&p.value))))?;
+            Ok(Identifier { kind: IdentifierKind::Ip, value: ip.to_string() })
         }
         other => Err(AcmeError::UnsupportedIdentifier(format!(
             "identifier type `{}` is not supported (dns, ip)",
@@ -41,10 +33,7 @@ pub fn parse_identifier(p: &IdentifierPayload) -> Result<Identifier, AcmeError> 
 }
 
 fn printable(s: &str) -> String {
-    s.chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    s.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 fn check_dns_name(name: &str) -> Result<(), &'static str> {
@@ -62,10 +51,7 @@ fn check_dns_name(name: &str) -> Result<(), &'static str> {
         if label.is_empty() || label.len() > 63 {
             return Err("each label must be 1 to 63 characters");
         }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err("only letters, digits, '-' and a leading '*.' are allowed");
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -83,10 +69,7 @@ mod tests {
     use super::*;
 
     fn dns(v: &str) -> Result<Identifier, AcmeError> {
-        parse_identifier(&IdentifierPayload {
-            kind: "dns".into(),
-            value: v.into(),
-        })
+        parse_identifier(&IdentifierPayload { kind: "dns".into(), value: v.into() })
     }
 
     #[test]
@@ -98,23 +81,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_dns_names() {
-        for bad in [
-            "",
-            "a..b",
-            "-a.b",
-            "a-.b",
-            "a.b.",
-            "a.*.b",
-            "*a.b",
-            "a_b.c",
-            "1.2.3.4",
-            "é.example",
-            "**.a",
-        ] {
-            assert!(
-                matches!(dns(bad), Err(AcmeError::RejectedIdentifier(_))),
-                "{bad}"
-            );
+        for bad in ["", "a..b", "-a.b", "a-.b", "a.b.", "a.*.b", "*a.b", "a_b.c", "1.2.3.4", "é.example", "**.a"] {
+            assert!(matches!(dns(bad), Err(AcmeError::RejectedIdentifier(_))), "{bad}");
         }
         let long = format!("{}.example", "a".repeat(64));
         assert!(dns(&long).is_err());
@@ -122,17 +90,9 @@ mod tests {
 
     #[test]
     fn parses_ip_and_refuses_unknown_types() {
-        let ip = parse_identifier(&IdentifierPayload {
-            kind: "ip".into(),
-            value: "0:0::1".into(),
-        })
-        .unwrap();
+        let ip = parse_identifier(&IdentifierPayload { kind: "ip".into(), value: "0:0::1".into() }).unwrap();
         assert_eq!(ip.value, "::1");
-        let e = parse_identifier(&IdentifierPayload {
-            kind: "email".into(),
-            value: "a@b".into(),
-        })
-        .unwrap_err();
+        let e = parse_identifier(&IdentifierPayload { kind: "email".into(), value: "a@b".into() }).unwrap_err();
         assert!(matches!(e, AcmeError::UnsupportedIdentifier(_)));
     }
 }

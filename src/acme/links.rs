@@ -71,11 +71,8 @@ impl Links {
     /// The account id named by a JWS `kid`, if the kid is one of our account URLs.
     pub fn account_id_from_kid(&self, kid: &str) -> Option<AccountId> {
         let id = kid.strip_prefix(&self.base)?.strip_prefix(paths::ACCOUNT)?;
-        let valid = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid =
+            !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         valid.then(|| AccountId(id.to_owned()))
     }
 }
@@ -89,13 +86,7 @@ mod tests {
         let l = Links::new("https://localhost:14000");
         let id = AccountId("abc_DEF-1".into());
         assert_eq!(l.account_id_from_kid(&l.account(&id)), Some(id));
-        assert_eq!(
-            l.account_id_from_kid("https://evil.example/acme/acct/abc"),
-            None
-        );
-        assert_eq!(
-            l.account_id_from_kid("https://localhost:14000/acme/acct/a/../b"),
-            None
-        );
+        assert_eq!(l.account_id_from_kid("https://evil.example/acme/acct/abc"), None);
+        assert_eq!(l.account_id_from_kid("https://localhost:14000/acme/acct/a/../b"), None);
     }
 }

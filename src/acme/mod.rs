@@ -30,8 +30,8 @@ use crate::ca::Ca;
 use crate::clock::{UnixTime, rfc3339};
 use crate::config::AcmeConfig;
 use crate::model::{
-    AccountId, Authorization, AuthzId, AuthzStatus, Challenge, ChallengeId, ChallengeStatus,
-    ChallengeType, IdentifierKind, Order, OrderId, OrderPhase, Serial,
+    AccountId, Authorization, AuthzId, AuthzStatus, Challenge, ChallengeId, ChallengeStatus, ChallengeType,
+    IdentifierKind, Order, OrderId, OrderPhase, Serial,
 };
 use crate::store::{Store, StoreError, Versioned};
 
@@ -51,13 +51,7 @@ pub struct Reply<T> {
 
 impl<T> Reply<T> {
     fn ok(body: T) -> Self {
-        Self {
-            body,
-            created: false,
-            location: None,
-            links: Vec::new(),
-            retry_after: None,
-        }
+        Self { body, created: false, location: None, links: Vec::new(), retry_after: None }
     }
 
     fn at(mut self, location: String) -> Self {
@@ -84,9 +78,7 @@ pub struct Acme {
 
 impl std::fmt::Debug for Acme {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Acme")
-            .field("base", &self.links.base())
-            .finish()
+        f.debug_struct("Acme").field("base", &self.links.base()).finish()
     }
 }
 
@@ -109,9 +101,7 @@ fn owned_by(owner: &AccountId, verified: &Verified, what: &str) -> Result<(), Ac
     if &verified.account()?.value.id == owner {
         Ok(())
     } else {
-        Err(AcmeError::Unauthorized(format!(
-            "this {what} belongs to another account"
-        )))
+        Err(AcmeError::Unauthorized(format!("this {what} belongs to another account")))
     }
 }
 
@@ -167,18 +157,12 @@ impl Acme {
 
     /// Creates an order and one authorization per identifier (§7.4). Durable before
     /// this returns.
-    pub async fn new_order(
-        &self,
-        req: SignedRequest,
-        now: UnixTime,
-    ) -> Result<Reply<wire::Order>, AcmeError> {
+    pub async fn new_order(&self, req: SignedRequest, now: UnixTime) -> Result<Reply<wire::Order>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         let account = &v.account()?.value;
         let p: wire::NewOrderPayload = v.json()?;
         if p.identifiers.is_empty() {
-            return Err(AcmeError::Malformed(
-                "an order needs at least one identifier".into(),
-            ));
+            return Err(AcmeError::Malformed("an order needs at least one identifier".into()));
         }
         if p.identifiers.len() > self.config.max_identifiers {
             return Err(AcmeError::RejectedIdentifier(format!(
@@ -186,19 +170,14 @@ impl Acme {
                 self.config.max_identifiers
             )));
         }
-        let mut identifiers = p
-            .identifiers
-            .iter()
-            .map(parse_identifier)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut identifiers = p.identifiers.iter().map(parse_identifier).collect::<Result<Vec<_>, _>>()?;
         identifiers.sort();
         identifiers.dedup();
         let parse_time = |s: &Option<String>, field: &str| -> Result<Option<UnixTime>, AcmeError> {
             s.as_deref()
                 .map(|t| {
-                    crate::clock::parse_rfc3339(t).ok_or_else(|| {
-                        AcmeError::Malformed(format!("`{field}` is not an RFC 3339 date-time"))
-                    })
+                    crate::clock::parse_rfc3339(t)
+                        .ok_or_else(|| AcmeError::Malformed(format!("`{field}` is not an RFC 3339 date-time")))
                 })
                 .transpose()
         };
@@ -207,20 +186,12 @@ impl Acme {
         if let Some(na) = not_after
             && na <= not_before.unwrap_or(now).max(now)
         {
-            return Err(AcmeError::Malformed(
-                "`notAfter` must be in the future and after `notBefore`".into(),
-            ));
+            return Err(AcmeError::Malformed("`notAfter` must be in the future and after `notBefore`".into()));
         }
         let expires = now + self.config.order_lifetime_secs as i64;
         let mut authzs = Vec::with_capacity(identifiers.len());
         for ident in &identifiers {
             let wildcard = ident.kind == IdentifierKind::Dns && ident.value.starts_with("*.");
-            if wildcard {
-                return Err(AcmeError::RejectedIdentifier(format!(
-                    "`{}`: wildcard names need dns-01 validation, which this server does not offer yet",
-                    ident.value
-                )));
-            }
             authzs.push(Authorization {
                 id: AuthzId::random(),
                 account: account.id.clone(),
@@ -228,14 +199,17 @@ impl Acme {
                 status: AuthzStatus::Pending,
                 expires,
                 wildcard,
-                challenges: vec![Challenge {
-                    id: ChallengeId::random(),
-                    kind: ChallengeType::Http01,
-                    token: crate::model::random_token() + &crate::model::random_token(),
-                    status: ChallengeStatus::Pending,
-                    validated: None,
-                    error: None,
-                }],
+                challenges: challenge_types(ident.kind, wildcard)
+                    .iter()
+                    .map(|kind| Challenge {
+                        id: ChallengeId::random(),
+                        kind: *kind,
+                        token: crate::model::random_token() + &crate::model::random_token(),
+                        status: ChallengeStatus::Pending,
+                        validated: None,
+                        error: None,
+                    })
+                    .collect(),
             });
         }
         let order = Order {
@@ -250,8 +224,7 @@ impl Acme {
             created: now,
         };
         self.store.create_order(&order, &authzs).await?;
-        let mut reply =
-            Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id));
+        let mut reply = Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id));
         reply.created = true;
         Ok(reply)
     }
@@ -292,11 +265,7 @@ impl Acme {
             not_before: order.not_before.map(rfc3339),
             not_after: order.not_after.map(rfc3339),
             error,
-            authorizations: order
-                .authorizations
-                .iter()
-                .map(|a| self.links.authz(a))
-                .collect(),
+            authorizations: order.authorizations.iter().map(|a| self.links.authz(a)).collect(),
             finalize: self.links.finalize(&order.id),
             certificate,
         }
@@ -319,30 +288,18 @@ impl Acme {
                     let status = authz_status(&authz.value, now);
                     if !matches!(status, AuthzStatus::Pending | AuthzStatus::Valid) {
                         return Err(AcmeError::Malformed(
-                            format!("a {status:?} authorization cannot be deactivated")
-                                .to_lowercase(),
+                            format!("a {status:?} authorization cannot be deactivated").to_lowercase(),
                         ));
                     }
                     authz.value.status = AuthzStatus::Deactivated;
-                    found(
-                        self.store
-                            .update_authorization(&authz.value, authz.version)
-                            .await,
-                        "authorization",
-                    )?;
+                    found(self.store.update_authorization(&authz.value, authz.version).await, "authorization")?;
                 }
                 _ => {
-                    return Err(AcmeError::Malformed(
-                        "the only update is {\"status\": \"deactivated\"}".into(),
-                    ));
+                    return Err(AcmeError::Malformed("the only update is {\"status\": \"deactivated\"}".into()));
                 }
             }
         }
-        let processing = authz
-            .value
-            .challenges
-            .iter()
-            .any(|c| c.status == ChallengeStatus::Processing);
+        let processing = authz.value.challenges.iter().any(|c| c.status == ChallengeStatus::Processing);
         let mut reply = Reply::ok(self.authz_json(&authz.value, now));
         if processing {
             reply.retry_after = Some(self.config.retry_after_secs);
@@ -354,10 +311,7 @@ impl Acme {
         let status = authz_status(a, now);
         // Once decided, show only the challenge that decided it (as Pebble and Boulder do).
         let shown: Vec<&Challenge> = if status == AuthzStatus::Valid {
-            a.challenges
-                .iter()
-                .filter(|c| c.status == ChallengeStatus::Valid)
-                .collect()
+            a.challenges.iter().filter(|c| c.status == ChallengeStatus::Valid).collect()
         } else {
             a.challenges.iter().collect()
         };
@@ -368,10 +322,7 @@ impl Acme {
             },
             status,
             expires: rfc3339(a.expires),
-            challenges: shown
-                .into_iter()
-                .map(|c| self.challenge_json(&a.id, c))
-                .collect(),
+            challenges: shown.into_iter().map(|c| self.challenge_json(&a.id, c)).collect(),
             wildcard: a.wildcard,
         }
     }
@@ -400,48 +351,29 @@ impl Acme {
         let v = self.verify(&req, KeyRule::Kid).await?;
         let mut authz = found(self.store.authorization(authz_id).await, "challenge")?;
         owned_by(&authz.value.account, &v, "challenge")?;
-        let idx = authz
-            .value
-            .challenges
-            .iter()
-            .position(|c| &c.id == id)
-            .ok_or_else(|| not_found("challenge"))?;
+        let idx = authz.value.challenges.iter().position(|c| &c.id == id).ok_or_else(|| not_found("challenge"))?;
         if !v.is_post_as_get() {
             let _: serde_json::Map<String, serde_json::Value> = v.json()?;
             let pending = authz_status(&authz.value, now) == AuthzStatus::Pending;
-            let challenge_pending = authz
-                .value
-                .challenges
-                .get(idx)
-                .is_some_and(|c| c.status == ChallengeStatus::Pending);
+            let challenge_pending =
+                authz.value.challenges.get(idx).is_some_and(|c| c.status == ChallengeStatus::Pending);
             if pending && challenge_pending {
                 if let Some(c) = authz.value.challenges.get_mut(idx) {
                     c.status = ChallengeStatus::Processing;
                 }
-                match self
-                    .store
-                    .update_authorization(&authz.value, authz.version)
-                    .await
-                {
+                match self.store.update_authorization(&authz.value, authz.version).await {
                     Ok(version) => {
                         authz.version = version;
                         self.queue.push(authz_id.clone());
                     }
                     // Someone else moved it first; answer with what is stored now.
-                    Err(StoreError::Conflict) => {
-                        authz = found(self.store.authorization(authz_id).await, "challenge")?
-                    }
+                    Err(StoreError::Conflict) => authz = found(self.store.authorization(authz_id).await, "challenge")?,
                     Err(e) => return Err(e.into()),
                 }
             }
         }
-        let c = authz
-            .value
-            .challenges
-            .get(idx)
-            .ok_or_else(|| not_found("challenge"))?;
-        let mut reply =
-            Reply::ok(self.challenge_json(authz_id, c)).link(self.links.authz(authz_id), "up");
+        let c = authz.value.challenges.get(idx).ok_or_else(|| not_found("challenge"))?;
+        let mut reply = Reply::ok(self.challenge_json(authz_id, c)).link(self.links.authz(authz_id), "up");
         if c.status == ChallengeStatus::Processing {
             reply.retry_after = Some(self.config.retry_after_secs);
         }
@@ -449,11 +381,7 @@ impl Acme {
     }
 
     /// The certificate chain (§7.4.2), PEM, fetched with POST-as-GET by its account.
-    pub async fn certificate(
-        &self,
-        req: SignedRequest,
-        serial: &Serial,
-    ) -> Result<Reply<String>, AcmeError> {
+    pub async fn certificate(&self, req: SignedRequest, serial: &Serial) -> Result<Reply<String>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         v.require_post_as_get()?;
         let cert = found(self.store.certificate(serial).await, "certificate")?;
@@ -462,10 +390,17 @@ impl Acme {
     }
 }
 
+/// The challenges offered for an identifier (RFC 8555 §8, RFC 8737, RFC 8738 §7): a
+/// wildcard only through dns-01, an IP address not through dns-01.
+fn challenge_types(kind: IdentifierKind, wildcard: bool) -> &'static [ChallengeType] {
+    match (kind, wildcard) {
+        (IdentifierKind::Dns, true) => &[ChallengeType::Dns01],
+        (IdentifierKind::Dns, false) => &[ChallengeType::Http01, ChallengeType::Dns01, ChallengeType::TlsAlpn01],
+        (IdentifierKind::Ip, _) => &[ChallengeType::Http01, ChallengeType::TlsAlpn01],
+    }
+}
+
 /// Helper for tests and the worker: an authorization by id.
-pub(crate) async fn load_authz(
-    store: &dyn Store,
-    id: &AuthzId,
-) -> Result<Versioned<Authorization>, AcmeError> {
+pub(crate) async fn load_authz(store: &dyn Store, id: &AuthzId) -> Result<Versioned<Authorization>, AcmeError> {
     found(store.authorization(id).await, "authorization")
 }

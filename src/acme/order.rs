@@ -27,10 +27,7 @@ pub fn order_status(order: &Order, authzs: &[Authorization], now: UnixTime) -> O
             if statuses.len() != order.authorizations.len() {
                 return OrderStatus::Invalid;
             }
-            if statuses
-                .iter()
-                .any(|s| !matches!(s, AuthzStatus::Pending | AuthzStatus::Valid))
-            {
+            if statuses.iter().any(|s| !matches!(s, AuthzStatus::Pending | AuthzStatus::Valid)) {
                 OrderStatus::Invalid
             } else if statuses.iter().all(|s| *s == AuthzStatus::Valid) {
                 OrderStatus::Ready
@@ -50,10 +47,7 @@ mod tests {
         Authorization {
             id: AuthzId::random(),
             account: AccountId("a".into()),
-            identifier: Identifier {
-                kind: IdentifierKind::Dns,
-                value: "a.example".into(),
-            },
+            identifier: Identifier { kind: IdentifierKind::Dns, value: "a.example".into() },
             status,
             expires,
             wildcard: false,
@@ -81,36 +75,14 @@ mod tests {
         let p = authz(AuthzStatus::Pending, 1000);
         let v = authz(AuthzStatus::Valid, 1000);
         let i = authz(AuthzStatus::Invalid, 1000);
-        assert_eq!(
-            order_status(&o, &[p.clone(), v.clone()], 10),
-            OrderStatus::Pending
-        );
-        assert_eq!(
-            order_status(&o, &[v.clone(), v.clone()], 10),
-            OrderStatus::Ready
-        );
+        assert_eq!(order_status(&o, &[p.clone(), v.clone()], 10), OrderStatus::Pending);
+        assert_eq!(order_status(&o, &[v.clone(), v.clone()], 10), OrderStatus::Ready);
         assert_eq!(order_status(&o, &[v.clone(), i], 10), OrderStatus::Invalid);
-        assert_eq!(
-            order_status(&o, &[v.clone(), v.clone()], 1000),
-            OrderStatus::Invalid,
-            "expired order"
-        );
+        assert_eq!(order_status(&o, &[v.clone(), v.clone()], 1000), OrderStatus::Invalid, "expired order");
         let expired_authz = authz(AuthzStatus::Valid, 5);
-        assert_eq!(
-            order_status(&o, &[v.clone(), expired_authz], 10),
-            OrderStatus::Invalid
-        );
-        assert_eq!(
-            order_status(&o, &[v], 10),
-            OrderStatus::Invalid,
-            "missing authorization"
-        );
-        let done = order(
-            1,
-            OrderPhase::Valid {
-                certificate: Serial("01".into()),
-            },
-        );
+        assert_eq!(order_status(&o, &[v.clone(), expired_authz], 10), OrderStatus::Invalid);
+        assert_eq!(order_status(&o, &[v], 10), OrderStatus::Invalid, "missing authorization");
+        let done = order(1, OrderPhase::Valid { certificate: Serial("01".into()) });
         assert_eq!(order_status(&done, &[], 5000), OrderStatus::Valid);
     }
 }

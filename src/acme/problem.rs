@@ -74,10 +74,9 @@ impl AcmeError {
             Self::BadPublicKey(_) => "badPublicKey",
             Self::BadSignatureAlgorithm(_) => "badSignatureAlgorithm",
             Self::InvalidContact(_) => "invalidContact",
-            Self::Malformed(_)
-            | Self::NotFound(_)
-            | Self::UnsupportedMediaType(_)
-            | Self::PayloadTooLarge(_) => "malformed",
+            Self::Malformed(_) | Self::NotFound(_) | Self::UnsupportedMediaType(_) | Self::PayloadTooLarge(_) => {
+                "malformed"
+            }
             Self::OrderNotReady(_) => "orderNotReady",
             Self::RejectedIdentifier(_) => "rejectedIdentifier",
             Self::ServerInternal(_) => "serverInternal",
@@ -107,11 +106,7 @@ impl AcmeError {
 
     /// The stored form, for challenge and order errors.
     pub fn to_problem(&self) -> Problem {
-        Problem {
-            kind: self.problem_type(),
-            detail: self.to_string(),
-            status: self.status(),
-        }
+        Problem { kind: self.problem_type(), detail: self.to_string(), status: self.status() }
     }
 
     pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -143,10 +138,7 @@ mod tests {
         let e = AcmeError::BadNonce("x".into());
         assert_eq!(e.problem_type(), "urn:ietf:params:acme:error:badNonce");
         assert_eq!(e.status(), 400);
-        assert_eq!(
-            AcmeError::NotFound("x".into()).problem_type(),
-            "urn:ietf:params:acme:error:malformed"
-        );
+        assert_eq!(AcmeError::NotFound("x".into()).problem_type(), "urn:ietf:params:acme:error:malformed");
         assert_eq!(AcmeError::NotFound("x".into()).status(), 404);
         assert_eq!(AcmeError::OrderNotReady("x".into()).status(), 403);
         let internal = AcmeError::from(StoreError::Backend("disk on fire".into()));

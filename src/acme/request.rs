@@ -45,9 +45,7 @@ impl Verified {
     pub fn account(&self) -> Result<&Versioned<Account>, AcmeError> {
         match &self.signer {
             Signer::Account(a) => Ok(a),
-            Signer::Key(_) => Err(AcmeError::Malformed(
-                "this resource requires a `kid`".into(),
-            )),
+            Signer::Key(_) => Err(AcmeError::Malformed("this resource requires a `kid`".into())),
         }
     }
 
@@ -60,10 +58,7 @@ impl Verified {
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AcmeError> {
         serde_json::from_slice(&self.payload).map_err(|e| {
             let msg = e.to_string();
-            AcmeError::Malformed(format!(
-                "invalid payload: {}",
-                msg.split(" at line").next().unwrap_or(&msg)
-            ))
+            AcmeError::Malformed(format!("invalid payload: {}", msg.split(" at line").next().unwrap_or(&msg)))
         })
     }
 
@@ -72,9 +67,7 @@ impl Verified {
         if self.is_post_as_get() {
             Ok(())
         } else {
-            Err(AcmeError::Malformed(
-                "this resource is fetched with POST-as-GET (empty payload)".into(),
-            ))
+            Err(AcmeError::Malformed("this resource is fetched with POST-as-GET (empty payload)".into()))
         }
     }
 }
@@ -110,24 +103,16 @@ impl Acme {
         // 2.
         match (&h.jwk, &h.kid, rule) {
             (Some(_), Some(_), _) => {
-                return Err(AcmeError::Malformed(
-                    "`jwk` and `kid` are mutually exclusive".into(),
-                ));
+                return Err(AcmeError::Malformed("`jwk` and `kid` are mutually exclusive".into()));
             }
             (None, None, _) => {
-                return Err(AcmeError::Malformed(
-                    "one of `jwk` and `kid` is required".into(),
-                ));
+                return Err(AcmeError::Malformed("one of `jwk` and `kid` is required".into()));
             }
             (Some(_), None, KeyRule::Kid) => {
-                return Err(AcmeError::Malformed(
-                    "this resource requires a `kid` (an account URL)".into(),
-                ));
+                return Err(AcmeError::Malformed("this resource requires a `kid` (an account URL)".into()));
             }
             (None, Some(_), KeyRule::Jwk) => {
-                return Err(AcmeError::Malformed(
-                    "this resource requires a `jwk`".into(),
-                ));
+                return Err(AcmeError::Malformed("this resource requires a `jwk`".into()));
             }
             _ => {}
         }
@@ -135,44 +120,32 @@ impl Acme {
         match &h.url {
             Some(u) if *u == req.url => {}
             Some(_) => {
-                return Err(AcmeError::Unauthorized(
-                    "the JWS `url` does not match the request URL".into(),
-                ));
+                return Err(AcmeError::Unauthorized("the JWS `url` does not match the request URL".into()));
             }
             None => {
-                return Err(AcmeError::Malformed(
-                    "the JWS `url` header is required".into(),
-                ));
+                return Err(AcmeError::Malformed("the JWS `url` header is required".into()));
             }
         }
         // 4.
-        let nonce = h
-            .nonce
-            .as_deref()
-            .ok_or_else(|| AcmeError::BadNonce("the JWS `nonce` header is required".into()))?;
+        let nonce =
+            h.nonce.as_deref().ok_or_else(|| AcmeError::BadNonce("the JWS `nonce` header is required".into()))?;
         // 5.
         let signer = match (&h.jwk, &h.kid) {
             (Some(jwk), _) => Signer::Key(jwk.clone()),
             (_, Some(kid)) => {
                 let id = self.links.account_id_from_kid(kid).ok_or_else(|| {
-                    AcmeError::AccountDoesNotExist(
-                        "`kid` is not an account URL of this server".into(),
-                    )
+                    AcmeError::AccountDoesNotExist("`kid` is not an account URL of this server".into())
                 })?;
                 match self.store.account(&id).await {
                     Ok(a) => Signer::Account(a),
                     Err(StoreError::NotFound) => {
-                        return Err(AcmeError::AccountDoesNotExist(
-                            "no account at this `kid`".into(),
-                        ));
+                        return Err(AcmeError::AccountDoesNotExist("no account at this `kid`".into()));
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
             (None, None) => {
-                return Err(AcmeError::Malformed(
-                    "one of `jwk` and `kid` is required".into(),
-                ));
+                return Err(AcmeError::Malformed("one of `jwk` and `kid` is required".into()));
             }
         };
         // 6.
@@ -182,20 +155,13 @@ impl Acme {
         };
         jws.verify(key).map_err(jose_error)?;
         // 7.
-        self.nonces
-            .consume(nonce)
-            .map_err(|e| AcmeError::BadNonce(e.to_string()))?;
+        self.nonces.consume(nonce).map_err(|e| AcmeError::BadNonce(e.to_string()))?;
         // 8.
         if let Signer::Account(a) = &signer
             && a.value.status != AccountStatus::Valid
         {
-            return Err(AcmeError::Unauthorized(
-                format!("account is {:?}", a.value.status).to_lowercase(),
-            ));
+            return Err(AcmeError::Unauthorized(format!("account is {:?}", a.value.status).to_lowercase()));
         }
-        Ok(Verified {
-            signer,
-            payload: jws.payload,
-        })
+        Ok(Verified { signer, payload: jws.payload })
     }
 }

@@ -54,12 +54,7 @@ impl Validator {
         clock: Arc<dyn Clock>,
         config: AcmeConfig,
     ) -> Self {
-        Self {
-            store,
-            checker,
-            clock,
-            config,
-        }
+        Self { store, checker, clock, config }
     }
 
     /// Re-queues the authorizations left `processing` by a previous run.
@@ -96,27 +91,16 @@ impl Validator {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }
         let authz = load_authz(self.store.as_ref(), id).await?;
-        let Some(challenge) = authz
-            .value
-            .challenges
-            .iter()
-            .find(|c| c.status == ChallengeStatus::Processing)
-        else {
+        let Some(challenge) = authz.value.challenges.iter().find(|c| c.status == ChallengeStatus::Processing) else {
             return Ok(());
         };
-        let (challenge_id, kind, token) = (
-            challenge.id.clone(),
-            challenge.kind,
-            challenge.token.clone(),
-        );
+        let (challenge_id, kind, token) = (challenge.id.clone(), challenge.kind, challenge.token.clone());
         let account = self.store.account(&authz.value.account).await?;
         let key_authorization = KeyAuthorization::new(&token, &account.value.jkt);
         let outcome = if self.config.testing.always_valid {
             Ok(())
         } else {
-            self.checker
-                .check(kind, &authz.value.identifier, &token, &key_authorization)
-                .await
+            self.checker.check(kind, &authz.value.identifier, &token, &key_authorization).await
         };
         tracing::info!(authz = %id, challenge = kind.as_str(), ok = outcome.is_ok(), "validated");
         // Record it; if the authorization changed meanwhile (deactivated, say), re-read

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA,
-    OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ED25519,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA256WITHRSA,
+    OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
+    OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 
@@ -47,8 +47,7 @@ fn bad(msg: impl Into<String>) -> CaError {
 /// no MD5), a valid self-signature, an allowed key type (P-256, P-384, Ed25519, RSA
 /// 2048-4096), no request for CA rights, and no SAN kinds other than DNS and IP.
 pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
-    let (rest, csr) =
-        X509CertificationRequest::from_der(der).map_err(|_| bad("CSR is not valid DER"))?;
+    let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|_| bad("CSR is not valid DER"))?;
     if !rest.is_empty() {
         return Err(bad("trailing bytes after the CSR"));
     }
@@ -63,29 +62,20 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
         OID_PKCS1_SHA512WITHRSA,
     ];
     if !allowed.contains(sig_alg) {
-        return Err(bad(format!(
-            "CSR signature algorithm {sig_alg} is not accepted"
-        )));
+        return Err(bad(format!("CSR signature algorithm {sig_alg} is not accepted")));
     }
     // 2. The self-signature proves possession of the key.
-    csr.verify_signature()
-        .map_err(|_| bad("CSR signature is invalid"))?;
+    csr.verify_signature().map_err(|_| bad("CSR signature is invalid"))?;
     // 3. Key type policy.
     let info = &csr.certification_request_info;
     let spki = &info.subject_pki;
     let key_type = if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok());
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
         match curve {
             Some(c) if c == OID_EC_P256 => KeyType::P256,
             Some(c) if c == OID_NIST_EC_P384 => KeyType::P384,
             _ => {
-                return Err(bad(
-                    "CSR key is on an unsupported curve (P-256 and P-384 accepted)",
-                ));
+                return Err(bad("CSR key is on an unsupported curve (P-256 and P-384 accepted)"));
             }
         }
     } else if spki.algorithm.algorithm == OID_SIG_ED25519 {
@@ -96,23 +86,15 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
             _ => 0,
         };
         if !(2048..=4096).contains(&bits) {
-            return Err(bad(format!(
-                "CSR RSA key has {bits} bits (2048-4096 accepted)"
-            )));
+            return Err(bad(format!("CSR RSA key has {bits} bits (2048-4096 accepted)")));
         }
         KeyType::Rsa(bits)
     } else {
-        return Err(bad(
-            "CSR key type is not accepted (P-256, P-384, Ed25519, RSA)",
-        ));
+        return Err(bad("CSR key type is not accepted (P-256, P-384, Ed25519, RSA)"));
     };
     // 4. Names and requested extensions.
     let common_name = match info.subject.iter_common_name().next() {
-        Some(cn) => Some(
-            cn.as_str()
-                .map_err(|_| bad("CSR common name is not a string"))?
-                .to_ascii_lowercase(),
-        ),
+        Some(cn) => Some(cn.as_str().map_err(|_| bad("CSR common name is not a string"))?.to_ascii_lowercase()),
         None => None,
     };
     let mut dns_names = Vec::new();
@@ -137,13 +119,7 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
             _ => {}
         }
     }
-    Ok(CsrInfo {
-        spki_der: spki.raw.to_vec(),
-        key_type,
-        common_name,
-        dns_names,
-        ip_addresses,
-    })
+    Ok(CsrInfo { spki_der: spki.raw.to_vec(), key_type, common_name, dns_names, ip_addresses })
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, CaError> {
@@ -164,10 +140,7 @@ fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, CaError> {
 
 /// Bits in an RSA modulus, ignoring leading zero bytes.
 pub fn modulus_bits(modulus: &[u8]) -> usize {
-    let start = modulus
-        .iter()
-        .position(|b| *b != 0)
-        .unwrap_or(modulus.len());
+    let start = modulus.iter().position(|b| *b != 0).unwrap_or(modulus.len());
     let trimmed = modulus.get(start..).unwrap_or_default();
     match trimmed.first() {
         Some(first) => (trimmed.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
@@ -187,17 +160,12 @@ mod tests {
     #[test]
     fn reads_names_and_key_type() {
         let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let mut p =
-            CertificateParams::new(vec!["A.example".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        p.distinguished_name
-            .push(rcgen::DnType::CommonName, "a.example");
+        let mut p = CertificateParams::new(vec!["A.example".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, "a.example");
         let info = parse_csr(&csr(&p, &key)).unwrap();
         assert_eq!(info.key_type, KeyType::Ed25519);
         assert_eq!(info.dns_names, vec!["a.example"]);
-        assert_eq!(
-            info.ip_addresses,
-            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
-        );
+        assert_eq!(info.ip_addresses, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(info.common_name.as_deref(), Some("a.example"));
     }
 
@@ -223,8 +191,7 @@ mod tests {
     fn rejects_email_san() {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut p = CertificateParams::new(vec!["a.example".to_owned()]).unwrap();
-        p.subject_alt_names
-            .push(SanType::Rfc822Name("x@a.example".try_into().unwrap()));
+        p.subject_alt_names.push(SanType::Rfc822Name("x@a.example".try_into().unwrap()));
         assert!(matches!(parse_csr(&csr(&p, &key)), Err(CaError::BadCsr(_))));
     }
 

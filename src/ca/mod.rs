@@ -15,8 +15,8 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 
@@ -67,8 +67,7 @@ pub struct IssuedLeaf {
 }
 
 fn datetime(t: UnixTime) -> Result<time::OffsetDateTime, CaError> {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .map_err(|e| CaError::Material(format!("bad time {t}: {e}")))
+    time::OffsetDateTime::from_unix_timestamp(t).map_err(|e| CaError::Material(format!("bad time {t}: {e}")))
 }
 
 fn pem(label: &str, der: &[u8]) -> String {
@@ -112,11 +111,7 @@ fn ca_params(
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
     p.is_ca = is_ca;
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     p.not_before = datetime(not_before)?;
     p.not_after = datetime(not_after)?;
     p.serial_number = Some(random_serial().1);
@@ -166,23 +161,18 @@ impl Ca {
         intermediate_key: &Path,
     ) -> Result<CaMaterial, CaError> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p)
-                .map_err(|e| CaError::Material(format!("cannot read {}: {e}", p.display())))
+            std::fs::read_to_string(p).map_err(|e| CaError::Material(format!("cannot read {}: {e}", p.display())))
         };
         let cert_der = |p: &Path| -> Result<Vec<u8>, CaError> {
             let text = read(p)?;
-            let block = pem_block(&text, "CERTIFICATE").ok_or_else(|| {
-                CaError::Material(format!("{} holds no CERTIFICATE block", p.display()))
-            })?;
+            let block = pem_block(&text, "CERTIFICATE")
+                .ok_or_else(|| CaError::Material(format!("{} holds no CERTIFICATE block", p.display())))?;
             Ok(block)
         };
         let key_der = |p: &Path| -> Result<Vec<u8>, CaError> {
             let text = read(p)?;
             let key = KeyPair::from_pem(&text).map_err(|e| {
-                CaError::Material(format!(
-                    "{}: not a PKCS#8 P-256/P-384/Ed25519 key ({e})",
-                    p.display()
-                ))
+                CaError::Material(format!("{}: not a PKCS#8 P-256/P-384/Ed25519 key ({e})", p.display()))
             })?;
             Ok(key.serialize_der())
         };
@@ -206,23 +196,17 @@ impl Ca {
         };
         parse(&m.root_cert, "root")?;
         parse(&m.intermediate_cert, "intermediate")?;
-        let (_, root) = X509Certificate::from_der(&m.root_cert)
-            .map_err(|e| CaError::Material(e.to_string()))?;
-        let (_, int) = X509Certificate::from_der(&m.intermediate_cert)
-            .map_err(|e| CaError::Material(e.to_string()))?;
+        let (_, root) = X509Certificate::from_der(&m.root_cert).map_err(|e| CaError::Material(e.to_string()))?;
+        let (_, int) = X509Certificate::from_der(&m.intermediate_cert).map_err(|e| CaError::Material(e.to_string()))?;
         int.verify_signature(Some(root.public_key()))
             .map_err(|_| CaError::Material("the intermediate is not signed by the root".into()))?;
-        let check_key =
-            |key: &[u8], cert: &X509Certificate<'_>, what: &str| -> Result<(), CaError> {
-                let kp = KeyPair::try_from(key)
-                    .map_err(|e| CaError::Material(format!("{what} key: {e}")))?;
-                if kp.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
-                    return Err(CaError::Material(format!(
-                        "the {what} key does not match the {what} certificate"
-                    )));
-                }
-                Ok(())
-            };
+        let check_key = |key: &[u8], cert: &X509Certificate<'_>, what: &str| -> Result<(), CaError> {
+            let kp = KeyPair::try_from(key).map_err(|e| CaError::Material(format!("{what} key: {e}")))?;
+            if kp.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+                return Err(CaError::Material(format!("the {what} key does not match the {what} certificate")));
+            }
+            Ok(())
+        };
         if !m.root_key.is_empty() {
             check_key(&m.root_key, &root, "root")?;
         }
@@ -235,8 +219,7 @@ impl Ca {
         Self::check_material(m)?;
         let key = KeyPair::try_from(m.intermediate_key.as_slice())
             .map_err(|e| CaError::Material(format!("intermediate key: {e}")))?;
-        let issuer =
-            Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
+        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
         Ok(Self {
             root_pem: cert_pem(&m.root_cert),
             intermediate_pem: cert_pem(&m.intermediate_cert),
@@ -280,10 +263,7 @@ impl Ca {
         }
         p.distinguished_name = dn;
         for name in req.dns_names {
-            let ia5 = name
-                .as_str()
-                .try_into()
-                .map_err(|_| CaError::BadCsr(format!("`{name}` is not an IA5 name")))?;
+            let ia5 = name.as_str().try_into().map_err(|_| CaError::BadCsr(format!("`{name}` is not an IA5 name")))?;
             p.subject_alt_names.push(SanType::DnsName(ia5));
         }
         for ip in req.ip_addresses {
@@ -307,11 +287,7 @@ impl Ca {
         let cert = p.signed_by(&spki, &self.issuer)?;
         let der = cert.der().to_vec();
         let chain_pem = format!("{}{}", cert_pem(&der), self.intermediate_pem);
-        Ok(IssuedLeaf {
-            serial,
-            der,
-            chain_pem,
-        })
+        Ok(IssuedLeaf { serial, der, chain_pem })
     }
 
     /// Issues idca's own TLS server certificate with a fresh P-256 key. Returns the
@@ -340,10 +316,7 @@ impl Ca {
             not_after: now + 397 * 86_400,
             usage: Usage::TlsServer,
         })?;
-        Ok((
-            vec![leaf.der, self.intermediate_der.clone()],
-            key.serialize_der(),
-        ))
+        Ok((vec![leaf.der, self.intermediate_der.clone()], key.serialize_der()))
     }
 }
 
@@ -354,11 +327,7 @@ fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = start + text.get(start..)?.find(&end)?;
-    let body: String = text
-        .get(start..stop)?
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let body: String = text.get(start..stop)?.chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 

@@ -45,19 +45,10 @@ fn leaf_takes_only_the_key_and_has_chosen_names() {
     let (_, cert) = X509Certificate::from_der(&leaf.der).unwrap();
     let (_, int) = X509Certificate::from_der(&m.intermediate_cert).unwrap();
     cert.verify_signature(Some(int.public_key())).unwrap();
-    assert_eq!(
-        cert.public_key().subject_public_key.data.as_ref(),
-        key.public_key_raw()
-    );
+    assert_eq!(cert.public_key().subject_public_key.data.as_ref(), key.public_key_raw());
     let san = cert.subject_alternative_name().unwrap().unwrap().value;
     assert_eq!(san.general_names.len(), 2);
-    assert!(
-        cert.extended_key_usage()
-            .unwrap()
-            .unwrap()
-            .value
-            .server_auth
-    );
+    assert!(cert.extended_key_usage().unwrap().unwrap().value.server_auth);
     assert!(!cert.basic_constraints().unwrap().unwrap().value.ca);
     assert_eq!(cert.validity().not_before.timestamp(), NOW);
     // AKI equals the intermediate's SKI.
@@ -73,9 +64,7 @@ fn leaf_takes_only_the_key_and_has_chosen_names() {
         .extensions()
         .iter()
         .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
+            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
             _ => None,
         })
         .unwrap();
@@ -99,29 +88,18 @@ fn same_key_twice_gets_distinct_serials() {
         not_after: NOW + 86_400,
         usage: Usage::TlsServer,
     };
-    assert_ne!(
-        ca.issue(&req).unwrap().serial,
-        ca.issue(&req).unwrap().serial
-    );
+    assert_ne!(ca.issue(&req).unwrap().serial, ca.issue(&req).unwrap().serial);
 }
 
 #[test]
 fn rejects_mismatched_material() {
     let (_, a) = ca();
     let (_, b) = ca();
-    let mixed = CaMaterial {
-        intermediate_key: b.intermediate_key.clone(),
-        ..a.clone()
-    };
+    let mixed = CaMaterial { intermediate_key: b.intermediate_key.clone(), ..a.clone() };
     assert!(matches!(Ca::load(&mixed), Err(CaError::Material(m)) if m.contains("does not match")));
-    let foreign = CaMaterial {
-        intermediate_cert: b.intermediate_cert.clone(),
-        intermediate_key: b.intermediate_key,
-        ..a
-    };
-    assert!(
-        matches!(Ca::load(&foreign), Err(CaError::Material(m)) if m.contains("not signed by the root"))
-    );
+    let foreign =
+        CaMaterial { intermediate_cert: b.intermediate_cert.clone(), intermediate_key: b.intermediate_key, ..a };
+    assert!(matches!(Ca::load(&foreign), Err(CaError::Material(m)) if m.contains("not signed by the root")));
 }
 
 #[test]
@@ -147,22 +125,10 @@ fn loads_pem_files() {
 #[test]
 fn server_certificate_covers_configured_names() {
     let (ca, _) = ca();
-    let names = vec![
-        "localhost".to_owned(),
-        "127.0.0.1".to_owned(),
-        "::1".to_owned(),
-    ];
+    let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
     let (chain, key) = ca.issue_server_certificate(&names, NOW).unwrap();
     assert_eq!(chain.len(), 2);
     assert!(KeyPair::try_from(key.as_slice()).is_ok());
     let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
-    assert_eq!(
-        cert.subject_alternative_name()
-            .unwrap()
-            .unwrap()
-            .value
-            .general_names
-            .len(),
-        3
-    );
+    assert_eq!(cert.subject_alternative_name().unwrap().unwrap().value.general_names.len(), 3);
 }

@@ -36,16 +36,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Renders a core reply: status, `Location`, `Link`, `Retry-After`, JSON body.
 fn json_reply<T: Serialize>(r: Reply<T>) -> HttpResponse {
     let mut res = reply_builder(&r);
-    res.content_type("application/json")
-        .body(serde_json::to_string(&r.body).unwrap_or_default())
+    res.content_type("application/json").body(serde_json::to_string(&r.body).unwrap_or_default())
 }
 
 fn reply_builder<T>(r: &Reply<T>) -> actix_web::HttpResponseBuilder {
-    let mut res = HttpResponse::build(if r.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    });
+    let mut res = HttpResponse::build(if r.created { StatusCode::CREATED } else { StatusCode::OK });
     if let Some(loc) = &r.location {
         res.insert_header((header::LOCATION, loc.as_str()));
     }
@@ -74,15 +69,11 @@ async fn new_nonce_get() -> HttpResponse {
 }
 
 async fn new_account(st: State, post: JosePost) -> Res {
-    Ok(json_reply(
-        st.acme.new_account(post.0, st.clock.now()).await?,
-    ))
+    Ok(json_reply(st.acme.new_account(post.0, st.clock.now()).await?))
 }
 
 async fn account(st: State, post: JosePost, id: web::Path<String>) -> Res {
-    Ok(json_reply(
-        st.acme.account(post.0, &AccountId(id.into_inner())).await?,
-    ))
+    Ok(json_reply(st.acme.account(post.0, &AccountId(id.into_inner())).await?))
 }
 
 #[derive(Deserialize)]
@@ -90,18 +81,9 @@ struct Page {
     page: Option<usize>,
 }
 
-async fn account_orders(
-    st: State,
-    post: JosePost,
-    id: web::Path<String>,
-    q: web::Query<Page>,
-) -> Res {
+async fn account_orders(st: State, post: JosePost, id: web::Path<String>, q: web::Query<Page>) -> Res {
     let id = AccountId(id.into_inner());
-    Ok(json_reply(
-        st.acme
-            .account_orders(post.0, &id, q.page.unwrap_or(0))
-            .await?,
-    ))
+    Ok(json_reply(st.acme.account_orders(post.0, &id, q.page.unwrap_or(0)).await?))
 }
 
 async fn new_order(st: State, post: JosePost) -> Res {
@@ -109,46 +91,25 @@ async fn new_order(st: State, post: JosePost) -> Res {
 }
 
 async fn order(st: State, post: JosePost, id: web::Path<String>) -> Res {
-    Ok(json_reply(
-        st.acme
-            .order(post.0, &OrderId(id.into_inner()), st.clock.now())
-            .await?,
-    ))
+    Ok(json_reply(st.acme.order(post.0, &OrderId(id.into_inner()), st.clock.now()).await?))
 }
 
 async fn finalize(st: State, post: JosePost, id: web::Path<String>) -> Res {
-    Ok(json_reply(
-        st.acme
-            .finalize(post.0, &OrderId(id.into_inner()), st.clock.now())
-            .await?,
-    ))
+    Ok(json_reply(st.acme.finalize(post.0, &OrderId(id.into_inner()), st.clock.now()).await?))
 }
 
 async fn authorization(st: State, post: JosePost, id: web::Path<String>) -> Res {
-    Ok(json_reply(
-        st.acme
-            .authorization(post.0, &AuthzId(id.into_inner()), st.clock.now())
-            .await?,
-    ))
+    Ok(json_reply(st.acme.authorization(post.0, &AuthzId(id.into_inner()), st.clock.now()).await?))
 }
 
 async fn challenge(st: State, post: JosePost, ids: web::Path<(String, String)>) -> Res {
     let (authz, id) = ids.into_inner();
-    Ok(json_reply(
-        st.acme
-            .challenge(post.0, &AuthzId(authz), &ChallengeId(id), st.clock.now())
-            .await?,
-    ))
+    Ok(json_reply(st.acme.challenge(post.0, &AuthzId(authz), &ChallengeId(id), st.clock.now()).await?))
 }
 
 /// Certificate download (§7.4.2): `application/pem-certificate-chain`.
 async fn certificate(st: State, post: JosePost, serial: web::Path<String>) -> Res {
-    let r = st
-        .acme
-        .certificate(post.0, &Serial(serial.into_inner()))
-        .await?;
+    let r = st.acme.certificate(post.0, &Serial(serial.into_inner())).await?;
     let mut res = reply_builder(&r);
-    Ok(res
-        .content_type("application/pem-certificate-chain")
-        .body(r.body))
+    Ok(res.content_type("application/pem-certificate-chain").body(r.body))
 }

@@ -17,9 +17,7 @@ pub enum HttpError {
 impl ResponseError for HttpError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::Acme(e) => {
-                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            }
+            Self::Acme(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 
@@ -37,9 +35,7 @@ impl ResponseError for HttpError {
                 if matches!(e, AcmeError::BadSignatureAlgorithm(_)) {
                     body["algorithms"] = json!(crate::jose::Algorithm::ALL);
                 }
-                HttpResponse::build(self.status_code())
-                    .content_type("application/problem+json")
-                    .body(body.to_string())
+                HttpResponse::build(self.status_code()).content_type("application/problem+json").body(body.to_string())
             }
         }
     }

@@ -30,11 +30,7 @@ impl FromRequest for JosePost {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let jose = is_jose(req);
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default();
+        let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -43,27 +39,19 @@ impl FromRequest for JosePost {
         let mut payload = payload.take();
         Box::pin(async move {
             let Some(state) = state else {
-                return Err(AcmeError::internal(std::io::Error::other(
-                    "application state missing",
-                ))
-                .into());
+                return Err(AcmeError::internal(std::io::Error::other("application state missing")).into());
             };
             if !jose {
-                return Err(AcmeError::UnsupportedMediaType(
-                    "Content-Type must be application/jose+json".into(),
-                )
-                .into());
+                return Err(AcmeError::UnsupportedMediaType("Content-Type must be application/jose+json".into()).into());
             }
             let limit = state.limits.jose_body_bytes;
-            let too_large =
-                || AcmeError::PayloadTooLarge(format!("request body is larger than {limit} bytes"));
+            let too_large = || AcmeError::PayloadTooLarge(format!("request body is larger than {limit} bytes"));
             if declared.is_some_and(|n| n > limit) {
                 return Err(too_large().into());
             }
             let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit));
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|_| AcmeError::Malformed("cannot read the request body".into()))?;
+                let chunk = chunk.map_err(|_| AcmeError::Malformed("cannot read the request body".into()))?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large().into());
                 }

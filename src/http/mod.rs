@@ -72,10 +72,7 @@ pub async fn acme_headers(
         }
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if !is_directory
-            && let Ok(v) = HeaderValue::from_str(&format!(
-                "<{}>;rel=\"index\"",
-                state.acme.links().directory()
-            ))
+            && let Ok(v) = HeaderValue::from_str(&format!("<{}>;rel=\"index\"", state.acme.links().directory()))
         {
             h.append(header::LINK, v);
         }

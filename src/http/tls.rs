@@ -5,10 +5,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// A TLS 1.2/1.3 server config serving `chain` (leaf first) with a PKCS#8 `key`.
-pub fn server_config(
-    chain: Vec<Vec<u8>>,
-    key: Vec<u8>,
-) -> Result<rustls::ServerConfig, rustls::Error> {
+pub fn server_config(chain: Vec<Vec<u8>>, key: Vec<u8>) -> Result<rustls::ServerConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = chain.into_iter().map(CertificateDer::from).collect();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key));

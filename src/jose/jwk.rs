@@ -74,8 +74,7 @@ struct RawJwk {
 
 fn member(v: Option<String>, name: &str) -> Result<(String, Vec<u8>), JoseError> {
     let s = v.ok_or_else(|| JoseError::BadKey(format!("missing `{name}`")))?;
-    let bytes =
-        b64_decode(&s).map_err(|_| JoseError::BadKey(format!("`{name}` is not base64url")))?;
+    let bytes = b64_decode(&s).map_err(|_| JoseError::BadKey(format!("`{name}` is not base64url")))?;
     Ok((s, bytes))
 }
 
@@ -93,8 +92,7 @@ fn rsa_bits(n: &[u8]) -> usize {
 impl Jwk {
     /// Parses a JWK from JSON, accepting only public keys of the supported types.
     pub fn from_value(v: &serde_json::Value) -> Result<Self, JoseError> {
-        let raw: RawJwk =
-            serde_json::from_value(v.clone()).map_err(|e| JoseError::BadKey(e.to_string()))?;
+        let raw: RawJwk = serde_json::from_value(v.clone()).map_err(|e| JoseError::BadKey(e.to_string()))?;
         // RFC 7517 §9.2: a public key must not carry private members.
         if raw.d.is_some()
             || raw.p.is_some()
@@ -123,9 +121,7 @@ impl Jwk {
                 let (x, xb) = member(raw.x, "x")?;
                 let (y, yb) = member(raw.y, "y")?;
                 if xb.len() != len || yb.len() != len {
-                    return Err(JoseError::BadKey(
-                        "EC coordinates have the wrong length".into(),
-                    ));
+                    return Err(JoseError::BadKey("EC coordinates have the wrong length".into()));
                 }
                 let key = Self::Ec { crv, x, y };
                 key.check_point()?;
@@ -133,38 +129,29 @@ impl Jwk {
             }
             "OKP" => {
                 if raw.crv.as_deref() != Some("Ed25519") {
-                    return Err(JoseError::BadKey(format!(
-                        "unsupported OKP curve {:?}",
-                        raw.crv
-                    )));
+                    return Err(JoseError::BadKey(format!("unsupported OKP curve {:?}", raw.crv)));
                 }
                 let (x, xb) = member(raw.x, "x")?;
                 if xb.len() != 32 {
                     return Err(JoseError::BadKey("Ed25519 key must be 32 bytes".into()));
                 }
-                Ok(Self::Okp {
-                    crv: OkpCurve::Ed25519,
-                    x,
-                })
+                Ok(Self::Okp { crv: OkpCurve::Ed25519, x })
             }
             "RSA" => {
                 let (n, nb) = member(raw.n, "n")?;
                 let (e, eb) = member(raw.e, "e")?;
                 let bits = rsa_bits(&nb);
                 if !(2048..=4096).contains(&bits) {
-                    return Err(JoseError::BadKey(format!(
-                        "RSA key of {bits} bits (2048-4096 accepted)"
-                    )));
+                    return Err(JoseError::BadKey(format!("RSA key of {bits} bits (2048-4096 accepted)")));
                 }
                 if eb.is_empty() || eb.len() > 4 {
                     return Err(JoseError::BadKey("bad RSA exponent".into()));
                 }
                 Ok(Self::Rsa { n, e })
             }
-            other => Err(JoseError::BadKey(format!(
-                "unsupported key type `{}`",
-                other.chars().take(16).collect::<String>()
-            ))),
+            other => {
+                Err(JoseError::BadKey(format!("unsupported key type `{}`", other.chars().take(16).collect::<String>())))
+            }
         }
     }
 
@@ -204,30 +191,15 @@ impl Jwk {
     pub fn matches(&self, alg: Algorithm) -> bool {
         matches!(
             (self, alg),
-            (
-                Self::Ec {
-                    crv: EcCurve::P256,
-                    ..
-                },
-                Algorithm::ES256
-            ) | (
-                Self::Ec {
-                    crv: EcCurve::P384,
-                    ..
-                },
-                Algorithm::ES384
-            ) | (Self::Okp { .. }, Algorithm::EdDSA)
+            (Self::Ec { crv: EcCurve::P256, .. }, Algorithm::ES256)
+                | (Self::Ec { crv: EcCurve::P384, .. }, Algorithm::ES384)
+                | (Self::Okp { .. }, Algorithm::EdDSA)
                 | (Self::Rsa { .. }, Algorithm::RS256)
         )
     }
 
     /// Verifies `signature` over `message` with this key and `alg`.
-    pub fn verify(
-        &self,
-        alg: Algorithm,
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), JoseError> {
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> Result<(), JoseError> {
         if !self.matches(alg) {
             return Err(JoseError::KeyAlgorithmMismatch(alg));
         }
@@ -240,8 +212,9 @@ impl Jwk {
                 };
                 UnparsedPublicKey::new(ring_alg, point).verify(message, signature)
             }
-            Self::Okp { x, .. } => UnparsedPublicKey::new(&signature::ED25519, b64_decode(x)?)
-                .verify(message, signature),
+            Self::Okp { x, .. } => {
+                UnparsedPublicKey::new(&signature::ED25519, b64_decode(x)?).verify(message, signature)
+            }
             Self::Rsa { n, e } => {
                 let (n, e) = (b64_decode(n)?, b64_decode(e)?);
                 RsaPublicKeyComponents { n: &n, e: &e }.verify(
@@ -268,10 +241,7 @@ impl Jwk {
             Self::Okp { x, .. } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
             Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
         };
-        Jkt(b64_encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            canonical.as_bytes(),
-        )))
+        Jkt(b64_encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())))
     }
 
     /// The key as a JSON value (the `key` member of an ACME account).
@@ -296,22 +266,15 @@ mod tests {
             "kid": "2011-04-29"
         });
         let jwk = Jwk::from_value(&key).unwrap();
-        assert_eq!(
-            jwk.thumbprint().0,
-            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
-        );
+        assert_eq!(jwk.thumbprint().0, "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
     }
 
     /// RFC 8037 §A.3, the Ed25519 thumbprint example.
     #[test]
     fn rfc8037_okp_thumbprint() {
-        let key =
-            json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+        let key = json!({"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
         let jwk = Jwk::from_value(&key).unwrap();
-        assert_eq!(
-            jwk.thumbprint().0,
-            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
-        );
+        assert_eq!(jwk.thumbprint().0, "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
     }
 
     #[test]
@@ -340,10 +303,7 @@ mod tests {
     fn rejects_small_rsa() {
         let n = b64_encode([0xffu8; 128]);
         let err = Jwk::from_value(&json!({"kty":"RSA","n":n,"e":"AQAB"})).unwrap_err();
-        assert!(
-            matches!(err, JoseError::BadKey(ref m) if m.contains("1024")),
-            "{err:?}"
-        );
+        assert!(matches!(err, JoseError::BadKey(ref m) if m.contains("1024")), "{err:?}");
     }
 
     #[test]
@@ -351,19 +311,14 @@ mod tests {
         use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .unwrap();
+        let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
         let pt = kp.public_key().as_ref();
         let jwk = Jwk::from_value(&json!({"kty":"EC","crv":"P-256",
             "x": b64_encode(&pt[1..33]), "y": b64_encode(&pt[33..])}))
         .unwrap();
         let sig = kp.sign(&rng, b"hello").unwrap();
-        jwk.verify(Algorithm::ES256, b"hello", sig.as_ref())
-            .unwrap();
-        assert_eq!(
-            jwk.verify(Algorithm::ES256, b"hellO", sig.as_ref()),
-            Err(JoseError::BadSignature)
-        );
+        jwk.verify(Algorithm::ES256, b"hello", sig.as_ref()).unwrap();
+        assert_eq!(jwk.verify(Algorithm::ES256, b"hellO", sig.as_ref()), Err(JoseError::BadSignature));
         assert_eq!(
             jwk.verify(Algorithm::ES384, b"hello", sig.as_ref()),
             Err(JoseError::KeyAlgorithmMismatch(Algorithm::ES384))

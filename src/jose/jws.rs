@@ -57,16 +57,11 @@ impl FlattenedJws {
             let msg = e.to_string();
             JoseError::Malformed(msg.split(" at line").next().unwrap_or(&msg).to_owned())
         })?;
-        let (Some(protected), Some(payload), Some(signature)) =
-            (raw.protected, raw.payload, raw.signature)
-        else {
-            return Err(JoseError::Malformed(
-                "`protected`, `payload` and `signature` are required".into(),
-            ));
+        let (Some(protected), Some(payload), Some(signature)) = (raw.protected, raw.payload, raw.signature) else {
+            return Err(JoseError::Malformed("`protected`, `payload` and `signature` are required".into()));
         };
         let header_bytes = b64_decode(protected)?;
-        let h: RawHeader =
-            serde_json::from_slice(&header_bytes).map_err(|e| JoseError::Header(e.to_string()))?;
+        let h: RawHeader = serde_json::from_slice(&header_bytes).map_err(|e| JoseError::Header(e.to_string()))?;
         // RFC 7515 §4.1.11: we implement no extensions, so any `crit` is unsupported;
         // RFC 7797's `b64` only has meaning with `crit`.
         if h.crit.is_some() || h.b64.is_some() {
@@ -86,13 +81,7 @@ impl FlattenedJws {
         signing_input.push(b'.');
         signing_input.extend_from_slice(payload.as_bytes());
         Ok(Self {
-            header: ProtectedHeader {
-                alg,
-                jwk,
-                kid: h.kid,
-                nonce: h.nonce,
-                url: h.url,
-            },
+            header: ProtectedHeader { alg, jwk, kid: h.kid, nonce: h.nonce, url: h.url },
             payload: payload_bytes,
             signing_input,
             signature,
@@ -116,9 +105,7 @@ mod tests {
         let p = b64_encode(header.to_string());
         let pl = b64_encode(payload);
         let sig = kp.sign(format!("{p}.{pl}").as_bytes());
-        json!({"protected": p, "payload": pl, "signature": b64_encode(sig.as_ref())})
-            .to_string()
-            .into_bytes()
+        json!({"protected": p, "payload": pl, "signature": b64_encode(sig.as_ref())}).to_string().into_bytes()
     }
 
     fn key() -> (Ed25519KeyPair, serde_json::Value) {
@@ -132,11 +119,7 @@ mod tests {
     #[test]
     fn parses_and_verifies_post_as_get() {
         let (kp, jwk) = key();
-        let body = signed(
-            json!({"alg":"EdDSA","jwk":jwk,"nonce":"n","url":"u"}),
-            b"",
-            &kp,
-        );
+        let body = signed(json!({"alg":"EdDSA","jwk":jwk,"nonce":"n","url":"u"}), b"", &kp);
         let jws = FlattenedJws::parse(&body).unwrap();
         assert!(jws.payload.is_empty());
         jws.verify(jws.header.jwk.as_ref().unwrap()).unwrap();
@@ -149,10 +132,7 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         v["payload"] = json!(b64_encode(b"{\"a\":1}"));
         let jws = FlattenedJws::parse(v.to_string().as_bytes()).unwrap();
-        assert_eq!(
-            jws.verify(jws.header.jwk.as_ref().unwrap()),
-            Err(JoseError::BadSignature)
-        );
+        assert_eq!(jws.verify(jws.header.jwk.as_ref().unwrap()), Err(JoseError::BadSignature));
     }
 
     #[test]
@@ -160,10 +140,7 @@ mod tests {
         let (kp, jwk) = key();
         for alg in ["none", "HS256"] {
             let body = signed(json!({"alg":alg,"jwk":jwk}), b"{}", &kp);
-            assert!(matches!(
-                FlattenedJws::parse(&body),
-                Err(JoseError::UnsupportedAlgorithm(_))
-            ));
+            assert!(matches!(FlattenedJws::parse(&body), Err(JoseError::UnsupportedAlgorithm(_))));
         }
     }
 
@@ -171,39 +148,24 @@ mod tests {
     fn rejects_crit_and_unprotected_header() {
         let (kp, jwk) = key();
         let body = signed(json!({"alg":"EdDSA","jwk":jwk,"crit":["exp"]}), b"{}", &kp);
-        assert_eq!(
-            FlattenedJws::parse(&body).unwrap_err(),
-            JoseError::UnsupportedCrit
-        );
+        assert_eq!(FlattenedJws::parse(&body).unwrap_err(), JoseError::UnsupportedCrit);
         let mut v: serde_json::Value =
             serde_json::from_slice(&signed(json!({"alg":"EdDSA","jwk":jwk}), b"{}", &kp)).unwrap();
         v["header"] = json!({"kid":"x"});
-        assert!(matches!(
-            FlattenedJws::parse(v.to_string().as_bytes()),
-            Err(JoseError::Malformed(_))
-        ));
+        assert!(matches!(FlattenedJws::parse(v.to_string().as_bytes()), Err(JoseError::Malformed(_))));
     }
 
     #[test]
     fn rejects_key_not_matching_alg() {
         let (kp, jwk) = key();
         let body = signed(json!({"alg":"ES256","jwk":jwk}), b"{}", &kp);
-        assert_eq!(
-            FlattenedJws::parse(&body).unwrap_err(),
-            JoseError::KeyAlgorithmMismatch(Algorithm::ES256)
-        );
+        assert_eq!(FlattenedJws::parse(&body).unwrap_err(), JoseError::KeyAlgorithmMismatch(Algorithm::ES256));
     }
 
     #[test]
     fn rejects_bad_base64_and_json() {
-        assert!(matches!(
-            FlattenedJws::parse(b"not json"),
-            Err(JoseError::Malformed(_))
-        ));
+        assert!(matches!(FlattenedJws::parse(b"not json"), Err(JoseError::Malformed(_))));
         let body = json!({"protected":"!!","payload":"","signature":""}).to_string();
-        assert_eq!(
-            FlattenedJws::parse(body.as_bytes()).unwrap_err(),
-            JoseError::Base64
-        );
+        assert_eq!(FlattenedJws::parse(body.as_bytes()).unwrap_err(), JoseError::Base64);
     }
 }

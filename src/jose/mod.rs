@@ -41,9 +41,7 @@ impl Algorithm {
             "ES384" => Ok(Self::ES384),
             "EdDSA" => Ok(Self::EdDSA),
             "RS256" => Ok(Self::RS256),
-            other => Err(JoseError::UnsupportedAlgorithm(
-                other.chars().take(32).collect(),
-            )),
+            other => Err(JoseError::UnsupportedAlgorithm(other.chars().take(32).collect())),
         }
     }
 }

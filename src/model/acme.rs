@@ -109,16 +109,24 @@ pub struct Challenge {
 /// Challenge types idca can validate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChallengeType {
+    /// RFC 8555 §8.4.
+    #[serde(rename = "dns-01")]
+    Dns01,
     /// RFC 8555 §8.3.
     #[serde(rename = "http-01")]
     Http01,
+    /// RFC 8737.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
 }
 
 impl ChallengeType {
     /// The name used on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Dns01 => "dns-01",
             Self::Http01 => "http-01",
+            Self::TlsAlpn01 => "tls-alpn-01",
         }
     }
 }

@@ -107,9 +107,6 @@ mod tests {
     fn ids_are_22_chars_base64url() {
         let id = OrderId::random();
         assert_eq!(id.0.len(), 22);
-        assert!(
-            id.0.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        );
+        assert!(id.0.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

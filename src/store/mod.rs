@@ -13,10 +13,7 @@ pub use sled_store::SledStore;
 use async_trait::async_trait;
 
 use crate::jose::Jkt;
-use crate::model::{
-    Account, AccountId, Authorization, AuthzId, CaMaterial, IssuedCertificate, Order, OrderId,
-    Serial,
-};
+use crate::model::{Account, AccountId, Authorization, AuthzId, CaMaterial, IssuedCertificate, Order, OrderId, Serial};
 
 /// A record's version, bumped by every write; the token of compare-and-swap updates.
 pub type Version = u64;
@@ -72,15 +69,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn account_by_key(&self, jkt: &Jkt) -> Result<Versioned<Account>, StoreError>;
     /// Writes `account` if it is still at `seen`; keeps the key index in step
     /// (`AlreadyExists` if the new key belongs to another account).
-    async fn update_account(&self, account: &Account, seen: Version)
-    -> Result<Version, StoreError>;
+    async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError>;
 
     /// Stores an order with the authorizations it created, in one transaction.
-    async fn create_order(
-        &self,
-        order: &Order,
-        new_authzs: &[Authorization],
-    ) -> Result<(), StoreError>;
+    async fn create_order(&self, order: &Order, new_authzs: &[Authorization]) -> Result<(), StoreError>;
     async fn order(&self, id: &OrderId) -> Result<Versioned<Order>, StoreError>;
     /// One page of an account's orders, oldest first.
     async fn account_orders(
@@ -92,21 +84,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError>;
     /// Writes `authz` if it is still at `seen`.
-    async fn update_authorization(
-        &self,
-        authz: &Authorization,
-        seen: Version,
-    ) -> Result<Version, StoreError>;
+    async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError>;
     /// Authorizations with a challenge in `processing`, whose validation must resume
     /// after a restart.
     async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError>;
 
     /// Writes the finalized `order` (if still at `seen`) and its certificate together.
-    async fn finalize_order(
-        &self,
-        order: &Order,
-        seen: Version,
-        cert: &IssuedCertificate,
-    ) -> Result<(), StoreError>;
+    async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError>;
     async fn certificate(&self, serial: &Serial) -> Result<IssuedCertificate, StoreError>;
 }

@@ -19,8 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{AccountCreation, Store, StoreError, Version, Versioned};
 use crate::jose::Jkt;
 use crate::model::{
-    Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, IssuedCertificate,
-    Order, OrderId, Serial,
+    Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, IssuedCertificate, Order, OrderId, Serial,
 };
 
 const CA_KEY: &[u8] = b"ca";
@@ -66,18 +65,10 @@ fn encode<T: Serialize>(record: &T, version: Version) -> Result<Vec<u8>, StoreEr
     serde_json::to_vec(&EnvelopeRef { version, record }).map_err(backend)
 }
 
-fn decode<T: DeserializeOwned>(
-    tree: &'static str,
-    bytes: &[u8],
-) -> Result<Versioned<T>, StoreError> {
-    let e: Envelope<T> = serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        tree,
-        message: e.to_string(),
-    })?;
-    Ok(Versioned {
-        value: e.record,
-        version: e.version,
-    })
+fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<Versioned<T>, StoreError> {
+    let e: Envelope<T> =
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { tree, message: e.to_string() })?;
+    Ok(Versioned { value: e.record, version: e.version })
 }
 
 fn tx_err(e: TransactionError<StoreError>) -> StoreError {
@@ -125,10 +116,7 @@ impl SledStore {
             .map_err(|e| {
                 let text = e.to_string();
                 if text.contains("could not acquire lock") {
-                    StoreError::Backend(format!(
-                        "{} is in use by another idca process",
-                        dir.display()
-                    ))
+                    StoreError::Backend(format!("{} is in use by another idca process", dir.display()))
                 } else {
                     StoreError::Backend(format!("cannot open {}: {text}", dir.display()))
                 }
@@ -138,11 +126,7 @@ impl SledStore {
 
     /// A store in a temporary directory that sled deletes on drop; for tests.
     pub fn temporary() -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .temporary(true)
-            .flush_every_ms(None)
-            .open()
-            .map_err(backend)?;
+        let db = sled::Config::new().temporary(true).flush_every_ms(None).open().map_err(backend)?;
         Self::from_db(db)
     }
 
@@ -168,35 +152,22 @@ impl SledStore {
             .name("idca-flush".into())
             .spawn(move || group_commit(db, rx, counter))
             .map_err(backend)?;
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// How many flushes the group-commit thread has made (for tests and metrics).
     pub fn flush_count(&self) -> u64 {
-        self.inner
-            .flushes
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.flushes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Waits until everything written before this call is on disk.
     async fn durable(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .flusher
-            .send(tx)
-            .map_err(|_| backend("flusher stopped"))?;
-        rx.await
-            .map_err(|_| backend("flusher stopped"))?
-            .map_err(backend)
+        self.inner.flusher.send(tx).map_err(|_| backend("flusher stopped"))?;
+        rx.await.map_err(|_| backend("flusher stopped"))?.map_err(backend)
     }
 
-    fn get<T: DeserializeOwned>(
-        tree: &Tree,
-        name: &'static str,
-        key: &[u8],
-    ) -> Result<Versioned<T>, StoreError> {
+    fn get<T: DeserializeOwned>(tree: &Tree, name: &'static str, key: &[u8]) -> Result<Versioned<T>, StoreError> {
         match tree.get(key).map_err(backend)? {
             Some(bytes) => decode(name, &bytes),
             None => Err(StoreError::NotFound),
@@ -240,11 +211,7 @@ impl Store for SledStore {
 
     async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError> {
         let bytes = encode(material, 1)?;
-        let previous = self
-            .inner
-            .meta
-            .compare_and_swap(CA_KEY, None as Option<&[u8]>, Some(bytes))
-            .map_err(backend)?;
+        let previous = self.inner.meta.compare_and_swap(CA_KEY, None as Option<&[u8]>, Some(bytes)).map_err(backend)?;
         self.durable().await?;
         match previous {
             Ok(()) => Ok(material.clone()),
@@ -266,10 +233,7 @@ impl Store for SledStore {
                             Ok(a) => Ok(Some(a)),
                             Err(e) => abort(e),
                         },
-                        None => abort(StoreError::Corrupt {
-                            tree: "account_keys",
-                            message: "dangling key".into(),
-                        }),
+                        None => abort(StoreError::Corrupt { tree: "account_keys", message: "dangling key".into() }),
                     };
                 }
                 accounts.insert(account.id.0.as_bytes(), bytes.as_slice())?;
@@ -291,20 +255,11 @@ impl Store for SledStore {
     }
 
     async fn account_by_key(&self, jkt: &Jkt) -> Result<Versioned<Account>, StoreError> {
-        let id = self
-            .inner
-            .account_keys
-            .get(jkt.0.as_bytes())
-            .map_err(backend)?
-            .ok_or(StoreError::NotFound)?;
+        let id = self.inner.account_keys.get(jkt.0.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
         Self::get(&self.inner.accounts, "accounts", &id)
     }
 
-    async fn update_account(
-        &self,
-        account: &Account,
-        seen: Version,
-    ) -> Result<Version, StoreError> {
+    async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError> {
         let i = &self.inner;
         let bytes = encode(account, seen + 1)?;
         (&i.accounts, &i.account_keys)
@@ -335,11 +290,7 @@ impl Store for SledStore {
         Ok(seen + 1)
     }
 
-    async fn create_order(
-        &self,
-        order: &Order,
-        new_authzs: &[Authorization],
-    ) -> Result<(), StoreError> {
+    async fn create_order(&self, order: &Order, new_authzs: &[Authorization]) -> Result<(), StoreError> {
         let i = &self.inner;
         let order_bytes = encode(order, 1)?;
         let authz_bytes = new_authzs
@@ -397,17 +348,10 @@ impl Store for SledStore {
         Self::get(&self.inner.authzs, "authzs", id.0.as_bytes())
     }
 
-    async fn update_authorization(
-        &self,
-        authz: &Authorization,
-        seen: Version,
-    ) -> Result<Version, StoreError> {
+    async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError> {
         let i = &self.inner;
         let bytes = encode(authz, seen + 1)?;
-        let processing = authz
-            .challenges
-            .iter()
-            .any(|c| c.status == ChallengeStatus::Processing);
+        let processing = authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing);
         (&i.authzs, &i.validating)
             .transaction(|(authzs, validating)| {
                 let key = authz.id.0.as_bytes();
@@ -432,19 +376,11 @@ impl Store for SledStore {
             .validating
             .iter()
             .keys()
-            .map(|k| {
-                k.map(|k| AuthzId(String::from_utf8_lossy(&k).into_owned()))
-                    .map_err(backend)
-            })
+            .map(|k| k.map(|k| AuthzId(String::from_utf8_lossy(&k).into_owned())).map_err(backend))
             .collect()
     }
 
-    async fn finalize_order(
-        &self,
-        order: &Order,
-        seen: Version,
-        cert: &IssuedCertificate,
-    ) -> Result<(), StoreError> {
+    async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {
         let i = &self.inner;
         let order_bytes = encode(order, seen + 1)?;
         let cert_bytes = encode(cert, 1)?;

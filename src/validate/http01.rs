@@ -30,7 +30,7 @@ impl reqwest::dns::Resolve for FixedResolver {
 
 impl Http01Checker {
     /// Builds the client from `[acme.validation]`.
-    pub fn new(config: &ValidationConfig) -> Result<Self, String> {
+    pub fn new(config: &ValidationConfig, connect_to: Option<IpAddr>, dns: Option<super::Dns>) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::limited(config.max_redirects))
             .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
@@ -39,24 +39,14 @@ impl Http01Checker {
             // A redirect to https is followed without checking the certificate, as
             // Boulder and Pebble do: http-01 proves control through the body.
             .danger_accept_invalid_certs(true)
-            .user_agent(concat!(
-                "idca/",
-                env!("CARGO_PKG_VERSION"),
-                " (ACME validation)"
-            ));
-        if !config.connect_to.is_empty() {
-            let ip: IpAddr = config
-                .connect_to
-                .parse()
-                .map_err(|_| "acme.validation.connect_to is not an IP".to_owned())?;
+            .user_agent(concat!("idca/", env!("CARGO_PKG_VERSION"), " (ACME validation)"));
+        if let Some(ip) = connect_to {
             builder = builder.dns_resolver(Arc::new(FixedResolver(ip)));
+        } else if let Some(dns) = dns {
+            builder = builder.dns_resolver(Arc::new(dns));
         }
         let client = builder.build().map_err(|e| e.to_string())?;
-        Ok(Self {
-            client,
-            port: config.http_port,
-            max_body: config.max_body_bytes,
-        })
+        Ok(Self { client, port: config.http_port, max_body: config.max_body_bytes })
     }
 
     /// Performs the check.
@@ -68,9 +58,7 @@ impl Http01Checker {
     ) -> Result<(), ValidationError> {
         let host = match identifier.kind {
             IdentifierKind::Dns if identifier.value.starts_with("*.") => {
-                return Err(ValidationError::Unsupported(
-                    "http-01 cannot validate a wildcard name".into(),
-                ));
+                return Err(ValidationError::Unsupported("http-01 cannot validate a wildcard name".into()));
             }
             IdentifierKind::Dns => identifier.value.clone(),
             IdentifierKind::Ip => match identifier.value.parse::<IpAddr>() {
@@ -79,21 +67,10 @@ impl Http01Checker {
                 Err(_) => return Err(ValidationError::Unsupported("bad IP identifier".into())),
             },
         };
-        let url = format!(
-            "http://{host}:{}/.well-known/acme-challenge/{token}",
-            self.port
-        );
-        let mut resp = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| describe(&e, &url))?;
+        let url = format!("http://{host}:{}/.well-known/acme-challenge/{token}", self.port);
+        let mut resp = self.client.get(&url).send().await.map_err(|e| describe(&e, &url))?;
         if resp.status() != reqwest::StatusCode::OK {
-            return Err(ValidationError::Unauthorized(format!(
-                "{url} answered HTTP {}",
-                resp.status().as_u16()
-            )));
+            return Err(ValidationError::Unauthorized(format!("{url} answered HTTP {}", resp.status().as_u16())));
         }
         let mut body = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| describe(&e, &url))? {
@@ -106,10 +83,7 @@ impl Http01Checker {
             body.extend_from_slice(&chunk);
         }
         // §8.3: "The server SHOULD ignore whitespace characters at the end of the body."
-        let end = body
-            .iter()
-            .rposition(|b| !b.is_ascii_whitespace())
-            .map_or(0, |i| i + 1);
+        let end = body.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
         let got = body.get(..end).unwrap_or_default();
         if !crate::jose::ct_eq(got, key_authorization.as_str().as_bytes()) {
             return Err(ValidationError::Unauthorized(format!(

@@ -1,9 +1,14 @@
 //! Challenge checks (RFC 8555 §8). The checks take typed inputs and reach the network
 //! through reqwest; they know nothing of the store or of ACME's state machines.
 
+mod dns;
+mod dns01;
 mod http01;
+mod tls_alpn01;
 
+pub use dns::Dns;
 pub use http01::Http01Checker;
+pub use tls_alpn01::{ACME_TLS_ALPN, TlsAlpn01Checker, sni_for};
 
 use async_trait::async_trait;
 
@@ -25,10 +30,7 @@ impl KeyAuthorization {
 
     /// base64url(SHA-256(key authorization)): the dns-01 TXT value (RFC 8555 §8.4).
     pub fn digest_b64(&self) -> String {
-        crate::jose::b64_encode(ring::digest::digest(
-            &ring::digest::SHA256,
-            self.0.as_bytes(),
-        ))
+        crate::jose::b64_encode(ring::digest::digest(&ring::digest::SHA256, self.0.as_bytes()))
     }
 }
 
@@ -47,6 +49,9 @@ pub enum ValidationError {
     /// `dns`: the name could not be resolved.
     #[error("{0}")]
     Dns(String),
+    /// `tls`: the TLS handshake failed or was not what tls-alpn-01 requires.
+    #[error("{0}")]
+    Tls(String),
     /// `incorrectResponse`: the response was not what the challenge requires.
     #[error("{0}")]
     IncorrectResponse(String),
@@ -65,19 +70,12 @@ impl ValidationError {
             Self::Connection(_) => "connection",
             Self::Dns(_) => "dns",
             Self::IncorrectResponse(_) => "incorrectResponse",
+            Self::Tls(_) => "tls",
             Self::Unauthorized(_) => "unauthorized",
             Self::Unsupported(_) => "unsupportedIdentifier",
         };
-        let status = if matches!(self, Self::Unauthorized(_)) {
-            403
-        } else {
-            400
-        };
-        Problem {
-            kind: format!("urn:ietf:params:acme:error:{kind}"),
-            detail: self.to_string(),
-            status,
-        }
+        let status = if matches!(self, Self::Unauthorized(_)) { 403 } else { 400 };
+        Problem { kind: format!("urn:ietf:params:acme:error:{kind}"), detail: self.to_string(), status }
     }
 }
 
@@ -96,7 +94,83 @@ pub trait ChallengeChecker: Send + Sync {
 /// The real checker: dispatches on the challenge type.
 #[derive(Debug)]
 pub struct NetworkChecker {
-    pub http01: Http01Checker,
+    http01: Http01Checker,
+    tls_alpn01: TlsAlpn01Checker,
+    /// The configured DNS server, if any.
+    dns_server: Option<Dns>,
+    /// The system resolver (for dns-01 when no server is configured), if it loads.
+    system_dns: Option<Dns>,
+    connect_to: Option<std::net::IpAddr>,
+}
+
+impl NetworkChecker {
+    /// Builds the checkers from `[acme.validation]`.
+    pub fn new(config: &crate::config::ValidationConfig) -> Result<Self, String> {
+        let timeout = std::time::Duration::from_millis(config.timeout_ms);
+        let dns_server = if config.dns_resolver.is_empty() {
+            None
+        } else {
+            let addr =
+                config.dns_resolver.parse().map_err(|_| "acme.validation.dns_resolver is not ip:port".to_owned())?;
+            Some(Dns::new(Some(addr), timeout)?)
+        };
+        let system_dns = match &dns_server {
+            Some(_) => None,
+            None => Dns::new(None, timeout)
+                .map_err(
+                    |e| tracing::warn!(error = %e, "no system DNS resolver: dns-01 needs acme.validation.dns_resolver"),
+                )
+                .ok(),
+        };
+        let connect_to = if config.connect_to.is_empty() {
+            None
+        } else {
+            Some(config.connect_to.parse().map_err(|_| "acme.validation.connect_to is not an IP".to_owned())?)
+        };
+        Ok(Self {
+            // http-01 resolves through the configured DNS server when there is one (as
+            // Pebble does with -dnsserver); `connect_to` overrides both.
+            http01: Http01Checker::new(config, connect_to, dns_server.clone())?,
+            tls_alpn01: TlsAlpn01Checker::new(config.tls_port, timeout)?,
+            dns_server,
+            system_dns,
+            connect_to,
+        })
+    }
+
+    fn dns(&self) -> Result<&Dns, ValidationError> {
+        self.dns_server
+            .as_ref()
+            .or(self.system_dns.as_ref())
+            .ok_or_else(|| ValidationError::Dns("no DNS resolver available (set acme.validation.dns_resolver)".into()))
+    }
+
+    /// The address to dial for an identifier: an IP identifier's own address; for a
+    /// name, `connect_to` or the first address it resolves to (through the configured
+    /// DNS server, else the system).
+    async fn address(&self, identifier: &Identifier) -> Result<std::net::IpAddr, ValidationError> {
+        let name = identifier.value.as_str();
+        if let (crate::model::IdentifierKind::Dns, Some(ip)) = (identifier.kind, self.connect_to) {
+            return Ok(ip);
+        }
+        match (identifier.kind, &self.dns_server) {
+            (crate::model::IdentifierKind::Ip, _) => {
+                name.parse().map_err(|_| ValidationError::Unsupported("bad IP identifier".into()))
+            }
+            (crate::model::IdentifierKind::Dns, Some(dns)) => dns
+                .ips(name)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ValidationError::Dns(format!("no address for {name}"))),
+            (crate::model::IdentifierKind::Dns, None) => tokio::net::lookup_host((name, 0))
+                .await
+                .map_err(|_| ValidationError::Dns(format!("cannot resolve {name}")))?
+                .map(|a| a.ip())
+                .next()
+                .ok_or_else(|| ValidationError::Dns(format!("no address for {name}"))),
+        }
+    }
 }
 
 #[async_trait]
@@ -109,10 +183,11 @@ impl ChallengeChecker for NetworkChecker {
         key_authorization: &KeyAuthorization,
     ) -> Result<(), ValidationError> {
         match kind {
-            ChallengeType::Http01 => {
-                self.http01
-                    .check(identifier, token, key_authorization)
-                    .await
+            ChallengeType::Http01 => self.http01.check(identifier, token, key_authorization).await,
+            ChallengeType::Dns01 => dns01::check(self.dns()?, identifier, key_authorization).await,
+            ChallengeType::TlsAlpn01 => {
+                let ip = self.address(identifier).await?;
+                self.tls_alpn01.check(ip, identifier, key_authorization).await
             }
         }
     }

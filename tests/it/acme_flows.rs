@@ -1,8 +1,7 @@
 //! Happy paths through the real HTTP surface, with instant-acme as the client.
 
 use instant_acme::{
-    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
-    RetryPolicy,
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy,
 };
 use serde_json::json;
 use x509_parser::prelude::*;
@@ -27,20 +26,18 @@ async fn instant_acme_account(server: &TestServer) -> Account {
     account
 }
 
+/// The DER of the first certificate in a PEM chain.
+pub fn first_cert_der(pem: &str) -> Vec<u8> {
+    pem_blocks(pem).remove(0)
+}
+
 fn pem_blocks(pem: &str) -> Vec<Vec<u8>> {
     use base64::Engine;
     pem.split("-----BEGIN CERTIFICATE-----")
         .skip(1)
         .map(|b| {
-            let body: String = b
-                .split("-----END CERTIFICATE-----")
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(body)
-                .unwrap()
+            let body: String = b.split("-----END CERTIFICATE-----").next().unwrap().split_whitespace().collect();
+            base64::engine::general_purpose::STANDARD.decode(body).unwrap()
         })
         .collect()
 }
@@ -74,28 +71,16 @@ fn assert_chain(chain_pem: &str, root_pem: &str, names: &[&str]) {
     let mut got = sans;
     got.sort();
     assert_eq!(got, want);
-    assert!(
-        leaf.extended_key_usage()
-            .unwrap()
-            .unwrap()
-            .value
-            .server_auth
-    );
+    assert!(leaf.extended_key_usage().unwrap().unwrap().value.server_auth);
     assert!(!leaf.is_ca());
 }
 
 /// If the openssl command exists, it must accept the chain too (an independent verifier).
 fn openssl_verifies(dir: &std::path::Path, chain_pem: &str, root_pem: &str) {
-    if std::process::Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_err()
-    {
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
         return;
     }
-    let blocks: Vec<&str> = chain_pem
-        .split_inclusive("-----END CERTIFICATE-----\n")
-        .collect();
+    let blocks: Vec<&str> = chain_pem.split_inclusive("-----END CERTIFICATE-----\n").collect();
     std::fs::write(dir.join("leaf.pem"), blocks[0]).unwrap();
     std::fs::write(dir.join("int.pem"), blocks[1]).unwrap();
     std::fs::write(dir.join("root-check.pem"), root_pem).unwrap();
@@ -107,11 +92,7 @@ fn openssl_verifies(dir: &std::path::Path, chain_pem: &str, root_pem: &str) {
         .arg(dir.join("leaf.pem"))
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl verify: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "openssl verify: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[tokio::test]
@@ -119,10 +100,7 @@ async fn instant_acme_gets_a_certificate_with_http01() {
     let server = start().await;
     let account = instant_acme_account(&server).await;
     let names = ["www.example.test", "example.test"];
-    let ids: Vec<Identifier> = names
-        .iter()
-        .map(|n| Identifier::Dns(n.to_string()))
-        .collect();
+    let ids: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.to_string())).collect();
     let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
     assert_eq!(order.state().status, OrderStatus::Pending);
     let mut authzs = order.authorizations();
@@ -150,11 +128,7 @@ async fn instant_acme_gets_a_certificate_with_http01() {
         .arg(server.data_dir())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8(out.stdout).unwrap(), server.root_pem());
     server.stop().await;
 }
@@ -169,17 +143,11 @@ async fn directory_and_nonce_follow_rfc8555() {
     let r = http.get(server.directory_url()).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["cache-control"], "no-store");
-    assert!(
-        r.headers().get("link").is_none(),
-        "the directory has no index link to itself"
-    );
+    assert!(r.headers().get("link").is_none(), "the directory has no index link to itself");
     let dir: serde_json::Value = r.json().await.unwrap();
     let nonce_url = dir["newNonce"].as_str().unwrap();
     for key in ["newNonce", "newAccount", "newOrder"] {
-        assert!(
-            dir[key].as_str().unwrap().starts_with("https://localhost:"),
-            "{key}"
-        );
+        assert!(dir[key].as_str().unwrap().starts_with("https://localhost:"), "{key}");
     }
     let head = http.head(nonce_url).send().await.unwrap();
     assert_eq!(head.status(), 200);
@@ -188,17 +156,9 @@ async fn directory_and_nonce_follow_rfc8555() {
     for r in [&head, &get] {
         assert_eq!(r.headers()["replay-nonce"].len(), 22);
         assert_eq!(r.headers()["cache-control"], "no-store");
-        assert!(
-            r.headers()["link"]
-                .to_str()
-                .unwrap()
-                .contains("rel=\"index\"")
-        );
+        assert!(r.headers()["link"].to_str().unwrap().contains("rel=\"index\""));
     }
-    assert_ne!(
-        head.headers()["replay-nonce"],
-        get.headers()["replay-nonce"]
-    );
+    assert_ne!(head.headers()["replay-nonce"], get.headers()["replay-nonce"]);
     server.stop().await;
 }
 
@@ -211,17 +171,8 @@ async fn every_account_key_type_works_and_lists_its_orders() {
         assert_eq!(r.status, 201, "{}", r.text);
         assert_eq!(r.json()["status"], "valid");
         // The same key again: 200 with the same Location (RFC 8555 §7.3.1).
-        let as_jwk = crate::client::Overrides {
-            kid: Some(None),
-            ..Default::default()
-        };
-        let again = c
-            .post_with(
-                &c.url("newAccount"),
-                Some(&json!({"onlyReturnExisting": true})),
-                &as_jwk,
-            )
-            .await;
+        let as_jwk = crate::client::Overrides { kid: Some(None), ..Default::default() };
+        let again = c.post_with(&c.url("newAccount"), Some(&json!({"onlyReturnExisting": true})), &as_jwk).await;
         assert_eq!(again.status, 200, "{}", again.text);
         assert_eq!(again.location(), r.location());
 
@@ -231,22 +182,13 @@ async fn every_account_key_type_works_and_lists_its_orders() {
         c.validate_order(&server, &order.json()).await;
         assert_eq!(c.poll(&order_url).await["status"], "ready");
         let (der, _) = csr(&["a.example.test"]);
-        let fin = c
-            .post(
-                order.json()["finalize"].as_str().unwrap(),
-                Some(&json!({"csr": crate::client::b64(&der)})),
-            )
-            .await;
+        let fin =
+            c.post(order.json()["finalize"].as_str().unwrap(), Some(&json!({"csr": crate::client::b64(&der)}))).await;
         assert_eq!(fin.status, 200, "{}", fin.text);
         assert_eq!(fin.json()["status"], "valid");
-        let cert = c
-            .post(fin.json()["certificate"].as_str().unwrap(), None)
-            .await;
+        let cert = c.post(fin.json()["certificate"].as_str().unwrap(), None).await;
         assert_eq!(cert.status, 200);
-        assert_eq!(
-            cert.header("content-type").as_deref(),
-            Some("application/pem-certificate-chain")
-        );
+        assert_eq!(cert.header("content-type").as_deref(), Some("application/pem-certificate-chain"));
         assert_chain(&cert.text, &server.root_pem(), &["a.example.test"]);
 
         let orders_url = r.json()["orders"].as_str().unwrap().to_owned();
@@ -263,33 +205,18 @@ async fn failed_http01_makes_challenge_authz_and_order_invalid() {
     let mut c = RawClient::new(&server, Key::p256()).await;
     c.register().await;
     let order = c.new_order(&["bad.example.test"]).await;
-    let authz_url = order.json()["authorizations"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let authz_url = order.json()["authorizations"][0].as_str().unwrap().to_owned();
     let authz = c.post(&authz_url, None).await.json();
     let ch = &authz["challenges"][0];
-    server
-        .challenges
-        .set(ch["token"].as_str().unwrap(), "wrong-key-authorization");
+    server.challenges.set(ch["token"].as_str().unwrap(), "wrong-key-authorization");
     let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
     assert_eq!(r.status, 200);
-    assert!(
-        r.header("link")
-            .unwrap()
-            .contains(&format!("<{authz_url}>;rel=\"up\""))
-    );
+    assert!(r.header("link").unwrap().contains(&format!("<{authz_url}>;rel=\"up\"")));
     let authz = c.poll(&authz_url).await;
     assert_eq!(authz["status"], "invalid");
     assert_eq!(authz["challenges"][0]["status"], "invalid");
-    assert_eq!(
-        authz["challenges"][0]["error"]["type"],
-        "urn:ietf:params:acme:error:unauthorized"
-    );
-    assert_eq!(
-        c.post(&order.location(), None).await.json()["status"],
-        "invalid"
-    );
+    assert_eq!(authz["challenges"][0]["error"]["type"], "urn:ietf:params:acme:error:unauthorized");
+    assert_eq!(c.post(&order.location(), None).await.json()["status"], "invalid");
     server.stop().await;
 }
 
@@ -300,21 +227,11 @@ async fn unreachable_http01_is_a_connection_error() {
     let mut c = RawClient::new(&server, Key::p256()).await;
     c.register().await;
     let order = c.new_order(&["down.example.test"]).await;
-    let authz_url = order.json()["authorizations"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let authz_url = order.json()["authorizations"][0].as_str().unwrap().to_owned();
     let authz = c.post(&authz_url, None).await.json();
-    c.post(
-        authz["challenges"][0]["url"].as_str().unwrap(),
-        Some(&json!({})),
-    )
-    .await;
+    c.post(authz["challenges"][0]["url"].as_str().unwrap(), Some(&json!({}))).await;
     let authz = c.poll(&authz_url).await;
-    assert_eq!(
-        authz["challenges"][0]["error"]["type"],
-        "urn:ietf:params:acme:error:connection"
-    );
+    assert_eq!(authz["challenges"][0]["error"]["type"], "urn:ietf:params:acme:error:connection");
     server.stop().await;
 }
 
@@ -324,21 +241,11 @@ async fn always_valid_skips_the_network() {
     let mut c = RawClient::new(&server, Key::p256()).await;
     c.register().await;
     let order = c.new_order(&["nowhere.example.test"]).await;
-    let authz_url = order.json()["authorizations"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let authz_url = order.json()["authorizations"][0].as_str().unwrap().to_owned();
     let authz = c.post(&authz_url, None).await.json();
-    c.post(
-        authz["challenges"][0]["url"].as_str().unwrap(),
-        Some(&json!({})),
-    )
-    .await;
+    c.post(authz["challenges"][0]["url"].as_str().unwrap(), Some(&json!({}))).await;
     assert_eq!(c.poll(&authz_url).await["status"], "valid");
-    assert_eq!(
-        c.post(&order.location(), None).await.json()["status"],
-        "ready"
-    );
+    assert_eq!(c.post(&order.location(), None).await.json()["status"], "ready");
     server.stop().await;
 }
 
@@ -348,19 +255,11 @@ async fn deactivating_an_authorization_invalidates_the_order() {
     let mut c = RawClient::new(&server, Key::p256()).await;
     c.register().await;
     let order = c.new_order(&["d.example.test"]).await;
-    let authz_url = order.json()["authorizations"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = c
-        .post(&authz_url, Some(&json!({"status": "deactivated"})))
-        .await;
+    let authz_url = order.json()["authorizations"][0].as_str().unwrap().to_owned();
+    let r = c.post(&authz_url, Some(&json!({"status": "deactivated"}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["status"], "deactivated");
-    assert_eq!(
-        c.post(&order.location(), None).await.json()["status"],
-        "invalid"
-    );
+    assert_eq!(c.post(&order.location(), None).await.json()["status"], "invalid");
     server.stop().await;
 }
 
@@ -369,24 +268,12 @@ async fn account_update_and_deactivation() {
     let server = start().await;
     let mut c = RawClient::new(&server, Key::p256()).await;
     let acct_url = c.register().await.location();
-    let r = c
-        .post(
-            &acct_url,
-            Some(&json!({"contact": ["mailto:new@example.com"]})),
-        )
-        .await;
+    let r = c.post(&acct_url, Some(&json!({"contact": ["mailto:new@example.com"]}))).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["contact"], json!(["mailto:new@example.com"]));
-    assert_eq!(
-        c.post(&acct_url, None).await.json()["contact"],
-        json!(["mailto:new@example.com"])
-    );
-    let r = c
-        .post(&acct_url, Some(&json!({"status": "deactivated"})))
-        .await;
+    assert_eq!(c.post(&acct_url, None).await.json()["contact"], json!(["mailto:new@example.com"]));
+    let r = c.post(&acct_url, Some(&json!({"status": "deactivated"}))).await;
     assert_eq!(r.json()["status"], "deactivated");
-    c.new_order(&["x.example.test"])
-        .await
-        .assert_problem(403, "unauthorized");
+    c.new_order(&["x.example.test"]).await.assert_problem(403, "unauthorized");
     server.stop().await;
 }

@@ -30,13 +30,8 @@ fn only_existing() -> Value {
 
 /// Asserts the key of `c` has no account (nothing was stored).
 async fn assert_no_account(c: &RawClient) {
-    let o = Overrides {
-        kid: Some(None),
-        ..Default::default()
-    };
-    c.post_with(&c.url("newAccount"), Some(&only_existing()), &o)
-        .await
-        .assert_problem(400, "accountDoesNotExist");
+    let o = Overrides { kid: Some(None), ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&only_existing()), &o).await.assert_problem(400, "accountDoesNotExist");
 }
 
 #[tokio::test]
@@ -44,17 +39,9 @@ async fn rejects_tampered_signature() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
     let url = c.url("newAccount");
-    let mut jws = c
-        .jws(
-            &url,
-            Some(&json!({"termsOfServiceAgreed": true})),
-            &Overrides::default(),
-        )
-        .await;
+    let mut jws = c.jws(&url, Some(&json!({"termsOfServiceAgreed": true})), &Overrides::default()).await;
     jws["payload"] = json!(b64(json!({"termsOfServiceAgreed": false}).to_string()));
-    c.send(&url, jws.to_string(), "application/jose+json")
-        .await
-        .assert_problem(400, "malformed");
+    c.send(&url, jws.to_string(), "application/jose+json").await.assert_problem(400, "malformed");
     assert_no_account(&c).await;
     server.stop().await;
 }
@@ -64,22 +51,15 @@ async fn rejects_replayed_nonce() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
     let url = c.url("newAccount");
-    let jws = c
-        .jws(&url, Some(&only_existing()), &Overrides::default())
-        .await;
+    let jws = c.jws(&url, Some(&only_existing()), &Overrides::default()).await;
     let first = c.send(&url, jws.to_string(), "application/jose+json").await;
     first.assert_problem(400, "accountDoesNotExist");
     let replay = c.send(&url, jws.to_string(), "application/jose+json").await;
     replay.assert_problem(400, "badNonce");
     // The fresh nonce in the badNonce response works.
     let fresh = replay.header("replay-nonce").unwrap();
-    let o = Overrides {
-        nonce: Some(Some(fresh)),
-        ..Default::default()
-    };
-    c.post_with(&url, Some(&only_existing()), &o)
-        .await
-        .assert_problem(400, "accountDoesNotExist");
+    let o = Overrides { nonce: Some(Some(fresh)), ..Default::default() };
+    c.post_with(&url, Some(&only_existing()), &o).await.assert_problem(400, "accountDoesNotExist");
     server.stop().await;
 }
 
@@ -88,18 +68,9 @@ async fn rejects_unknown_and_missing_nonce() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
     let url = c.url("newAccount");
-    for nonce in [
-        Some("AAAAAAAAAAAAAAAAAAAAAA".to_owned()),
-        Some("not base64!".to_owned()),
-        None,
-    ] {
-        let o = Overrides {
-            nonce: Some(nonce),
-            ..Default::default()
-        };
-        c.post_with(&url, Some(&json!({"termsOfServiceAgreed": true})), &o)
-            .await
-            .assert_problem(400, "badNonce");
+    for nonce in [Some("AAAAAAAAAAAAAAAAAAAAAA".to_owned()), Some("not base64!".to_owned()), None] {
+        let o = Overrides { nonce: Some(nonce), ..Default::default() };
+        c.post_with(&url, Some(&json!({"termsOfServiceAgreed": true})), &o).await.assert_problem(400, "badNonce");
     }
     assert_no_account(&c).await;
     server.stop().await;
@@ -109,17 +80,10 @@ async fn rejects_unknown_and_missing_nonce() {
 async fn rejects_wrong_url() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
-    let o = Overrides {
-        url: Some(c.url("newOrder")),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newAccount"),
-        Some(&json!({"termsOfServiceAgreed": true})),
-        &o,
-    )
-    .await
-    .assert_problem(403, "unauthorized");
+    let o = Overrides { url: Some(c.url("newOrder")), ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
+        .await
+        .assert_problem(403, "unauthorized");
     assert_no_account(&c).await;
     server.stop().await;
 }
@@ -129,36 +93,17 @@ async fn rejects_jwk_and_kid_together_and_the_wrong_one() {
     let server = start().await;
     let c = registered(&server).await;
     // Both.
-    let o = Overrides {
-        jwk: Some(c.key.jwk()),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newOrder"),
-        Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "malformed");
+    let o = Overrides { jwk: Some(c.key.jwk()), ..Default::default() };
+    c.post_with(&c.url("newOrder"), Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})), &o)
+        .await
+        .assert_problem(400, "malformed");
     // A kid on newAccount.
-    c.post(
-        &c.url("newAccount"),
-        Some(&json!({"termsOfServiceAgreed": true})),
-    )
-    .await
-    .assert_problem(400, "malformed");
+    c.post(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true}))).await.assert_problem(400, "malformed");
     // A jwk on newOrder.
-    let o = Overrides {
-        kid: Some(None),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newOrder"),
-        Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "malformed");
+    let o = Overrides { kid: Some(None), ..Default::default() };
+    c.post_with(&c.url("newOrder"), Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})), &o)
+        .await
+        .assert_problem(400, "malformed");
     server.stop().await;
 }
 
@@ -167,24 +112,10 @@ async fn rejects_alg_none_and_hmac() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
     for alg in ["none", "HS256", "ES512"] {
-        let o = Overrides {
-            alg: Some(alg.into()),
-            ..Default::default()
-        };
-        let r = c
-            .post_with(
-                &c.url("newAccount"),
-                Some(&json!({"termsOfServiceAgreed": true})),
-                &o,
-            )
-            .await;
+        let o = Overrides { alg: Some(alg.into()), ..Default::default() };
+        let r = c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o).await;
         r.assert_problem(400, "badSignatureAlgorithm");
-        assert!(
-            r.json()["algorithms"]
-                .as_array()
-                .unwrap()
-                .contains(&json!("ES256"))
-        );
+        assert!(r.json()["algorithms"].as_array().unwrap().contains(&json!("ES256")));
     }
     assert_no_account(&c).await;
     server.stop().await;
@@ -196,30 +127,15 @@ async fn rejects_jwk_with_private_parts_or_wrong_type() {
     let c = RawClient::new(&server, Key::p256()).await;
     let mut private = c.key.jwk();
     private["d"] = json!(b64([7u8; 32]));
-    let o = Overrides {
-        jwk: Some(private),
-        kid: Some(None),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newAccount"),
-        Some(&json!({"termsOfServiceAgreed": true})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "badPublicKey");
+    let o = Overrides { jwk: Some(private), kid: Some(None), ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
+        .await
+        .assert_problem(400, "badPublicKey");
     // An Ed25519 key claimed as ES256.
-    let o = Overrides {
-        jwk: Some(Key::ed25519().jwk()),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newAccount"),
-        Some(&json!({"termsOfServiceAgreed": true})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "badPublicKey");
+    let o = Overrides { jwk: Some(Key::ed25519().jwk()), ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
+        .await
+        .assert_problem(400, "badPublicKey");
     // A 1024-bit RSA key.
     let mut n = vec![0xc5u8; 128];
     n[127] |= 1;
@@ -228,13 +144,9 @@ async fn rejects_jwk_with_private_parts_or_wrong_type() {
         jwk: Some(json!({"kty":"RSA","n":b64(&n),"e":"AQAB"})),
         ..Default::default()
     };
-    c.post_with(
-        &c.url("newAccount"),
-        Some(&json!({"termsOfServiceAgreed": true})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "badPublicKey");
+    c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
+        .await
+        .assert_problem(400, "badPublicKey");
     assert_no_account(&c).await;
     server.stop().await;
 }
@@ -243,17 +155,10 @@ async fn rejects_jwk_with_private_parts_or_wrong_type() {
 async fn rejects_unknown_crit() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
-    let o = Overrides {
-        extra: Some(("crit".into(), json!(["exp"]))),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newAccount"),
-        Some(&json!({"termsOfServiceAgreed": true})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "malformed");
+    let o = Overrides { extra: Some(("crit".into(), json!(["exp"]))), ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
+        .await
+        .assert_problem(400, "malformed");
     assert_no_account(&c).await;
     server.stop().await;
 }
@@ -263,21 +168,11 @@ async fn rejects_wrong_content_type_and_oversized_body() {
     let server = start_with_small_limit().await;
     let c = RawClient::new(&server, Key::p256()).await;
     let url = c.url("newAccount");
-    let jws = c
-        .jws(
-            &url,
-            Some(&json!({"termsOfServiceAgreed": true})),
-            &Overrides::default(),
-        )
-        .await;
-    c.send(&url, jws.to_string(), "application/json")
-        .await
-        .assert_problem(415, "malformed");
+    let jws = c.jws(&url, Some(&json!({"termsOfServiceAgreed": true})), &Overrides::default()).await;
+    c.send(&url, jws.to_string(), "application/json").await.assert_problem(415, "malformed");
     let big = json!({"termsOfServiceAgreed": true, "pad": "x".repeat(5000)});
     let jws = c.jws(&url, Some(&big), &Overrides::default()).await;
-    c.send(&url, jws.to_string(), "application/jose+json")
-        .await
-        .assert_problem(413, "malformed");
+    c.send(&url, jws.to_string(), "application/jose+json").await.assert_problem(413, "malformed");
     assert_no_account(&c).await;
     server.stop().await;
 }
@@ -297,19 +192,14 @@ async fn rejects_bad_json_and_bad_base64() {
         json!({"protected": b64("{"), "payload": "", "signature": ""}).to_string(),
         json!({"payload": "", "signature": ""}).to_string(),
     ] {
-        c.send(&url, body, "application/jose+json")
-            .await
-            .assert_problem(400, "malformed");
+        c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
     }
     // A correctly signed payload that is not JSON.
-    let protected =
-        b64(json!({"alg":"ES256","jwk":c.key.jwk(),"nonce":c.nonce().await,"url":url}).to_string());
+    let protected = b64(json!({"alg":"ES256","jwk":c.key.jwk(),"nonce":c.nonce().await,"url":url}).to_string());
     let payload = b64("{not json");
     let sig = b64(c.key.sign(format!("{protected}.{payload}").as_bytes()));
     let body = json!({"protected": protected, "payload": payload, "signature": sig}).to_string();
-    c.send(&url, body, "application/jose+json")
-        .await
-        .assert_problem(400, "malformed");
+    c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
     assert_no_account(&c).await;
     server.stop().await;
 }
@@ -319,28 +209,14 @@ async fn rejects_unknown_account() {
     let server = start().await;
     let c = registered(&server).await;
     let kid = c.kid.clone().unwrap();
-    let o = Overrides {
-        kid: Some(Some(format!("{kid}nope"))),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newOrder"),
-        Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "accountDoesNotExist");
-    let o = Overrides {
-        kid: Some(Some("https://elsewhere.example/acme/acct/x".into())),
-        ..Default::default()
-    };
-    c.post_with(
-        &c.url("newOrder"),
-        Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})),
-        &o,
-    )
-    .await
-    .assert_problem(400, "accountDoesNotExist");
+    let o = Overrides { kid: Some(Some(format!("{kid}nope"))), ..Default::default() };
+    c.post_with(&c.url("newOrder"), Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})), &o)
+        .await
+        .assert_problem(400, "accountDoesNotExist");
+    let o = Overrides { kid: Some(Some("https://elsewhere.example/acme/acct/x".into())), ..Default::default() };
+    c.post_with(&c.url("newOrder"), Some(&json!({"identifiers": [{"type":"dns","value":"a.test"}]})), &o)
+        .await
+        .assert_problem(400, "accountDoesNotExist");
     server.stop().await;
 }
 
@@ -350,10 +226,7 @@ async fn rejects_a_request_signed_by_another_key_for_an_account() {
     let victim = registered(&server).await;
     let mut attacker = RawClient::new(&server, Key::p256()).await;
     attacker.kid = victim.kid.clone();
-    attacker
-        .new_order(&["steal.test"])
-        .await
-        .assert_problem(400, "malformed");
+    attacker.new_order(&["steal.test"]).await.assert_problem(400, "malformed");
     server.stop().await;
 }
 
@@ -367,51 +240,22 @@ async fn rejects_access_to_another_accounts_resources() {
     let authz_url = order["authorizations"][0].as_str().unwrap();
     let authz = owner.post(authz_url, None).await.json();
     let chall_url = authz["challenges"][0]["url"].as_str().unwrap();
-    other
-        .post(order_url, None)
-        .await
-        .assert_problem(403, "unauthorized");
-    other
-        .post(authz_url, None)
-        .await
-        .assert_problem(403, "unauthorized");
-    other
-        .post(authz_url, Some(&json!({"status":"deactivated"})))
-        .await
-        .assert_problem(403, "unauthorized");
-    other
-        .post(chall_url, Some(&json!({})))
-        .await
-        .assert_problem(403, "unauthorized");
+    other.post(order_url, None).await.assert_problem(403, "unauthorized");
+    other.post(authz_url, None).await.assert_problem(403, "unauthorized");
+    other.post(authz_url, Some(&json!({"status":"deactivated"}))).await.assert_problem(403, "unauthorized");
+    other.post(chall_url, Some(&json!({}))).await.assert_problem(403, "unauthorized");
     let (der, _) = csr(&["mine.example.test"]);
     other
-        .post(
-            order["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": b64(&der)})),
-        )
+        .post(order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&der)})))
         .await
         .assert_problem(403, "unauthorized");
-    other
-        .post(owner.kid.as_ref().unwrap(), None)
-        .await
-        .assert_problem(403, "unauthorized");
-    other
-        .post(&format!("{}/orders", owner.kid.as_ref().unwrap()), None)
-        .await
-        .assert_problem(403, "unauthorized");
+    other.post(owner.kid.as_ref().unwrap(), None).await.assert_problem(403, "unauthorized");
+    other.post(&format!("{}/orders", owner.kid.as_ref().unwrap()), None).await.assert_problem(403, "unauthorized");
     // Nothing changed: the owner's order is still ready and finalizes.
     assert_eq!(owner.post(order_url, None).await.json()["status"], "ready");
-    let fin = owner
-        .post(
-            order["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": b64(&der)})),
-        )
-        .await;
+    let fin = owner.post(order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&der)}))).await;
     assert_eq!(fin.json()["status"], "valid", "{}", fin.text);
-    other
-        .post(fin.json()["certificate"].as_str().unwrap(), None)
-        .await
-        .assert_problem(403, "unauthorized");
+    other.post(fin.json()["certificate"].as_str().unwrap(), None).await.assert_problem(403, "unauthorized");
     server.stop().await;
 }
 
@@ -421,16 +265,10 @@ async fn rejects_finalize_before_ready() {
     let c = registered(&server).await;
     let order = c.new_order(&["early.example.test"]).await;
     let (der, _) = csr(&["early.example.test"]);
-    c.post(
-        order.json()["finalize"].as_str().unwrap(),
-        Some(&json!({"csr": b64(&der)})),
-    )
-    .await
-    .assert_problem(403, "orderNotReady");
-    assert_eq!(
-        c.post(&order.location(), None).await.json()["status"],
-        "pending"
-    );
+    c.post(order.json()["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&der)})))
+        .await
+        .assert_problem(403, "orderNotReady");
+    assert_eq!(c.post(&order.location(), None).await.json()["status"], "pending");
     server.stop().await;
 }
 
@@ -442,35 +280,21 @@ async fn rejects_csr_for_other_names_the_account_key_or_ca_rights() {
     let finalize = order["finalize"].as_str().unwrap();
     let bad_csr = |der: Vec<u8>| json!({"csr": b64(der)});
     // Other names, missing names, extra names.
-    for names in [
-        vec!["evil.example.test"],
-        vec!["good.example.test", "evil.example.test"],
-    ] {
+    for names in [vec!["evil.example.test"], vec!["good.example.test", "evil.example.test"]] {
         let (der, _) = csr(&names);
-        c.post(finalize, Some(&bad_csr(der)))
-            .await
-            .assert_problem(400, "badCSR");
+        c.post(finalize, Some(&bad_csr(der))).await.assert_problem(400, "badCSR");
     }
     // A CSR asking to be a CA.
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut p = rcgen::CertificateParams::new(vec!["good.example.test".to_owned()]).unwrap();
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let der = p.serialize_request(&key).unwrap().der().to_vec();
-    c.post(finalize, Some(&bad_csr(der)))
-        .await
-        .assert_problem(400, "badCSR");
+    c.post(finalize, Some(&bad_csr(der))).await.assert_problem(400, "badCSR");
     // Not base64url / not a CSR.
-    c.post(finalize, Some(&json!({"csr": "***"})))
-        .await
-        .assert_problem(400, "badCSR");
-    c.post(finalize, Some(&json!({"csr": b64(b"garbage")})))
-        .await
-        .assert_problem(400, "badCSR");
+    c.post(finalize, Some(&json!({"csr": "***"}))).await.assert_problem(400, "badCSR");
+    c.post(finalize, Some(&json!({"csr": b64(b"garbage")}))).await.assert_problem(400, "badCSR");
     // The order is still ready: the rejections changed nothing.
-    assert_eq!(
-        c.post(order["url"].as_str().unwrap(), None).await.json()["status"],
-        "ready"
-    );
+    assert_eq!(c.post(order["url"].as_str().unwrap(), None).await.json()["status"], "ready");
     server.stop().await;
 }
 
@@ -481,11 +305,7 @@ async fn rejects_csr_signed_with_the_account_key() {
     let mut c = RawClient::new(&server, Key::ed25519()).await;
     assert_eq!(c.register().await.status, 201);
     let order = ready_order(&server, &c, "same.example.test").await;
-    let pem = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/keys/ed25519.pem"
-    ))
-    .unwrap();
+    let pem = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/keys/ed25519.pem")).unwrap();
     let key = rcgen::KeyPair::from_pem(&pem).unwrap();
     let der = rcgen::CertificateParams::new(vec!["same.example.test".to_owned()])
         .unwrap()
@@ -493,12 +313,7 @@ async fn rejects_csr_signed_with_the_account_key() {
         .unwrap()
         .der()
         .to_vec();
-    let r = c
-        .post(
-            order["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": b64(der)})),
-        )
-        .await;
+    let r = c.post(order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(der)}))).await;
     r.assert_problem(400, "badCSR");
     assert!(r.json()["detail"].as_str().unwrap().contains("account key"));
     server.stop().await;
@@ -510,29 +325,15 @@ async fn rejects_bad_identifiers() {
     let c = registered(&server).await;
     let url = c.url("newOrder");
     let cases = [
-        (
-            json!([{"type":"dns","value":"bad_name.test"}]),
-            "rejectedIdentifier",
-        ),
-        (
-            json!([{"type":"dns","value":"a..test"}]),
-            "rejectedIdentifier",
-        ),
-        (
-            json!([{"type":"email","value":"a@b.test"}]),
-            "unsupportedIdentifier",
-        ),
+        (json!([{"type":"dns","value":"bad_name.test"}]), "rejectedIdentifier"),
+        (json!([{"type":"dns","value":"a..test"}]), "rejectedIdentifier"),
+        (json!([{"type":"email","value":"a@b.test"}]), "unsupportedIdentifier"),
         (json!([]), "malformed"),
     ];
     for (ids, kind) in cases {
-        c.post(&url, Some(&json!({"identifiers": ids})))
-            .await
-            .assert_problem(400, kind);
+        c.post(&url, Some(&json!({"identifiers": ids}))).await.assert_problem(400, kind);
     }
-    let orders = c
-        .post(&format!("{}/orders", c.kid.as_ref().unwrap()), None)
-        .await
-        .json();
+    let orders = c.post(&format!("{}/orders", c.kid.as_ref().unwrap()), None).await.json();
     assert_eq!(orders["orders"], json!([]), "rejected orders were stored");
     server.stop().await;
 }
@@ -542,13 +343,9 @@ async fn rejects_post_as_get_violations_and_unknown_resources() {
     let server = start().await;
     let c = registered(&server).await;
     let order = c.new_order(&["p.example.test"]).await;
-    c.post(&order.location(), Some(&json!({})))
-        .await
-        .assert_problem(400, "malformed");
+    c.post(&order.location(), Some(&json!({}))).await.assert_problem(400, "malformed");
     let missing = format!("{}x", order.location());
-    c.post(&missing, None)
-        .await
-        .assert_problem(404, "malformed");
+    c.post(&missing, None).await.assert_problem(404, "malformed");
     server.stop().await;
 }
 
@@ -557,32 +354,22 @@ async fn rejects_bad_contacts_and_stores_nothing() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
     let url = c.url("newAccount");
-    c.post(
-        &url,
-        Some(&json!({"termsOfServiceAgreed": true, "contact": ["tel:+15551234"]})),
-    )
-    .await
-    .assert_problem(400, "unsupportedContact");
-    c.post(
-        &url,
-        Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:not-an-address"]})),
-    )
-    .await
-    .assert_problem(400, "invalidContact");
+    c.post(&url, Some(&json!({"termsOfServiceAgreed": true, "contact": ["tel:+15551234"]})))
+        .await
+        .assert_problem(400, "unsupportedContact");
+    c.post(&url, Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:not-an-address"]})))
+        .await
+        .assert_problem(400, "invalidContact");
     assert_no_account(&c).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn rejects_missing_terms_agreement_when_terms_are_set() {
-    let server =
-        crate::harness::start_with(|c| c.acme.terms_of_service = "https://example.test/tos".into())
-            .await;
+    let server = crate::harness::start_with(|c| c.acme.terms_of_service = "https://example.test/tos".into()).await;
     let c = RawClient::new(&server, Key::p256()).await;
     assert_eq!(c.dir["meta"]["termsOfService"], "https://example.test/tos");
-    c.post(&c.url("newAccount"), Some(&json!({})))
-        .await
-        .assert_problem(403, "userActionRequired");
+    c.post(&c.url("newAccount"), Some(&json!({}))).await.assert_problem(403, "userActionRequired");
     assert_no_account(&c).await;
     server.stop().await;
 }

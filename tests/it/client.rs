@@ -14,12 +14,9 @@ pub fn b64(b: impl AsRef<[u8]>) -> String {
 }
 
 fn pem_der(path: &str) -> Vec<u8> {
-    let text =
-        std::fs::read_to_string(format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!("{}/fixtures/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
+    base64::engine::general_purpose::STANDARD.decode(body).unwrap()
 }
 
 /// An account key.
@@ -32,22 +29,12 @@ pub enum Key {
 impl Key {
     pub fn p256() -> Self {
         let rng = ring::rand::SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .unwrap();
-        Self::P256(
-            EcdsaKeyPair::from_pkcs8(
-                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                pkcs8.as_ref(),
-                &rng,
-            )
-            .unwrap(),
-        )
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        Self::P256(EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap())
     }
 
     pub fn ed25519() -> Self {
-        Self::Ed25519(
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pem_der("keys/ed25519.pem")).unwrap(),
-        )
+        Self::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pem_der("keys/ed25519.pem")).unwrap())
     }
 
     pub fn rsa2048() -> Self {
@@ -81,17 +68,11 @@ impl Key {
     pub fn thumbprint(&self) -> String {
         let jwk = self.jwk();
         let canonical = match jwk["kty"].as_str().unwrap() {
-            "EC" => format!(
-                r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#,
-                jwk["x"], jwk["y"]
-            ),
+            "EC" => format!(r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#, jwk["x"], jwk["y"]),
             "OKP" => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":{}}}"#, jwk["x"]),
             _ => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, jwk["e"], jwk["n"]),
         };
-        b64(ring::digest::digest(
-            &ring::digest::SHA256,
-            canonical.as_bytes(),
-        ))
+        b64(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
     }
 
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
@@ -101,8 +82,7 @@ impl Key {
             Self::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
             Self::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
-                    .unwrap();
+                k.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig).unwrap();
                 sig
             }
         }
@@ -123,9 +103,7 @@ impl Resp {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_owned())
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
     }
 
     pub fn location(&self) -> String {
@@ -135,20 +113,9 @@ impl Resp {
     /// Asserts an ACME problem of `short_type` with `status`.
     pub fn assert_problem(&self, status: u16, short_type: &str) {
         assert_eq!(self.status, status, "{}", self.text);
-        assert_eq!(
-            self.header("content-type").as_deref(),
-            Some("application/problem+json")
-        );
-        assert_eq!(
-            self.json()["type"],
-            format!("urn:ietf:params:acme:error:{short_type}"),
-            "{}",
-            self.text
-        );
-        assert!(
-            self.header("replay-nonce").is_some(),
-            "problem without a Replay-Nonce"
-        );
+        assert_eq!(self.header("content-type").as_deref(), Some("application/problem+json"));
+        assert_eq!(self.json()["type"], format!("urn:ietf:params:acme:error:{short_type}"), "{}", self.text);
+        assert!(self.header("replay-nonce").is_some(), "problem without a Replay-Nonce");
     }
 }
 
@@ -174,24 +141,9 @@ pub struct RawClient {
 impl RawClient {
     pub async fn new(server: &TestServer, key: Key) -> Self {
         let cert = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
-        let http = reqwest::Client::builder()
-            .tls_certs_only([cert])
-            .build()
-            .unwrap();
-        let dir: Value = http
-            .get(server.directory_url())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        Self {
-            http,
-            dir,
-            key,
-            kid: None,
-        }
+        let http = reqwest::Client::builder().tls_certs_only([cert]).build().unwrap();
+        let dir: Value = http.get(server.directory_url()).send().await.unwrap().json().await.unwrap();
+        Self { http, dir, key, kid: None }
     }
 
     pub fn url(&self, name: &str) -> String {
@@ -236,34 +188,17 @@ impl RawClient {
         json!({"protected": protected, "payload": payload, "signature": b64(sig)})
     }
 
-    pub async fn send(
-        &self,
-        url: &str,
-        body: impl Into<reqwest::Body>,
-        content_type: &str,
-    ) -> Resp {
-        let r = self
-            .http
-            .post(url)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+    pub async fn send(&self, url: &str, body: impl Into<reqwest::Body>, content_type: &str) -> Resp {
+        let r = self.http.post(url).header("content-type", content_type).body(body).send().await.unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        Resp {
-            status,
-            headers,
-            text,
-        }
+        Resp { status, headers, text }
     }
 
     pub async fn post_with(&self, url: &str, payload: Option<&Value>, o: &Overrides) -> Resp {
         let jws = self.jws(url, payload, o).await;
-        self.send(url, jws.to_string(), "application/jose+json")
-            .await
+        self.send(url, jws.to_string(), "application/jose+json").await
     }
 
     pub async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
@@ -273,12 +208,8 @@ impl RawClient {
     /// newAccount; remembers the account URL.
     pub async fn register(&mut self) -> Resp {
         let url = self.url("newAccount");
-        let r = self
-            .post(
-                &url,
-                Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:a@example.com"]})),
-            )
-            .await;
+        let r =
+            self.post(&url, Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:a@example.com"]}))).await;
         if r.status == 201 || r.status == 200 {
             self.kid = Some(r.location());
         }
@@ -286,31 +217,18 @@ impl RawClient {
     }
 
     pub async fn new_order(&self, names: &[&str]) -> Resp {
-        let ids: Vec<Value> = names
-            .iter()
-            .map(|n| json!({"type":"dns","value":n}))
-            .collect();
-        self.post(&self.url("newOrder"), Some(&json!({ "identifiers": ids })))
-            .await
+        let ids: Vec<Value> = names.iter().map(|n| json!({"type":"dns","value":n})).collect();
+        self.post(&self.url("newOrder"), Some(&json!({ "identifiers": ids }))).await
     }
 
     /// Serves and answers every challenge of an order, waits until it is ready.
     pub async fn validate_order(&self, server: &TestServer, order: &Value) {
         for authz_url in order["authorizations"].as_array().unwrap() {
             let authz = self.post(authz_url.as_str().unwrap(), None).await.json();
-            let ch = authz["challenges"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["type"] == "http-01")
-                .unwrap();
+            let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap();
             let token = ch["token"].as_str().unwrap();
-            server
-                .challenges
-                .set(token, &format!("{token}.{}", self.key.thumbprint()));
-            let r = self
-                .post(ch["url"].as_str().unwrap(), Some(&json!({})))
-                .await;
+            server.challenges.set(token, &format!("{token}.{}", self.key.thumbprint()));
+            let r = self.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
             assert_eq!(r.status, 200, "{}", r.text);
         }
     }
@@ -331,9 +249,7 @@ impl RawClient {
 /// A CSR for `names` with a fresh P-256 key.
 pub fn csr(names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut params =
-        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-            .unwrap();
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
     (params.serialize_request(&key).unwrap().der().to_vec(), key)
 }

@@ -32,18 +32,9 @@ fn spawn(dir: &Path) -> Proc {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let directory = line
-        .split_whitespace()
-        .last()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        directory.ends_with("/directory"),
-        "unexpected first line: {line:?}"
-    );
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let directory = line.split_whitespace().last().unwrap_or_default().to_owned();
+    assert!(directory.ends_with("/directory"), "unexpected first line: {line:?}");
     Proc { child, directory }
 }
 
@@ -53,20 +44,8 @@ async fn client_for(p: &Proc, root_pem: &str, key: Key) -> RawClient {
         .tls_certs_only([reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap()])
         .build()
         .unwrap();
-    let dir = http
-        .get(&p.directory)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    RawClient {
-        http,
-        dir,
-        key,
-        kid: None,
-    }
+    let dir = http.get(&p.directory).send().await.unwrap().json().await.unwrap();
+    RawClient { http, dir, key, kid: None }
 }
 
 #[tokio::test]
@@ -75,11 +54,7 @@ async fn acknowledged_state_survives_sigkill() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     // Account and order URLs name the port, so both runs must use the same one.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         tmp.path().join("config.toml"),
         format!(
@@ -97,25 +72,12 @@ async fn acknowledged_state_survives_sigkill() {
     let account_url = c.register().await.location();
     let order = c.new_order(&["durable.example.test"]).await;
     let order_url = order.location();
-    let authz_url = order.json()["authorizations"][0]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let authz_url = order.json()["authorizations"][0].as_str().unwrap().to_owned();
     let authz = c.post(&authz_url, None).await.json();
-    c.post(
-        authz["challenges"][0]["url"].as_str().unwrap(),
-        Some(&json!({})),
-    )
-    .await;
+    c.post(authz["challenges"][0]["url"].as_str().unwrap(), Some(&json!({}))).await;
     assert_eq!(c.poll(&order_url).await["status"], "ready");
     let (der, _) = csr(&["durable.example.test"]);
-    let fin = c
-        .post(
-            order.json()["finalize"].as_str().unwrap(),
-            Some(&json!({"csr": b64(&der)})),
-        )
-        .await
-        .json();
+    let fin = c.post(order.json()["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&der)}))).await.json();
     let cert_url = fin["certificate"].as_str().unwrap().to_owned();
     let cert_before = c.post(&cert_url, None).await.text;
     // A second order, left pending: it must survive too.
@@ -136,23 +98,11 @@ async fn acknowledged_state_survives_sigkill() {
     let o = c2.post(&order_url, None).await.json();
     assert_eq!(o["status"], "valid");
     assert_eq!(o["certificate"], cert_url);
-    assert_eq!(
-        c2.post(&cert_url, None).await.text,
-        cert_before,
-        "certificate bytes changed"
-    );
-    assert_eq!(
-        c2.post(&pending_url, None).await.json()["status"],
-        "pending"
-    );
+    assert_eq!(c2.post(&cert_url, None).await.text, cert_before, "certificate bytes changed");
+    assert_eq!(c2.post(&pending_url, None).await.json()["status"], "pending");
     let list = c2.post(&format!("{account_url}/orders"), None).await.json();
     assert_eq!(list["orders"].as_array().unwrap().len(), 2);
     // The CA still signs with the same intermediate: a new order chains to the same root.
-    let out = Command::new(env!("CARGO_BIN_EXE_idca"))
-        .arg("root")
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idca")).arg("root").arg("--data").arg(&data).output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), root_before);
 }

@@ -16,6 +16,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub root_path: PathBuf,
     pub challenges: ChallengeResponder,
+    pub dns: DnsResponder,
+    pub tls_alpn: TlsAlpnResponder,
     pub config: Config,
 }
 
@@ -44,6 +46,8 @@ impl TestServer {
 pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     idca::install_crypto_provider();
     let challenges = ChallengeResponder::start().await;
+    let dns = DnsResponder::start().await;
+    let tls_alpn = TlsAlpnResponder::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
@@ -53,19 +57,13 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     config.acme.validation.http_port = challenges.port;
     config.acme.validation.connect_to = "127.0.0.1".into();
     config.acme.validation.timeout_ms = 3000;
+    config.acme.validation.dns_resolver = dns.addr.to_string();
+    config.acme.validation.tls_port = tls_alpn.port;
     tweak(&mut config);
-    let server = idca::app::start(config.clone(), StartOptions::default())
-        .await
-        .unwrap();
+    let server = idca::app::start(config.clone(), StartOptions::default()).await.unwrap();
     let root_path = dir.path().join("root.pem");
     std::fs::write(&root_path, &server.root_pem).unwrap();
-    TestServer {
-        server: Some(server),
-        dir,
-        root_path,
-        challenges,
-        config,
-    }
+    TestServer { server: Some(server), dir, root_path, challenges, dns, tls_alpn, config }
 }
 
 pub async fn start() -> TestServer {
@@ -77,6 +75,8 @@ pub async fn start() -> TestServer {
 #[derive(Clone)]
 pub struct ChallengeResponder {
     pub port: u16,
+    /// Whether it also listens on [::1] (the machine may have no IPv6 loopback).
+    pub ipv6: bool,
     tokens: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -85,7 +85,15 @@ impl ChallengeResponder {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tokens: Arc<Mutex<HashMap<String, String>>> = Arc::default();
-        let map = tokens.clone();
+        let v6 = TcpListener::bind(("::1", port)).await.ok();
+        let ipv6 = v6.is_some();
+        for listener in std::iter::once(listener).chain(v6) {
+            Self::serve(listener, tokens.clone());
+        }
+        Self { port, ipv6, tokens }
+    }
+
+    fn serve(listener: TcpListener, map: Arc<Mutex<HashMap<String, String>>>) {
         tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
@@ -106,12 +114,12 @@ impl ChallengeResponder {
                     }
                     let req = String::from_utf8_lossy(&buf[..n]);
                     let path = req.split_whitespace().nth(1).unwrap_or("");
-                    let token = path
-                        .strip_prefix("/.well-known/acme-challenge/")
-                        .unwrap_or("");
+                    let token = path.strip_prefix("/.well-known/acme-challenge/").unwrap_or("");
                     let body = map.lock().unwrap().get(token).cloned();
                     let resp = match body {
-                        Some(b) => format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len()),
+                        Some(b) => {
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())
+                        }
                         None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned(),
                     };
                     let _ = sock.write_all(resp.as_bytes()).await;
@@ -119,13 +127,129 @@ impl ChallengeResponder {
                 });
             }
         });
-        Self { port, tokens }
     }
 
     pub fn set(&self, token: &str, body: &str) {
-        self.tokens
-            .lock()
+        self.tokens.lock().unwrap().insert(token.to_owned(), body.to_owned());
+    }
+}
+
+/// A DNS server on loopback (UDP) answering TXT queries from a map the test fills; every
+/// other query gets an empty NOERROR answer.
+#[derive(Clone)]
+pub struct DnsResponder {
+    pub addr: std::net::SocketAddr,
+    txt: Arc<Mutex<HashMap<String, Vec<String>>>>,
+}
+
+impl DnsResponder {
+    pub async fn start() -> Self {
+        use hickory_resolver::proto::op::{Message, MessageType};
+        use hickory_resolver::proto::rr::rdata::TXT;
+        use hickory_resolver::proto::rr::{RData, Record, RecordType};
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let txt: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+        let map = txt.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else { return };
+                let Ok(query) = Message::from_vec(&buf[..n]) else { continue };
+                let mut reply = Message::new(query.metadata.id, MessageType::Response, query.metadata.op_code);
+                reply.metadata.recursion_desired = query.metadata.recursion_desired;
+                reply.metadata.recursion_available = true;
+                for q in &query.queries {
+                    reply.queries.push(q.clone());
+                    let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                    if q.query_type() == RecordType::TXT {
+                        for value in map.lock().unwrap().get(&name).cloned().unwrap_or_default() {
+                            reply.answers.push(Record::from_rdata(
+                                q.name().clone(),
+                                0,
+                                RData::TXT(TXT::new(vec![value])),
+                            ));
+                        }
+                    }
+                }
+                if let Ok(bytes) = reply.to_vec() {
+                    let _ = socket.send_to(&bytes, peer).await;
+                }
+            }
+        });
+        Self { addr, txt }
+    }
+
+    /// Sets the TXT records at `name` (no trailing dot).
+    pub fn set_txt(&self, name: &str, values: &[&str]) {
+        self.txt.lock().unwrap().insert(name.to_ascii_lowercase(), values.iter().map(|v| v.to_string()).collect());
+    }
+}
+
+/// A TLS server offering ALPN `acme-tls/1` and, per SNI, a challenge certificate the
+/// test registers (RFC 8737 §3).
+#[derive(Clone)]
+pub struct TlsAlpnResponder {
+    pub port: u16,
+    certs: Arc<Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>>,
+}
+
+#[derive(Debug)]
+struct BySni(Arc<Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>>);
+
+impl std::fmt::Debug for TlsAlpnResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsAlpnResponder({})", self.port)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for BySni {
+    fn resolve(&self, hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let sni = hello.server_name()?.to_owned();
+        self.0.lock().unwrap().get(&sni).cloned()
+    }
+}
+
+impl TlsAlpnResponder {
+    pub async fn start() -> Self {
+        let certs: Arc<Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>> = Arc::default();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
             .unwrap()
-            .insert(token.to_owned(), body.to_owned());
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(BySni(certs.clone())));
+        config.alpn_protocols = vec![idca::validate::ACME_TLS_ALPN.to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else { return };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(sock).await {
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        Self { port, certs }
+    }
+
+    /// Serves, for `sni`, a certificate naming `san` with the acmeIdentifier extension
+    /// for `key_authorization`; `critical` false breaks RFC 8737 on purpose.
+    pub fn set(&self, sni: &str, san: &str, key_authorization: &str, critical: bool) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec![san.to_owned()]).unwrap();
+        let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());
+        let mut ext = rcgen::CustomExtension::new_acme_identifier(digest.as_ref());
+        ext.set_criticality(critical);
+        p.custom_extensions = vec![ext];
+        let cert = p.self_signed(&key).unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let signing = rustls::crypto::ring::sign::any_supported_type(&der).unwrap();
+        let ck = rustls::sign::CertifiedKey::new(vec![cert.der().clone()], signing);
+        self.certs.lock().unwrap().insert(sni.to_owned(), Arc::new(ck));
     }
 }

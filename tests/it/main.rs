@@ -3,6 +3,7 @@
 
 mod acme_flows;
 mod acme_rejects;
+mod challenges;
 mod client;
 mod durability;
 mod harness;

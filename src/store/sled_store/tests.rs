@@ -4,10 +4,7 @@ use crate::model::*;
 
 fn jwk(seed: u8) -> Jwk {
     // A valid Ed25519 public key is any 32 bytes for parsing purposes.
-    Jwk::from_value(
-        &serde_json::json!({"kty":"OKP","crv":"Ed25519","x": crate::jose::b64_encode([seed; 32])}),
-    )
-    .unwrap()
+    Jwk::from_value(&serde_json::json!({"kty":"OKP","crv":"Ed25519","x": crate::jose::b64_encode([seed; 32])})).unwrap()
 }
 
 fn account(seed: u8) -> Account {
@@ -27,10 +24,7 @@ fn authz(account: &AccountId) -> Authorization {
     Authorization {
         id: AuthzId::random(),
         account: account.clone(),
-        identifier: Identifier {
-            kind: IdentifierKind::Dns,
-            value: "a.example".into(),
-        },
+        identifier: Identifier { kind: IdentifierKind::Dns, value: "a.example".into() },
         status: AuthzStatus::Pending,
         expires: 100,
         wildcard: false,
@@ -63,10 +57,7 @@ fn order(account: &AccountId, authzs: &[Authorization], created: i64) -> Order {
 async fn same_key_returns_the_existing_account() {
     let s = SledStore::temporary().unwrap();
     let a = account(1);
-    assert_eq!(
-        s.create_account(&a).await.unwrap(),
-        AccountCreation::Created
-    );
+    assert_eq!(s.create_account(&a).await.unwrap(), AccountCreation::Created);
     let mut b = account(1);
     b.id = AccountId::random();
     match s.create_account(&b).await.unwrap() {
@@ -83,12 +74,7 @@ async fn updates_are_compare_and_swap() {
     let acct = account(2);
     s.create_account(&acct).await.unwrap();
     let a = authz(&acct.id);
-    s.create_order(
-        &order(&acct.id, std::slice::from_ref(&a), 1),
-        std::slice::from_ref(&a),
-    )
-    .await
-    .unwrap();
+    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a)).await.unwrap();
     let v1 = s.authorization(&a.id).await.unwrap();
     let mut changed = v1.value.clone();
     changed.status = AuthzStatus::Valid;
@@ -97,14 +83,8 @@ async fn updates_are_compare_and_swap() {
     // A writer that read version 1 loses.
     let mut stale = v1.value.clone();
     stale.status = AuthzStatus::Invalid;
-    assert!(matches!(
-        s.update_authorization(&stale, v1.version).await,
-        Err(StoreError::Conflict)
-    ));
-    assert_eq!(
-        s.authorization(&a.id).await.unwrap().value.status,
-        AuthzStatus::Valid
-    );
+    assert!(matches!(s.update_authorization(&stale, v1.version).await, Err(StoreError::Conflict)));
+    assert_eq!(s.authorization(&a.id).await.unwrap().value.status, AuthzStatus::Valid);
 }
 
 #[tokio::test]
@@ -112,19 +92,11 @@ async fn processing_index_follows_the_challenges() {
     let s = SledStore::temporary().unwrap();
     let acct = account(3);
     let a = authz(&acct.id);
-    s.create_order(
-        &order(&acct.id, std::slice::from_ref(&a), 1),
-        std::slice::from_ref(&a),
-    )
-    .await
-    .unwrap();
+    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a)).await.unwrap();
     let mut p = a.clone();
     p.challenges[0].status = ChallengeStatus::Processing;
     let v = s.update_authorization(&p, 1).await.unwrap();
-    assert_eq!(
-        s.authorizations_processing().await.unwrap(),
-        vec![a.id.clone()]
-    );
+    assert_eq!(s.authorizations_processing().await.unwrap(), vec![a.id.clone()]);
     p.challenges[0].status = ChallengeStatus::Valid;
     s.update_authorization(&p, v).await.unwrap();
     assert!(s.authorizations_processing().await.unwrap().is_empty());
@@ -141,18 +113,12 @@ async fn key_change_moves_the_index_and_refuses_taken_keys() {
     moved.key = jwk(6);
     moved.jkt = moved.key.thumbprint();
     s.update_account(&moved, 1).await.unwrap();
-    assert!(matches!(
-        s.account_by_key(&a.jkt).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(s.account_by_key(&a.jkt).await, Err(StoreError::NotFound)));
     assert_eq!(s.account_by_key(&moved.jkt).await.unwrap().value.id, a.id);
     let mut clash = moved.clone();
     clash.key = b.key.clone();
     clash.jkt = b.jkt.clone();
-    assert!(matches!(
-        s.update_account(&clash, 2).await,
-        Err(StoreError::AlreadyExists)
-    ));
+    assert!(matches!(s.update_account(&clash, 2).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.account_by_key(&b.jkt).await.unwrap().value.id, b.id);
 }
 
@@ -162,24 +128,13 @@ async fn a_failed_order_transaction_writes_nothing() {
     let acct = account(7);
     let a = authz(&acct.id);
     let first = order(&acct.id, std::slice::from_ref(&a), 1);
-    s.create_order(&first, std::slice::from_ref(&a))
-        .await
-        .unwrap();
+    s.create_order(&first, std::slice::from_ref(&a)).await.unwrap();
     // A second order reusing an existing authorization id aborts as a whole.
     let fresh = authz(&acct.id);
     let second = order(&acct.id, &[fresh.clone(), a.clone()], 2);
-    assert!(matches!(
-        s.create_order(&second, &[fresh.clone(), a.clone()]).await,
-        Err(StoreError::AlreadyExists)
-    ));
-    assert!(matches!(
-        s.order(&second.id).await,
-        Err(StoreError::NotFound)
-    ));
-    assert!(matches!(
-        s.authorization(&fresh.id).await,
-        Err(StoreError::NotFound)
-    ));
+    assert!(matches!(s.create_order(&second, &[fresh.clone(), a.clone()]).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.order(&second.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.authorization(&fresh.id).await, Err(StoreError::NotFound)));
     let (ids, more) = s.account_orders(&acct.id, 0, 10).await.unwrap();
     assert_eq!((ids, more), (vec![first.id], false));
 }
@@ -201,25 +156,14 @@ async fn finalize_is_one_transaction_and_cas() {
         issued: 0,
     };
     let mut done = o.clone();
-    done.phase = OrderPhase::Valid {
-        certificate: serial.clone(),
-    };
+    done.phase = OrderPhase::Valid { certificate: serial.clone() };
     s.finalize_order(&done, 1, &cert).await.unwrap();
     assert_eq!(s.certificate(&serial).await.unwrap(), cert);
     // A second finalize from the same read loses and stores no second certificate.
     let (other, _) = Serial::random();
-    let cert2 = IssuedCertificate {
-        serial: other.clone(),
-        ..cert.clone()
-    };
-    assert!(matches!(
-        s.finalize_order(&done, 1, &cert2).await,
-        Err(StoreError::Conflict)
-    ));
-    assert!(matches!(
-        s.certificate(&other).await,
-        Err(StoreError::NotFound)
-    ));
+    let cert2 = IssuedCertificate { serial: other.clone(), ..cert.clone() };
+    assert!(matches!(s.finalize_order(&done, 1, &cert2).await, Err(StoreError::Conflict)));
+    assert!(matches!(s.certificate(&other).await, Err(StoreError::NotFound)));
 }
 
 #[tokio::test]
@@ -232,19 +176,10 @@ async fn orders_list_pages_oldest_first() {
         s.create_order(&o, &[]).await.unwrap();
         ids.push(o.id);
     }
-    assert_eq!(
-        s.account_orders(&acct.id, 0, 2).await.unwrap(),
-        (ids[0..2].to_vec(), true)
-    );
-    assert_eq!(
-        s.account_orders(&acct.id, 2, 2).await.unwrap(),
-        (ids[4..5].to_vec(), false)
-    );
+    assert_eq!(s.account_orders(&acct.id, 0, 2).await.unwrap(), (ids[0..2].to_vec(), true));
+    assert_eq!(s.account_orders(&acct.id, 2, 2).await.unwrap(), (ids[4..5].to_vec(), false));
     let other = AccountId::random();
-    assert_eq!(
-        s.account_orders(&other, 0, 2).await.unwrap(),
-        (vec![], false)
-    );
+    assert_eq!(s.account_orders(&other, 0, 2).await.unwrap(), (vec![], false));
 }
 
 #[tokio::test]
@@ -290,8 +225,5 @@ async fn concurrent_writers_share_flushes() {
     }
     let flushes = s.flush_count() - before;
     assert!(flushes >= 1, "acknowledged without a flush");
-    assert!(
-        flushes < writers,
-        "{flushes} flushes for {writers} writers: no group commit"
-    );
+    assert!(flushes < writers, "{flushes} flushes for {writers} writers: no group commit");
 }
