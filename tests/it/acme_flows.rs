@@ -6,6 +6,7 @@ use instant_acme::{
 use serde_json::json;
 use x509_parser::prelude::*;
 
+use crate::certs::pem_blocks;
 use crate::client::{Key, RawClient, csr};
 use crate::harness::{TestServer, start};
 
@@ -26,22 +27,6 @@ async fn instant_acme_account(server: &TestServer) -> Account {
     account
 }
 
-/// The DER of the first certificate in a PEM chain.
-pub fn first_cert_der(pem: &str) -> Vec<u8> {
-    pem_blocks(pem).remove(0)
-}
-
-fn pem_blocks(pem: &str) -> Vec<Vec<u8>> {
-    use base64::Engine;
-    pem.split("-----BEGIN CERTIFICATE-----")
-        .skip(1)
-        .map(|b| {
-            let body: String = b.split("-----END CERTIFICATE-----").next().unwrap().split_whitespace().collect();
-            base64::engine::general_purpose::STANDARD.decode(body).unwrap()
-        })
-        .collect()
-}
-
 /// The chain verifies to `root_pem`: leaf signed by the intermediate, intermediate by
 /// the root; names, EKU and CA flag as ordered.
 fn assert_chain(chain_pem: &str, root_pem: &str, names: &[&str]) {
@@ -54,23 +39,9 @@ fn assert_chain(chain_pem: &str, root_pem: &str, names: &[&str]) {
     leaf.verify_signature(Some(int.public_key())).unwrap();
     int.verify_signature(Some(root.public_key())).unwrap();
     root.verify_signature(None).unwrap();
-    let sans: Vec<String> = leaf
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|n| match n {
-            GeneralName::DNSName(d) => d.to_string(),
-            other => format!("{other:?}"),
-        })
-        .collect();
     let mut want: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     want.sort();
-    let mut got = sans;
-    got.sort();
-    assert_eq!(got, want);
+    assert_eq!(crate::certs::leaf_sans(chain_pem), want);
     assert!(leaf.extended_key_usage().unwrap().unwrap().value.server_auth);
     assert!(!leaf.is_ca());
 }

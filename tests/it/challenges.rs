@@ -4,6 +4,7 @@
 use instant_acme::{Account, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy};
 use serde_json::{Value, json};
 
+use crate::certs::leaf_sans;
 use crate::client::{Key, RawClient, b64};
 use crate::harness::{TestServer, start};
 
@@ -60,28 +61,6 @@ async fn issue(server: &TestServer, ids: Vec<Identifier>, kind: ChallengeType) -
     assert_eq!(order.poll_ready(&retry()).await.unwrap(), OrderStatus::Ready);
     order.finalize().await.unwrap();
     order.poll_certificate(&retry()).await.unwrap()
-}
-
-fn leaf_sans(chain: &str) -> Vec<String> {
-    use x509_parser::prelude::*;
-    let der = crate::acme_flows::first_cert_der(chain);
-    let (_, cert) = X509Certificate::from_der(&der).unwrap();
-    let mut names: Vec<String> = cert
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|n| match n {
-            GeneralName::DNSName(d) => d.to_string(),
-            GeneralName::IPAddress(b) if b.len() == 4 => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
-            GeneralName::IPAddress(b) => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*b).unwrap()).to_string(),
-            other => format!("{other:?}"),
-        })
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod acme_flows;
 mod acme_rejects;
+mod certs;
 mod challenges;
 mod client;
 mod durability;
