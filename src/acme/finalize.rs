@@ -155,3 +155,78 @@ impl Acme {
         Ok(Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AccountId, Identifier, OrderPhase};
+
+    fn order(ids: &[(IdentifierKind, &str)]) -> Order {
+        Order {
+            id: OrderId::random(),
+            account: AccountId("a".into()),
+            identifiers: ids.iter().map(|(k, v)| Identifier { kind: *k, value: v.to_string() }).collect(),
+            authorizations: vec![],
+            expires: 0,
+            not_before: None,
+            not_after: None,
+            phase: OrderPhase::Open,
+            created: 0,
+        }
+    }
+
+    fn csr(dns: &[&str], ips: &[&str], cn: Option<&str>) -> CsrInfo {
+        let key = rcgen::KeyPair::generate().unwrap();
+        CsrInfo {
+            spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
+            key_type: KeyType::P256,
+            common_name: cn.map(str::to_owned),
+            dns_names: dns.iter().map(|s| s.to_string()).collect(),
+            ip_addresses: ips.iter().map(|s| s.parse().unwrap()).collect(),
+        }
+    }
+
+    fn some_key() -> Jwk {
+        Jwk::from_value(&serde_json::json!({"kty":"OKP","crv":"Ed25519","x": crate::jose::b64_encode([9u8; 32])}))
+            .unwrap()
+    }
+
+    #[test]
+    fn accepts_exactly_the_orders_names() {
+        let o = order(&[(IdentifierKind::Dns, "a.example"), (IdentifierKind::Ip, "127.0.0.1")]);
+        check_csr_against_order(&csr(&["a.example"], &["127.0.0.1"], Some("a.example")), &o, &some_key()).unwrap();
+        check_csr_against_order(&csr(&["a.example"], &["127.0.0.1"], None), &o, &some_key()).unwrap();
+    }
+
+    #[test]
+    fn rejects_extra_missing_or_foreign_names() {
+        let o = order(&[(IdentifierKind::Dns, "a.example")]);
+        for c in [
+            csr(&["a.example", "b.example"], &[], None),
+            csr(&[], &[], None),
+            csr(&["a.example"], &["10.0.0.1"], None),
+            csr(&["a.example"], &[], Some("b.example")),
+        ] {
+            assert!(matches!(check_csr_against_order(&c, &o, &some_key()), Err(AcmeError::BadCsr(_))), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_the_account_key() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let jwk = Jwk::from_value(&serde_json::json!({"kty":"OKP","crv":"Ed25519",
+            "x": crate::jose::b64_encode(key.public_key_raw())}))
+        .unwrap();
+        let c = CsrInfo {
+            spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
+            key_type: KeyType::Ed25519,
+            common_name: None,
+            dns_names: vec!["a.example".into()],
+            ip_addresses: vec![],
+        };
+        let o = order(&[(IdentifierKind::Dns, "a.example")]);
+        assert!(
+            matches!(check_csr_against_order(&c, &o, &jwk), Err(AcmeError::BadCsr(m)) if m.contains("account key"))
+        );
+    }
+}

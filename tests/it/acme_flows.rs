@@ -248,3 +248,13 @@ async fn account_update_and_deactivation() {
     c.new_order(&["x.example.test"]).await.assert_problem(403, "unauthorized");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn plain_http_when_tls_is_off() {
+    let server = crate::harness::start_with(|c| c.server.tls = false).await;
+    let url = server.directory_url();
+    assert!(url.starts_with("http://localhost:"), "{url}");
+    let dir: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    assert!(dir["newAccount"].as_str().unwrap().starts_with("http://localhost:"));
+    server.stop().await;
+}
