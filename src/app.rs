@@ -114,12 +114,12 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
     let material = load_or_create_ca(&config, store.as_ref(), clock.now()).await?;
-    let ca = Arc::new(Ca::load(&material)?);
 
     let listener = std::net::TcpListener::bind(config.server.listen)
         .map_err(|e| AppError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
     let addr = listener.local_addr().map_err(|e| AppError::Io(e.to_string()))?;
     let public_url = config.public_url(addr);
+    let ca = Arc::new(Ca::load(&material, Some(format!("{public_url}{}", crate::acme::paths::CRL)))?);
 
     let (queue, rx) = ValidationQueue::new();
     let checker = NetworkChecker::new(&config.acme.validation).map_err(AppError::Io)?;

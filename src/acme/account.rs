@@ -140,6 +140,82 @@ impl Acme {
         Ok(Reply::ok(self.account_json(&account.value)).at(self.links.account(id)))
     }
 
+    /// keyChange (§7.3.5): the account named by the outer `kid` moves to the new key in
+    /// the inner JWS.
+    /// 1. the outer JWS verifies with the account's current key;
+    /// 2. its payload is a JWS with a `jwk` (the new key), no `kid`, no `nonce`, and the
+    ///    same `url` as the outer one;
+    /// 3. the inner JWS verifies with the new key;
+    /// 4. its payload names this account and its current key as `oldKey`;
+    /// 5. the new key differs from the old one and belongs to no other account (else 409
+    ///    with that account's URL in `Location`);
+    /// 6. the change is durable before `200` is sent.
+    pub async fn key_change(&self, req: SignedRequest) -> Result<Reply<wire::Account>, AcmeError> {
+        // 1.
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        let mut account = v.account()?.clone();
+        // 2.
+        let inner = crate::jose::FlattenedJws::parse(&v.payload).map_err(|e| match e {
+            crate::jose::JoseError::UnsupportedAlgorithm(_) => {
+                AcmeError::BadSignatureAlgorithm(format!("inner JWS: {e}"))
+            }
+            crate::jose::JoseError::BadKey(_) | crate::jose::JoseError::PrivateKey => {
+                AcmeError::BadPublicKey(format!("inner JWS: {e}"))
+            }
+            other => AcmeError::Malformed(format!("inner JWS: {other}")),
+        })?;
+        let new_key = inner
+            .header
+            .jwk
+            .clone()
+            .ok_or_else(|| AcmeError::Malformed("the inner JWS must carry the new key as `jwk`".into()))?;
+        if inner.header.kid.is_some() || inner.header.nonce.is_some() {
+            return Err(AcmeError::Malformed("the inner JWS must have no `kid` and no `nonce`".into()));
+        }
+        if inner.header.url.as_deref() != Some(req.url.as_str()) {
+            return Err(AcmeError::Malformed("the inner JWS `url` must equal the outer one".into()));
+        }
+        // 3.
+        inner.verify(&new_key).map_err(|_| AcmeError::Malformed("the inner JWS signature is invalid".into()))?;
+        // 4.
+        let p: wire::KeyChangePayload = serde_json::from_slice(&inner.payload)
+            .map_err(|e| AcmeError::Malformed(format!("invalid keyChange payload: {e}")))?;
+        if p.account != self.links.account(&account.value.id) {
+            return Err(AcmeError::Malformed("`account` does not name the signing account".into()));
+        }
+        let old =
+            crate::jose::Jwk::from_value(&p.old_key).map_err(|e| AcmeError::Malformed(format!("`oldKey`: {e}")))?;
+        if old.thumbprint() != account.value.jkt {
+            return Err(AcmeError::Malformed("`oldKey` is not the account's current key".into()));
+        }
+        // 5.
+        let jkt = new_key.thumbprint();
+        if jkt == account.value.jkt {
+            return Err(AcmeError::Malformed("the new key is the current key".into()));
+        }
+        let taken = |id: &AccountId| AcmeError::Conflict {
+            detail: "the new key already belongs to an account".into(),
+            location: self.links.account(id),
+        };
+        match self.store.account_by_key(&jkt).await {
+            Ok(other) => return Err(taken(&other.value.id)),
+            Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        // 6.
+        account.value.key = new_key;
+        account.value.jkt = jkt.clone();
+        match self.store.update_account(&account.value, account.version).await {
+            Ok(_) => Ok(Reply::ok(self.account_json(&account.value)).at(self.links.account(&account.value.id))),
+            Err(StoreError::AlreadyExists) => match self.store.account_by_key(&jkt).await {
+                Ok(other) => Err(taken(&other.value.id)),
+                Err(e) => Err(e.into()),
+            },
+            Err(StoreError::Conflict) => Err(AcmeError::Malformed("the account changed concurrently; retry".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The account's orders (§7.1.2.1), paginated with `Link: rel="next"`.
     pub async fn account_orders(
         &self,

@@ -5,48 +5,13 @@ use std::net::IpAddr;
 
 use super::wire::OrderStatus;
 use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, found, order_status, owned_by, wire};
-use crate::ca::{CsrInfo, KeyType, LeafRequest, Usage, modulus_bits, parse_csr};
+#[cfg(test)]
+use crate::ca::KeyType;
+use crate::ca::{CsrInfo, LeafRequest, Usage, parse_csr};
 use crate::clock::UnixTime;
 use crate::jose::{Jwk, b64_decode};
 use crate::model::{IdentifierKind, IssuedCertificate, Order, OrderId, OrderPhase};
 use crate::store::StoreError;
-
-/// The raw public key bytes a JWK and a CSR can be compared on: the EC point, the
-/// Ed25519 key, or the RSA modulus without leading zeros.
-fn jwk_key_bytes(jwk: &Jwk) -> Vec<u8> {
-    match jwk {
-        Jwk::Ec { x, y, .. } => {
-            let mut p = vec![4u8];
-            p.extend(b64_decode(x).unwrap_or_default());
-            p.extend(b64_decode(y).unwrap_or_default());
-            p
-        }
-        Jwk::Okp { x, .. } => b64_decode(x).unwrap_or_default(),
-        Jwk::Rsa { n, .. } => {
-            let n = b64_decode(n).unwrap_or_default();
-            let start = n.iter().position(|b| *b != 0).unwrap_or(n.len());
-            n.get(start..).unwrap_or_default().to_vec()
-        }
-    }
-}
-
-fn csr_key_bytes(csr: &CsrInfo) -> Vec<u8> {
-    use x509_parser::prelude::FromDer;
-    let Ok((_, spki)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(&csr.spki_der) else {
-        return Vec::new();
-    };
-    match csr.key_type {
-        KeyType::Rsa(_) => match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => {
-                let bits = modulus_bits(rsa.modulus);
-                let len = bits.div_ceil(8);
-                rsa.modulus.get(rsa.modulus.len().saturating_sub(len)..).unwrap_or_default().to_vec()
-            }
-            _ => Vec::new(),
-        },
-        _ => spki.subject_public_key.data.to_vec(),
-    }
-}
 
 /// Checks a CSR against an order (§7.4):
 /// 1. the CSR key is not the account key (§11.1);
@@ -54,7 +19,7 @@ fn csr_key_bytes(csr: &CsrInfo) -> Vec<u8> {
 /// 3. a subject common name, if any, is one of them.
 pub fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key: &Jwk) -> Result<(), AcmeError> {
     // 1.
-    if csr_key_bytes(csr) == jwk_key_bytes(account_key) {
+    if super::revoke::same_key(account_key, &csr.spki_der) {
         return Err(AcmeError::BadCsr("the CSR key must not be the account key".into()));
     }
     // 2.
@@ -143,6 +108,8 @@ impl Acme {
             not_before,
             not_after,
             issued: now,
+            revoked: None,
+            replaced_by: None,
         };
         order.phase = OrderPhase::Valid { certificate: leaf.serial };
         match self.store.finalize_order(&order, stored.version, &cert).await {
@@ -172,6 +139,7 @@ mod tests {
             not_after: None,
             phase: OrderPhase::Open,
             created: 0,
+            replaces: None,
         }
     }
 

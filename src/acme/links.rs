@@ -8,6 +8,10 @@ pub mod paths {
     pub const NEW_NONCE: &str = "/acme/new-nonce";
     pub const NEW_ACCOUNT: &str = "/acme/new-account";
     pub const NEW_ORDER: &str = "/acme/new-order";
+    pub const REVOKE_CERT: &str = "/acme/revoke-cert";
+    pub const KEY_CHANGE: &str = "/acme/key-change";
+    pub const RENEWAL_INFO: &str = "/acme/renewal-info";
+    pub const CRL: &str = "/crl";
     pub const ACCOUNT: &str = "/acme/acct/";
     pub const ORDER: &str = "/acme/order/";
     pub const AUTHZ: &str = "/acme/authz/";

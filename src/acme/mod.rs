@@ -12,6 +12,7 @@ mod nonce;
 mod order;
 mod problem;
 mod request;
+mod revoke;
 pub mod wire;
 mod worker;
 
@@ -22,6 +23,7 @@ pub use nonce::{NonceError, NonceSource};
 pub use order::{authz_status, order_status};
 pub use problem::{ACME_ERROR_NS, AcmeError};
 pub use request::{KeyRule, SignedRequest, Signer, Verified};
+pub use revoke::cert_id;
 pub use worker::{ValidationQueue, Validator};
 
 use std::sync::Arc;
@@ -141,6 +143,9 @@ impl Acme {
             new_nonce: self.links.url(paths::NEW_NONCE),
             new_account: self.links.url(paths::NEW_ACCOUNT),
             new_order: self.links.url(paths::NEW_ORDER),
+            revoke_cert: self.links.url(paths::REVOKE_CERT),
+            key_change: self.links.url(paths::KEY_CHANGE),
+            renewal_info: self.links.url(paths::RENEWAL_INFO),
             meta: wire::Meta {
                 terms_of_service: opt(&self.config.terms_of_service),
                 website: opt(&self.config.website),
@@ -222,11 +227,57 @@ impl Acme {
             not_after,
             phase: OrderPhase::Open,
             created: now,
+            replaces: None,
         };
-        self.store.create_order(&order, &authzs).await?;
+        let mut order = order;
+        let replaced = match &p.replaces {
+            Some(id) => Some(self.replacement(id, &order, now).await?),
+            None => None,
+        };
+        if let Some(r) = &replaced {
+            order.replaces = Some(r.value.serial.clone());
+        }
+        match self.store.create_order(&order, &authzs, replaced.as_ref().map(|r| (&r.value, r.version))).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(AcmeError::AlreadyReplaced("another order replaced this certificate first".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
         let mut reply = Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id));
         reply.created = true;
         Ok(reply)
+    }
+
+    /// Checks a `replaces` CertID (RFC 9773 §5) for a new order and returns the
+    /// certificate marked as replaced by it: the account's own certificate, sharing an
+    /// identifier with the order, not already replaced by a live order.
+    async fn replacement(
+        &self,
+        cert_id: &str,
+        order: &Order,
+        now: UnixTime,
+    ) -> Result<Versioned<crate::model::IssuedCertificate>, AcmeError> {
+        let mut cert = self.by_cert_id(cert_id).await?;
+        if cert.value.account != order.account {
+            return Err(AcmeError::Unauthorized("`replaces` names another account's certificate".into()));
+        }
+        let parent = found(self.store.order(&cert.value.order).await, "order")?.value;
+        if !parent.identifiers.iter().any(|i| order.identifiers.contains(i)) {
+            return Err(AcmeError::Malformed("the order shares no identifier with the certificate it replaces".into()));
+        }
+        if let Some(other) = &cert.value.replaced_by {
+            let other = found(self.store.order(other).await, "order")?.value;
+            let authzs = self.order_authzs(&other).await?;
+            if order_status(&other, &authzs, now) != wire::OrderStatus::Invalid {
+                return Err(AcmeError::AlreadyReplaced(format!(
+                    "order {} already replaces this certificate",
+                    self.links.order(&other.id)
+                )));
+            }
+        }
+        cert.value.replaced_by = Some(order.id.clone());
+        Ok(cert)
     }
 
     /// An order (§7.1.3), fetched with POST-as-GET by its account.
@@ -384,7 +435,7 @@ impl Acme {
     pub async fn certificate(&self, req: SignedRequest, serial: &Serial) -> Result<Reply<String>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         v.require_post_as_get()?;
-        let cert = found(self.store.certificate(serial).await, "certificate")?;
+        let cert = self.issued(serial).await?.value;
         owned_by(&cert.account, &v, "certificate")?;
         Ok(Reply::ok(cert.chain_pem))
     }

@@ -66,6 +66,7 @@ mod tests {
             not_after: None,
             phase,
             created: 0,
+            replaces: None,
         }
     }
 

@@ -14,18 +14,34 @@ pub enum AcmeError {
     /// `accountDoesNotExist` (§7.3.1): no account for this key.
     #[error("{0}")]
     AccountDoesNotExist(String),
+    /// `alreadyReplaced` (RFC 9773 §5): another order already replaces this certificate.
+    #[error("{0}")]
+    AlreadyReplaced(String),
+    /// `alreadyRevoked` (§7.6): the certificate is already revoked.
+    #[error("{0}")]
+    AlreadyRevoked(String),
     /// `badCSR` (§7.4): the CSR is unacceptable.
     #[error("{0}")]
     BadCsr(String),
     /// `badNonce` (§6.5): the nonce is missing, unknown or used.
     #[error("{0}")]
     BadNonce(String),
+    /// `badRevocationReason` (§7.6): the reason code is not allowed.
+    #[error("{0}")]
+    BadRevocationReason(String),
     /// `badPublicKey` (§6.7): the JWS key is not supported.
     #[error("{0}")]
     BadPublicKey(String),
     /// `badSignatureAlgorithm` (§6.2): the JWS algorithm is not supported.
     #[error("{0}")]
     BadSignatureAlgorithm(String),
+    /// `malformed` with status 409 (§7.3.5): the new key belongs to another account, whose
+    /// URL goes in `Location`.
+    #[error("{detail}")]
+    Conflict { detail: String, location: String },
+    /// `externalAccountRequired` (§7.3.4): this server requires external account binding.
+    #[error("{0}")]
+    ExternalAccountRequired(String),
     /// `invalidContact` (§7.3): a contact URL is not valid.
     #[error("{0}")]
     InvalidContact(String),
@@ -41,9 +57,15 @@ pub enum AcmeError {
     /// `malformed` with status 413: the body is too large.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// `invalidProfile` (draft-ietf-acme-profiles): the profile is not offered.
+    #[error("{0}")]
+    InvalidProfile(String),
     /// `orderNotReady` (§7.4): finalize on an order that is not `ready`.
     #[error("{0}")]
     OrderNotReady(String),
+    /// `rateLimited` (§6.6): too many requests; retry after the given seconds.
+    #[error("{detail}")]
+    RateLimited { detail: String, retry_after: u64 },
     /// `rejectedIdentifier` (§7.4): the server will not issue for this identifier.
     #[error("{0}")]
     RejectedIdentifier(String),
@@ -69,6 +91,13 @@ impl AcmeError {
     pub fn short_type(&self) -> &'static str {
         match self {
             Self::AccountDoesNotExist(_) => "accountDoesNotExist",
+            Self::AlreadyReplaced(_) => "alreadyReplaced",
+            Self::AlreadyRevoked(_) => "alreadyRevoked",
+            Self::BadRevocationReason(_) => "badRevocationReason",
+            Self::Conflict { .. } => "malformed",
+            Self::ExternalAccountRequired(_) => "externalAccountRequired",
+            Self::InvalidProfile(_) => "invalidProfile",
+            Self::RateLimited { .. } => "rateLimited",
             Self::BadCsr(_) => "badCSR",
             Self::BadNonce(_) => "badNonce",
             Self::BadPublicKey(_) => "badPublicKey",
@@ -98,6 +127,8 @@ impl AcmeError {
             Self::NotFound(_) => 404,
             Self::UnsupportedMediaType(_) => 415,
             Self::PayloadTooLarge(_) => 413,
+            Self::Conflict { .. } | Self::AlreadyReplaced(_) => 409,
+            Self::RateLimited { .. } => 429,
             Self::OrderNotReady(_) | Self::Unauthorized(_) | Self::UserActionRequired(_) => 403,
             Self::ServerInternal(_) => 500,
             _ => 400,

@@ -21,6 +21,8 @@ pub enum KeyRule {
     Jwk,
     /// `kid` only: everything else.
     Kid,
+    /// Either: revokeCert (§7.6) accepts the account or the certificate key.
+    Any,
 }
 
 /// Who signed a request that verified.
@@ -153,7 +155,12 @@ impl Acme {
             Signer::Key(k) => k,
             Signer::Account(a) => &a.value.key,
         };
-        jws.verify(key).map_err(jose_error)?;
+        jws.verify(key).map_err(|e| match e {
+            // An account key that cannot make `alg` signatures: the request was not
+            // signed by the account.
+            JoseError::KeyAlgorithmMismatch(_) => AcmeError::Malformed("JWS signature is invalid".into()),
+            other => jose_error(other),
+        })?;
         // 7.
         self.nonces.consume(nonce).map_err(|e| AcmeError::BadNonce(e.to_string()))?;
         // 8.

@@ -11,6 +11,10 @@ pub struct Directory {
     pub new_nonce: String,
     pub new_account: String,
     pub new_order: String,
+    pub revoke_cert: String,
+    pub key_change: String,
+    /// RFC 9773 §4.
+    pub renewal_info: String,
     pub meta: Meta,
 }
 
@@ -127,6 +131,8 @@ pub struct NewOrderPayload {
     pub identifiers: Vec<IdentifierPayload>,
     pub not_before: Option<String>,
     pub not_after: Option<String>,
+    /// RFC 9773 §5: the CertID of the certificate this order replaces.
+    pub replaces: Option<String>,
 }
 
 /// An identifier as the client sent it, before checks.
@@ -147,4 +153,33 @@ pub struct AuthzUpdatePayload {
 #[derive(Debug, Deserialize)]
 pub struct FinalizePayload {
     pub csr: String,
+}
+
+/// revokeCert payload (§7.6).
+#[derive(Debug, Deserialize)]
+pub struct RevokePayload {
+    pub certificate: String,
+    pub reason: Option<i64>,
+}
+
+/// keyChange inner payload (§7.3.5).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyChangePayload {
+    pub account: String,
+    pub old_key: serde_json::Value,
+}
+
+/// renewalInfo response (RFC 9773 §4.2).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewalInfo {
+    pub suggested_window: SuggestedWindow,
+}
+
+/// A renewal window (RFC 9773 §4.2).
+#[derive(Debug, Clone, Serialize)]
+pub struct SuggestedWindow {
+    pub start: String,
+    pub end: String,
 }

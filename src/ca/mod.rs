@@ -15,13 +15,14 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, PublicKeyData, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint, DistinguishedName,
+    DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, PublicKeyData,
+    RevocationReason, RevokedCertParams, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 
 use crate::clock::UnixTime;
-use crate::model::{CaMaterial, Serial};
+use crate::model::{CaMaterial, Revocation, Serial};
 
 /// The loaded CA: certificates, and the intermediate's key ready to sign.
 pub struct Ca {
@@ -29,7 +30,9 @@ pub struct Ca {
     root_pem: String,
     intermediate_der: Vec<u8>,
     intermediate_pem: String,
+    intermediate_ski: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
+    crl_url: Option<String>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -214,9 +217,21 @@ impl Ca {
         Ok(())
     }
 
-    /// Loads material for signing.
-    pub fn load(m: &CaMaterial) -> Result<Self, CaError> {
+    /// Loads material for signing. Leaves name `crl_url` as their CRL distribution point.
+    pub fn load(m: &CaMaterial, crl_url: Option<String>) -> Result<Self, CaError> {
         Self::check_material(m)?;
+        let intermediate_ski = {
+            use x509_parser::prelude::*;
+            let (_, int) =
+                X509Certificate::from_der(&m.intermediate_cert).map_err(|e| CaError::Material(e.to_string()))?;
+            int.extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                    _ => None,
+                })
+                .ok_or_else(|| CaError::Material("the intermediate has no subjectKeyIdentifier".into()))?
+        };
         let key = KeyPair::try_from(m.intermediate_key.as_slice())
             .map_err(|e| CaError::Material(format!("intermediate key: {e}")))?;
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
@@ -225,7 +240,9 @@ impl Ca {
             intermediate_pem: cert_pem(&m.intermediate_cert),
             root_der: m.root_cert.clone(),
             intermediate_der: m.intermediate_cert.clone(),
+            intermediate_ski,
             issuer,
+            crl_url,
         })
     }
 
@@ -245,6 +262,41 @@ impl Ca {
 
     pub fn intermediate_der(&self) -> &[u8] {
         &self.intermediate_der
+    }
+
+    /// The intermediate's subjectKeyIdentifier: the AKI of every leaf (RFC 9773 CertID).
+    pub fn intermediate_ski(&self) -> &[u8] {
+        &self.intermediate_ski
+    }
+
+    /// A CRL (RFC 5280 §5) signed by the intermediate, listing `revoked`. Its number is
+    /// `now`, which grows with every CRL idca issues.
+    pub fn crl(
+        &self,
+        revoked: &[(Serial, Revocation)],
+        now: UnixTime,
+        next_update_secs: i64,
+    ) -> Result<Vec<u8>, CaError> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|(serial, r)| {
+                Ok(RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&serial_bytes(serial)?),
+                    revocation_time: datetime(r.at)?,
+                    reason_code: revocation_reason(r.reason),
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>, CaError>>()?;
+        let params = CertificateRevocationListParams {
+            this_update: datetime(now)?,
+            next_update: datetime(now + next_update_secs.max(1))?,
+            crl_number: SerialNumber::from_slice(&now.max(1).to_be_bytes()),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::PreSpecified(self.intermediate_ski.clone()),
+        };
+        Ok(params.signed_by(&self.issuer)?.der().to_vec())
     }
 
     /// Signs a leaf. Names, validity, key usage and EKU come from `req`, never from a
@@ -278,6 +330,9 @@ impl Ca {
             Usage::TlsServer => vec![ExtendedKeyUsagePurpose::ServerAuth],
         };
         p.use_authority_key_identifier_extension = true;
+        if let Some(url) = &self.crl_url {
+            p.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.clone()] }];
+        }
         p.not_before = datetime(req.not_before)?;
         p.not_after = datetime(req.not_after)?;
         let (serial, number) = random_serial();
@@ -318,6 +373,44 @@ impl Ca {
         })?;
         Ok((vec![leaf.der, self.intermediate_der.clone()], key.serialize_der()))
     }
+}
+
+/// The bytes of a hex serial.
+fn serial_bytes(serial: &Serial) -> Result<Vec<u8>, CaError> {
+    let s = serial.as_str();
+    if !s.len().is_multiple_of(2) {
+        return Err(CaError::Material(format!("bad serial {s}")));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| {
+            s.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| CaError::Material(format!("bad serial {s}")))
+        })
+        .collect()
+}
+
+/// RFC 5280 §5.3.1 reason codes (7 is unused).
+fn revocation_reason(code: u8) -> Option<RevocationReason> {
+    Some(match code {
+        0 => RevocationReason::Unspecified,
+        1 => RevocationReason::KeyCompromise,
+        2 => RevocationReason::CaCompromise,
+        3 => RevocationReason::AffiliationChanged,
+        4 => RevocationReason::Superseded,
+        5 => RevocationReason::CessationOfOperation,
+        6 => RevocationReason::CertificateHold,
+        8 => RevocationReason::RemoveFromCrl,
+        9 => RevocationReason::PrivilegeWithdrawn,
+        10 => RevocationReason::AaCompromise,
+        _ => return None,
+    })
+}
+
+/// Whether `code` is a reason an ACME client may give (RFC 8555 §7.6, RFC 5280 §5.3.1).
+pub fn is_revocation_reason(code: u8) -> bool {
+    revocation_reason(code).is_some()
 }
 
 /// Extracts the first PEM block labelled `label` and decodes it.

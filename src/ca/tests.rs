@@ -5,7 +5,7 @@ const NOW: UnixTime = 1_800_000_000;
 
 fn ca() -> (Ca, CaMaterial) {
     let m = Ca::generate("idca", NOW).unwrap();
-    (Ca::load(&m).unwrap(), m)
+    (Ca::load(&m, Some("https://ca.test/crl".into())).unwrap(), m)
 }
 
 fn leaf_key() -> KeyPair {
@@ -96,10 +96,10 @@ fn rejects_mismatched_material() {
     let (_, a) = ca();
     let (_, b) = ca();
     let mixed = CaMaterial { intermediate_key: b.intermediate_key.clone(), ..a.clone() };
-    assert!(matches!(Ca::load(&mixed), Err(CaError::Material(m)) if m.contains("does not match")));
+    assert!(matches!(Ca::load(&mixed, None), Err(CaError::Material(m)) if m.contains("does not match")));
     let foreign =
         CaMaterial { intermediate_cert: b.intermediate_cert.clone(), intermediate_key: b.intermediate_key, ..a };
-    assert!(matches!(Ca::load(&foreign), Err(CaError::Material(m)) if m.contains("not signed by the root")));
+    assert!(matches!(Ca::load(&foreign, None), Err(CaError::Material(m)) if m.contains("not signed by the root")));
 }
 
 #[test]
@@ -131,4 +131,40 @@ fn server_certificate_covers_configured_names() {
     assert!(KeyPair::try_from(key.as_slice()).is_ok());
     let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
     assert_eq!(cert.subject_alternative_name().unwrap().unwrap().value.general_names.len(), 3);
+}
+
+#[test]
+fn leaves_point_at_the_crl_and_the_crl_lists_revocations() {
+    let (ca, m) = ca();
+    let key = leaf_key();
+    let names = vec!["a.example".to_owned()];
+    let leaf = ca
+        .issue(&LeafRequest {
+            spki_der: &key.subject_public_key_info(),
+            key_type: KeyType::P256,
+            dns_names: &names,
+            ip_addresses: &[],
+            not_before: NOW,
+            not_after: NOW + 86_400,
+            usage: Usage::TlsServer,
+        })
+        .unwrap();
+    let (_, cert) = X509Certificate::from_der(&leaf.der).unwrap();
+    let dp = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::CRLDistributionPoints(d) => Some(format!("{d:?}")),
+            _ => None,
+        })
+        .unwrap();
+    assert!(dp.contains("https://ca.test/crl"), "{dp}");
+    let der = ca.crl(&[(leaf.serial.clone(), Revocation { reason: 1, at: NOW + 10 })], NOW + 20, 3600).unwrap();
+    let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+    let (_, int) = X509Certificate::from_der(&m.intermediate_cert).unwrap();
+    crl.verify_signature(int.public_key()).unwrap();
+    let serials: Vec<String> =
+        crl.iter_revoked_certificates().map(|r| r.raw_serial_as_string().replace(':', "")).collect();
+    assert_eq!(serials, vec![leaf.serial.0.clone()]);
+    assert!(is_revocation_reason(1) && !is_revocation_reason(7) && !is_revocation_reason(11));
 }

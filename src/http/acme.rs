@@ -19,6 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("")
             .wrap(from_fn(acme_headers))
             .route(paths::DIRECTORY, web::get().to(directory))
+            // Pebble's directory path, so Pebble users can switch by changing the binary.
+            .route("/dir", web::get().to(directory))
             .route(paths::NEW_NONCE, web::head().to(new_nonce_head))
             .route(paths::NEW_NONCE, web::get().to(new_nonce_get))
             .route(paths::NEW_ACCOUNT, web::post().to(new_account))
@@ -29,7 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/acme/order/{id}/finalize", web::post().to(finalize))
             .route("/acme/authz/{id}", web::post().to(authorization))
             .route("/acme/chall/{authz}/{id}", web::post().to(challenge))
-            .route("/acme/cert/{serial}", web::post().to(certificate)),
+            .route("/acme/cert/{serial}", web::post().to(certificate))
+            .route(paths::REVOKE_CERT, web::post().to(revoke_cert))
+            .route(paths::KEY_CHANGE, web::post().to(key_change))
+            .route("/acme/renewal-info/{id}", web::get().to(renewal_info))
+            .route(paths::CRL, web::get().to(crl)),
     );
 }
 
@@ -112,4 +118,25 @@ async fn certificate(st: State, post: JosePost, serial: web::Path<String>) -> Re
     let r = st.acme.certificate(post.0, &Serial(serial.into_inner())).await?;
     let mut res = reply_builder(&r);
     Ok(res.content_type("application/pem-certificate-chain").body(r.body))
+}
+
+/// revokeCert (§7.6): `200` with an empty body.
+async fn revoke_cert(st: State, post: JosePost) -> Res {
+    let r = st.acme.revoke_cert(post.0, st.clock.now()).await?;
+    Ok(reply_builder(&r).finish())
+}
+
+async fn key_change(st: State, post: JosePost) -> Res {
+    Ok(json_reply(st.acme.key_change(post.0).await?))
+}
+
+/// renewalInfo (RFC 9773 §4): an unauthenticated GET.
+async fn renewal_info(st: State, id: web::Path<String>) -> Res {
+    Ok(json_reply(st.acme.renewal_info(&id, st.clock.now()).await?))
+}
+
+/// The CRL (RFC 5280 §5), DER, at the URL every leaf names as its distribution point.
+async fn crl(st: State) -> Res {
+    let der = st.acme.crl(st.clock.now()).await?;
+    Ok(HttpResponse::Ok().content_type("application/pkix-crl").body(der))
 }

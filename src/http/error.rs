@@ -35,7 +35,17 @@ impl ResponseError for HttpError {
                 if matches!(e, AcmeError::BadSignatureAlgorithm(_)) {
                     body["algorithms"] = json!(crate::jose::Algorithm::ALL);
                 }
-                HttpResponse::build(self.status_code()).content_type("application/problem+json").body(body.to_string())
+                let mut res = HttpResponse::build(self.status_code());
+                match e {
+                    AcmeError::Conflict { location, .. } => {
+                        res.insert_header((actix_web::http::header::LOCATION, location.as_str()));
+                    }
+                    AcmeError::RateLimited { retry_after, .. } => {
+                        res.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
+                    }
+                    _ => {}
+                }
+                res.content_type("application/problem+json").body(body.to_string())
             }
         }
     }

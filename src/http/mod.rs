@@ -63,7 +63,7 @@ pub async fn acme_headers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let is_directory = req.path() == crate::acme::paths::DIRECTORY;
+    let is_directory = req.path() == crate::acme::paths::DIRECTORY || req.path() == "/dir";
     let mut res = next.call(req).await?;
     if let Some(state) = state {
         let h = res.headers_mut();

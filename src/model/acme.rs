@@ -56,6 +56,9 @@ pub struct Order {
     pub not_after: Option<UnixTime>,
     pub phase: OrderPhase,
     pub created: UnixTime,
+    /// The certificate this order replaces (RFC 9773 §5).
+    #[serde(default)]
+    pub replaces: Option<Serial>,
 }
 
 /// What finalization has done to an order.

@@ -40,6 +40,30 @@ pub struct IssuedCertificate {
     pub not_before: UnixTime,
     pub not_after: UnixTime,
     pub issued: UnixTime,
+    /// Set once the certificate is revoked (RFC 8555 §7.6).
+    #[serde(default)]
+    pub revoked: Option<Revocation>,
+    /// The order that replaces this certificate (RFC 9773 §5), if any.
+    #[serde(default)]
+    pub replaced_by: Option<OrderId>,
+}
+
+impl IssuedCertificate {
+    /// The leaf certificate, DER (the first block of the chain).
+    pub fn leaf_der(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        let body =
+            self.chain_pem.split("-----BEGIN CERTIFICATE-----").nth(1)?.split("-----END CERTIFICATE-----").next()?;
+        let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        base64::engine::general_purpose::STANDARD.decode(b64).ok()
+    }
+}
+
+/// A revocation: when and why (RFC 5280 §5.3.1 reason code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub reason: u8,
+    pub at: UnixTime,
 }
 
 /// serde helper: bytes as unpadded base64url strings.

@@ -71,8 +71,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (`AlreadyExists` if the new key belongs to another account).
     async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError>;
 
-    /// Stores an order with the authorizations it created, in one transaction.
-    async fn create_order(&self, order: &Order, new_authzs: &[Authorization]) -> Result<(), StoreError>;
+    /// Stores an order with the authorizations it created, in one transaction; when it
+    /// replaces a certificate (RFC 9773), also writes that certificate (if still at
+    /// its version) with `replaced_by` set.
+    async fn create_order(
+        &self,
+        order: &Order,
+        new_authzs: &[Authorization],
+        replaces: Option<(&IssuedCertificate, Version)>,
+    ) -> Result<(), StoreError>;
     async fn order(&self, id: &OrderId) -> Result<Versioned<Order>, StoreError>;
     /// One page of an account's orders, oldest first.
     async fn account_orders(
@@ -91,5 +98,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Writes the finalized `order` (if still at `seen`) and its certificate together.
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError>;
-    async fn certificate(&self, serial: &Serial) -> Result<IssuedCertificate, StoreError>;
+    async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError>;
+    /// Writes `cert` if it is still at `seen`; keeps the revoked index in step.
+    async fn update_certificate(&self, cert: &IssuedCertificate, seen: Version) -> Result<Version, StoreError>;
+    /// Every revoked certificate's serial and revocation (for the CRL).
+    async fn revoked_certificates(&self) -> Result<Vec<(Serial, crate::model::Revocation)>, StoreError>;
 }

@@ -41,6 +41,7 @@ struct Inner {
     authzs: Tree,
     validating: Tree,
     certs: Tree,
+    revoked: Tree,
     flusher: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -144,6 +145,7 @@ impl SledStore {
             authzs: tree("authzs")?,
             validating: tree("validating")?,
             certs: tree("certs")?,
+            revoked: tree("revoked")?,
             flusher: tx,
             flushes,
             db: db.clone(),
@@ -290,18 +292,32 @@ impl Store for SledStore {
         Ok(seen + 1)
     }
 
-    async fn create_order(&self, order: &Order, new_authzs: &[Authorization]) -> Result<(), StoreError> {
+    async fn create_order(
+        &self,
+        order: &Order,
+        new_authzs: &[Authorization],
+        replaces: Option<(&IssuedCertificate, Version)>,
+    ) -> Result<(), StoreError> {
         let i = &self.inner;
         let order_bytes = encode(order, 1)?;
         let authz_bytes = new_authzs
             .iter()
             .map(|a| Ok((a.id.0.as_bytes(), encode(a, 1)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let cert_bytes = replaces
+            .map(|(c, seen)| Ok::<_, StoreError>((c.serial.0.as_bytes(), seen, encode(c, seen + 1)?)))
+            .transpose()?;
         let index = order_index_key(&order.account, order.created, &order.id);
-        (&i.orders, &i.account_orders, &i.authzs)
-            .transaction(|(orders, account_orders, authzs)| {
+        (&i.orders, &i.account_orders, &i.authzs, &i.certs)
+            .transaction(|(orders, account_orders, authzs, certs)| {
                 if orders.get(order.id.0.as_bytes())?.is_some() {
                     return abort(StoreError::AlreadyExists);
+                }
+                if let Some((serial, seen, bytes)) = &cert_bytes {
+                    if tx_version(certs, "certs", serial)? != *seen {
+                        return abort(StoreError::Conflict);
+                    }
+                    certs.insert(*serial, bytes.as_slice())?;
                 }
                 for (id, bytes) in &authz_bytes {
                     if authzs.get(id)?.is_some() {
@@ -401,8 +417,43 @@ impl Store for SledStore {
         self.durable().await
     }
 
-    async fn certificate(&self, serial: &Serial) -> Result<IssuedCertificate, StoreError> {
-        Self::get(&self.inner.certs, "certs", serial.0.as_bytes()).map(|v| v.value)
+    async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError> {
+        Self::get(&self.inner.certs, "certs", serial.0.as_bytes())
+    }
+
+    async fn update_certificate(&self, cert: &IssuedCertificate, seen: Version) -> Result<Version, StoreError> {
+        let i = &self.inner;
+        let bytes = encode(cert, seen + 1)?;
+        let revoked = cert.revoked.map(|r| serde_json::to_vec(&r)).transpose().map_err(backend)?;
+        (&i.certs, &i.revoked)
+            .transaction(|(certs, revoked_tree)| {
+                let key = cert.serial.0.as_bytes();
+                if tx_version(certs, "certs", key)? != seen {
+                    return abort(StoreError::Conflict);
+                }
+                certs.insert(key, bytes.as_slice())?;
+                match &revoked {
+                    Some(r) => revoked_tree.insert(key, r.as_slice())?,
+                    None => revoked_tree.remove(key)?,
+                };
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await?;
+        Ok(seen + 1)
+    }
+
+    async fn revoked_certificates(&self) -> Result<Vec<(Serial, crate::model::Revocation)>, StoreError> {
+        self.inner
+            .revoked
+            .iter()
+            .map(|entry| {
+                let (k, v) = entry.map_err(backend)?;
+                let r = serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt { tree: "revoked", message: e.to_string() })?;
+                Ok((Serial(String::from_utf8_lossy(&k).into_owned()), r))
+            })
+            .collect()
     }
 }
 

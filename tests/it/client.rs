@@ -233,6 +233,21 @@ impl RawClient {
         }
     }
 
+    /// Orders, validates (http-01) and finalizes `names` with `csr_der`; returns the order
+    /// URL, the certificate URL and the chain.
+    pub async fn issue(&self, server: &TestServer, names: &[&str], csr_der: &[u8]) -> (String, String, String) {
+        let order = self.new_order(names).await;
+        assert_eq!(order.status, 201, "{}", order.text);
+        let order_url = order.location();
+        self.validate_order(server, &order.json()).await;
+        assert_eq!(self.poll(&order_url).await["status"], "ready");
+        let fin = self.post(order.json()["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(csr_der)}))).await;
+        assert_eq!(fin.status, 200, "{}", fin.text);
+        let cert_url = fin.json()["certificate"].as_str().unwrap().to_owned();
+        let chain = self.post(&cert_url, None).await.text;
+        (order_url, cert_url, chain)
+    }
+
     /// Polls `url` (POST-as-GET) until `status` is not pending/processing.
     pub async fn poll(&self, url: &str) -> Value {
         for _ in 0..100 {

@@ -9,3 +9,4 @@ mod client;
 mod durability;
 mod harness;
 mod layering;
+mod lifecycle;

@@ -50,6 +50,7 @@ fn order(account: &AccountId, authzs: &[Authorization], created: i64) -> Order {
         not_after: None,
         phase: OrderPhase::Open,
         created,
+        replaces: None,
     }
 }
 
@@ -74,7 +75,7 @@ async fn updates_are_compare_and_swap() {
     let acct = account(2);
     s.create_account(&acct).await.unwrap();
     let a = authz(&acct.id);
-    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a)).await.unwrap();
+    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a), None).await.unwrap();
     let v1 = s.authorization(&a.id).await.unwrap();
     let mut changed = v1.value.clone();
     changed.status = AuthzStatus::Valid;
@@ -92,7 +93,7 @@ async fn processing_index_follows_the_challenges() {
     let s = SledStore::temporary().unwrap();
     let acct = account(3);
     let a = authz(&acct.id);
-    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a)).await.unwrap();
+    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a), None).await.unwrap();
     let mut p = a.clone();
     p.challenges[0].status = ChallengeStatus::Processing;
     let v = s.update_authorization(&p, 1).await.unwrap();
@@ -128,11 +129,11 @@ async fn a_failed_order_transaction_writes_nothing() {
     let acct = account(7);
     let a = authz(&acct.id);
     let first = order(&acct.id, std::slice::from_ref(&a), 1);
-    s.create_order(&first, std::slice::from_ref(&a)).await.unwrap();
+    s.create_order(&first, std::slice::from_ref(&a), None).await.unwrap();
     // A second order reusing an existing authorization id aborts as a whole.
     let fresh = authz(&acct.id);
     let second = order(&acct.id, &[fresh.clone(), a.clone()], 2);
-    assert!(matches!(s.create_order(&second, &[fresh.clone(), a.clone()]).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.create_order(&second, &[fresh.clone(), a.clone()], None).await, Err(StoreError::AlreadyExists)));
     assert!(matches!(s.order(&second.id).await, Err(StoreError::NotFound)));
     assert!(matches!(s.authorization(&fresh.id).await, Err(StoreError::NotFound)));
     let (ids, more) = s.account_orders(&acct.id, 0, 10).await.unwrap();
@@ -144,7 +145,7 @@ async fn finalize_is_one_transaction_and_cas() {
     let s = SledStore::temporary().unwrap();
     let acct = account(8);
     let o = order(&acct.id, &[], 1);
-    s.create_order(&o, &[]).await.unwrap();
+    s.create_order(&o, &[], None).await.unwrap();
     let (serial, _) = Serial::random();
     let cert = IssuedCertificate {
         serial: serial.clone(),
@@ -154,11 +155,13 @@ async fn finalize_is_one_transaction_and_cas() {
         not_before: 0,
         not_after: 1,
         issued: 0,
+        revoked: None,
+        replaced_by: None,
     };
     let mut done = o.clone();
     done.phase = OrderPhase::Valid { certificate: serial.clone() };
     s.finalize_order(&done, 1, &cert).await.unwrap();
-    assert_eq!(s.certificate(&serial).await.unwrap(), cert);
+    assert_eq!(s.certificate(&serial).await.unwrap().value, cert);
     // A second finalize from the same read loses and stores no second certificate.
     let (other, _) = Serial::random();
     let cert2 = IssuedCertificate { serial: other.clone(), ..cert.clone() };
@@ -173,7 +176,7 @@ async fn orders_list_pages_oldest_first() {
     let mut ids = Vec::new();
     for t in 0..5 {
         let o = order(&acct.id, &[], 100 + t);
-        s.create_order(&o, &[]).await.unwrap();
+        s.create_order(&o, &[], None).await.unwrap();
         ids.push(o.id);
     }
     assert_eq!(s.account_orders(&acct.id, 0, 2).await.unwrap(), (ids[0..2].to_vec(), true));

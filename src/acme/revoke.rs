@@ -1,0 +1,184 @@
+//! Revocation (RFC 8555 §7.6), the CRL (RFC 5280 §5), and renewal information
+//! (RFC 9773).
+
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, Signer, found, wire};
+use crate::ca::is_revocation_reason;
+use crate::clock::{UnixTime, rfc3339};
+use crate::jose::{Jwk, b64_decode, b64_encode};
+use crate::model::{IssuedCertificate, Revocation, Serial};
+use crate::store::{StoreError, Versioned};
+
+/// Seconds until the next CRL is promised (RFC 5280 §5.1.2.5 `nextUpdate`).
+const CRL_NEXT_UPDATE_SECS: i64 = 86_400;
+/// `Retry-After` on renewal information (RFC 9773 §4.3 suggests hours).
+const ARI_RETRY_AFTER_SECS: u64 = 21_600;
+
+/// The raw key bytes of a DER SubjectPublicKeyInfo, comparable with
+/// [`jwk_key_bytes`]: the EC point, the Ed25519 key, or the RSA modulus.
+pub(crate) fn spki_key_bytes(spki_der: &[u8]) -> Vec<u8> {
+    let Ok((_, spki)) = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der) else {
+        return Vec::new();
+    };
+    match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => trim_zeros(rsa.modulus),
+        _ => spki.subject_public_key.data.to_vec(),
+    }
+}
+
+fn trim_zeros(b: &[u8]) -> Vec<u8> {
+    let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+    b.get(start..).unwrap_or_default().to_vec()
+}
+
+/// The raw key bytes of a JWK (see [`spki_key_bytes`]).
+pub(crate) fn jwk_key_bytes(jwk: &Jwk) -> Vec<u8> {
+    match jwk {
+        Jwk::Ec { x, y, .. } => {
+            let mut p = vec![4u8];
+            p.extend(b64_decode(x).unwrap_or_default());
+            p.extend(b64_decode(y).unwrap_or_default());
+            p
+        }
+        Jwk::Okp { x, .. } => b64_decode(x).unwrap_or_default(),
+        Jwk::Rsa { n, .. } => trim_zeros(&b64_decode(n).unwrap_or_default()),
+    }
+}
+
+/// Whether `jwk` is the key in `spki_der`.
+pub(crate) fn same_key(jwk: &Jwk, spki_der: &[u8]) -> bool {
+    let a = spki_key_bytes(spki_der);
+    !a.is_empty() && a == jwk_key_bytes(jwk)
+}
+
+/// Parses an RFC 9773 CertID, `base64url(AKI keyIdentifier) "." base64url(serial)`.
+pub(crate) fn parse_cert_id(id: &str) -> Result<(Vec<u8>, Serial), AcmeError> {
+    let bad = || AcmeError::Malformed("not a CertID (base64url(AKI).base64url(serial))".into());
+    let (aki, serial) = id.split_once('.').ok_or_else(bad)?;
+    let aki = b64_decode(aki).map_err(|_| bad())?;
+    let serial = b64_decode(serial).map_err(|_| bad())?;
+    if aki.is_empty() || serial.is_empty() || serial.len() > 20 {
+        return Err(bad());
+    }
+    Ok((aki, Serial(serial.iter().map(|b| format!("{b:02x}")).collect())))
+}
+
+/// The CertID of one of our certificates (RFC 9773 §4.1).
+pub fn cert_id(aki: &[u8], serial: &Serial) -> String {
+    let bytes: Vec<u8> = (0..serial.0.len())
+        .step_by(2)
+        .filter_map(|i| serial.0.get(i..i + 2))
+        .filter_map(|h| u8::from_str_radix(h, 16).ok())
+        .collect();
+    format!("{}.{}", b64_encode(aki), b64_encode(bytes))
+}
+
+impl Acme {
+    /// revokeCert (§7.6), by the issuing account (`kid`) or by the certificate's own key
+    /// (`jwk`):
+    /// 1. the request verifies, signed either way;
+    /// 2. `certificate` is one idca issued, byte for byte;
+    /// 3. the signer is its account, or holds its key (else `unauthorized`);
+    /// 4. `reason` is an RFC 5280 code other than 7 (else `badRevocationReason`);
+    /// 5. it is not revoked yet (else `alreadyRevoked`);
+    /// 6. the revocation is durable before `200` is sent.
+    pub async fn revoke_cert(&self, req: SignedRequest, now: UnixTime) -> Result<Reply<()>, AcmeError> {
+        // 1.
+        let v = self.verify(&req, KeyRule::Any).await?;
+        let p: wire::RevokePayload = v.json()?;
+        // 2.
+        let der =
+            b64_decode(&p.certificate).map_err(|_| AcmeError::Malformed("`certificate` is not base64url".into()))?;
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|_| AcmeError::Malformed("`certificate` is not a certificate".into()))?;
+        let serial = Serial(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect());
+        let mut stored = self.issued(&serial).await?;
+        if stored.value.leaf_der().as_deref() != Some(der.as_slice()) {
+            return Err(AcmeError::NotFound("no such certificate".into()));
+        }
+        // 3.
+        match &v.signer {
+            Signer::Account(a) if a.value.id == stored.value.account => {}
+            Signer::Account(_) => {
+                return Err(AcmeError::Unauthorized("this account did not issue this certificate".into()));
+            }
+            Signer::Key(jwk) if same_key(jwk, cert.public_key().raw) => {}
+            Signer::Key(_) => {
+                return Err(AcmeError::Unauthorized("the JWS key is not this certificate's key".into()));
+            }
+        }
+        // 4.
+        let reason = match p.reason.unwrap_or(0) {
+            r @ 0..=10 if is_revocation_reason(r as u8) => r as u8,
+            other => return Err(AcmeError::BadRevocationReason(format!("reason {other} is not allowed"))),
+        };
+        // 5. and 6.
+        for _ in 0..3 {
+            if stored.value.revoked.is_some() {
+                return Err(AcmeError::AlreadyRevoked("the certificate is already revoked".into()));
+            }
+            let mut updated = stored.value.clone();
+            updated.revoked = Some(Revocation { reason, at: now });
+            match self.store.update_certificate(&updated, stored.version).await {
+                Ok(_) => return Ok(Reply::ok(())),
+                Err(StoreError::Conflict) => stored = self.issued(&serial).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AcmeError::internal(StoreError::Conflict))
+    }
+
+    pub(crate) async fn issued(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, AcmeError> {
+        found(self.store.certificate(serial).await, "certificate")
+    }
+
+    /// The current CRL, DER, signed by the intermediate.
+    pub async fn crl(&self, now: UnixTime) -> Result<Vec<u8>, AcmeError> {
+        let revoked = self.store.revoked_certificates().await?;
+        Ok(self.ca.crl(&revoked, now, CRL_NEXT_UPDATE_SECS)?)
+    }
+
+    /// The certificate named by a CertID, if idca issued it.
+    pub(crate) async fn by_cert_id(&self, id: &str) -> Result<Versioned<IssuedCertificate>, AcmeError> {
+        let (aki, serial) = parse_cert_id(id)?;
+        if aki != self.ca.intermediate_ski() {
+            return Err(AcmeError::NotFound("no certificate of this CA has that CertID".into()));
+        }
+        self.issued(&serial).await
+    }
+
+    /// renewalInfo (RFC 9773 §4): when to renew. The window starts two thirds into the
+    /// validity and lasts a tenth of it; a revoked certificate should be renewed now.
+    pub async fn renewal_info(&self, cert_id: &str, now: UnixTime) -> Result<Reply<wire::RenewalInfo>, AcmeError> {
+        let cert = self.by_cert_id(cert_id).await?.value;
+        let (start, end) = if cert.revoked.is_some() {
+            (now - 3600, now - 3599)
+        } else {
+            let lifetime = (cert.not_after - cert.not_before).max(1);
+            let start = cert.not_after - lifetime / 3;
+            (start, (start + lifetime / 10).min(cert.not_after).max(start + 1))
+        };
+        let mut reply = Reply::ok(wire::RenewalInfo {
+            suggested_window: wire::SuggestedWindow { start: rfc3339(start), end: rfc3339(end) },
+        });
+        reply.retry_after = Some(ARI_RETRY_AFTER_SECS);
+        Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cert_id_round_trips() {
+        let serial = Serial("0a1b2c".into());
+        let id = cert_id(&[1, 2, 3], &serial);
+        assert_eq!(id, "AQID.Chss");
+        assert_eq!(parse_cert_id(&id).unwrap(), (vec![1, 2, 3], serial));
+        for bad in ["", "AQID", ".Chss", "AQID.", "**.**"] {
+            assert!(parse_cert_id(bad).is_err(), "{bad}");
+        }
+    }
+}
