@@ -121,6 +121,7 @@ pub struct AcmeConfig {
     pub retry_after_secs: u64,
     pub validation: ValidationConfig,
     pub testing: TestingConfig,
+    pub eab: EabConfig,
 }
 
 impl Default for AcmeConfig {
@@ -136,6 +137,7 @@ impl Default for AcmeConfig {
             retry_after_secs: 1,
             validation: ValidationConfig::default(),
             testing: TestingConfig::default(),
+            eab: EabConfig::default(),
         }
     }
 }
@@ -181,6 +183,16 @@ impl Default for ValidationConfig {
             concurrency: 16,
         }
     }
+}
+
+/// `[acme.eab]`: external account binding (RFC 8555 §7.3.4).
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct EabConfig {
+    /// newAccount must carry a binding (`meta.externalAccountRequired`).
+    pub required: bool,
+    /// Key identifiers and their HMAC keys (base64url). Each kid binds one account.
+    pub keys: std::collections::BTreeMap<String, String>,
 }
 
 /// `[acme.testing]`: knobs for a test CA (Pebble's).
@@ -279,6 +291,16 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "acme.validation.concurrency and acme.orders_per_page must be at least 1".to_owned(),
             ));
+        }
+        for (kid, key) in &self.acme.eab.keys {
+            if crate::jose::b64_decode(key).map_or(true, |k| k.len() < 16) {
+                return Err(ConfigError::Invalid(format!(
+                    "acme.eab.keys.{kid}: the key must be base64url, at least 16 bytes"
+                )));
+            }
+        }
+        if self.acme.eab.required && self.acme.eab.keys.is_empty() {
+            return Err(ConfigError::Invalid("acme.eab.required needs at least one key in acme.eab.keys".into()));
         }
         if !self.acme.validation.dns_resolver.is_empty()
             && self.acme.validation.dns_resolver.parse::<SocketAddr>().is_err()

@@ -67,9 +67,15 @@ impl Acme {
         if p.only_return_existing == Some(true) {
             return Err(AcmeError::AccountDoesNotExist("no account exists for this key".into()));
         }
-        if p.external_account_binding.is_some() {
-            return Err(AcmeError::Malformed("external account binding is not enabled on this server".into()));
-        }
+        let eab_kid = match &p.external_account_binding {
+            Some(binding) => Some(self.check_binding(binding, key, &req.url)?),
+            None if self.config.eab.required => {
+                return Err(AcmeError::ExternalAccountRequired(
+                    "this server requires an external account binding (externalAccountBinding)".into(),
+                ));
+            }
+            None => None,
+        };
         let contact = p.contact.unwrap_or_default();
         check_contacts(&contact)?;
         let agreed = p.terms_of_service_agreed == Some(true);
@@ -87,8 +93,17 @@ impl Acme {
             contact,
             terms_of_service_agreed: agreed,
             created: now,
+            eab_kid,
         };
-        match self.store.create_account(&account).await? {
+        let created = match self.store.create_account(&account).await {
+            Err(StoreError::AlreadyExists) => {
+                return Err(AcmeError::Unauthorized(
+                    "this external account key id is already bound to an account".into(),
+                ));
+            }
+            other => other?,
+        };
+        match created {
             AccountCreation::Created => {
                 let mut reply = Reply::ok(self.account_json(&account)).at(self.links.account(&account.id));
                 reply.created = true;
@@ -96,6 +111,55 @@ impl Acme {
             }
             AccountCreation::Existing(a) => existing(a),
         }
+    }
+
+    /// Checks an external account binding (§7.3.4) and returns its key id:
+    /// 1. a flattened JWS with an HMAC `alg` (HS256/384/512) and no `nonce`;
+    /// 2. a `kid` configured in `acme.eab.keys` (else `unauthorized`);
+    /// 3. the same `url` as the outer JWS (else `unauthorized`);
+    /// 4. a valid MAC under that key (else `unauthorized`);
+    /// 5. a payload that is the account's own key (else `malformed`).
+    fn check_binding(
+        &self,
+        binding: &serde_json::Value,
+        key: &crate::jose::Jwk,
+        url: &str,
+    ) -> Result<String, AcmeError> {
+        use crate::jose::{JoseError, MacJws};
+        // 1.
+        let jws = MacJws::parse(binding).map_err(|e| match e {
+            JoseError::UnsupportedAlgorithm(_) => {
+                AcmeError::BadSignatureAlgorithm(format!("externalAccountBinding: {e}; use HS256, HS384 or HS512"))
+            }
+            other => AcmeError::Malformed(format!("externalAccountBinding: {other}")),
+        })?;
+        if jws.has_nonce {
+            return Err(AcmeError::Malformed("externalAccountBinding must not carry a nonce".into()));
+        }
+        // 2.
+        let kid = jws.kid.clone().ok_or_else(|| AcmeError::Malformed("externalAccountBinding needs a `kid`".into()))?;
+        let secret = self
+            .config
+            .eab
+            .keys
+            .get(&kid)
+            .and_then(|k| crate::jose::b64_decode(k).ok())
+            .ok_or_else(|| AcmeError::Unauthorized("unknown external account key id".into()))?;
+        // 3.
+        if jws.url.as_deref() != Some(url) {
+            return Err(AcmeError::Unauthorized("externalAccountBinding `url` must equal the request URL".into()));
+        }
+        // 4.
+        jws.verify(&secret).map_err(|_| AcmeError::Unauthorized("externalAccountBinding MAC is invalid".into()))?;
+        // 5.
+        let bound: serde_json::Value = serde_json::from_slice(&jws.payload)
+            .map_err(|_| AcmeError::Malformed("externalAccountBinding payload is not a JWK".into()))?;
+        let bound = crate::jose::Jwk::from_value(&bound)
+            .map_err(|e| AcmeError::Malformed(format!("externalAccountBinding payload: {e}")))?;
+        if bound.thumbprint() != key.thumbprint() {
+            return Err(AcmeError::Malformed("externalAccountBinding payload is not the account key".into()));
+        }
+        Ok(kid)
     }
 
     /// The account resource (§7.3.2, §7.3.6): POST-as-GET fetches; a payload updates

@@ -150,7 +150,7 @@ impl Acme {
                 terms_of_service: opt(&self.config.terms_of_service),
                 website: opt(&self.config.website),
                 caa_identities: self.config.caa_identities.clone(),
-                external_account_required: false,
+                external_account_required: self.config.eab.required,
             },
         }
     }

@@ -8,10 +8,12 @@
 mod error;
 mod jwk;
 mod jws;
+mod mac;
 
 pub use error::JoseError;
 pub use jwk::{Jkt, Jwk};
 pub use jws::{FlattenedJws, ProtectedHeader};
+pub use mac::{MacAlgorithm, MacJws};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -16,6 +16,9 @@ pub struct Account {
     pub contact: Vec<String>,
     pub terms_of_service_agreed: bool,
     pub created: UnixTime,
+    /// The external account binding key id used at creation (RFC 8555 §7.3.4).
+    #[serde(default)]
+    pub eab_kid: Option<String>,
 }
 
 /// RFC 8555 §7.1.6, account states.

@@ -63,7 +63,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores `material` unless some is already stored; returns what is stored after.
     async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError>;
 
-    /// Stores a new account unless one with the same key exists.
+    /// Stores a new account unless one with the same key exists; `AlreadyExists` if its
+    /// external account binding kid is bound to another account already.
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError>;
     async fn account(&self, id: &AccountId) -> Result<Versioned<Account>, StoreError>;
     async fn account_by_key(&self, jkt: &Jkt) -> Result<Versioned<Account>, StoreError>;

@@ -42,6 +42,7 @@ struct Inner {
     validating: Tree,
     certs: Tree,
     revoked: Tree,
+    eab_kids: Tree,
     flusher: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -146,6 +147,7 @@ impl SledStore {
             validating: tree("validating")?,
             certs: tree("certs")?,
             revoked: tree("revoked")?,
+            eab_kids: tree("eab_kids")?,
             flusher: tx,
             flushes,
             db: db.clone(),
@@ -227,8 +229,8 @@ impl Store for SledStore {
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError> {
         let i = &self.inner;
         let bytes = encode(account, 1)?;
-        let existing = (&i.accounts, &i.account_keys)
-            .transaction(|(accounts, keys)| {
+        let existing = (&i.accounts, &i.account_keys, &i.eab_kids)
+            .transaction(|(accounts, keys, eab_kids)| {
                 if let Some(id) = keys.get(account.jkt.0.as_bytes())? {
                     return match accounts.get(&id)? {
                         Some(b) => match decode::<Account>("accounts", &b) {
@@ -237,6 +239,12 @@ impl Store for SledStore {
                         },
                         None => abort(StoreError::Corrupt { tree: "account_keys", message: "dangling key".into() }),
                     };
+                }
+                if let Some(kid) = &account.eab_kid {
+                    if eab_kids.get(kid.as_bytes())?.is_some() {
+                        return abort(StoreError::AlreadyExists);
+                    }
+                    eab_kids.insert(kid.as_bytes(), account.id.0.as_bytes())?;
                 }
                 accounts.insert(account.id.0.as_bytes(), bytes.as_slice())?;
                 keys.insert(account.jkt.0.as_bytes(), account.id.0.as_bytes())?;

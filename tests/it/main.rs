@@ -7,6 +7,7 @@ mod certs;
 mod challenges;
 mod client;
 mod durability;
+mod eab;
 mod harness;
 mod layering;
 mod lifecycle;

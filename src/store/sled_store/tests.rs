@@ -17,6 +17,7 @@ fn account(seed: u8) -> Account {
         contact: vec![],
         terms_of_service_agreed: true,
         created: 1,
+        eab_kid: None,
     }
 }
 
