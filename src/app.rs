@@ -130,14 +130,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     }
     tokio::spawn(validator.run(rx));
 
-    let acme = Arc::new(Acme::new(
-        store.clone(),
-        ca.clone(),
-        Links::new(public_url.clone()),
-        config.acme.clone(),
-        config.ca.leaf_validity_days,
-        queue,
-    ));
+    let acme =
+        Arc::new(Acme::new(store.clone(), ca.clone(), Links::new(public_url.clone()), config.acme.clone(), queue));
     let state = web::Data::new(AppState { acme, clock: clock.clone(), limits: config.limits.clone() });
     let mut server = HttpServer::new(move || {
         App::new().app_data(state.clone()).wrap(from_fn(crate::http::log_request)).configure(crate::http::configure)

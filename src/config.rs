@@ -75,8 +75,6 @@ pub struct CaConfig {
     pub organization: String,
     /// Names (DNS names or IP addresses) of idca's own TLS server certificate.
     pub server_names: Vec<String>,
-    /// Validity of issued leaf certificates, in days.
-    pub leaf_validity_days: u32,
     /// PEM files of an existing CA to use instead of generating one. Either all four are
     /// set, or none. Keys must be PKCS#8 (`BEGIN PRIVATE KEY`), P-256, P-384 or Ed25519.
     pub root_cert: Option<PathBuf>,
@@ -90,7 +88,6 @@ impl Default for CaConfig {
         Self {
             organization: "idca".to_owned(),
             server_names: vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()],
-            leaf_validity_days: 90,
             root_cert: None,
             root_key: None,
             intermediate_cert: None,
@@ -119,6 +116,13 @@ pub struct AcmeConfig {
     pub max_identifiers: usize,
     /// Seconds suggested in `Retry-After` while a challenge is processing.
     pub retry_after_secs: u64,
+    /// New orders one account may create per minute; 0 means no limit. Over it:
+    /// `rateLimited` with `Retry-After`.
+    pub new_orders_per_minute: u32,
+    /// The profile of orders that name none (draft-ietf-acme-profiles).
+    pub default_profile: String,
+    /// Certificate profiles offered in `meta.profiles`, by name.
+    pub profiles: std::collections::BTreeMap<String, ProfileConfig>,
     pub validation: ValidationConfig,
     pub testing: TestingConfig,
     pub eab: EabConfig,
@@ -135,6 +139,26 @@ impl Default for AcmeConfig {
             orders_per_page: 50,
             max_identifiers: 100,
             retry_after_secs: 1,
+            new_orders_per_minute: 0,
+            default_profile: "default".to_owned(),
+            profiles: [
+                (
+                    "default".to_owned(),
+                    ProfileConfig {
+                        description: "TLS server certificate valid for 90 days".to_owned(),
+                        validity_secs: 90 * 86_400,
+                    },
+                ),
+                (
+                    "shortlived".to_owned(),
+                    ProfileConfig {
+                        description: "TLS server certificate valid for 160 hours".to_owned(),
+                        validity_secs: 160 * 3_600,
+                    },
+                ),
+            ]
+            .into_iter()
+            .collect(),
             validation: ValidationConfig::default(),
             testing: TestingConfig::default(),
             eab: EabConfig::default(),
@@ -185,6 +209,16 @@ impl Default for ValidationConfig {
     }
 }
 
+/// `[acme.profiles.<name>]`: a certificate profile.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Shown to clients in `meta.profiles`.
+    pub description: String,
+    /// Validity of certificates issued under this profile, in seconds.
+    pub validity_secs: u64,
+}
+
 /// `[acme.eab]`: external account binding (RFC 8555 §7.3.4).
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -203,6 +237,14 @@ pub struct TestingConfig {
     pub always_valid: bool,
     /// Milliseconds to wait before each validation.
     pub validation_delay_ms: u64,
+    /// Wait a random time below `validation_delay_ms` instead (Pebble's random sleep).
+    pub random_delay: bool,
+    /// Percentage of valid nonces refused with `badNonce` anyway, to exercise clients'
+    /// retry (`PEBBLE_WFE_NONCEREJECT`; Pebble's default is 5). 0-99.
+    pub nonce_reject_percent: u8,
+    /// Percentage of new orders' identifiers that reuse a valid authorization of the same
+    /// account (`PEBBLE_AUTHZREUSE`; Pebble's default is 50). 0-100.
+    pub authz_reuse_percent: u8,
 }
 
 /// `[limits]`: request size limits.
@@ -284,8 +326,19 @@ impl Config {
                 "ca.root_cert, ca.root_key, ca.intermediate_cert and ca.intermediate_key are set together or not at all".to_owned(),
             ));
         }
-        if ca.leaf_validity_days == 0 {
-            return Err(ConfigError::Invalid("ca.leaf_validity_days must be at least 1".to_owned()));
+        if !self.acme.profiles.contains_key(&self.acme.default_profile) {
+            return Err(ConfigError::Invalid(format!(
+                "acme.default_profile `{}` is not one of acme.profiles",
+                self.acme.default_profile
+            )));
+        }
+        if let Some((name, _)) = self.acme.profiles.iter().find(|(_, p)| p.validity_secs == 0) {
+            return Err(ConfigError::Invalid(format!("acme.profiles.{name}.validity_secs must be at least 1")));
+        }
+        if self.acme.testing.nonce_reject_percent > 99 || self.acme.testing.authz_reuse_percent > 100 {
+            return Err(ConfigError::Invalid(
+                "acme.testing.nonce_reject_percent is 0-99 and authz_reuse_percent 0-100".to_owned(),
+            ));
         }
         if self.acme.validation.concurrency == 0 || self.acme.orders_per_page == 0 {
             return Err(ConfigError::Invalid(
@@ -337,15 +390,32 @@ impl Config {
         format!("{scheme}://{host}:{}", bound.port())
     }
 
-    /// Applies Pebble's environment variables, so idca can replace Pebble in a CI job
-    /// unchanged: `PEBBLE_VA_ALWAYS_VALID`, `PEBBLE_VA_NOSLEEP`.
+    /// Applies Pebble's environment variables as overrides, so idca can replace Pebble
+    /// in a CI job unchanged: `PEBBLE_VA_ALWAYS_VALID`, `PEBBLE_VA_NOSLEEP`,
+    /// `PEBBLE_VA_SLEEPTIME` (seconds; a random delay below it), `PEBBLE_WFE_NONCEREJECT`,
+    /// `PEBBLE_AUTHZREUSE`, `PEBBLE_WFE_ORDERS_PER_PAGE`. Unparseable values are ignored.
     pub fn apply_pebble_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         let truthy = |v: Option<String>| matches!(v.as_deref(), Some("1") | Some("true"));
+        let number = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok());
+        let testing = &mut self.acme.testing;
         if truthy(get("PEBBLE_VA_ALWAYS_VALID")) {
-            self.acme.testing.always_valid = true;
+            testing.always_valid = true;
+        }
+        if let Some(secs) = number("PEBBLE_VA_SLEEPTIME") {
+            testing.validation_delay_ms = secs.saturating_mul(1000);
+            testing.random_delay = true;
         }
         if truthy(get("PEBBLE_VA_NOSLEEP")) {
-            self.acme.testing.validation_delay_ms = 0;
+            testing.validation_delay_ms = 0;
+        }
+        if let Some(p) = number("PEBBLE_WFE_NONCEREJECT") {
+            testing.nonce_reject_percent = p.min(99) as u8;
+        }
+        if let Some(p) = number("PEBBLE_AUTHZREUSE") {
+            testing.authz_reuse_percent = p.min(100) as u8;
+        }
+        if let Some(n) = number("PEBBLE_WFE_ORDERS_PER_PAGE").filter(|n| *n > 0) {
+            self.acme.orders_per_page = n as usize;
         }
     }
 }
@@ -390,9 +460,18 @@ mod tests {
         c.acme.testing.validation_delay_ms = 500;
         c.apply_pebble_env(|k| match k {
             "PEBBLE_VA_ALWAYS_VALID" | "PEBBLE_VA_NOSLEEP" => Some("1".into()),
+            "PEBBLE_WFE_NONCEREJECT" => Some("250".into()),
+            "PEBBLE_AUTHZREUSE" => Some("100".into()),
+            "PEBBLE_WFE_ORDERS_PER_PAGE" => Some("3".into()),
             _ => None,
         });
         assert!(c.acme.testing.always_valid);
         assert_eq!(c.acme.testing.validation_delay_ms, 0);
+        assert_eq!(c.acme.testing.nonce_reject_percent, 99);
+        assert_eq!(c.acme.testing.authz_reuse_percent, 100);
+        assert_eq!(c.acme.orders_per_page, 3);
+        let mut c = Config::default();
+        c.apply_pebble_env(|k| (k == "PEBBLE_VA_SLEEPTIME").then(|| "4".into()));
+        assert_eq!((c.acme.testing.validation_delay_ms, c.acme.testing.random_delay), (4000, true));
     }
 }

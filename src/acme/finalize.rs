@@ -90,7 +90,9 @@ impl Acme {
             .filter_map(|i| i.value.parse().ok())
             .collect();
         let not_before = order.not_before.unwrap_or(now - 60);
-        let not_after = order.not_after.unwrap_or(not_before + self.leaf_validity_secs);
+        let profile = order.profile.as_deref().unwrap_or(&self.config.default_profile);
+        let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| p.validity_secs as i64);
+        let not_after = order.not_after.unwrap_or(not_before + validity);
         let leaf = self.ca.issue(&LeafRequest {
             spki_der: &csr.spki_der,
             key_type: csr.key_type,
@@ -140,6 +142,7 @@ mod tests {
             phase: OrderPhase::Open,
             created: 0,
             replaces: None,
+            profile: None,
         }
     }
 

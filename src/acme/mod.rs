@@ -11,6 +11,7 @@ mod links;
 mod nonce;
 mod order;
 mod problem;
+mod ratelimit;
 mod request;
 mod revoke;
 pub mod wire;
@@ -22,6 +23,7 @@ pub use links::{Links, paths};
 pub use nonce::{NonceError, NonceSource};
 pub use order::{authz_status, order_status};
 pub use problem::{ACME_ERROR_NS, AcmeError};
+pub use ratelimit::RateLimiter;
 pub use request::{KeyRule, SignedRequest, Signer, Verified};
 pub use revoke::cert_id;
 pub use worker::{ValidationQueue, Validator};
@@ -33,7 +35,7 @@ use crate::clock::{UnixTime, rfc3339};
 use crate::config::AcmeConfig;
 use crate::model::{
     AccountId, Authorization, AuthzId, AuthzStatus, Challenge, ChallengeId, ChallengeStatus, ChallengeType,
-    IdentifierKind, Order, OrderId, OrderPhase, Serial,
+    IdentifierKind, Order, OrderId, OrderPhase, Serial, percent_chance,
 };
 use crate::store::{Store, StoreError, Versioned};
 
@@ -74,8 +76,8 @@ pub struct Acme {
     nonces: NonceSource,
     links: Links,
     config: AcmeConfig,
-    leaf_validity_secs: i64,
     queue: ValidationQueue,
+    order_limit: RateLimiter,
 }
 
 impl std::fmt::Debug for Acme {
@@ -108,21 +110,14 @@ fn owned_by(owner: &AccountId, verified: &Verified, what: &str) -> Result<(), Ac
 }
 
 impl Acme {
-    pub fn new(
-        store: Arc<dyn Store>,
-        ca: Arc<Ca>,
-        links: Links,
-        config: AcmeConfig,
-        leaf_validity_days: u32,
-        queue: ValidationQueue,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, ca: Arc<Ca>, links: Links, config: AcmeConfig, queue: ValidationQueue) -> Self {
         Self {
             store,
             ca,
             nonces: NonceSource::new(),
             links,
+            order_limit: RateLimiter::per_minute(config.new_orders_per_minute),
             config,
-            leaf_validity_secs: i64::from(leaf_validity_days) * 86_400,
             queue,
         }
     }
@@ -150,6 +145,7 @@ impl Acme {
                 terms_of_service: opt(&self.config.terms_of_service),
                 website: opt(&self.config.website),
                 caa_identities: self.config.caa_identities.clone(),
+                profiles: self.config.profiles.iter().map(|(k, v)| (k.clone(), v.description.clone())).collect(),
                 external_account_required: self.config.eab.required,
             },
         }
@@ -165,7 +161,26 @@ impl Acme {
     pub async fn new_order(&self, req: SignedRequest, now: UnixTime) -> Result<Reply<wire::Order>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         let account = &v.account()?.value;
+        if let Err(retry_after) = self.order_limit.check(&account.id) {
+            return Err(AcmeError::RateLimited {
+                detail: format!(
+                    "at most {} new orders per minute per account (acme.new_orders_per_minute)",
+                    self.config.new_orders_per_minute
+                ),
+                retry_after,
+            });
+        }
         let p: wire::NewOrderPayload = v.json()?;
+        let profile = match &p.profile {
+            Some(name) if self.config.profiles.contains_key(name) => name.clone(),
+            Some(name) => {
+                return Err(AcmeError::InvalidProfile(format!(
+                    "profile `{}` is not offered (see meta.profiles)",
+                    name.chars().take(40).collect::<String>()
+                )));
+            }
+            None => self.config.default_profile.clone(),
+        };
         if p.identifiers.is_empty() {
             return Err(AcmeError::Malformed("an order needs at least one identifier".into()));
         }
@@ -195,9 +210,16 @@ impl Acme {
         }
         let expires = now + self.config.order_lifetime_secs as i64;
         let mut authzs = Vec::with_capacity(identifiers.len());
+        let mut authz_ids = Vec::with_capacity(identifiers.len());
         for ident in &identifiers {
+            if percent_chance(self.config.testing.authz_reuse_percent)
+                && let Some(reused) = self.reusable_authz(&account.id, ident, now).await?
+            {
+                authz_ids.push(reused);
+                continue;
+            }
             let wildcard = ident.kind == IdentifierKind::Dns && ident.value.starts_with("*.");
-            authzs.push(Authorization {
+            let authz = Authorization {
                 id: AuthzId::random(),
                 account: account.id.clone(),
                 identifier: ident.clone(),
@@ -215,19 +237,22 @@ impl Acme {
                         error: None,
                     })
                     .collect(),
-            });
+            };
+            authz_ids.push(authz.id.clone());
+            authzs.push(authz);
         }
         let order = Order {
             id: OrderId::random(),
             account: account.id.clone(),
             identifiers,
-            authorizations: authzs.iter().map(|a| a.id.clone()).collect(),
+            authorizations: authz_ids,
             expires,
             not_before,
             not_after,
             phase: OrderPhase::Open,
             created: now,
             replaces: None,
+            profile: Some(profile),
         };
         let mut order = order;
         let replaced = match &p.replaces {
@@ -244,9 +269,28 @@ impl Acme {
             }
             Err(e) => return Err(e.into()),
         }
-        let mut reply = Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id));
+        let all = self.order_authzs(&order).await?;
+        let mut reply = Reply::ok(self.order_json(&order, &all, now)).at(self.links.order(&order.id));
         reply.created = true;
         Ok(reply)
+    }
+
+    /// A valid authorization of `account` for `identifier` that stays valid for at least
+    /// the order's lifetime, if one exists (authorization reuse, RFC 8555 §7.1.3).
+    async fn reusable_authz(
+        &self,
+        account: &AccountId,
+        identifier: &crate::model::Identifier,
+        now: UnixTime,
+    ) -> Result<Option<AuthzId>, AcmeError> {
+        let margin = self.config.order_lifetime_secs as i64;
+        for id in self.store.account_authorizations(account, identifier).await? {
+            let a = self.store.authorization(&id).await?.value;
+            if authz_status(&a, now + margin) == AuthzStatus::Valid {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// Checks a `replaces` CertID (RFC 9773 §5) for a new order and returns the
@@ -319,6 +363,7 @@ impl Acme {
             authorizations: order.authorizations.iter().map(|a| self.links.authz(a)).collect(),
             finalize: self.links.finalize(&order.id),
             certificate,
+            profile: order.profile.clone(),
         }
     }
 

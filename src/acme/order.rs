@@ -67,6 +67,7 @@ mod tests {
             phase,
             created: 0,
             replaces: None,
+            profile: None,
         }
     }
 

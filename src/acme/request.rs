@@ -163,6 +163,9 @@ impl Acme {
         })?;
         // 7.
         self.nonces.consume(nonce).map_err(|e| AcmeError::BadNonce(e.to_string()))?;
+        if crate::model::percent_chance(self.config.testing.nonce_reject_percent) {
+            return Err(AcmeError::BadNonce("nonce refused at random (acme.testing.nonce_reject_percent)".into()));
+        }
         // 8.
         if let Signer::Account(a) = &signer
             && a.value.status != AccountStatus::Valid

@@ -28,6 +28,9 @@ pub struct Meta {
     pub website: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub caa_identities: Vec<String>,
+    /// draft-ietf-acme-profiles: name → description.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub profiles: std::collections::BTreeMap<String, String>,
     pub external_account_required: bool,
 }
 
@@ -60,6 +63,9 @@ pub struct Order {
     pub finalize: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+    /// draft-ietf-acme-profiles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// Order states (§7.1.6).
@@ -133,6 +139,8 @@ pub struct NewOrderPayload {
     pub not_after: Option<String>,
     /// RFC 9773 §5: the CertID of the certificate this order replaces.
     pub replaces: Option<String>,
+    /// draft-ietf-acme-profiles.
+    pub profile: Option<String>,
 }
 
 /// An identifier as the client sent it, before checks.

@@ -86,7 +86,12 @@ impl Validator {
 
     /// Validates the `processing` challenge of one authorization and records the result.
     pub async fn validate(&self, id: &AuthzId) -> Result<(), AcmeError> {
-        let delay = self.config.testing.validation_delay_ms;
+        let mut delay = self.config.testing.validation_delay_ms;
+        if self.config.testing.random_delay && delay > 0 {
+            let mut b = [0u8; 8];
+            crate::model::fill_random(&mut b);
+            delay = u64::from_be_bytes(b) % delay;
+        }
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay)).await;
         }

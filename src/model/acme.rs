@@ -62,6 +62,10 @@ pub struct Order {
     /// The certificate this order replaces (RFC 9773 §5).
     #[serde(default)]
     pub replaces: Option<Serial>,
+    /// The certificate profile (draft-ietf-acme-profiles); `None` on orders stored
+    /// before profiles existed, which use the default.
+    #[serde(default)]
+    pub profile: Option<String>,
 }
 
 /// What finalization has done to an order.

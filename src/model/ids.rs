@@ -19,6 +19,16 @@ pub fn fill_random(buf: &mut [u8]) {
     }
 }
 
+/// True `percent` times out of a hundred (for the test knobs that inject faults).
+pub fn percent_chance(percent: u8) -> bool {
+    if percent == 0 {
+        return false;
+    }
+    let mut b = [0u8; 2];
+    fill_random(&mut b);
+    u16::from_be_bytes(b) % 100 < u16::from(percent)
+}
+
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*

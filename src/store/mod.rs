@@ -13,7 +13,9 @@ pub use sled_store::SledStore;
 use async_trait::async_trait;
 
 use crate::jose::Jkt;
-use crate::model::{Account, AccountId, Authorization, AuthzId, CaMaterial, IssuedCertificate, Order, OrderId, Serial};
+use crate::model::{
+    Account, AccountId, Authorization, AuthzId, CaMaterial, Identifier, IssuedCertificate, Order, OrderId, Serial,
+};
 
 /// A record's version, bumped by every write; the token of compare-and-swap updates.
 pub type Version = u64;
@@ -91,6 +93,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(Vec<OrderId>, bool), StoreError>;
 
     async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError>;
+    /// The authorizations an account holds for an identifier, oldest first.
+    async fn account_authorizations(
+        &self,
+        account: &AccountId,
+        identifier: &Identifier,
+    ) -> Result<Vec<AuthzId>, StoreError>;
     /// Writes `authz` if it is still at `seen`.
     async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError>;
     /// Authorizations with a challenge in `processing`, whose validation must resume

@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{AccountCreation, Store, StoreError, Version, Versioned};
 use crate::jose::Jkt;
 use crate::model::{
-    Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, IssuedCertificate, Order, OrderId, Serial,
+    Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate, Order,
+    OrderId, Serial,
 };
 
 const CA_KEY: &[u8] = b"ca";
@@ -43,6 +44,7 @@ struct Inner {
     certs: Tree,
     revoked: Tree,
     eab_kids: Tree,
+    account_authzs: Tree,
     flusher: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -99,6 +101,18 @@ fn tx_version(
     }
 }
 
+/// `account \0 type \0 value \0`: the prefix of an account's authorizations for one
+/// identifier (ids and values hold no NUL).
+fn authz_index_prefix(account: &AccountId, identifier: &Identifier) -> Vec<u8> {
+    let kind = serde_json::to_string(&identifier.kind).unwrap_or_default();
+    let mut key = Vec::with_capacity(account.0.len() + identifier.value.len() + 16);
+    for part in [account.0.as_bytes(), kind.as_bytes(), identifier.value.as_bytes()] {
+        key.extend_from_slice(part);
+        key.push(0);
+    }
+    key
+}
+
 fn order_index_key(account: &AccountId, created: i64, order: &OrderId) -> Vec<u8> {
     let mut key = account.0.as_bytes().to_vec();
     key.push(0);
@@ -148,6 +162,7 @@ impl SledStore {
             certs: tree("certs")?,
             revoked: tree("revoked")?,
             eab_kids: tree("eab_kids")?,
+            account_authzs: tree("account_authzs")?,
             flusher: tx,
             flushes,
             db: db.clone(),
@@ -310,14 +325,18 @@ impl Store for SledStore {
         let order_bytes = encode(order, 1)?;
         let authz_bytes = new_authzs
             .iter()
-            .map(|a| Ok((a.id.0.as_bytes(), encode(a, 1)?)))
+            .map(|a| {
+                let mut index = authz_index_prefix(&a.account, &a.identifier);
+                index.extend_from_slice(a.id.0.as_bytes());
+                Ok((a.id.0.as_bytes(), encode(a, 1)?, index))
+            })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let cert_bytes = replaces
             .map(|(c, seen)| Ok::<_, StoreError>((c.serial.0.as_bytes(), seen, encode(c, seen + 1)?)))
             .transpose()?;
         let index = order_index_key(&order.account, order.created, &order.id);
-        (&i.orders, &i.account_orders, &i.authzs, &i.certs)
-            .transaction(|(orders, account_orders, authzs, certs)| {
+        (&i.orders, &i.account_orders, &i.authzs, &i.certs, &i.account_authzs)
+            .transaction(|(orders, account_orders, authzs, certs, account_authzs)| {
                 if orders.get(order.id.0.as_bytes())?.is_some() {
                     return abort(StoreError::AlreadyExists);
                 }
@@ -327,11 +346,12 @@ impl Store for SledStore {
                     }
                     certs.insert(*serial, bytes.as_slice())?;
                 }
-                for (id, bytes) in &authz_bytes {
+                for (id, bytes, index) in &authz_bytes {
                     if authzs.get(id)?.is_some() {
                         return abort(StoreError::AlreadyExists);
                     }
                     authzs.insert(*id, bytes.as_slice())?;
+                    account_authzs.insert(index.as_slice(), &[])?;
                 }
                 orders.insert(order.id.0.as_bytes(), order_bytes.as_slice())?;
                 account_orders.insert(index.as_slice(), &[])?;
@@ -370,6 +390,23 @@ impl Store for SledStore {
 
     async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError> {
         Self::get(&self.inner.authzs, "authzs", id.0.as_bytes())
+    }
+
+    async fn account_authorizations(
+        &self,
+        account: &AccountId,
+        identifier: &Identifier,
+    ) -> Result<Vec<AuthzId>, StoreError> {
+        let prefix = authz_index_prefix(account, identifier);
+        self.inner
+            .account_authzs
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                let k = k.map_err(backend)?;
+                Ok(AuthzId(String::from_utf8_lossy(k.get(prefix.len()..).unwrap_or_default()).into_owned()))
+            })
+            .collect()
     }
 
     async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError> {

@@ -9,5 +9,6 @@ mod client;
 mod durability;
 mod eab;
 mod harness;
+mod knobs;
 mod layering;
 mod lifecycle;

@@ -52,6 +52,7 @@ fn order(account: &AccountId, authzs: &[Authorization], created: i64) -> Order {
         phase: OrderPhase::Open,
         created,
         replaces: None,
+        profile: None,
     }
 }
 

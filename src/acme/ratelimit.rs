@@ -1,0 +1,84 @@
+//! A per-account token bucket for new orders (RFC 8555 §6.6 `rateLimited`).
+//!
+//! State is in memory: a restart forgives everyone, which suits a test CA. Memory is
+//! bounded: when the table grows past [`MAX_TRACKED`] accounts, buckets that are full
+//! again (idle accounts) are dropped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::model::AccountId;
+
+const MAX_TRACKED: usize = 100_000;
+
+/// Allows `per_minute` requests per key per minute, in bursts of up to `per_minute`.
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<AccountId, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `0` means unlimited.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self { per_minute, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Takes one token for `key`, or says in how many seconds one will be there.
+    pub fn check(&self, key: &AccountId) -> Result<(), u64> {
+        self.check_at(key, Instant::now())
+    }
+
+    fn check_at(&self, key: &AccountId, now: Instant) -> Result<(), u64> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(self.per_minute);
+        let rate = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_TRACKED {
+            buckets
+                .retain(|_, (tokens, at)| *tokens + now.saturating_duration_since(*at).as_secs_f64() * rate < capacity);
+        }
+        let (tokens, at) = buckets.entry(key.clone()).or_insert((capacity, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * rate).min(capacity);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn allows_a_burst_then_refills() {
+        let l = RateLimiter::per_minute(3);
+        let a = AccountId("a".into());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.check_at(&a, t0).unwrap();
+        }
+        assert_eq!(l.check_at(&a, t0), Err(20));
+        // Another account has its own bucket.
+        l.check_at(&AccountId("b".into()), t0).unwrap();
+        // 20 s later one token is back.
+        l.check_at(&a, t0 + Duration::from_secs(20)).unwrap();
+        assert!(l.check_at(&a, t0 + Duration::from_secs(20)).is_err());
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let l = RateLimiter::per_minute(0);
+        for _ in 0..1000 {
+            l.check(&AccountId("a".into())).unwrap();
+        }
+    }
+}
