@@ -77,6 +77,7 @@ pub struct Server {
     pub root_pem: String,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    management: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
 }
 
 impl Server {
@@ -85,15 +86,27 @@ impl Server {
         format!("{}{}", self.public_url, crate::acme::paths::DIRECTORY)
     }
 
+    /// The management listener's address, when it is on.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management.as_ref().map(|(a, _)| *a)
+    }
+
     /// Stops gracefully.
     pub async fn stop(self) {
+        if let Some((_, h)) = &self.management {
+            h.stop(true).await;
+        }
         self.handle.stop(true).await;
         let _ = self.task.await;
     }
 
     /// Runs until the server stops (on SIGINT/SIGTERM when signals are handled).
     pub async fn wait(self) -> Result<(), AppError> {
-        match self.task.await {
+        let result = self.task.await;
+        if let Some((_, h)) = &self.management {
+            h.stop(true).await;
+        }
+        match result {
             Ok(r) => r.map_err(|e| AppError::Io(e.to_string())),
             Err(e) => Err(AppError::Io(e.to_string())),
         }
@@ -121,20 +134,30 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let public_url = config.public_url(addr);
     let ca = Arc::new(Ca::load(&material, Some(format!("{public_url}{}", crate::acme::paths::CRL)))?);
 
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let (queue, rx) = ValidationQueue::new();
     let checker = NetworkChecker::new(&config.acme.validation).map_err(AppError::Io)?;
-    let validator = Arc::new(Validator::new(store.clone(), Arc::new(checker), clock.clone(), config.acme.clone()));
+    let validator =
+        Arc::new(Validator::new(store.clone(), Arc::new(checker), clock.clone(), config.acme.clone(), metrics.clone()));
     let resumed = validator.resume(&queue).await?;
     if resumed > 0 {
         tracing::info!(resumed, "resuming validations left processing");
     }
     tokio::spawn(validator.run(rx));
 
-    let acme =
-        Arc::new(Acme::new(store.clone(), ca.clone(), Links::new(public_url.clone()), config.acme.clone(), queue));
+    let links = Links::new(public_url.clone());
+    let acme = Arc::new(Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics));
     let state = web::Data::new(AppState { acme, clock: clock.clone(), limits: config.limits.clone() });
+    let tls = if config.server.tls {
+        let (chain, key) = ca.issue_server_certificate(&config.ca.server_names, clock.now())?;
+        Some(crate::http::tls::server_config(chain, key).map_err(|e| AppError::Io(format!("TLS: {e}")))?)
+    } else {
+        None
+    };
+
+    let api_state = state.clone();
     let mut server = HttpServer::new(move || {
-        App::new().app_data(state.clone()).wrap(from_fn(crate::http::log_request)).configure(crate::http::configure)
+        App::new().app_data(api_state.clone()).wrap(from_fn(crate::http::log_request)).configure(crate::http::configure)
     })
     .shutdown_timeout(config.server.shutdown_timeout_secs);
     if config.server.workers > 0 {
@@ -143,16 +166,41 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     if !options.handle_signals {
         server = server.disable_signals();
     }
-    let server = if config.server.tls {
-        let (chain, key) = ca.issue_server_certificate(&config.ca.server_names, clock.now())?;
-        let tls = crate::http::tls::server_config(chain, key).map_err(|e| AppError::Io(format!("TLS: {e}")))?;
-        server.listen_rustls_0_23(listener, tls)
-    } else {
-        server.listen(listener)
+    let server = match &tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
+        None => server.listen(listener),
     }
     .map_err(|e| AppError::Io(format!("cannot serve on {addr}: {e}")))?
     .run();
     let handle = server.handle();
     let task = tokio::spawn(server);
-    Ok(Server { addr, public_url, root_pem: ca.root_pem().to_owned(), handle, task })
+
+    // Pebble's management listener, when configured.
+    let management = match config.management.listen.as_str() {
+        "" => None,
+        listen => {
+            let listener = std::net::TcpListener::bind(listen)
+                .map_err(|e| AppError::Io(format!("cannot listen on {listen} (management.listen): {e}")))?;
+            let mgmt_addr = listener.local_addr().map_err(|e| AppError::Io(e.to_string()))?;
+            let mgmt = HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .wrap(from_fn(crate::http::log_request))
+                    .configure(crate::http::mgmt::configure)
+            })
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(config.server.shutdown_timeout_secs);
+            let mgmt = match tls {
+                Some(tls) => mgmt.listen_rustls_0_23(listener, tls),
+                None => mgmt.listen(listener),
+            }
+            .map_err(|e| AppError::Io(format!("cannot serve on {mgmt_addr}: {e}")))?
+            .run();
+            let mgmt_handle = mgmt.handle();
+            tokio::spawn(mgmt);
+            Some((mgmt_addr, mgmt_handle))
+        }
+    };
+    Ok(Server { addr, public_url, root_pem: ca.root_pem().to_owned(), handle, task, management })
 }

@@ -17,6 +17,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub ca: CaConfig,
     pub acme: AcmeConfig,
+    pub management: ManagementConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
 }
@@ -247,6 +248,20 @@ pub struct TestingConfig {
     pub authz_reuse_percent: u8,
 }
 
+/// `[management]`: Pebble's management API (roots, intermediates, certificate status).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ManagementConfig {
+    /// Address of the management listener; empty switches it off.
+    pub listen: String,
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:15000".to_owned() }
+    }
+}
+
 /// `[limits]`: request size limits.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -354,6 +369,9 @@ impl Config {
         }
         if self.acme.eab.required && self.acme.eab.keys.is_empty() {
             return Err(ConfigError::Invalid("acme.eab.required needs at least one key in acme.eab.keys".into()));
+        }
+        if !self.management.listen.is_empty() && self.management.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!("management.listen `{}` is not ip:port", self.management.listen)));
         }
         if !self.acme.validation.dns_resolver.is_empty()
             && self.acme.validation.dns_resolver.parse::<SocketAddr>().is_err()

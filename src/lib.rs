@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod http;
 pub mod jose;
+pub mod metrics;
 pub mod model;
 pub mod store;
 pub mod validate;

@@ -115,7 +115,7 @@ impl Acme {
         };
         order.phase = OrderPhase::Valid { certificate: leaf.serial };
         match self.store.finalize_order(&order, stored.version, &cert).await {
-            Ok(()) => {}
+            Ok(()) => self.metrics.issuance(),
             Err(StoreError::Conflict) => {
                 return Err(AcmeError::OrderNotReady("the order was finalized concurrently".into()));
             }

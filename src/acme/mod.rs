@@ -78,6 +78,7 @@ pub struct Acme {
     config: AcmeConfig,
     queue: ValidationQueue,
     order_limit: RateLimiter,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Acme {
@@ -110,7 +111,14 @@ fn owned_by(owner: &AccountId, verified: &Verified, what: &str) -> Result<(), Ac
 }
 
 impl Acme {
-    pub fn new(store: Arc<dyn Store>, ca: Arc<Ca>, links: Links, config: AcmeConfig, queue: ValidationQueue) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca: Arc<Ca>,
+        links: Links,
+        config: AcmeConfig,
+        queue: ValidationQueue,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         Self {
             store,
             ca,
@@ -119,7 +127,13 @@ impl Acme {
             order_limit: RateLimiter::per_minute(config.new_orders_per_minute),
             config,
             queue,
+            metrics,
         }
+    }
+
+    /// The metrics the cores and the HTTP layer record into.
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     pub fn links(&self) -> &Links {
@@ -149,6 +163,12 @@ impl Acme {
                 external_account_required: self.config.eab.required,
             },
         }
+    }
+
+    /// Whether the store answers (for `/healthz`).
+    pub async fn health(&self) -> Result<(), AcmeError> {
+        self.store.ca_material().await?;
+        Ok(())
     }
 
     /// The root certificate PEM.

@@ -121,7 +121,10 @@ impl Acme {
             let mut updated = stored.value.clone();
             updated.revoked = Some(Revocation { reason, at: now });
             match self.store.update_certificate(&updated, stored.version).await {
-                Ok(_) => return Ok(Reply::ok(())),
+                Ok(_) => {
+                    self.metrics.revocation();
+                    return Ok(Reply::ok(()));
+                }
                 Err(StoreError::Conflict) => stored = self.issued(&serial).await?,
                 Err(e) => return Err(e.into()),
             }
@@ -131,6 +134,24 @@ impl Acme {
 
     pub(crate) async fn issued(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, AcmeError> {
         found(self.store.certificate(serial).await, "certificate")
+    }
+
+    /// A certificate's status by serial (Pebble's management `cert-status-by-serial`).
+    pub async fn certificate_status(&self, serial: &str) -> Result<wire::CertificateStatus, AcmeError> {
+        let serial = Serial(serial.to_ascii_lowercase());
+        let cert = self.issued(&serial).await?.value;
+        Ok(wire::CertificateStatus {
+            status: if cert.revoked.is_some() { "Revoked" } else { "Valid" },
+            serial: cert.serial.0.clone(),
+            certificate: cert.leaf_der().map(|d| crate::ca::cert_pem(&d)).unwrap_or_default(),
+            reason: cert.revoked.map(|r| r.reason),
+            revoked_at: cert.revoked.map(|r| rfc3339(r.at)),
+        })
+    }
+
+    /// The intermediate certificate, PEM.
+    pub fn intermediate_pem(&self) -> &str {
+        self.ca.intermediate_pem()
     }
 
     /// The current CRL, DER, signed by the intermediate.

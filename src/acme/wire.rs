@@ -191,3 +191,16 @@ pub struct SuggestedWindow {
     pub start: String,
     pub end: String,
 }
+
+/// A certificate's status, in the shape of Pebble's management API.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateStatus {
+    pub status: &'static str,
+    pub serial: String,
+    pub certificate: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}

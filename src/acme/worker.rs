@@ -45,6 +45,7 @@ pub struct Validator {
     checker: Arc<dyn ChallengeChecker>,
     clock: Arc<dyn Clock>,
     config: AcmeConfig,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Validator {
@@ -53,8 +54,9 @@ impl Validator {
         checker: Arc<dyn ChallengeChecker>,
         clock: Arc<dyn Clock>,
         config: AcmeConfig,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Self {
-        Self { store, checker, clock, config }
+        Self { store, checker, clock, config, metrics }
     }
 
     /// Re-queues the authorizations left `processing` by a previous run.
@@ -108,6 +110,7 @@ impl Validator {
             self.checker.check(kind, &authz.value.identifier, &token, &key_authorization).await
         };
         tracing::info!(authz = %id, challenge = kind.as_str(), ok = outcome.is_ok(), "validated");
+        self.metrics.validation(kind.as_str(), outcome.is_ok());
         // Record it; if the authorization changed meanwhile (deactivated, say), re-read
         // and apply the same outcome to what is there now.
         let mut current = authz;

@@ -7,6 +7,7 @@
 mod acme;
 mod error;
 mod extract;
+pub mod mgmt;
 pub mod tls;
 
 pub use error::HttpError;
@@ -32,7 +33,24 @@ pub struct AppState {
 
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz)).route("/metrics", web::get().to(metrics));
     acme::configure(cfg);
+}
+
+/// Liveness: the process serves requests and can read its store.
+async fn healthz(st: web::Data<AppState>) -> actix_web::HttpResponse {
+    match st.acme.health().await {
+        Ok(()) => actix_web::HttpResponse::Ok().content_type("text/plain").body("ok\n"),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            actix_web::HttpResponse::ServiceUnavailable().content_type("text/plain").body("unavailable\n")
+        }
+    }
+}
+
+/// Prometheus metrics (text format 0.0.4).
+async fn metrics(st: web::Data<AppState>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(st.acme.metrics().render())
 }
 
 /// One structured log line per request: method, path (never the query, which may carry
@@ -44,7 +62,12 @@ pub async fn log_request(
     let start = Instant::now();
     let method = req.method().to_string();
     let path = req.path().to_owned();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
+    if let Some(state) = state {
+        state.acme.metrics().request(&method, &route, res.status().as_u16(), start.elapsed());
+    }
     tracing::info!(
         target: "idca::request",
         method = %method,

@@ -58,7 +58,7 @@ async fn acknowledged_state_survives_sigkill() {
     std::fs::write(
         tmp.path().join("config.toml"),
         format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[acme.testing]\nalways_valid = true\n",
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[acme.testing]\nalways_valid = true\n[management]\nlisten = \"\"\n",
             data.display().to_string()
         ),
     )

@@ -12,3 +12,4 @@ mod harness;
 mod knobs;
 mod layering;
 mod lifecycle;
+mod ops;

@@ -1,0 +1,61 @@
+//! Operations surface: Pebble's management API, /healthz, /metrics.
+
+use serde_json::json;
+
+use crate::certs::first_cert_der;
+use crate::client::{Key, RawClient, b64, csr};
+use crate::harness::start;
+
+#[tokio::test]
+async fn management_api_serves_roots_and_certificate_status() {
+    let server = start().await;
+    let mut c = RawClient::new(&server, Key::p256()).await;
+    c.register().await;
+    let mgmt = format!("https://localhost:{}", server.server.as_ref().unwrap().management_addr().unwrap().port());
+    let get = |path: &str| c.http.get(format!("{mgmt}{path}")).send();
+    let root = get("/roots/0").await.unwrap();
+    assert_eq!(root.headers()["content-type"], "application/pem-certificate-chain");
+    assert_eq!(root.text().await.unwrap(), server.root_pem());
+    assert_eq!(get("/roots/1").await.unwrap().status(), 404);
+    let int = get("/intermediates/0").await.unwrap().text().await.unwrap();
+    assert_eq!(int, std::fs::read_to_string(server.data_dir().join("intermediate.pem")).unwrap());
+
+    let (der, _) = csr(&["status.example.test"]);
+    let (_, _, chain) = c.issue(&server, &["status.example.test"], &der).await;
+    let leaf = first_cert_der(&chain);
+    let serial = {
+        use x509_parser::prelude::*;
+        let (_, cert) = X509Certificate::from_der(&leaf).unwrap();
+        cert.raw_serial_as_string().replace(':', "")
+    };
+    let status: serde_json::Value =
+        get(&format!("/cert-status-by-serial/{serial}")).await.unwrap().json().await.unwrap();
+    assert_eq!(status["Status"], "Valid");
+    assert_eq!(status["Serial"], serial);
+    assert!(chain.starts_with(status["Certificate"].as_str().unwrap()));
+    c.post(&c.url("revokeCert"), Some(&json!({"certificate": b64(&leaf), "reason": 4}))).await;
+    let status: serde_json::Value =
+        get(&format!("/cert-status-by-serial/{serial}")).await.unwrap().json().await.unwrap();
+    assert_eq!(status["Status"], "Revoked");
+    assert_eq!(status["Reason"], 4);
+    assert_eq!(get("/cert-status-by-serial/00").await.unwrap().status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_and_metrics() {
+    let server = start().await;
+    let mut c = RawClient::new(&server, Key::p256()).await;
+    c.register().await;
+    let (der, _) = csr(&["m.example.test"]);
+    c.issue(&server, &["m.example.test"], &der).await;
+    let base = server.directory_url().replace("/directory", "");
+    let health = c.http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let text = c.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("idca_certificates_issued_total 1"), "{text}");
+    assert!(text.contains("idca_validations_total{type=\"http-01\",result=\"valid\"} 1"), "{text}");
+    assert!(text.contains("route=\"/acme/order/{id}/finalize\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("idca_http_request_duration_seconds_count{route=\"/acme/new-order\"} 1"), "{text}");
+    server.stop().await;
+}
