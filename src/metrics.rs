@@ -46,10 +46,10 @@ impl Metrics {
         let mut latency = lock(&self.latency);
         let h = latency.entry(route.to_owned()).or_default();
         for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                if let Some(c) = h.counts.get_mut(i) {
-                    *c += 1;
-                }
+            if secs <= *bound
+                && let Some(c) = h.counts.get_mut(i)
+            {
+                *c += 1;
             }
         }
         h.count += 1;
