@@ -148,11 +148,13 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let links = Links::new(public_url.clone());
     let acme = Arc::new(Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics));
     let state = web::Data::new(AppState { acme, clock: clock.clone(), limits: config.limits.clone() });
-    let tls = if config.server.tls {
-        let (chain, key) = ca.issue_server_certificate(&config.ca.server_names, clock.now())?;
-        Some(crate::http::tls::server_config(chain, key).map_err(|e| AppError::Io(format!("TLS: {e}")))?)
-    } else {
-        None
+    let tls = match (config.server.tls, &config.server.tls_cert, &config.server.tls_key) {
+        (false, _, _) => None,
+        (true, Some(cert), Some(key)) => Some(crate::http::tls::pem_config(cert, key).map_err(AppError::Io)?),
+        (true, _, _) => {
+            let (chain, key) = ca.issue_server_certificate(&config.ca.server_names, clock.now())?;
+            Some(crate::http::tls::issued_config(chain, key).map_err(|e| AppError::Io(format!("TLS: {e}")))?)
+        }
     };
 
     let api_state = state.clone();

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     /// Serve HTTPS with a certificate from idca's own CA; `false` serves plain HTTP
     /// (behind a TLS-terminating proxy, or for tests).
     pub tls: bool,
+    /// PEM files of a TLS certificate chain and key to serve instead of one issued by
+    /// idca's CA (Pebble's `certificate`/`privateKey`); set both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Seconds a graceful shutdown waits for open connections.
     pub shutdown_timeout_secs: u64,
     /// Worker threads of the HTTP server; 0 means one per CPU.
@@ -46,6 +50,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 14000)),
             public_url: String::new(),
             tls: true,
+            tls_cert: None,
+            tls_key: None,
             shutdown_timeout_secs: 5,
             workers: 0,
         }
@@ -115,6 +121,11 @@ pub struct AcmeConfig {
     pub orders_per_page: usize,
     /// Most identifiers one order may carry.
     pub max_identifiers: usize,
+    /// Names refused with `rejectedIdentifier`: each entry and every name under it
+    /// (Pebble's `domainBlocklist`).
+    pub blocked_domains: Vec<String>,
+    /// Pebble's `-strict`: a challenge POST must carry exactly `{}`.
+    pub strict: bool,
     /// Seconds suggested in `Retry-After` while a challenge is processing.
     pub retry_after_secs: u64,
     /// New orders one account may create per minute; 0 means no limit. Over it:
@@ -139,6 +150,8 @@ impl Default for AcmeConfig {
             valid_authz_lifetime_secs: 30 * 86_400,
             orders_per_page: 50,
             max_identifiers: 100,
+            blocked_domains: Vec::new(),
+            strict: false,
             retry_after_secs: 1,
             new_orders_per_minute: 0,
             default_profile: "default".to_owned(),
@@ -330,6 +343,11 @@ impl Config {
                     "server.public_url `{u}` must be an http(s) URL without a trailing slash"
                 )));
             }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "server.tls_cert and server.tls_key are set together or not at all".into(),
+            ));
         }
         let ca = &self.ca;
         let given = [&ca.root_cert, &ca.root_key, &ca.intermediate_cert, &ca.intermediate_key]

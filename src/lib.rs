@@ -18,6 +18,7 @@ pub mod http;
 pub mod jose;
 pub mod metrics;
 pub mod model;
+pub mod pebble;
 pub mod store;
 pub mod validate;
 

@@ -23,15 +23,31 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (the default).
-    Serve,
+    Serve(ServeArgs),
     /// Print the root certificate (PEM) to trust.
     Root,
 }
 
-fn load_config(cli: &Cli) -> Result<Config, String> {
-    let mut config = match &cli.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None => {
+/// `serve` options. idca also accepts Pebble's flags (`-config`, `-dnsserver`,
+/// `-strict`), rewritten to these.
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Read a Pebble JSON configuration instead of config.toml.
+    #[arg(long, value_name = "FILE")]
+    pebble_config: Option<PathBuf>,
+    /// DNS server (ip:port) for validation lookups (acme.validation.dns_resolver).
+    #[arg(long, value_name = "ADDR")]
+    dnsserver: Option<String>,
+    /// Challenge POSTs must carry exactly {} (acme.strict).
+    #[arg(long)]
+    strict: bool,
+}
+
+fn load_config(cli: &Cli, serve: &ServeArgs) -> Result<Config, String> {
+    let mut config = match (&serve.pebble_config, &cli.config) {
+        (Some(path), _) => idca::pebble::load(path).map_err(|e| e.to_string())?,
+        (None, Some(path)) => Config::load(path).map_err(|e| e.to_string())?,
+        (None, None) => {
             let default = PathBuf::from("config.toml");
             if default.exists() { Config::load(&default).map_err(|e| e.to_string())? } else { Config::default() }
         }
@@ -39,7 +55,14 @@ fn load_config(cli: &Cli) -> Result<Config, String> {
     if let Some(dir) = &cli.data {
         config.storage.data_dir = dir.clone();
     }
+    if let Some(dns) = &serve.dnsserver {
+        config.acme.validation.dns_resolver = dns.clone();
+    }
+    if serve.strict {
+        config.acme.strict = true;
+    }
     config.apply_pebble_env(|k| std::env::var(k).ok());
+    config.check().map_err(|e| e.to_string())?;
     Ok(config)
 }
 
@@ -51,16 +74,21 @@ fn init_tracing(config: &Config) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match load_config(&cli) {
+    let mut cli = Cli::parse_from(idca::pebble::translate_args(std::env::args().collect()));
+    let command = cli.command.take().unwrap_or(Command::Serve(ServeArgs::default()));
+    let serve_args = match &command {
+        Command::Serve(a) => a,
+        Command::Root => &ServeArgs::default(),
+    };
+    let config = match load_config(&cli, serve_args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("idca: {e}");
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    let result = match command {
+        Command::Serve(_) => {
             init_tracing(&config);
             serve(config).await
         }

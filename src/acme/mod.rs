@@ -213,6 +213,12 @@ impl Acme {
         let mut identifiers = p.identifiers.iter().map(parse_identifier).collect::<Result<Vec<_>, _>>()?;
         identifiers.sort();
         identifiers.dedup();
+        if let Some(blocked) = identifiers.iter().find(|i| is_blocked(&self.config.blocked_domains, &i.value)) {
+            return Err(AcmeError::RejectedIdentifier(format!(
+                "`{}` is on this server's block list (acme.blocked_domains)",
+                blocked.value
+            )));
+        }
         let parse_time = |s: &Option<String>, field: &str| -> Result<Option<UnixTime>, AcmeError> {
             s.as_deref()
                 .map(|t| {
@@ -469,7 +475,12 @@ impl Acme {
         owned_by(&authz.value.account, &v, "challenge")?;
         let idx = authz.value.challenges.iter().position(|c| &c.id == id).ok_or_else(|| not_found("challenge"))?;
         if !v.is_post_as_get() {
-            let _: serde_json::Map<String, serde_json::Value> = v.json()?;
+            let body: serde_json::Map<String, serde_json::Value> = v.json()?;
+            // The legacy ACME v1 field is refused always, any other field in strict mode
+            // (as Pebble does).
+            if body.contains_key("keyAuthorization") || (self.config.strict && !body.is_empty()) {
+                return Err(AcmeError::Malformed("a challenge is answered with an empty object {}".into()));
+            }
             let pending = authz_status(&authz.value, now) == AuthzStatus::Pending;
             let challenge_pending =
                 authz.value.challenges.get(idx).is_some_and(|c| c.status == ChallengeStatus::Pending);
@@ -504,6 +515,15 @@ impl Acme {
         owned_by(&cert.account, &v, "certificate")?;
         Ok(Reply::ok(cert.chain_pem))
     }
+}
+
+/// Whether `name` is a blocked domain or under one.
+fn is_blocked(blocked: &[String], name: &str) -> bool {
+    let name = name.trim_start_matches("*.");
+    blocked.iter().any(|b| {
+        let b = b.trim_end_matches('.').to_ascii_lowercase();
+        name == b || name.strip_suffix(&b).is_some_and(|rest| rest.ends_with('.'))
+    })
 }
 
 /// The challenges offered for an identifier (RFC 8555 §8, RFC 8737, RFC 8738 §7): a

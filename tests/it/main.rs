@@ -13,3 +13,4 @@ mod knobs;
 mod layering;
 mod lifecycle;
 mod ops;
+mod pebble_compat;

@@ -1,0 +1,216 @@
+//! Pebble compatibility: read a Pebble JSON configuration into idca's [`Config`], so a
+//! CI job that runs `pebble -config test/config/pebble-config.json -dnsserver …` can run
+//! idca with the same file and flags.
+//!
+//! Mapping (`{"pebble": {…}}`): `listenAddress` → `server.listen`;
+//! `managementListenAddress` → `management.listen`; `certificate`/`privateKey` →
+//! `server.tls_cert`/`server.tls_key` (clients keep trusting the same TLS certificate);
+//! `httpPort`/`tlsPort` → `acme.validation.http_port`/`tls_port`;
+//! `externalAccountBindingRequired`/`externalAccountMACKeys` → `acme.eab`;
+//! `caaIdentities`; `domainBlocklist` → `acme.blocked_domains`; `profiles`
+//! (`validityPeriod` seconds) → `acme.profiles`; `certificateValidityPeriod` → the
+//! default profile's validity; `retryAfter.authz` → `acme.retry_after_secs`.
+//! Ignored with a warning: `ocspResponderURL` (idca has a CRL, no OCSP) and
+//! `keyAlgorithm` (idca's CA is P-256).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::config::{Config, ConfigError, ProfileConfig};
+
+#[derive(Deserialize)]
+struct File {
+    pebble: Pebble,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Pebble {
+    listen_address: Option<String>,
+    management_listen_address: Option<String>,
+    certificate: Option<String>,
+    private_key: Option<String>,
+    http_port: Option<u16>,
+    tls_port: Option<u16>,
+    ocsp_responder_url: Option<String>,
+    external_account_binding_required: Option<bool>,
+    #[serde(rename = "externalAccountMACKeys")]
+    external_account_mac_keys: Option<BTreeMap<String, String>>,
+    caa_identities: Option<Vec<String>>,
+    domain_blocklist: Option<Vec<String>>,
+    key_algorithm: Option<String>,
+    profiles: Option<BTreeMap<String, PebbleProfile>>,
+    retry_after: Option<RetryAfter>,
+    certificate_validity_period: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct PebbleProfile {
+    description: String,
+    validity_period: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RetryAfter {
+    authz: Option<u64>,
+}
+
+/// Pebble's default certificate validity (`validityPeriod` 0 or missing).
+const PEBBLE_DEFAULT_VALIDITY: u64 = 7_776_000;
+
+/// Reads a Pebble JSON configuration file. Relative certificate paths are relative to
+/// the working directory, as in Pebble.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+}
+
+/// Parses Pebble JSON into a [`Config`] starting from idca's defaults.
+pub fn parse(text: &str) -> Result<Config, String> {
+    let file: File = serde_json::from_str(text).map_err(|e| format!("not a Pebble configuration: {e}"))?;
+    let p = file.pebble;
+    let mut c = Config::default();
+    if let Some(listen) = p.listen_address {
+        c.server.listen = listen.parse().map_err(|_| format!("listenAddress `{listen}` is not ip:port"))?;
+    }
+    if let Some(m) = p.management_listen_address {
+        c.management.listen = m;
+    }
+    if let (Some(cert), Some(key)) = (p.certificate, p.private_key) {
+        c.server.tls_cert = Some(cert.into());
+        c.server.tls_key = Some(key.into());
+    }
+    if let Some(port) = p.http_port {
+        c.acme.validation.http_port = port;
+    }
+    if let Some(port) = p.tls_port {
+        c.acme.validation.tls_port = port;
+    }
+    if p.ocsp_responder_url.is_some_and(|u| !u.is_empty()) {
+        tracing::warn!("ocspResponderURL is ignored: idca publishes a CRL, not OCSP");
+    }
+    if p.key_algorithm.is_some() {
+        tracing::warn!("keyAlgorithm is ignored: idca's CA keys are P-256");
+    }
+    c.acme.eab.required = p.external_account_binding_required.unwrap_or(false);
+    c.acme.eab.keys = p.external_account_mac_keys.unwrap_or_default();
+    if let Some(caa) = p.caa_identities {
+        c.acme.caa_identities = caa;
+    }
+    c.acme.blocked_domains = p.domain_blocklist.unwrap_or_default();
+    if let Some(secs) = p.certificate_validity_period.filter(|s| *s > 0) {
+        if let Some(d) = c.acme.profiles.get_mut(&c.acme.default_profile) {
+            d.validity_secs = secs;
+        }
+    }
+    if let Some(profiles) = p.profiles.filter(|p| !p.is_empty()) {
+        c.acme.profiles = profiles
+            .into_iter()
+            .map(|(name, pp)| {
+                let validity_secs = if pp.validity_period > 0 { pp.validity_period } else { PEBBLE_DEFAULT_VALIDITY };
+                (name, ProfileConfig { description: pp.description, validity_secs })
+            })
+            .collect();
+        if !c.acme.profiles.contains_key(&c.acme.default_profile) {
+            c.acme.default_profile = c.acme.profiles.keys().next().cloned().unwrap_or_default();
+        }
+    }
+    if let Some(secs) = p.retry_after.and_then(|r| r.authz) {
+        c.acme.retry_after_secs = secs;
+    }
+    c.check().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+/// Rewrites Pebble's single-dash flags (`-config F`, `-dnsserver A`, `-strict`,
+/// `-version`) into idca's (`serve --pebble-config F --dnsserver A --strict`), so
+/// `idca` can be invoked exactly as `pebble` was. Other arguments pass through.
+pub fn translate_args(args: Vec<String>) -> Vec<String> {
+    let pebble_style =
+        args.iter().skip(1).any(|a| matches!(a.as_str(), "-config" | "-dnsserver" | "-strict" | "-version"));
+    if !pebble_style {
+        return args;
+    }
+    let mut out: Vec<String> = args.iter().take(1).cloned().collect();
+    if args.iter().skip(1).any(|a| a == "-version") {
+        out.push("--version".into());
+        return out;
+    }
+    out.push("serve".into());
+    for a in args.into_iter().skip(1) {
+        out.push(match a.as_str() {
+            "-config" => "--pebble-config".into(),
+            "-dnsserver" => "--dnsserver".into(),
+            "-strict" => "--strict".into(),
+            _ => a,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pebble's own test/config/pebble-config.json (shape as of 2026).
+    const PEBBLE_CONFIG: &str = r#"{
+      "pebble": {
+        "listenAddress": "0.0.0.0:14000",
+        "managementListenAddress": "0.0.0.0:15000",
+        "certificate": "test/certs/localhost/cert.pem",
+        "privateKey": "test/certs/localhost/key.pem",
+        "httpPort": 5002,
+        "tlsPort": 5001,
+        "ocspResponderURL": "",
+        "externalAccountBindingRequired": false,
+        "domainBlocklist": ["blocked-domain.example"],
+        "retryAfter": {"authz": 3, "order": 5},
+        "keyAlgorithm": "ecdsa",
+        "profiles": {
+          "default": {"description": "The profile you know and love", "validityPeriod": 7776000},
+          "shortlived": {"description": "A short-lived cert profile, without actual enforcement", "validityPeriod": 518400}
+        }
+      }
+    }"#;
+
+    #[test]
+    fn reads_pebbles_own_config() {
+        let c = parse(PEBBLE_CONFIG).unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:14000");
+        assert_eq!(c.management.listen, "0.0.0.0:15000");
+        assert_eq!(c.server.tls_cert.as_deref(), Some(Path::new("test/certs/localhost/cert.pem")));
+        assert_eq!((c.acme.validation.http_port, c.acme.validation.tls_port), (5002, 5001));
+        assert_eq!(c.acme.blocked_domains, vec!["blocked-domain.example"]);
+        assert_eq!(c.acme.retry_after_secs, 3);
+        assert_eq!(c.acme.profiles["shortlived"].validity_secs, 518_400);
+        assert_eq!(c.acme.default_profile, "default");
+    }
+
+    #[test]
+    fn reads_eab_keys_and_rejects_other_json() {
+        let c = parse(
+            r#"{"pebble": {"externalAccountBindingRequired": true,
+            "externalAccountMACKeys": {"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"}}}"#,
+        )
+        .unwrap();
+        assert!(c.acme.eab.required);
+        assert!(c.acme.eab.keys.contains_key("kid-1"));
+        assert!(parse(r#"{"server": {}}"#).is_err());
+        assert!(parse(r#"{"pebble": {"listenAddress": "nope"}}"#).is_err());
+    }
+
+    #[test]
+    fn translates_pebble_flags() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            translate_args(args(&["idca", "-config", "p.json", "-dnsserver", "127.0.0.1:8053", "-strict"])),
+            args(&["idca", "serve", "--pebble-config", "p.json", "--dnsserver", "127.0.0.1:8053", "--strict"])
+        );
+        assert_eq!(translate_args(args(&["idca", "serve"])), args(&["idca", "serve"]));
+        assert_eq!(translate_args(args(&["idca", "-version"])), args(&["idca", "--version"]));
+    }
+}
