@@ -102,10 +102,10 @@ pub fn parse(text: &str) -> Result<Config, String> {
         c.acme.caa_identities = caa;
     }
     c.acme.blocked_domains = p.domain_blocklist.unwrap_or_default();
-    if let Some(secs) = p.certificate_validity_period.filter(|s| *s > 0) {
-        if let Some(d) = c.acme.profiles.get_mut(&c.acme.default_profile) {
-            d.validity_secs = secs;
-        }
+    if let Some(secs) = p.certificate_validity_period.filter(|s| *s > 0)
+        && let Some(d) = c.acme.profiles.get_mut(&c.acme.default_profile)
+    {
+        d.validity_secs = secs;
     }
     if let Some(profiles) = p.profiles.filter(|p| !p.is_empty()) {
         c.acme.profiles = profiles
