@@ -210,3 +210,52 @@ async fn rejects_tls_alpn01_when_nothing_listens() {
     assert_eq!(ch["error"]["type"], "urn:ietf:params:acme:error:connection");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rejects_http01_redirect_abuse_and_oversized_bodies() {
+    let server = start().await;
+    let port = server.challenges.port;
+    // A redirect to a non-HTTP scheme is not followed.
+    let ch = fail_one(&server, "http-01", "ftp.example.test", |ch, _| {
+        server.challenges.set(ch["token"].as_str().unwrap(), "REDIRECT ftp://127.0.0.1/x");
+    })
+    .await;
+    assert_eq!(ch["error"]["type"], "urn:ietf:params:acme:error:connection", "{ch}");
+    // A redirect loop ends at the redirect limit.
+    let ch = fail_one(&server, "http-01", "loop.example.test", |ch, _| {
+        let token = ch["token"].as_str().unwrap();
+        server
+            .challenges
+            .set(token, &format!("REDIRECT http://loop.example.test:{port}/.well-known/acme-challenge/{token}"));
+    })
+    .await;
+    assert_eq!(ch["error"]["type"], "urn:ietf:params:acme:error:connection", "{ch}");
+    // A body over acme.validation.max_body_bytes is refused.
+    let ch = fail_one(&server, "http-01", "big.example.test", |ch, ka| {
+        server.challenges.set(ch["token"].as_str().unwrap(), &format!("{ka}{}", " ".repeat(10_000)));
+    })
+    .await;
+    assert_eq!(ch["error"]["type"], "urn:ietf:params:acme:error:unauthorized", "{ch}");
+    assert!(ch["error"]["detail"].as_str().unwrap().contains("larger than"), "{ch}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn http01_follows_a_redirect_and_ignores_trailing_whitespace() {
+    let server = start().await;
+    let mut c = RawClient::new(&server, Key::p256()).await;
+    c.register().await;
+    let order = c.new_order(&["moved.example.test"]).await;
+    let authz_url = order.json()["authorizations"][0].as_str().unwrap().to_owned();
+    let authz = c.post(&authz_url, None).await.json();
+    let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
+    let token = ch["token"].as_str().unwrap();
+    let port = server.challenges.port;
+    server
+        .challenges
+        .set(token, &format!("REDIRECT http://moved.example.test:{port}/.well-known/acme-challenge/final"));
+    server.challenges.set("final", &format!("{token}.{}\r\n\t ", c.key.thumbprint()));
+    c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+    assert_eq!(c.poll(&authz_url).await["status"], "valid");
+    server.stop().await;
+}

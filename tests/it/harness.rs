@@ -118,6 +118,11 @@ impl ChallengeResponder {
                     let token = path.strip_prefix("/.well-known/acme-challenge/").unwrap_or("");
                     let body = map.lock().unwrap().get(token).cloned();
                     let resp = match body {
+                        // "REDIRECT <url>" answers with a redirect to that URL instead.
+                        Some(b) if b.starts_with("REDIRECT ") => format!(
+                            "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                            &b[9..]
+                        ),
                         Some(b) => {
                             format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len())
                         }
