@@ -5,11 +5,13 @@
 //! Accepted algorithms: ES256, ES384, EdDSA (Ed25519), RS256. Never `none`, never an
 //! HMAC algorithm with a public key.
 
+mod compact;
 mod error;
 mod jwk;
 mod jws;
 mod mac;
 
+pub use compact::{CompactHeader, CompactJws, SigningKey};
 pub use error::JoseError;
 pub use jwk::{Jkt, Jwk};
 pub use jws::{FlattenedJws, ProtectedHeader};

@@ -2,6 +2,7 @@
 
 pub mod acme;
 pub mod ids;
+pub mod oauth;
 pub mod pki;
 
 pub use acme::*;

@@ -13,6 +13,9 @@ pub use sled_store::SledStore;
 use async_trait::async_trait;
 
 use crate::jose::Jkt;
+use crate::model::oauth::{
+    AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
+};
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, Identifier, IssuedCertificate, Order, OrderId, Serial,
 };
@@ -108,6 +111,49 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes the finalized `order` (if still at `seen`) and its certificate together.
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError>;
     async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError>;
+
+    /// OAuth signing keys, oldest first.
+    async fn oauth_keys(&self) -> Result<Vec<OAuthKey>, StoreError>;
+    /// Adds a signing key and retires every other active one (key rotation).
+    async fn rotate_oauth_key(&self, key: &OAuthKey) -> Result<(), StoreError>;
+
+    /// Keeps an authorization request while the user logs in.
+    async fn put_pending_authorization(&self, id: &str, p: &PendingAuthorization) -> Result<(), StoreError>;
+    async fn pending_authorization(&self, id: &str) -> Result<PendingAuthorization, StoreError>;
+    /// Removes and returns it, once.
+    async fn take_pending_authorization(&self, id: &str) -> Result<PendingAuthorization, StoreError>;
+    async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError>;
+    async fn session(&self, id: &SecretHash) -> Result<Session, StoreError>;
+
+    async fn put_code(&self, hash: &SecretHash, code: &AuthorizationCode) -> Result<(), StoreError>;
+    async fn code(&self, hash: &SecretHash) -> Result<AuthorizationCode, StoreError>;
+    /// Redeems a code exactly once, storing the grant (and its first refresh token) it
+    /// produces in the same transaction; a second redemption revokes that grant.
+    async fn redeem_code(
+        &self,
+        hash: &SecretHash,
+        grant: &Grant,
+        refresh: Option<(&SecretHash, &RefreshToken)>,
+    ) -> Result<CodeRedemption, StoreError>;
+
+    /// Stores a grant made without a code (client credentials, device flow) and its
+    /// first refresh token.
+    async fn create_grant(
+        &self,
+        grant: &Grant,
+        refresh: Option<(&SecretHash, &RefreshToken)>,
+    ) -> Result<(), StoreError>;
+    async fn grant(&self, id: &str) -> Result<Grant, StoreError>;
+    /// Revokes a grant: its refresh tokens and access tokens stop working.
+    async fn revoke_grant(&self, id: &str) -> Result<(), StoreError>;
+    async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError>;
+    /// Marks `old` used (if still at `seen`) and stores its successor, together.
+    async fn rotate_refresh_token(
+        &self,
+        old: &SecretHash,
+        seen: Version,
+        new: (&SecretHash, &RefreshToken),
+    ) -> Result<(), StoreError>;
     /// Writes `cert` if it is still at `seen`; keeps the revoked index in step.
     async fn update_certificate(&self, cert: &IssuedCertificate, seen: Version) -> Result<Version, StoreError>;
     /// Every revoked certificate's serial and revocation (for the CRL).

@@ -18,6 +18,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{AccountCreation, Store, StoreError, Version, Versioned};
 use crate::jose::Jkt;
+use crate::model::oauth::{
+    AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
+};
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate, Order,
     OrderId, Serial,
@@ -45,8 +48,19 @@ struct Inner {
     revoked: Tree,
     eab_kids: Tree,
     account_authzs: Tree,
+    oauth: OAuthTrees,
     flusher: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+#[derive(Debug)]
+struct OAuthTrees {
+    keys: Tree,
+    pending: Tree,
+    sessions: Tree,
+    codes: Tree,
+    grants: Tree,
+    refresh: Tree,
 }
 
 #[derive(Serialize)]
@@ -163,6 +177,14 @@ impl SledStore {
             revoked: tree("revoked")?,
             eab_kids: tree("eab_kids")?,
             account_authzs: tree("account_authzs")?,
+            oauth: OAuthTrees {
+                keys: tree("oauth_keys")?,
+                pending: tree("oauth_pending")?,
+                sessions: tree("oauth_sessions")?,
+                codes: tree("oauth_codes")?,
+                grants: tree("oauth_grants")?,
+                refresh: tree("oauth_refresh")?,
+            },
             flusher: tx,
             flushes,
             db: db.clone(),
@@ -499,6 +521,198 @@ impl Store for SledStore {
                 Ok((Serial(String::from_utf8_lossy(&k).into_owned()), r))
             })
             .collect()
+    }
+
+    async fn oauth_keys(&self) -> Result<Vec<OAuthKey>, StoreError> {
+        let mut keys = self
+            .inner
+            .oauth
+            .keys
+            .iter()
+            .values()
+            .map(|v| decode::<OAuthKey>("oauth_keys", &v.map_err(backend)?).map(|v| v.value))
+            .collect::<Result<Vec<_>, _>>()?;
+        keys.sort_by_key(|k| k.created);
+        Ok(keys)
+    }
+
+    async fn rotate_oauth_key(&self, key: &OAuthKey) -> Result<(), StoreError> {
+        let bytes = encode(key, 1)?;
+        let now = key.created;
+        self.inner.oauth.keys.insert(key.kid.as_bytes(), bytes).map_err(backend)?;
+        // Retire the others (outside the insert: a crash between leaves two active keys,
+        // which is harmless: the newest one signs).
+        for entry in self.inner.oauth.keys.iter() {
+            let (k, v) = entry.map_err(backend)?;
+            let mut old = decode::<OAuthKey>("oauth_keys", &v)?.value;
+            if old.kid != key.kid && old.retired.is_none() {
+                old.retired = Some(now);
+                self.inner.oauth.keys.insert(k, encode(&old, 1)?).map_err(backend)?;
+            }
+        }
+        self.durable().await
+    }
+
+    async fn put_pending_authorization(&self, id: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+        self.inner.oauth.pending.insert(id.as_bytes(), encode(p, 1)?).map_err(backend)?;
+        self.durable().await
+    }
+
+    async fn pending_authorization(&self, id: &str) -> Result<PendingAuthorization, StoreError> {
+        Self::get(&self.inner.oauth.pending, "oauth_pending", id.as_bytes()).map(|v| v.value)
+    }
+
+    async fn take_pending_authorization(&self, id: &str) -> Result<PendingAuthorization, StoreError> {
+        let old = self.inner.oauth.pending.remove(id.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
+        self.durable().await?;
+        decode("oauth_pending", &old).map(|v| v.value)
+    }
+
+    async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError> {
+        self.inner.oauth.sessions.insert(id.0.as_bytes(), encode(session, 1)?).map_err(backend)?;
+        self.durable().await
+    }
+
+    async fn session(&self, id: &SecretHash) -> Result<Session, StoreError> {
+        Self::get(&self.inner.oauth.sessions, "oauth_sessions", id.0.as_bytes()).map(|v| v.value)
+    }
+
+    async fn put_code(&self, hash: &SecretHash, code: &AuthorizationCode) -> Result<(), StoreError> {
+        self.inner.oauth.codes.insert(hash.0.as_bytes(), encode(code, 1)?).map_err(backend)?;
+        self.durable().await
+    }
+
+    async fn code(&self, hash: &SecretHash) -> Result<AuthorizationCode, StoreError> {
+        Self::get(&self.inner.oauth.codes, "oauth_codes", hash.0.as_bytes()).map(|v| v.value)
+    }
+
+    async fn redeem_code(
+        &self,
+        hash: &SecretHash,
+        grant: &Grant,
+        refresh: Option<(&SecretHash, &RefreshToken)>,
+    ) -> Result<CodeRedemption, StoreError> {
+        let o = &self.inner.oauth;
+        let grant_bytes = encode(grant, 1)?;
+        let refresh_bytes = refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?;
+        let result = (&o.codes, &o.grants, &o.refresh)
+            .transaction(|(codes, grants, refresh_tree)| {
+                let Some(bytes) = codes.get(hash.0.as_bytes())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let mut code = match decode::<AuthorizationCode>("oauth_codes", &bytes) {
+                    Ok(c) => c.value,
+                    Err(e) => return abort(e),
+                };
+                if let Some(previous) = &code.redeemed {
+                    // Reuse: revoke what the first redemption issued.
+                    if let Some(g) = grants.get(previous.as_bytes())? {
+                        match decode::<Grant>("oauth_grants", &g) {
+                            Ok(mut g) => {
+                                g.value.revoked = true;
+                                match encode(&g.value, g.version + 1) {
+                                    Ok(b) => grants.insert(previous.as_bytes(), b)?,
+                                    Err(e) => return abort(e),
+                                };
+                            }
+                            Err(e) => return abort(e),
+                        }
+                    }
+                    return Ok(CodeRedemption::Replayed { grant: previous.clone() });
+                }
+                code.redeemed = Some(grant.id.clone());
+                match encode(&code, 2) {
+                    Ok(b) => codes.insert(hash.0.as_bytes(), b)?,
+                    Err(e) => return abort(e),
+                };
+                grants.insert(grant.id.as_bytes(), grant_bytes.as_slice())?;
+                if let Some((h, b)) = &refresh_bytes {
+                    refresh_tree.insert(*h, b.as_slice())?;
+                }
+                Ok(CodeRedemption::Redeemed(code))
+            })
+            .map_err(tx_err)?;
+        self.durable().await?;
+        Ok(result)
+    }
+
+    async fn create_grant(
+        &self,
+        grant: &Grant,
+        refresh: Option<(&SecretHash, &RefreshToken)>,
+    ) -> Result<(), StoreError> {
+        let o = &self.inner.oauth;
+        let grant_bytes = encode(grant, 1)?;
+        let refresh_bytes = refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?;
+        (&o.grants, &o.refresh)
+            .transaction(|(grants, refresh_tree)| {
+                grants.insert(grant.id.as_bytes(), grant_bytes.as_slice())?;
+                if let Some((h, b)) = &refresh_bytes {
+                    refresh_tree.insert(*h, b.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn grant(&self, id: &str) -> Result<Grant, StoreError> {
+        Self::get(&self.inner.oauth.grants, "oauth_grants", id.as_bytes()).map(|v| v.value)
+    }
+
+    async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
+        let grants = &self.inner.oauth.grants;
+        loop {
+            let current = Self::get::<Grant>(grants, "oauth_grants", id.as_bytes())?;
+            if current.value.revoked {
+                return Ok(());
+            }
+            let mut g = current.value.clone();
+            g.revoked = true;
+            let old = encode(&current.value, current.version)?;
+            let new = encode(&g, current.version + 1)?;
+            match grants.compare_and_swap(id.as_bytes(), Some(old), Some(new)).map_err(backend)? {
+                Ok(()) => return self.durable().await,
+                Err(_) => continue,
+            }
+        }
+    }
+
+    async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError> {
+        Self::get(&self.inner.oauth.refresh, "oauth_refresh", hash.0.as_bytes())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        old: &SecretHash,
+        seen: Version,
+        new: (&SecretHash, &RefreshToken),
+    ) -> Result<(), StoreError> {
+        let new_bytes = encode(new.1, 1)?;
+        self.inner
+            .oauth
+            .refresh
+            .transaction(|refresh| {
+                let Some(bytes) = refresh.get(old.0.as_bytes())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let mut current = match decode::<RefreshToken>("oauth_refresh", &bytes) {
+                    Ok(c) => c,
+                    Err(e) => return abort(e),
+                };
+                if current.version != seen || current.value.used {
+                    return abort(StoreError::Conflict);
+                }
+                current.value.used = true;
+                match encode(&current.value, seen + 1) {
+                    Ok(b) => refresh.insert(old.0.as_bytes(), b)?,
+                    Err(e) => return abort(e),
+                };
+                refresh.insert(new.0.0.as_bytes(), new_bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
     }
 }
 

@@ -1,0 +1,109 @@
+//! OAuth 2.0 / OpenID Connect records as idca keeps them. Secrets (codes, refresh
+//! tokens, client secrets) are stored only as SHA-256 hashes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+
+/// SHA-256 of a secret, base64url: the key under which a code or token is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretHash(pub String);
+
+impl SecretHash {
+    pub fn of(secret: &str) -> Self {
+        Self(crate::jose::b64_encode(ring::digest::digest(&ring::digest::SHA256, secret.as_bytes())))
+    }
+}
+
+/// A grant: what one authorization (a code, a device approval, client credentials)
+/// produced. Its refresh tokens form one family; revoking the grant revokes them all and
+/// the access tokens that name it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: String,
+    pub client_id: String,
+    /// The user, or the client itself for client credentials.
+    pub sub: String,
+    pub scope: Vec<String>,
+    pub auth_time: Option<UnixTime>,
+    pub created: UnixTime,
+    pub revoked: bool,
+}
+
+/// An authorization code (RFC 6749 §4.1.2), stored under its hash, bound to the client,
+/// the redirect URI, the PKCE challenge and the OIDC nonce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationCode {
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// S256 challenge (RFC 7636 §4.2); `None` only for confidential clients when PKCE is
+    /// not required.
+    pub code_challenge: Option<String>,
+    pub scope: Vec<String>,
+    pub nonce: Option<String>,
+    pub sub: String,
+    pub auth_time: UnixTime,
+    pub expires: UnixTime,
+    /// Set when redeemed: the grant it produced (a second redemption revokes it).
+    pub redeemed: Option<String>,
+}
+
+/// A refresh token (RFC 6749 §6), stored under its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefreshToken {
+    pub grant: String,
+    pub client_id: String,
+    /// Unused tokens expire after this much inactivity.
+    pub expires: UnixTime,
+    /// Set once rotated: presenting it again is reuse, and revokes the grant.
+    pub used: bool,
+}
+
+/// A pending authorization request, kept while the user logs in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    /// The CSRF token the login form must echo.
+    pub csrf: String,
+    pub expires: UnixTime,
+}
+
+/// A browser session after login.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub sub: String,
+    pub auth_time: UnixTime,
+    pub expires: UnixTime,
+}
+
+/// An access-token and id_token signing key (PKCS#8, ES256). `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthKey {
+    pub kid: String,
+    #[serde(with = "super::pki::b64")]
+    pub pkcs8: Vec<u8>,
+    pub created: UnixTime,
+    /// When it stopped signing; retired keys stay in the JWKS to verify older tokens.
+    pub retired: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for OAuthKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthKey").field("kid", &self.kid).field("retired", &self.retired).finish()
+    }
+}
+
+/// What redeeming a code found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CodeRedemption {
+    /// First use: the code, now marked with the grant it produced.
+    Redeemed(AuthorizationCode),
+    /// The code was used before: its grant has been revoked (RFC 6749 §4.1.2).
+    Replayed { grant: String },
+}
