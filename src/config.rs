@@ -17,6 +17,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub ca: CaConfig,
     pub acme: AcmeConfig,
+    pub oauth: OAuthConfig,
     pub management: ManagementConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -261,6 +262,95 @@ pub struct TestingConfig {
     pub authz_reuse_percent: u8,
 }
 
+/// `[oauth]`: the OAuth 2.0 / OpenID Connect authorization server.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The issuer (`iss`); empty: the public URL.
+    pub issuer: String,
+    /// Seconds an access token lives.
+    pub access_token_lifetime_secs: u64,
+    /// Seconds an id_token lives.
+    pub id_token_lifetime_secs: u64,
+    /// Seconds an authorization code lives (RFC 6749 §4.1.2 says at most 10 minutes).
+    pub code_lifetime_secs: u64,
+    /// Seconds of inactivity after which a refresh token expires.
+    pub refresh_token_idle_secs: u64,
+    /// Seconds a login session lasts in the browser.
+    pub session_lifetime_secs: u64,
+    /// Seconds a user has to complete the login page.
+    pub login_page_lifetime_secs: u64,
+    /// Failed logins per user and address before a lockout.
+    pub login_max_failures: u32,
+    /// Seconds a lockout lasts.
+    pub login_lockout_secs: u64,
+    /// Require PKCE (S256) from confidential clients too (public clients always).
+    pub require_pkce: bool,
+    /// Static clients.
+    pub clients: Vec<ClientConfig>,
+    /// Users who can log in.
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            access_token_lifetime_secs: 3600,
+            id_token_lifetime_secs: 3600,
+            code_lifetime_secs: 60,
+            refresh_token_idle_secs: 30 * 86_400,
+            session_lifetime_secs: 8 * 3600,
+            login_page_lifetime_secs: 600,
+            login_max_failures: 5,
+            login_lockout_secs: 300,
+            require_pkce: true,
+            clients: vec![ClientConfig {
+                client_id: "idca-cli".to_owned(),
+                name: "idca command line".to_owned(),
+                secret_hash: String::new(),
+                redirect_uris: vec!["http://127.0.0.1/callback".to_owned()],
+                scopes: ["openid", "profile", "email", "offline_access", "acme"].map(str::to_owned).to_vec(),
+                grant_types: ["authorization_code", "refresh_token"].map(str::to_owned).to_vec(),
+            }],
+            users: Vec::new(),
+        }
+    }
+}
+
+/// `[[oauth.clients]]`: a client registered in configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub client_id: String,
+    /// Shown on the login page.
+    pub name: String,
+    /// argon2 hash of the client secret (`idca hash-password`); empty for a public client.
+    #[serde(default)]
+    pub secret_hash: String,
+    /// Exact redirect URIs (for `http://127.0.0.1` / `http://[::1]` any port matches,
+    /// RFC 8252 §7.3).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Scopes the client may ask for.
+    pub scopes: Vec<String>,
+    /// `authorization_code`, `refresh_token`, `client_credentials`.
+    pub grant_types: Vec<String>,
+}
+
+/// `[[oauth.users]]`: a user who can log in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    /// argon2 hash of the password (`idca hash-password`).
+    pub password_hash: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: String,
+}
+
 /// `[management]`: Pebble's management API (roots, intermediates, certificate status).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -388,6 +478,13 @@ impl Config {
         if self.acme.eab.required && self.acme.eab.keys.is_empty() {
             return Err(ConfigError::Invalid("acme.eab.required needs at least one key in acme.eab.keys".into()));
         }
+        for c in &self.oauth.clients {
+            for uri in &c.redirect_uris {
+                crate::config::check_redirect_uri(uri).map_err(|why| {
+                    ConfigError::Invalid(format!("oauth client {}: redirect URI {uri}: {why}", c.client_id))
+                })?;
+            }
+        }
         if !self.management.listen.is_empty() && self.management.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::Invalid(format!("management.listen `{}` is not ip:port", self.management.listen)));
         }
@@ -453,6 +550,40 @@ impl Config {
         if let Some(n) = number("PEBBLE_WFE_ORDERS_PER_PAGE").filter(|n| *n > 0) {
             self.acme.orders_per_page = n as usize;
         }
+    }
+}
+
+/// A redirect URI must be absolute https, or http on a loopback address (RFC 8252 §7.3),
+/// and carry no fragment (RFC 6749 §3.1.2).
+pub fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
+    if uri.contains('#') {
+        return Err("a redirect URI must not have a fragment");
+    }
+    if let Some(rest) = uri.strip_prefix("https://") {
+        return if rest.is_empty() || rest.starts_with('/') { Err("no host") } else { Ok(()) };
+    }
+    if let Some(rest) = uri.strip_prefix("http://") {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        return if matches!(host, "127.0.0.1" | "[::1]" | "localhost") {
+            Ok(())
+        } else {
+            Err("http is only allowed on a loopback address")
+        };
+    }
+    // A private-use scheme of a native app in reverse-domain form (RFC 8252 §7.1), e.g.
+    // com.example.app:/callback.
+    match uri.split_once(':') {
+        Some((scheme, _))
+            if scheme.contains('.')
+                && scheme.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b)) =>
+        {
+            Ok(())
+        }
+        _ => Err("not https, loopback http, or a reverse-domain private-use scheme"),
     }
 }
 

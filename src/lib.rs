@@ -10,6 +10,7 @@
 
 pub mod acme;
 pub mod app;
+pub mod authz;
 pub mod ca;
 pub mod cli;
 pub mod clock;

@@ -1,0 +1,87 @@
+//! OAuth errors (RFC 6749 §4.1.2.1, §5.2; RFC 8628 §3.5; RFC 6750 §3.1).
+
+/// An OAuth error; each variant is one RFC error code. `http::error` renders it as the
+/// RFC 6749 JSON error (or a redirect, or a page, depending on the endpoint).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// `access_denied`: the user or the server refused.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// `invalid_client` (401): client authentication failed (§5.2).
+    #[error("{0}")]
+    InvalidClient(String),
+    /// `invalid_grant`: the code, refresh token or credentials are invalid, expired,
+    /// revoked, or were issued to another client (§5.2).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// `invalid_request`: a parameter is missing, repeated or malformed (§5.2).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// `invalid_scope` (§5.2).
+    #[error("{0}")]
+    InvalidScope(String),
+    /// `invalid_token` (RFC 6750 §3.1, 401): a bearer token is invalid.
+    #[error("{0}")]
+    InvalidToken(String),
+    /// `insufficient_scope` (RFC 6750 §3.1, 403).
+    #[error("{0}")]
+    InsufficientScope(String),
+    /// `server_error`: our failure; the cause is logged, not sent.
+    #[error("internal server error")]
+    ServerError(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `unauthorized_client`: this client may not use this grant (§5.2).
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    /// `unsupported_grant_type` (§5.2).
+    #[error("{0}")]
+    UnsupportedGrantType(String),
+    /// `unsupported_response_type` (§4.1.2.1).
+    #[error("{0}")]
+    UnsupportedResponseType(String),
+}
+
+impl OAuthError {
+    /// The RFC error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::AccessDenied(_) => "access_denied",
+            Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidGrant(_) => "invalid_grant",
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::InvalidScope(_) => "invalid_scope",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::ServerError(_) => "server_error",
+            Self::UnauthorizedClient(_) => "unauthorized_client",
+            Self::UnsupportedGrantType(_) => "unsupported_grant_type",
+            Self::UnsupportedResponseType(_) => "unsupported_response_type",
+        }
+    }
+
+    /// The HTTP status of the JSON error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::InvalidClient(_) | Self::InvalidToken(_) => 401,
+            Self::InsufficientScope(_) => 403,
+            Self::ServerError(_) => 500,
+            _ => 400,
+        }
+    }
+
+    pub(crate) fn server(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::ServerError(Box::new(e))
+    }
+}
+
+impl From<crate::store::StoreError> for OAuthError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::server(e)
+    }
+}
+
+impl From<crate::jose::JoseError> for OAuthError {
+    fn from(e: crate::jose::JoseError) -> Self {
+        Self::server(e)
+    }
+}

@@ -1,0 +1,139 @@
+//! Users and passwords (argon2id), and the lockout after repeated login failures.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+
+use crate::clock::UnixTime;
+use crate::config::UserConfig;
+
+/// Hashes a password (or client secret) as an argon2id PHC string.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    crate::model::fill_random(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Checks a password against a PHC hash; any malformed hash fails closed.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A PHC hash of nothing anyone knows, checked against for unknown users so that a
+/// wrong user name takes as long as a wrong password.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&crate::model::random_token()).unwrap_or_default())
+}
+
+/// A user who can log in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    password_hash: String,
+}
+
+impl From<&UserConfig> for User {
+    fn from(u: &UserConfig) -> Self {
+        Self {
+            username: u.username.clone(),
+            name: u.name.clone(),
+            email: u.email.clone(),
+            password_hash: u.password_hash.clone(),
+        }
+    }
+}
+
+/// Finds the user and checks the password, in about the same time either way.
+pub fn check_credentials<'a>(users: &'a [User], username: &str, password: &str) -> Option<&'a User> {
+    match users.iter().find(|u| u.username == username) {
+        Some(u) if verify_password(password, &u.password_hash) => Some(u),
+        Some(_) => None,
+        None => {
+            let _ = verify_password(password, decoy_hash());
+            None
+        }
+    }
+}
+
+/// Counts failed logins per (user, address) and locks the pair out for a while after
+/// too many (in memory: a restart clears it).
+#[derive(Debug)]
+pub struct LoginLimiter {
+    max_failures: u32,
+    lockout_secs: i64,
+    failures: Mutex<HashMap<(String, IpAddr), (u32, UnixTime)>>,
+}
+
+impl LoginLimiter {
+    pub fn new(max_failures: u32, lockout_secs: u64) -> Self {
+        Self {
+            max_failures: max_failures.max(1),
+            lockout_secs: lockout_secs as i64,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, IpAddr), (u32, UnixTime)>> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Seconds until `username` may try again from `ip`, if locked out.
+    pub fn locked(&self, username: &str, ip: IpAddr, now: UnixTime) -> Option<i64> {
+        let map = self.lock();
+        let (count, last) = map.get(&(username.to_owned(), ip))?;
+        let until = last + self.lockout_secs;
+        (*count >= self.max_failures && now < until).then_some(until - now)
+    }
+
+    pub fn failed(&self, username: &str, ip: IpAddr, now: UnixTime) {
+        let mut map = self.lock();
+        if map.len() > 100_000 {
+            let lockout = self.lockout_secs;
+            map.retain(|_, (_, last)| now < *last + lockout);
+        }
+        let entry = map.entry((username.to_owned(), ip)).or_insert((0, now));
+        if now >= entry.1 + self.lockout_secs {
+            *entry = (0, now);
+        }
+        entry.0 += 1;
+        entry.1 = now;
+    }
+
+    pub fn succeeded(&self, username: &str, ip: IpAddr) {
+        self.lock().remove(&(username.to_owned(), ip));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_fail_closed() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("wrong", &h));
+        assert!(!verify_password("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn locks_out_after_failures_then_forgives() {
+        let l = LoginLimiter::new(3, 60);
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for t in 0..3 {
+            assert!(l.locked("alice", ip, 100 + t).is_none());
+            l.failed("alice", ip, 100 + t);
+        }
+        assert_eq!(l.locked("alice", ip, 103), Some(59));
+        assert!(l.locked("bob", ip, 103).is_none());
+        assert!(l.locked("alice", ip, 200).is_none());
+    }
+}

@@ -1,0 +1,710 @@
+//! The OAuth 2.0 / OpenID Connect authorization server.
+//!
+//! This module decides; it does not speak HTTP. `http::oauth` turns requests into the
+//! typed inputs here and renders the outcomes: redirects, pages, JSON. Grants, codes,
+//! refresh tokens and sessions go through the [`Store`]; secrets are stored hashed.
+
+mod clients;
+mod error;
+mod login;
+mod pkce;
+mod tokens;
+
+pub use clients::{Client, ClientCredentials};
+pub use error::OAuthError;
+pub use login::{LoginLimiter, User, hash_password, verify_password};
+pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, Keys};
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::UnixTime;
+use crate::config::OAuthConfig;
+use crate::model::oauth::{
+    AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
+};
+use crate::model::random_token;
+use crate::store::{Store, StoreError};
+
+/// Scopes idca understands.
+pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "offline_access", "acme"];
+/// Grant types idca implements.
+pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+
+/// Query parameters of the authorization endpoint (RFC 6749 §4.1.1, RFC 7636 §4.3,
+/// OIDC Core §3.1.2.1).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct AuthorizeParams {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub nonce: Option<String>,
+    pub prompt: Option<String>,
+}
+
+/// The login form (fields of the page `http::oauth` renders).
+#[derive(Clone, Deserialize)]
+pub struct LoginForm {
+    pub request: String,
+    pub csrf: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm").field("username", &self.username).field("password", &"[elided]").finish()
+    }
+}
+
+/// The token request form (RFC 6749 §4.1.3, §4.4.2, §6).
+#[derive(Default, Clone, Deserialize)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for TokenForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenForm").field("grant_type", &self.grant_type).field("client_id", &self.client_id).finish()
+    }
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenResponse([elided])")
+    }
+}
+
+/// The login page to show.
+#[derive(Debug, Clone)]
+pub struct LoginPage {
+    pub request: String,
+    pub csrf: String,
+    pub client_name: String,
+    pub scope: Vec<String>,
+    pub username: String,
+    pub error: Option<String>,
+}
+
+/// What the authorization endpoint (or the login form) leads to.
+#[derive(Debug, Clone)]
+pub enum AuthorizeOutcome {
+    /// An error that must not be redirected (unknown client, bad redirect URI, RFC 6749
+    /// §4.1.2.1): shown to the user.
+    ErrorPage { status: u16, message: String },
+    /// Back to the client, with a code or an error; optionally a new session cookie.
+    Redirect { url: String, session: Option<(String, i64)> },
+    /// The user must log in.
+    Login(LoginPage),
+}
+
+/// The authorization server.
+pub struct AuthServer {
+    store: Arc<dyn Store>,
+    config: OAuthConfig,
+    issuer: String,
+    audience: String,
+    clients: Vec<Client>,
+    users: Vec<User>,
+    keys: Keys,
+    limiter: LoginLimiter,
+}
+
+impl std::fmt::Debug for AuthServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthServer").field("issuer", &self.issuer).finish()
+    }
+}
+
+/// Appends `params` to `base` as query parameters (percent-encoded, RFC 3986 §2.1).
+fn with_query(base: &str, params: &[(&str, &str)]) -> String {
+    fn enc(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+    let mut url = base.to_owned();
+    let mut sep = if base.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        url.push(sep);
+        url.push_str(&enc(k));
+        url.push('=');
+        url.push_str(&enc(v));
+        sep = '&';
+    }
+    url
+}
+
+fn scopes(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl AuthServer {
+    /// Builds the server, creating the first signing key on first start (durably).
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: OAuthConfig,
+        public_url: &str,
+        now: UnixTime,
+    ) -> Result<Self, OAuthError> {
+        let mut stored = store.oauth_keys().await?;
+        if !stored.iter().any(|k| k.retired.is_none()) {
+            let pkcs8 = crate::jose::SigningKey::generate_pkcs8()?;
+            let kid = crate::jose::SigningKey::from_pkcs8(&pkcs8)?.kid().to_owned();
+            store.rotate_oauth_key(&OAuthKey { kid, pkcs8, created: now, retired: None }).await?;
+            stored = store.oauth_keys().await?;
+        }
+        let keys = Keys::load(&stored)?;
+        let issuer = if config.issuer.is_empty() { public_url.to_owned() } else { config.issuer.clone() };
+        Ok(Self {
+            clients: config.clients.iter().map(Client::from).collect(),
+            users: config.users.iter().map(User::from).collect(),
+            limiter: LoginLimiter::new(config.login_max_failures, config.login_lockout_secs),
+            audience: public_url.to_owned(),
+            issuer,
+            keys,
+            store,
+            config,
+        })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    fn client(&self, id: &str) -> Option<&Client> {
+        self.clients.iter().find(|c| c.client_id == id)
+    }
+
+    /// The authorization endpoint (RFC 6749 §4.1.1), in order:
+    /// 1. an unknown client or a redirect URI that is not registered for it is shown as
+    ///    an error page, never redirected (§4.1.2.1, RFC 9700 §4.1);
+    /// 2. `response_type` must be `code`;
+    /// 3. `scope` must be non-empty and allowed for the client;
+    /// 4. PKCE (RFC 7636): S256 only; required from public clients, and from all when
+    ///    `oauth.require_pkce`;
+    /// 5. with a live session (and no `prompt=login`) a code is issued at once, else the
+    ///    request is kept and the login page shown.
+    pub async fn authorize(
+        &self,
+        p: &AuthorizeParams,
+        session: Option<&str>,
+        now: UnixTime,
+    ) -> Result<AuthorizeOutcome, OAuthError> {
+        // 1.
+        let page = |m: &str| Ok(AuthorizeOutcome::ErrorPage { status: 400, message: m.to_owned() });
+        let Some(client) = p.client_id.as_deref().and_then(|id| self.client(id)) else {
+            return page("Unknown client. Check the client_id the application sent.");
+        };
+        let redirect_uri = match (&p.redirect_uri, client.redirect_uris.as_slice()) {
+            (Some(uri), _) if client.matches_redirect_uri(uri) => uri.clone(),
+            (None, [only]) => only.clone(),
+            _ => return page("The redirect URI is not registered for this client."),
+        };
+        let state = p.state.clone();
+        let error_redirect = |e: OAuthError| {
+            let description = e.to_string();
+            let mut params = vec![("error", e.code()), ("error_description", description.as_str())];
+            if let Some(s) = &state {
+                params.push(("state", s));
+            }
+            params.push(("iss", &self.issuer));
+            Ok(AuthorizeOutcome::Redirect { url: with_query(&redirect_uri, &params), session: None })
+        };
+        // 2.
+        if p.response_type.as_deref() != Some("code") {
+            return error_redirect(OAuthError::UnsupportedResponseType("response_type must be code".into()));
+        }
+        // 3.
+        let scope = scopes(p.scope.as_deref().unwrap_or(""));
+        if scope.is_empty() {
+            return error_redirect(OAuthError::InvalidScope("scope is required".into()));
+        }
+        if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
+            return error_redirect(OAuthError::InvalidScope(format!("scope `{s}` is not allowed for this client")));
+        }
+        // 4.
+        let code_challenge = match &p.code_challenge {
+            Some(c) => {
+                if let Err(e) = pkce::check_challenge(c, p.code_challenge_method.as_deref()) {
+                    return error_redirect(e);
+                }
+                Some(c.clone())
+            }
+            None if client.is_public() || self.config.require_pkce => {
+                return error_redirect(OAuthError::InvalidRequest(
+                    "PKCE is required: send code_challenge (S256)".into(),
+                ));
+            }
+            None => None,
+        };
+        let pending = PendingAuthorization {
+            client_id: client.client_id.clone(),
+            redirect_uri,
+            scope,
+            state,
+            nonce: p.nonce.clone(),
+            code_challenge,
+            csrf: random_token(),
+            expires: now + self.config.login_page_lifetime_secs as i64,
+        };
+        // 5.
+        if p.prompt.as_deref() != Some("login")
+            && let Some(id) = session
+            && let Ok(s) = self.store.session(&SecretHash::of(id)).await
+            && s.expires > now
+        {
+            let url = self.issue_code(&pending, &s.sub, s.auth_time, now).await?;
+            return Ok(AuthorizeOutcome::Redirect { url, session: None });
+        }
+        let request = random_token();
+        self.store.put_pending_authorization(&request, &pending).await?;
+        Ok(AuthorizeOutcome::Login(LoginPage {
+            request,
+            csrf: pending.csrf,
+            client_name: client.name.clone(),
+            scope: pending.scope,
+            username: String::new(),
+            error: None,
+        }))
+    }
+
+    /// Issues a code for a completed authorization and returns the redirect URL with
+    /// `code`, `state` and `iss` (RFC 9207).
+    async fn issue_code(
+        &self,
+        p: &PendingAuthorization,
+        sub: &str,
+        auth_time: UnixTime,
+        now: UnixTime,
+    ) -> Result<String, OAuthError> {
+        let code = format!("{}{}", random_token(), random_token());
+        let record = AuthorizationCode {
+            client_id: p.client_id.clone(),
+            redirect_uri: p.redirect_uri.clone(),
+            code_challenge: p.code_challenge.clone(),
+            scope: p.scope.clone(),
+            nonce: p.nonce.clone(),
+            sub: sub.to_owned(),
+            auth_time,
+            expires: now + self.config.code_lifetime_secs as i64,
+            redeemed: None,
+        };
+        self.store.put_code(&SecretHash::of(&code), &record).await?;
+        let mut params = vec![("code", code.as_str())];
+        if let Some(s) = &p.state {
+            params.push(("state", s));
+        }
+        params.push(("iss", &self.issuer));
+        Ok(with_query(&p.redirect_uri, &params))
+    }
+
+    /// The login form (a POST from the page): the request must be live and the CSRF
+    /// token must match; a locked-out user/address pair is refused without checking
+    /// the password; success opens a session and issues the code.
+    pub async fn login(&self, form: &LoginForm, ip: IpAddr, now: UnixTime) -> Result<AuthorizeOutcome, OAuthError> {
+        let expired = || AuthorizeOutcome::ErrorPage {
+            status: 400,
+            message: "This login request is unknown or has expired. Start again from the application.".into(),
+        };
+        let pending = match self.store.pending_authorization(&form.request).await {
+            Ok(p) if p.expires > now => p,
+            Ok(_) | Err(StoreError::NotFound) => return Ok(expired()),
+            Err(e) => return Err(e.into()),
+        };
+        if !crate::jose::ct_eq(form.csrf.as_bytes(), pending.csrf.as_bytes()) {
+            return Ok(AuthorizeOutcome::ErrorPage {
+                status: 403,
+                message: "The form was not sent by this page.".into(),
+            });
+        }
+        let again = |error: String| {
+            let client_name = self.client(&pending.client_id).map(|c| c.name.clone()).unwrap_or_default();
+            AuthorizeOutcome::Login(LoginPage {
+                request: form.request.clone(),
+                csrf: pending.csrf.clone(),
+                client_name,
+                scope: pending.scope.clone(),
+                username: form.username.clone(),
+                error: Some(error),
+            })
+        };
+        if let Some(wait) = self.limiter.locked(&form.username, ip, now) {
+            return Ok(again(format!("Too many failed attempts. Try again in {wait} seconds.")));
+        }
+        let Some(user) = login::check_credentials(&self.users, &form.username, &form.password) else {
+            self.limiter.failed(&form.username, ip, now);
+            tracing::info!(username = %form.username, "login failed");
+            return Ok(again("Wrong user name or password.".into()));
+        };
+        self.limiter.succeeded(&form.username, ip);
+        // Single use: a second submission of the same form finds nothing.
+        let pending = match self.store.take_pending_authorization(&form.request).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound) => return Ok(expired()),
+            Err(e) => return Err(e.into()),
+        };
+        let session_id = format!("{}{}", random_token(), random_token());
+        let lifetime = self.config.session_lifetime_secs as i64;
+        self.store
+            .put_session(
+                &SecretHash::of(&session_id),
+                &Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime },
+            )
+            .await?;
+        let url = self.issue_code(&pending, &user.username, now, now).await?;
+        Ok(AuthorizeOutcome::Redirect { url, session: Some((session_id, lifetime)) })
+    }
+
+    /// The token endpoint (RFC 6749 §3.2): authenticates the client, then runs the grant.
+    pub async fn token(
+        &self,
+        creds: &ClientCredentials,
+        form: &TokenForm,
+        now: UnixTime,
+    ) -> Result<TokenResponse, OAuthError> {
+        let client =
+            self.client(creds.client_id()).ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
+        client.authenticate(creds)?;
+        let grant_type =
+            form.grant_type.as_deref().ok_or_else(|| OAuthError::InvalidRequest("grant_type is required".into()))?;
+        if !GRANT_TYPES.contains(&grant_type) {
+            return Err(OAuthError::UnsupportedGrantType(format!(
+                "grant_type `{}` is not supported",
+                grant_type.chars().take(60).collect::<String>()
+            )));
+        }
+        if !client.allows_grant(grant_type) {
+            return Err(OAuthError::UnauthorizedClient(format!("this client may not use {grant_type}")));
+        }
+        match grant_type {
+            "authorization_code" => self.code_grant(client, form, now).await,
+            "refresh_token" => self.refresh_grant(client, form, now).await,
+            _ => self.client_credentials_grant(client, form, now).await,
+        }
+    }
+
+    /// authorization_code (RFC 6749 §4.1.3): the code must exist, be unexpired, belong
+    /// to this client and redirect URI, and pass PKCE (a verifier without a challenge is
+    /// a downgrade and fails, RFC 9700 §2.1.1); it is then redeemed exactly once, and a
+    /// second redemption revokes what the first produced.
+    async fn code_grant(&self, client: &Client, form: &TokenForm, now: UnixTime) -> Result<TokenResponse, OAuthError> {
+        let code = form.code.as_deref().ok_or_else(|| OAuthError::InvalidRequest("code is required".into()))?;
+        let hash = SecretHash::of(code);
+        let invalid = |m: &str| OAuthError::InvalidGrant(m.to_owned());
+        let record = match self.store.code(&hash).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => return Err(invalid("unknown authorization code")),
+            Err(e) => return Err(e.into()),
+        };
+        if record.client_id != client.client_id {
+            return Err(invalid("the code was issued to another client"));
+        }
+        if form.redirect_uri.as_deref().is_some_and(|u| u != record.redirect_uri) {
+            return Err(invalid("redirect_uri does not match the authorization request"));
+        }
+        match (&record.code_challenge, &form.code_verifier) {
+            (Some(challenge), Some(verifier)) => pkce::verify(verifier, challenge)?,
+            (Some(_), None) => return Err(OAuthError::InvalidRequest("code_verifier is required".into())),
+            (None, Some(_)) => return Err(invalid("code_verifier sent but no code_challenge was")),
+            (None, None) => {}
+        }
+        let grant = Grant {
+            id: random_token(),
+            client_id: client.client_id.clone(),
+            sub: record.sub.clone(),
+            scope: record.scope.clone(),
+            auth_time: Some(record.auth_time),
+            created: now,
+            revoked: false,
+        };
+        let refresh = self.new_refresh(client, &grant, now);
+        let redemption = self.store.redeem_code(&hash, &grant, refresh.as_ref().map(|(_, h, r)| (h, r))).await?;
+        match redemption {
+            CodeRedemption::Replayed { grant } => {
+                tracing::warn!(grant = %grant, "authorization code reused: its grant is revoked");
+                Err(invalid("the code was already used; the tokens it produced are revoked"))
+            }
+            CodeRedemption::Redeemed(_) if record.expires <= now => Err(invalid("the code has expired")),
+            CodeRedemption::Redeemed(code) => {
+                self.respond(&grant, refresh.map(|(t, _, _)| t), code.nonce.as_deref(), now)
+            }
+        }
+    }
+
+    /// A refresh token for `grant` if the client may refresh: (token, its hash, record).
+    fn new_refresh(&self, client: &Client, grant: &Grant, now: UnixTime) -> Option<(String, SecretHash, RefreshToken)> {
+        client.allows_grant("refresh_token").then(|| {
+            let token = format!("{}{}", random_token(), random_token());
+            let hash = SecretHash::of(&token);
+            let record = RefreshToken {
+                grant: grant.id.clone(),
+                client_id: client.client_id.clone(),
+                expires: now + self.config.refresh_token_idle_secs as i64,
+                used: false,
+            };
+            (token, hash, record)
+        })
+    }
+
+    /// refresh_token (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): the token must be
+    /// this client's, unexpired, unused and of a live grant; it is exchanged for a new
+    /// one by compare-and-swap; presenting a used token revokes the whole grant.
+    async fn refresh_grant(
+        &self,
+        client: &Client,
+        form: &TokenForm,
+        now: UnixTime,
+    ) -> Result<TokenResponse, OAuthError> {
+        let token = form
+            .refresh_token
+            .as_deref()
+            .ok_or_else(|| OAuthError::InvalidRequest("refresh_token is required".into()))?;
+        let invalid = |m: &str| OAuthError::InvalidGrant(m.to_owned());
+        let hash = SecretHash::of(token);
+        let stored = match self.store.refresh_token(&hash).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => return Err(invalid("unknown refresh token")),
+            Err(e) => return Err(e.into()),
+        };
+        if stored.value.client_id != client.client_id {
+            return Err(invalid("the refresh token was issued to another client"));
+        }
+        if stored.value.used {
+            self.store.revoke_grant(&stored.value.grant).await?;
+            tracing::warn!(grant = %stored.value.grant, "refresh token reused: its grant is revoked");
+            return Err(invalid("the refresh token was already used; its grant is revoked"));
+        }
+        if stored.value.expires <= now {
+            return Err(invalid("the refresh token has expired"));
+        }
+        let mut grant = self.store.grant(&stored.value.grant).await?;
+        if grant.revoked {
+            return Err(invalid("the grant was revoked"));
+        }
+        if let Some(s) = &form.scope {
+            let narrower = scopes(s);
+            if narrower.iter().any(|s| !grant.scope.contains(s)) {
+                return Err(OAuthError::InvalidScope("a refresh cannot widen the scope".into()));
+            }
+            grant.scope = narrower;
+        }
+        let (new_token, new_hash, new_record) =
+            self.new_refresh(client, &grant, now).ok_or_else(|| invalid("this client may not refresh"))?;
+        match self.store.rotate_refresh_token(&hash, stored.version, (&new_hash, &new_record)).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                self.store.revoke_grant(&stored.value.grant).await?;
+                return Err(invalid("the refresh token was already used; its grant is revoked"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.respond(&grant, Some(new_token), None, now)
+    }
+
+    /// client_credentials (RFC 6749 §4.4): confidential clients only; the subject is the
+    /// client; no refresh token (§4.4.3).
+    async fn client_credentials_grant(
+        &self,
+        client: &Client,
+        form: &TokenForm,
+        now: UnixTime,
+    ) -> Result<TokenResponse, OAuthError> {
+        if client.is_public() {
+            return Err(OAuthError::UnauthorizedClient("client_credentials needs a confidential client".into()));
+        }
+        let scope = match &form.scope {
+            Some(s) => scopes(s),
+            None => {
+                client.scopes.iter().filter(|s| !matches!(s.as_str(), "openid" | "offline_access")).cloned().collect()
+            }
+        };
+        if let Some(s) =
+            scope.iter().find(|s| !client.scopes.contains(s) || matches!(s.as_str(), "openid" | "offline_access"))
+        {
+            return Err(OAuthError::InvalidScope(format!("scope `{s}` is not allowed here")));
+        }
+        let grant = Grant {
+            id: random_token(),
+            client_id: client.client_id.clone(),
+            sub: client.client_id.clone(),
+            scope,
+            auth_time: None,
+            created: now,
+            revoked: false,
+        };
+        self.store.create_grant(&grant, None).await?;
+        self.respond(&grant, None, None, now)
+    }
+
+    /// Mints the access token (and id_token for `openid`) for a grant.
+    fn respond(
+        &self,
+        grant: &Grant,
+        refresh_token: Option<String>,
+        nonce: Option<&str>,
+        now: UnixTime,
+    ) -> Result<TokenResponse, OAuthError> {
+        let lifetime = self.config.access_token_lifetime_secs;
+        let claims = AccessTokenClaims {
+            iss: self.issuer.clone(),
+            sub: grant.sub.clone(),
+            aud: self.audience.clone(),
+            exp: now + lifetime as i64,
+            iat: now,
+            jti: random_token(),
+            client_id: grant.client_id.clone(),
+            scope: grant.scope.join(" "),
+            auth_time: grant.auth_time,
+            grant: grant.id.clone(),
+        };
+        let access_token = self.keys.sign(AT_JWT, &claims)?;
+        let id_token = match (grant.scope.iter().any(|s| s == "openid"), grant.auth_time) {
+            (true, Some(auth_time)) => {
+                let user = self.users.iter().find(|u| u.username == grant.sub);
+                let id = IdTokenClaims {
+                    iss: self.issuer.clone(),
+                    sub: grant.sub.clone(),
+                    aud: grant.client_id.clone(),
+                    exp: now + self.config.id_token_lifetime_secs as i64,
+                    iat: now,
+                    auth_time,
+                    nonce: nonce.map(str::to_owned),
+                    at_hash: tokens::at_hash(&access_token),
+                    name: user.filter(|_| grant.scope.iter().any(|s| s == "profile")).map(|u| u.name.clone()),
+                    email: user.filter(|_| grant.scope.iter().any(|s| s == "email")).map(|u| u.email.clone()),
+                };
+                Some(self.keys.sign("JWT", &id)?)
+            }
+            _ => None,
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime,
+            scope: grant.scope.join(" "),
+            refresh_token,
+            id_token,
+        })
+    }
+
+    /// Verifies an access token for idca's own resources (RFC 6750): signature by a
+    /// published key, `typ` at+jwt, issuer, audience, expiry, and a live grant.
+    pub async fn verify_access_token(&self, token: &str, now: UnixTime) -> Result<AccessTokenClaims, OAuthError> {
+        let claims: AccessTokenClaims = self.keys.verify(token, AT_JWT)?;
+        let bad = |m: &str| OAuthError::InvalidToken(m.to_owned());
+        if claims.iss != self.issuer || claims.aud != self.audience {
+            return Err(bad("the token is not for this server"));
+        }
+        if claims.exp <= now {
+            return Err(bad("the token has expired"));
+        }
+        match self.store.grant(&claims.grant).await {
+            Ok(g) if !g.revoked => Ok(claims),
+            Ok(_) | Err(StoreError::NotFound) => Err(bad("the token was revoked")),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// userinfo (OIDC Core §5.3): the claims the token's scopes allow.
+    pub async fn userinfo(&self, token: &str, now: UnixTime) -> Result<serde_json::Value, OAuthError> {
+        let claims = self.verify_access_token(token, now).await?;
+        if !claims.has_scope("openid") {
+            return Err(OAuthError::InsufficientScope("userinfo needs the openid scope".into()));
+        }
+        let mut out = serde_json::json!({ "sub": claims.sub });
+        if let Some(u) = self.users.iter().find(|u| u.username == claims.sub) {
+            if claims.has_scope("profile") {
+                out["name"] = serde_json::json!(u.name);
+                out["preferred_username"] = serde_json::json!(u.username);
+            }
+            if claims.has_scope("email") {
+                out["email"] = serde_json::json!(u.email);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The JWKS.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys.jwks()
+    }
+
+    /// Authorization server metadata (RFC 8414), which is also the OpenID provider
+    /// configuration (OIDC Discovery §3): one source for both documents.
+    pub fn metadata(&self) -> serde_json::Value {
+        let url = |p: &str| format!("{}{p}", self.audience);
+        serde_json::json!({
+            "issuer": self.issuer,
+            "authorization_endpoint": url(paths::AUTHORIZE),
+            "token_endpoint": url(paths::TOKEN),
+            "jwks_uri": url(paths::JWKS),
+            "userinfo_endpoint": url(paths::USERINFO),
+            "scopes_supported": SCOPES,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": GRANT_TYPES,
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "code_challenge_methods_supported": ["S256"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["ES256"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "name", "email", "preferred_username"],
+            "authorization_response_iss_parameter_supported": true,
+        })
+    }
+}
+
+/// The OAuth endpoints' paths.
+pub mod paths {
+    pub const AUTHORIZE: &str = "/oauth/authorize";
+    pub const LOGIN: &str = "/oauth/login";
+    pub const TOKEN: &str = "/oauth/token";
+    pub const JWKS: &str = "/oauth/jwks";
+    pub const USERINFO: &str = "/oauth/userinfo";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_building_encodes() {
+        assert_eq!(
+            with_query("https://a/cb", &[("code", "x y"), ("state", "s&t")]),
+            "https://a/cb?code=x%20y&state=s%26t"
+        );
+        assert_eq!(with_query("https://a/cb?k=v", &[("code", "c")]), "https://a/cb?k=v&code=c");
+    }
+}
