@@ -147,7 +147,18 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
 
     let links = Links::new(public_url.clone());
     let acme = Arc::new(Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics));
-    let state = web::Data::new(AppState { acme, clock: clock.clone(), limits: config.limits.clone() });
+    let authz = Arc::new(
+        crate::authz::AuthServer::new(store.clone(), config.oauth.clone(), &public_url, clock.now())
+            .await
+            .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?,
+    );
+    let state = web::Data::new(AppState {
+        acme,
+        authz,
+        secure_cookies: config.server.tls,
+        clock: clock.clone(),
+        limits: config.limits.clone(),
+    });
     let tls = match (config.server.tls, &config.server.tls_cert, &config.server.tls_key) {
         (false, _, _) => None,
         (true, Some(cert), Some(key)) => Some(crate::http::tls::pem_config(cert, key).map_err(AppError::Io)?),

@@ -26,6 +26,9 @@ enum Command {
     Serve(ServeArgs),
     /// Print the root certificate (PEM) to trust.
     Root,
+    /// Read a password (or client secret) from standard input and print its argon2id
+    /// hash, for `password_hash` / `secret_hash` in config.toml.
+    HashPassword,
 }
 
 /// `serve` options. idca also accepts Pebble's flags (`-config`, `-dnsserver`,
@@ -78,7 +81,7 @@ async fn main() -> ExitCode {
     let command = cli.command.take().unwrap_or(Command::Serve(ServeArgs::default()));
     let serve_args = match &command {
         Command::Serve(a) => a,
-        Command::Root => &ServeArgs::default(),
+        Command::Root | Command::HashPassword => &ServeArgs::default(),
     };
     let config = match load_config(&cli, serve_args) {
         Ok(c) => c,
@@ -93,6 +96,7 @@ async fn main() -> ExitCode {
             serve(config).await
         }
         Command::Root => idca::cli::root(&config).await.map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,4 +115,15 @@ async fn serve(config: Config) -> Result<(), String> {
     println!("idca listening on {} directory {}", server.addr, server.directory_url());
     eprintln!("idca: root certificate at {}", data_dir.join("root.pem").display());
     server.wait().await.map_err(|e| e.to_string())
+}
+
+fn hash_password() -> Result<(), String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| e.to_string())?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    println!("{}", idca::authz::hash_password(password)?);
+    Ok(())
 }

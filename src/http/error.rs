@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::acme::AcmeError;
+use crate::authz::OAuthError;
 
 /// An error on its way to the client.
 #[derive(Debug, thiserror::Error)]
@@ -12,12 +13,16 @@ pub enum HttpError {
     /// Rendered as an RFC 7807 problem document (RFC 8555 §6.7).
     #[error(transparent)]
     Acme(#[from] AcmeError),
+    /// Rendered as an RFC 6749 §5.2 JSON error.
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
 }
 
 impl ResponseError for HttpError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::Acme(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            Self::OAuth(e) => StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
 
@@ -46,6 +51,28 @@ impl ResponseError for HttpError {
                     _ => {}
                 }
                 res.content_type("application/problem+json").body(body.to_string())
+            }
+            Self::OAuth(e) => {
+                if let OAuthError::ServerError(source) = e {
+                    tracing::error!(error = %source, "internal error");
+                }
+                let mut res = HttpResponse::build(self.status_code());
+                match e {
+                    // RFC 6749 §5.2: a failed Basic authentication gets a challenge.
+                    OAuthError::InvalidClient(_) => {
+                        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Basic realm=\"idca\""));
+                    }
+                    // RFC 6750 §3.
+                    OAuthError::InvalidToken(_) | OAuthError::InsufficientScope(_) => {
+                        res.insert_header((
+                            actix_web::http::header::WWW_AUTHENTICATE,
+                            format!("Bearer realm=\"idca\", error=\"{}\"", e.code()),
+                        ));
+                    }
+                    _ => {}
+                }
+                res.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
+                    .json(json!({"error": e.code(), "error_description": e.to_string()}))
             }
         }
     }

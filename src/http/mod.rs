@@ -8,6 +8,8 @@ mod acme;
 mod error;
 mod extract;
 pub mod mgmt;
+mod oauth;
+mod pages;
 pub mod tls;
 
 pub use error::HttpError;
@@ -27,6 +29,9 @@ use crate::config::LimitsConfig;
 /// What handlers share.
 pub struct AppState {
     pub acme: Arc<crate::acme::Acme>,
+    pub authz: Arc<crate::authz::AuthServer>,
+    /// Session cookies carry `Secure` (the listener is HTTPS).
+    pub secure_cookies: bool,
     pub clock: Arc<dyn Clock>,
     pub limits: LimitsConfig,
 }
@@ -34,6 +39,7 @@ pub struct AppState {
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz)).route("/metrics", web::get().to(metrics));
+    oauth::configure(cfg);
     acme::configure(cfg);
 }
 

@@ -12,5 +12,6 @@ mod harness;
 mod knobs;
 mod layering;
 mod lifecycle;
+mod oauth;
 mod ops;
 mod pebble_compat;

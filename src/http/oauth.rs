@@ -1,0 +1,174 @@
+//! OAuth / OIDC routes, thin: extract, one call into `authz`, render.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+
+use super::{AppState, HttpError, pages};
+use crate::authz::{AuthorizeOutcome, AuthorizeParams, ClientCredentials, LoginForm, OAuthError, TokenForm, paths};
+
+type State = web::Data<AppState>;
+
+const SESSION_COOKIE: &str = "idca_session";
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let form = web::FormConfig::default().limit(16 * 1024).error_handler(|e, _| {
+        HttpError::OAuth(OAuthError::InvalidRequest(format!("the body must be application/x-www-form-urlencoded: {e}")))
+            .into()
+    });
+    cfg.app_data(form)
+        .route(paths::AUTHORIZE, web::get().to(authorize))
+        .route(paths::LOGIN, web::post().to(login))
+        .route(paths::TOKEN, web::post().to(token))
+        .route(paths::JWKS, web::get().to(jwks))
+        .route(paths::USERINFO, web::get().to(userinfo))
+        .route(paths::USERINFO, web::post().to(userinfo))
+        .route("/.well-known/oauth-authorization-server", web::get().to(metadata))
+        .route("/.well-known/openid-configuration", web::get().to(metadata));
+}
+
+fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
+    match outcome {
+        AuthorizeOutcome::ErrorPage { status, message } => pages::error(status, &message),
+        AuthorizeOutcome::Login(page) => pages::login(&page),
+        AuthorizeOutcome::Redirect { url, session } => {
+            // 303 after a POST (RFC 9700 §4.12); also fine after a GET.
+            let mut res = HttpResponse::SeeOther();
+            res.insert_header((header::LOCATION, url)).insert_header((header::CACHE_CONTROL, "no-store"));
+            if let Some((id, max_age)) = session {
+                let secure = if st.secure_cookies { "; Secure" } else { "" };
+                res.insert_header((
+                    header::SET_COOKIE,
+                    format!("{SESSION_COOKIE}={id}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"),
+                ));
+            }
+            res.finish()
+        }
+    }
+}
+
+/// The authorization endpoint (RFC 6749 §3.1).
+async fn authorize(st: State, req: HttpRequest, q: web::Query<AuthorizeParams>) -> Result<HttpResponse, HttpError> {
+    let session = cookie(&req, SESSION_COOKIE);
+    let outcome = st.authz.authorize(&q, session.as_deref(), st.clock.now()).await?;
+    Ok(render(&st, outcome))
+}
+
+/// The login form's target.
+async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, HttpError> {
+    let ip = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let outcome = st.authz.login(&form, ip, st.clock.now()).await?;
+    Ok(render(&st, outcome))
+}
+
+/// Client authentication (RFC 6749 §2.3.1): HTTP Basic with form-urlencoded id and
+/// secret, or `client_id` (+ `client_secret`) in the body; never both.
+fn client_credentials(req: &HttpRequest, form: &TokenForm) -> Result<ClientCredentials, OAuthError> {
+    let basic = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, rest) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
+    });
+    match (basic, &form.client_secret) {
+        (Some(_), Some(_)) => Err(OAuthError::InvalidRequest("use one client authentication method".into())),
+        (Some(b64), None) => {
+            let bad = || OAuthError::InvalidClient("malformed Basic credentials".into());
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?;
+            let raw = String::from_utf8(raw).map_err(|_| bad())?;
+            let (id, secret) = raw.split_once(':').ok_or_else(bad)?;
+            let client_id = form_decode(id).ok_or_else(bad)?;
+            if form.client_id.as_deref().is_some_and(|c| c != client_id) {
+                return Err(OAuthError::InvalidRequest("client_id differs from the authenticated client".into()));
+            }
+            Ok(ClientCredentials::Basic { client_id, secret: form_decode(secret).ok_or_else(bad)? })
+        }
+        (None, Some(secret)) => Ok(ClientCredentials::Post {
+            client_id: form
+                .client_id
+                .clone()
+                .ok_or_else(|| OAuthError::InvalidRequest("client_id is required".into()))?,
+            secret: secret.clone(),
+        }),
+        (None, None) => match &form.client_id {
+            Some(id) => Ok(ClientCredentials::None { client_id: id.clone() }),
+            None => Err(OAuthError::InvalidClient("client authentication is required".into())),
+        },
+    }
+}
+
+/// application/x-www-form-urlencoded decoding of one component.
+fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The token endpoint (RFC 6749 §3.2); responses are never cached (§5.1).
+async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
+    let creds = client_credentials(&req, &form)?;
+    let response = st.authz.token(&creds, &form, st.clock.now()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(response))
+}
+
+async fn jwks(st: State) -> HttpResponse {
+    HttpResponse::Ok().json(st.authz.jwks())
+}
+
+async fn metadata(st: State) -> HttpResponse {
+    HttpResponse::Ok().json(st.authz.metadata())
+}
+
+/// The bearer token of a request (RFC 6750 §2.1).
+fn bearer(req: &HttpRequest) -> Result<String, OAuthError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| OAuthError::InvalidToken("an access token is required".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim().to_owned()),
+        _ => Err(OAuthError::InvalidToken("use Authorization: Bearer".into())),
+    }
+}
+
+/// userinfo (OIDC Core §5.3).
+async fn userinfo(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let token = bearer(&req)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(st.authz.userinfo(&token, st.clock.now()).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(form_decode("a%3Ab+c").as_deref(), Some("a:b c"));
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%4"), None);
+    }
+}

@@ -1,0 +1,89 @@
+//! HTML pages: login and errors. Real forms, no JavaScript; every page forbids framing
+//! and caching (RFC 9700 §4.16 clickjacking, RFC 6749 §10.13).
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+
+use crate::authz::LoginPage;
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margin:2rem auto;padding:0 1rem;color:#222}\
+h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.6rem;font-size:1rem;box-sizing:border-box}\
+button{margin-top:1.2rem;width:100%;padding:.7rem;font-size:1rem}.error{color:#a00}.scopes{color:#555}";
+
+fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title)
+    );
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .insert_header(("X-Frame-Options", "DENY"))
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .insert_header(("X-Content-Type-Options", "nosniff"))
+        .body(html)
+}
+
+/// The login form for a pending authorization.
+pub fn login(p: &LoginPage) -> HttpResponse {
+    let error =
+        p.error.as_deref().map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
+    let body = format!(
+        "<h1>Sign in</h1><p><strong>{client}</strong> asks to access your account.</p>\
+         <p class=\"scopes\">Scopes: {scopes}</p>{error}\
+         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <label for=\"username\">User name</label>\
+         <input id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{username}\">\
+         <label for=\"password\">Password</label>\
+         <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\">Sign in and allow</button></form>",
+        client = escape(&p.client_name),
+        scopes = escape(&p.scope.join(" ")),
+        action = crate::authz::paths::LOGIN,
+        request = escape(&p.request),
+        csrf = escape(&p.csrf),
+        username = escape(&p.username),
+    );
+    let status = if p.error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
+    page(status, "Sign in", &body)
+}
+
+/// An error shown to the user (never redirected to a client).
+pub fn error(status: u16, message: &str) -> HttpResponse {
+    let body = format!("<h1>Cannot continue</h1><p class=\"error\">{}</p>", escape(message));
+    page(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "Error", &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape(r#"<a href="x">'&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+}

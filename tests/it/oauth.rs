@@ -1,0 +1,362 @@
+//! The authorization server through its real HTTP surface: the oauth2 crate as the
+//! client, reqwest (no redirects, cookies by hand) as the browser.
+
+use std::sync::OnceLock;
+
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl,
+    RefreshToken, Scope, TokenResponse, TokenUrl,
+};
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, start_with};
+
+const PASSWORD: &str = "wonderland";
+const SECRET: &str = "s3cret-s3cret-s3cret";
+
+/// argon2 hashes are slow on purpose: make each once per test binary.
+fn hashes() -> &'static (String, String) {
+    static H: OnceLock<(String, String)> = OnceLock::new();
+    H.get_or_init(|| (idca::authz::hash_password(PASSWORD).unwrap(), idca::authz::hash_password(SECRET).unwrap()))
+}
+
+pub async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) -> TestServer {
+    let (user_hash, secret_hash) = hashes().clone();
+    start_with(move |c| {
+        c.oauth.users.push(idca::config::UserConfig {
+            username: "alice".into(),
+            password_hash: user_hash,
+            name: "Alice Liddell".into(),
+            email: "alice@example.test".into(),
+        });
+        c.oauth.clients.push(idca::config::ClientConfig {
+            client_id: "backend".into(),
+            name: "Backend".into(),
+            secret_hash: secret_hash.clone(),
+            redirect_uris: vec![],
+            scopes: vec!["acme".into()],
+            grant_types: vec!["client_credentials".into()],
+        });
+        c.oauth.clients.push(idca::config::ClientConfig {
+            client_id: "webapp".into(),
+            name: "Web app".into(),
+            secret_hash,
+            redirect_uris: vec!["https://app.example.test/cb".into()],
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        });
+        tweak(c);
+    })
+    .await
+}
+
+/// A browser: no automatic redirects, the session cookie kept by hand.
+pub struct Browser {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub cookie: Option<String>,
+}
+
+pub struct Page {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Page {
+    pub fn location(&self) -> String {
+        self.headers["location"].to_str().unwrap().to_owned()
+    }
+
+    /// The value of a hidden input.
+    pub fn field(&self, name: &str) -> String {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start =
+            self.text.find(&marker).unwrap_or_else(|| panic!("no field {name} in {}", self.text)) + marker.len();
+        self.text[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+impl Browser {
+    pub fn new(server: &TestServer) -> Self {
+        let cert = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
+        let http = reqwest::Client::builder()
+            .tls_certs_only([cert])
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Self { http, base: server.directory_url().replace("/directory", ""), cookie: None }
+    }
+
+    async fn page(&mut self, r: reqwest::RequestBuilder) -> Page {
+        let r = match &self.cookie {
+            Some(c) => r.header("cookie", c.clone()),
+            None => r,
+        };
+        let resp = r.send().await.unwrap();
+        if let Some(set) = resp.headers().get("set-cookie") {
+            self.cookie = Some(set.to_str().unwrap().split(';').next().unwrap().to_owned());
+        }
+        Page { status: resp.status().as_u16(), headers: resp.headers().clone(), text: resp.text().await.unwrap() }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Page {
+        let r = self.http.get(url);
+        self.page(r).await
+    }
+
+    /// Submits the login form of `login` with these credentials.
+    pub async fn login(&mut self, login: &Page, username: &str, password: &str) -> Page {
+        let form = [
+            ("request", login.field("request")),
+            ("csrf", login.field("csrf")),
+            ("username", username.to_owned()),
+            ("password", password.to_owned()),
+        ];
+        let r = self.http.post(format!("{}/oauth/login", self.base)).form(&form);
+        self.page(r).await
+    }
+}
+
+/// oauth2's HTTP client, on the tests' reqwest 0.13.
+pub fn oauth_http(
+    client: reqwest::Client,
+) -> impl Fn(oauth2::HttpRequest) -> std::pin::Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, std::io::Error>>>>
+{
+    move |req: oauth2::HttpRequest| {
+        let client = client.clone();
+        Box::pin(async move {
+            let io = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+            let req: reqwest::Request = req.try_into().map_err(|e: reqwest::Error| io(&e))?;
+            let resp = client.execute(req).await.map_err(|e| io(&e))?;
+            let mut b = oauth2::http::Response::builder().status(resp.status().as_u16());
+            for (k, v) in resp.headers() {
+                b = b.header(k.as_str(), v.as_bytes());
+            }
+            let body = resp.bytes().await.map_err(|e| io(&e))?.to_vec();
+            b.body(body).map_err(|e| io(&e))
+        })
+    }
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == name).then(|| v.replace("%20", " ").replace("%3A", ":").replace("%2F", "/"))
+    })
+}
+
+pub struct Cli {
+    pub client: BasicClient<
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
+    >,
+}
+
+pub fn public_client(b: &Browser, redirect: &str) -> Cli {
+    Cli {
+        client: BasicClient::new(ClientId::new("idca-cli".into()))
+            .set_auth_uri(AuthUrl::new(format!("{}/oauth/authorize", b.base)).unwrap())
+            .set_token_uri(TokenUrl::new(format!("{}/oauth/token", b.base)).unwrap())
+            .set_redirect_uri(RedirectUrl::new(redirect.into()).unwrap()),
+    }
+}
+
+/// Runs the browser part of code + PKCE: returns (code, verifier, the final redirect).
+pub async fn authorize_with_login(b: &mut Browser, cli: &Cli, scopes: &[&str]) -> (String, PkceCodeVerifier, String) {
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let mut req = cli.client.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge);
+    for s in scopes {
+        req = req.add_scope(Scope::new(s.to_string()));
+    }
+    let (url, state) = req.add_extra_param("nonce", "n-0S6_WzA2Mj").url();
+    let login = b.get(url.as_str()).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let done = b.login(&login, "alice", PASSWORD).await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let redirect = done.location();
+    assert_eq!(query_param(&redirect, "state").as_deref(), Some(state.secret().as_str()));
+    assert_eq!(query_param(&redirect, "iss").as_deref(), Some(b.base.as_str()));
+    (query_param(&redirect, "code").unwrap(), verifier, redirect)
+}
+
+/// Checks a JWT with the server's JWKS and returns its claims.
+pub async fn verify_jwt(b: &Browser, token: &str, typ: &str) -> Value {
+    let jwks: Value = b.http.get(format!("{}/oauth/jwks", b.base)).send().await.unwrap().json().await.unwrap();
+    let jws = idca::jose::CompactJws::parse(token).unwrap();
+    assert_eq!(jws.header.typ.as_deref(), Some(typ));
+    let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"].as_str() == jws.header.kid.as_deref()).unwrap();
+    let jwk = idca::jose::Jwk::from_value(key).unwrap();
+    jws.verify(&jwk).unwrap()
+}
+
+#[tokio::test]
+async fn code_flow_with_pkce_issues_verifiable_tokens() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let cli = public_client(&b, "http://127.0.0.1:53123/callback");
+    let (code, verifier, redirect) = authorize_with_login(&mut b, &cli, &["openid", "profile", "email", "acme"]).await;
+    assert!(redirect.starts_with("http://127.0.0.1:53123/callback?code="));
+    let http = oauth_http(b.http.clone());
+    let token = cli
+        .client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let at = verify_jwt(&b, token.access_token().secret(), "at+jwt").await;
+    assert_eq!(at["sub"], "alice");
+    assert_eq!(at["client_id"], "idca-cli");
+    assert_eq!(at["iss"], b.base);
+    let scope = at["scope"].as_str().unwrap();
+    assert!(scope.contains("acme") && scope.contains("openid"), "{scope}");
+    for claim in ["exp", "iat", "jti", "aud"] {
+        assert!(!at[claim].is_null(), "missing {claim}");
+    }
+    assert!(token.refresh_token().is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn id_token_userinfo_and_session_reuse() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let cli = public_client(&b, "http://127.0.0.1/callback");
+    let (code, verifier, _) = authorize_with_login(&mut b, &cli, &["openid", "profile", "email"]).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret().as_str()),
+        ("client_id", "idca-cli"),
+        ("redirect_uri", "http://127.0.0.1/callback"),
+    ];
+    let r = b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap();
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    let id = verify_jwt(&b, body["id_token"].as_str().unwrap(), "JWT").await;
+    assert_eq!(id["aud"], "idca-cli");
+    assert_eq!(id["nonce"], "n-0S6_WzA2Mj");
+    assert_eq!(id["name"], "Alice Liddell");
+    assert_eq!(id["email"], "alice@example.test");
+    let digest = ring::digest::digest(&ring::digest::SHA256, body["access_token"].as_str().unwrap().as_bytes());
+    assert_eq!(id["at_hash"], crate::client::b64(&digest.as_ref()[..16]));
+    let info: Value = b
+        .http
+        .get(format!("{}/oauth/userinfo", b.base))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        info,
+        json!({"sub": "alice", "name": "Alice Liddell", "preferred_username": "alice", "email": "alice@example.test"})
+    );
+    // The browser has a session now: a second authorization skips the login page.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _) = cli
+        .client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_scope(Scope::new("openid".into()))
+        .url();
+    let again = b.get(url.as_str()).await;
+    assert_eq!(again.status, 303);
+    assert!(query_param(&again.location(), "code").is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let cli = public_client(&b, "http://127.0.0.1/callback");
+    let (code, verifier, _) = authorize_with_login(&mut b, &cli, &["openid", "acme"]).await;
+    let http = oauth_http(b.http.clone());
+    let first = cli
+        .client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let r1 = first.refresh_token().unwrap().clone();
+    let second = cli.client.exchange_refresh_token(&r1).request_async(&http).await.unwrap();
+    let r2 = second.refresh_token().unwrap().clone();
+    assert_ne!(r1.secret(), r2.secret());
+    // Reusing the first refresh token is refused and kills the family.
+    let err = cli.client.exchange_refresh_token(&r1).request_async(&http).await.unwrap_err();
+    assert!(format!("{err:?}").contains("invalid_grant"), "{err:?}");
+    let err = cli.client.exchange_refresh_token(&r2).request_async(&http).await.unwrap_err();
+    assert!(format!("{err:?}").contains("invalid_grant"), "{err:?}");
+    // So are the access tokens of the family.
+    let r = b
+        .http
+        .get(format!("{}/oauth/userinfo", b.base))
+        .bearer_auth(second.access_token().secret())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn client_credentials_for_confidential_clients() {
+    let server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    let http = oauth_http(b.http.clone());
+    let backend = BasicClient::new(ClientId::new("backend".into()))
+        .set_client_secret(ClientSecret::new(SECRET.into()))
+        .set_token_uri(TokenUrl::new(format!("{}/oauth/token", b.base)).unwrap());
+    let token =
+        backend.exchange_client_credentials().add_scope(Scope::new("acme".into())).request_async(&http).await.unwrap();
+    let at = verify_jwt(&b, token.access_token().secret(), "at+jwt").await;
+    assert_eq!((at["sub"].as_str(), at["scope"].as_str()), (Some("backend"), Some("acme")));
+    assert!(token.refresh_token().is_none());
+    // client_secret_post works too.
+    let r = b
+        .http
+        .post(format!("{}/oauth/token", b.base))
+        .form(&[("grant_type", "client_credentials"), ("client_id", "backend"), ("client_secret", SECRET)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn discovery_documents_match_what_is_served() {
+    let server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    let get = |p: &str| b.http.get(format!("{}{p}", b.base)).send();
+    let rfc8414: Value = get("/.well-known/oauth-authorization-server").await.unwrap().json().await.unwrap();
+    let oidc: Value = get("/.well-known/openid-configuration").await.unwrap().json().await.unwrap();
+    assert_eq!(rfc8414, oidc);
+    assert_eq!(oidc["issuer"], b.base);
+    assert_eq!(oidc["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(oidc["authorization_response_iss_parameter_supported"], true);
+    let jwks: Value = b.http.get(oidc["jwks_uri"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    assert!(jwks["keys"][0].get("d").is_none(), "private key in the JWKS");
+    // The token endpoint refuses a GET; a POST without a client is invalid_client.
+    let token = oidc["token_endpoint"].as_str().unwrap();
+    let r = b.http.post(token).form(&[("grant_type", "client_credentials")]).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    server.stop().await;
+}
+
+pub fn refresh(s: &str) -> RefreshToken {
+    RefreshToken::new(s.to_owned())
+}
