@@ -13,5 +13,6 @@ mod knobs;
 mod layering;
 mod lifecycle;
 mod oauth;
+mod oauth_rejects;
 mod ops;
 mod pebble_compat;
