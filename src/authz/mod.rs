@@ -67,6 +67,9 @@ impl std::fmt::Debug for LoginForm {
 #[derive(Default, Clone, Deserialize)]
 pub struct TokenForm {
     pub grant_type: Option<String>,
+    /// The token to introspect or revoke (RFC 7662, RFC 7009).
+    pub token: Option<String>,
+    pub token_type_hint: Option<String>,
     pub code: Option<String>,
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
@@ -638,6 +641,68 @@ impl AuthServer {
         }
     }
 
+    /// Introspection (RFC 7662 §2): for an authenticated confidential client, whether a
+    /// token (access or refresh) is active, and its metadata. Anything unknown, expired
+    /// or revoked is just `{"active": false}` (§2.2).
+    pub async fn introspect(
+        &self,
+        creds: &ClientCredentials,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, OAuthError> {
+        let client =
+            self.client(creds.client_id()).ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
+        client.authenticate(creds)?;
+        if client.is_public() {
+            return Err(OAuthError::InvalidClient("introspection needs a confidential client".into()));
+        }
+        if let Ok(c) = self.verify_access_token(token, now).await {
+            return Ok(serde_json::json!({
+                "active": true, "token_type": "Bearer", "scope": c.scope, "client_id": c.client_id,
+                "sub": c.sub, "username": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "jti": c.jti,
+            }));
+        }
+        if let Ok(r) = self.store.refresh_token(&SecretHash::of(token)).await
+            && !r.value.used
+            && r.value.expires > now
+            && let Ok(g) = self.store.grant(&r.value.grant).await
+            && !g.revoked
+        {
+            return Ok(serde_json::json!({
+                "active": true, "token_type": "refresh_token", "scope": g.scope.join(" "),
+                "client_id": g.client_id, "sub": g.sub, "username": g.sub, "exp": r.value.expires, "iss": self.issuer,
+            }));
+        }
+        Ok(serde_json::json!({ "active": false }))
+    }
+
+    /// Revocation (RFC 7009 §2): a client revokes one of its own tokens, which revokes
+    /// its whole grant. Unknown tokens, and tokens of other clients, get the same `200`
+    /// and change nothing (§2.2).
+    pub async fn revoke(&self, creds: &ClientCredentials, token: &str, now: UnixTime) -> Result<(), OAuthError> {
+        let client =
+            self.client(creds.client_id()).ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
+        client.authenticate(creds)?;
+        let grant = match self.store.refresh_token(&SecretHash::of(token)).await {
+            Ok(r) if r.value.client_id == client.client_id => Some(r.value.grant),
+            Ok(_) => None,
+            Err(StoreError::NotFound) => self
+                .keys
+                .verify::<AccessTokenClaims>(token, AT_JWT)
+                .ok()
+                .filter(|c| c.client_id == client.client_id && c.exp > now)
+                .map(|c| c.grant),
+            Err(e) => return Err(e.into()),
+        };
+        if let Some(g) = grant {
+            match self.store.revoke_grant(&g).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// userinfo (OIDC Core §5.3): the claims the token's scopes allow.
     pub async fn userinfo(&self, token: &str, now: UnixTime) -> Result<serde_json::Value, OAuthError> {
         let claims = self.verify_access_token(token, now).await?;
@@ -672,6 +737,10 @@ impl AuthServer {
             "token_endpoint": url(paths::TOKEN),
             "jwks_uri": url(paths::JWKS),
             "userinfo_endpoint": url(paths::USERINFO),
+            "introspection_endpoint": url(paths::INTROSPECT),
+            "revocation_endpoint": url(paths::REVOKE),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": SCOPES,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
@@ -693,6 +762,8 @@ pub mod paths {
     pub const TOKEN: &str = "/oauth/token";
     pub const JWKS: &str = "/oauth/jwks";
     pub const USERINFO: &str = "/oauth/userinfo";
+    pub const INTROSPECT: &str = "/oauth/introspect";
+    pub const REVOKE: &str = "/oauth/revoke";
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(paths::LOGIN, web::post().to(login))
         .route(paths::TOKEN, web::post().to(token))
         .route(paths::JWKS, web::get().to(jwks))
+        .route(paths::INTROSPECT, web::post().to(introspect))
+        .route(paths::REVOKE, web::post().to(revoke))
         .route(paths::USERINFO, web::get().to(userinfo))
         .route(paths::USERINFO, web::post().to(userinfo))
         .route("/.well-known/oauth-authorization-server", web::get().to(metadata))
@@ -130,6 +132,22 @@ async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Resul
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(response))
+}
+
+/// Introspection (RFC 7662).
+async fn introspect(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
+    let creds = client_credentials(&req, &form)?;
+    let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+    let body = st.authz.introspect(&creds, token, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+/// Revocation (RFC 7009): `200` with an empty body whatever the token was.
+async fn revoke(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
+    let creds = client_credentials(&req, &form)?;
+    let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
+    st.authz.revoke(&creds, token, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 async fn jwks(st: State) -> HttpResponse {

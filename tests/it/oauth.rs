@@ -360,3 +360,64 @@ async fn discovery_documents_match_what_is_served() {
 pub fn refresh(s: &str) -> RefreshToken {
     RefreshToken::new(s.to_owned())
 }
+
+#[tokio::test]
+async fn introspection_and_revocation() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let cli = public_client(&b, "http://127.0.0.1/callback");
+    let (code, verifier, _) = authorize_with_login(&mut b, &cli, &["openid", "acme"]).await;
+    let http = oauth_http(b.http.clone());
+    let t = cli
+        .client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let access = t.access_token().secret().clone();
+    let refresh = t.refresh_token().unwrap().secret().clone();
+    let introspect = |token: String| {
+        let r = b
+            .http
+            .post(format!("{}/oauth/introspect", b.base))
+            .basic_auth("backend", Some(SECRET))
+            .form(&[("token", token)])
+            .send();
+        async move { r.await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let a = introspect(access.clone()).await;
+    assert_eq!(
+        (a["active"].as_bool(), a["sub"].as_str(), a["client_id"].as_str()),
+        (Some(true), Some("alice"), Some("idca-cli"))
+    );
+    assert_eq!(introspect(refresh.clone()).await["active"], true);
+    assert_eq!(introspect("nonsense".into()).await, json!({"active": false}));
+    // A public client may not introspect.
+    let r = b
+        .http
+        .post(format!("{}/oauth/introspect", b.base))
+        .form(&[("token", access.as_str()), ("client_id", "idca-cli")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Another client revoking the token changes nothing; unknown tokens get 200 too.
+    let revoke = |form: Vec<(&'static str, String)>, basic: Option<(&'static str, &'static str)>| {
+        let mut r = b.http.post(format!("{}/oauth/revoke", b.base)).form(&form);
+        if let Some((id, s)) = basic {
+            r = r.basic_auth(id, Some(s));
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(revoke(vec![("token", refresh.clone())], Some(("backend", SECRET))).await, 200);
+    assert_eq!(introspect(refresh.clone()).await["active"], true);
+    assert_eq!(revoke(vec![("token", "unknown".into()), ("client_id", "idca-cli".into())], None).await, 200);
+    // The owner revokes its refresh token: the grant, and so the access token, die.
+    assert_eq!(revoke(vec![("token", refresh.clone()), ("client_id", "idca-cli".into())], None).await, 200);
+    assert_eq!(introspect(refresh).await["active"], false);
+    assert_eq!(introspect(access.clone()).await["active"], false);
+    let r = b.http.get(format!("{}/oauth/userinfo", b.base)).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    server.stop().await;
+}
