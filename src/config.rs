@@ -127,6 +127,9 @@ pub struct AcmeConfig {
     pub blocked_domains: Vec<String>,
     /// Pebble's `-strict`: a challenge POST must carry exactly `{}`.
     pub strict: bool,
+    /// newAccount and newOrder need `Authorization: Bearer` with an access token of scope
+    /// `acme` from idca's authorization server; the account is bound to its subject.
+    pub require_token: bool,
     /// Seconds suggested in `Retry-After` while a challenge is processing.
     pub retry_after_secs: u64,
     /// New orders one account may create per minute; 0 means no limit. Over it:
@@ -153,6 +156,7 @@ impl Default for AcmeConfig {
             max_identifiers: 100,
             blocked_domains: Vec::new(),
             strict: false,
+            require_token: false,
             retry_after_secs: 1,
             new_orders_per_minute: 0,
             default_profile: "default".to_owned(),

@@ -2,6 +2,7 @@
 
 use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, Signer, found, wire};
 use crate::clock::{UnixTime, rfc3339};
+use crate::model::oauth::Subject;
 use crate::model::{Account, AccountId, AccountStatus};
 use crate::store::{AccountCreation, StoreError};
 
@@ -46,8 +47,14 @@ impl Acme {
 
     /// newAccount (§7.3): creates an account for the JWS key, or returns the existing
     /// one (200 + `Location`). Durable before a 201 is sent.
-    pub async fn new_account(&self, req: SignedRequest, now: UnixTime) -> Result<Reply<wire::Account>, AcmeError> {
+    pub async fn new_account(
+        &self,
+        req: SignedRequest,
+        who: Option<&Subject>,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Account>, AcmeError> {
         let v = self.verify(&req, KeyRule::Jwk).await?;
+        self.check_token(who)?;
         let Signer::Key(key) = &v.signer else {
             return Err(AcmeError::Malformed("newAccount requires a `jwk`".into()));
         };
@@ -56,6 +63,11 @@ impl Acme {
         let existing = |a: crate::store::Versioned<Account>| -> Result<Reply<wire::Account>, AcmeError> {
             if a.value.status != AccountStatus::Valid {
                 return Err(AcmeError::Unauthorized("the account for this key is deactivated".into()));
+            }
+            if let (Some(bound), Some(who)) = (&a.value.subject, who)
+                && *bound != who.sub
+            {
+                return Err(AcmeError::Unauthorized("this account belongs to another subject".into()));
             }
             Ok(Reply::ok(self.account_json(&a.value)).at(self.links.account(&a.value.id)))
         };
@@ -94,6 +106,7 @@ impl Acme {
             terms_of_service_agreed: agreed,
             created: now,
             eab_kid,
+            subject: who.map(|w| w.sub.clone()),
         };
         let created = match self.store.create_account(&account).await {
             Err(StoreError::AlreadyExists) => {
@@ -110,6 +123,24 @@ impl Acme {
                 Ok(reply)
             }
             AccountCreation::Existing(a) => existing(a),
+        }
+    }
+
+    /// The ACME API as a protected resource (`acme.require_token`): a valid access token
+    /// with scope `acme` is required (RFC 6750 §3.1).
+    pub(crate) fn check_token(&self, who: Option<&Subject>) -> Result<(), AcmeError> {
+        if !self.config.require_token {
+            return Ok(());
+        }
+        match who {
+            None => Err(AcmeError::Unauthenticated {
+                detail: "this server requires Authorization: Bearer <access token with scope acme>".into(),
+                invalid_token: false,
+            }),
+            Some(w) if !w.has_scope("acme") => {
+                Err(AcmeError::Unauthorized("the access token lacks the acme scope".into()))
+            }
+            Some(_) => Ok(()),
         }
     }
 

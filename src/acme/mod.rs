@@ -178,9 +178,20 @@ impl Acme {
 
     /// Creates an order and one authorization per identifier (§7.4). Durable before
     /// this returns.
-    pub async fn new_order(&self, req: SignedRequest, now: UnixTime) -> Result<Reply<wire::Order>, AcmeError> {
+    pub async fn new_order(
+        &self,
+        req: SignedRequest,
+        who: Option<&crate::model::oauth::Subject>,
+        now: UnixTime,
+    ) -> Result<Reply<wire::Order>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         let account = &v.account()?.value;
+        self.check_token(who)?;
+        if let (Some(bound), Some(who)) = (&account.subject, who)
+            && *bound != who.sub
+        {
+            return Err(AcmeError::Unauthorized("the access token's subject does not own this account".into()));
+        }
         if let Err(retry_after) = self.order_limit.check(&account.id) {
             return Err(AcmeError::RateLimited {
                 detail: format!(

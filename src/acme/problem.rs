@@ -72,6 +72,10 @@ pub enum AcmeError {
     /// `serverInternal`: our failure; the cause is logged, not sent.
     #[error("internal server error")]
     ServerInternal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// `unauthorized` with status 401 and `WWW-Authenticate: Bearer` (RFC 6750 §3): the
+    /// ACME API is a protected resource and the request carries no valid access token.
+    #[error("{detail}")]
+    Unauthenticated { detail: String, invalid_token: bool },
     /// `unauthorized` (§6.7): the client lacks authorization for this request.
     #[error("{0}")]
     Unauthorized(String),
@@ -109,7 +113,7 @@ impl AcmeError {
             Self::OrderNotReady(_) => "orderNotReady",
             Self::RejectedIdentifier(_) => "rejectedIdentifier",
             Self::ServerInternal(_) => "serverInternal",
-            Self::Unauthorized(_) => "unauthorized",
+            Self::Unauthorized(_) | Self::Unauthenticated { .. } => "unauthorized",
             Self::UnsupportedContact(_) => "unsupportedContact",
             Self::UnsupportedIdentifier(_) => "unsupportedIdentifier",
             Self::UserActionRequired(_) => "userActionRequired",
@@ -129,6 +133,7 @@ impl AcmeError {
             Self::PayloadTooLarge(_) => 413,
             Self::Conflict { .. } | Self::AlreadyReplaced(_) => 409,
             Self::RateLimited { .. } => 429,
+            Self::Unauthenticated { .. } => 401,
             Self::OrderNotReady(_) | Self::Unauthorized(_) | Self::UserActionRequired(_) => 403,
             Self::ServerInternal(_) => 500,
             _ => 400,

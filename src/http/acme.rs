@@ -6,7 +6,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::extract::JosePost;
+use super::extract::{JosePost, Principal};
 use super::{AppState, HttpError, acme_headers};
 use crate::acme::{Reply, paths};
 use crate::model::{AccountId, AuthzId, ChallengeId, OrderId, Serial};
@@ -74,8 +74,8 @@ async fn new_nonce_get() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-async fn new_account(st: State, post: JosePost) -> Res {
-    Ok(json_reply(st.acme.new_account(post.0, st.clock.now()).await?))
+async fn new_account(st: State, post: JosePost, who: Principal) -> Res {
+    Ok(json_reply(st.acme.new_account(post.0, who.0.as_ref(), st.clock.now()).await?))
 }
 
 async fn account(st: State, post: JosePost, id: web::Path<String>) -> Res {
@@ -92,8 +92,8 @@ async fn account_orders(st: State, post: JosePost, id: web::Path<String>, q: web
     Ok(json_reply(st.acme.account_orders(post.0, &id, q.page.unwrap_or(0)).await?))
 }
 
-async fn new_order(st: State, post: JosePost) -> Res {
-    Ok(json_reply(st.acme.new_order(post.0, st.clock.now()).await?))
+async fn new_order(st: State, post: JosePost, who: Principal) -> Res {
+    Ok(json_reply(st.acme.new_order(post.0, who.0.as_ref(), st.clock.now()).await?))
 }
 
 async fn order(st: State, post: JosePost, id: web::Path<String>) -> Res {

@@ -45,6 +45,13 @@ impl ResponseError for HttpError {
                     AcmeError::Conflict { location, .. } => {
                         res.insert_header((actix_web::http::header::LOCATION, location.as_str()));
                     }
+                    AcmeError::Unauthenticated { invalid_token, .. } => {
+                        let error = if *invalid_token { ", error=\"invalid_token\"" } else { "" };
+                        res.insert_header((
+                            actix_web::http::header::WWW_AUTHENTICATE,
+                            format!("Bearer realm=\"idca\", scope=\"acme\"{error}"),
+                        ));
+                    }
                     AcmeError::RateLimited { retry_after, .. } => {
                         res.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
                     }

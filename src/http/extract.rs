@@ -62,3 +62,40 @@ impl FromRequest for JosePost {
         })
     }
 }
+
+/// Whom the request's access token speaks for: `None` without an `Authorization`
+/// header; an error (never a silent `None`) when there is one that does not verify.
+#[derive(Debug)]
+pub struct Principal(pub Option<crate::model::oauth::Subject>);
+
+impl FromRequest for Principal {
+    type Error = HttpError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().map(str::to_owned));
+        Box::pin(async move {
+            let invalid = |detail: &str| AcmeError::Unauthenticated { detail: detail.to_owned(), invalid_token: true };
+            let Some(header) = header else { return Ok(Principal(None)) };
+            let header = header.map_err(|_| invalid("malformed Authorization header"))?;
+            let token = match header.split_once(' ') {
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim().to_owned(),
+                _ => return Err(invalid("use Authorization: Bearer <access token>").into()),
+            };
+            let Some(state) = state else {
+                return Err(AcmeError::internal(std::io::Error::other("application state missing")).into());
+            };
+            let claims = state
+                .authz
+                .verify_access_token(&token, state.clock.now())
+                .await
+                .map_err(|e| invalid(&format!("the access token is not valid: {e}")))?;
+            Ok(Principal(Some(crate::model::oauth::Subject {
+                scope: claims.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                sub: claims.sub,
+                client_id: claims.client_id,
+            })))
+        })
+    }
+}

@@ -19,6 +19,9 @@ pub struct Account {
     /// The external account binding key id used at creation (RFC 8555 §7.3.4).
     #[serde(default)]
     pub eab_kid: Option<String>,
+    /// The OAuth subject the account is bound to, when created with an access token.
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// RFC 8555 §7.1.6, account states.

@@ -107,3 +107,17 @@ pub enum CodeRedemption {
     /// The code was used before: its grant has been revoked (RFC 6749 §4.1.2).
     Replayed { grant: String },
 }
+
+/// Whom a verified access token speaks for, as a resource (the ACME API) sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub sub: String,
+    pub client_id: String,
+    pub scope: Vec<String>,
+}
+
+impl Subject {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.iter().any(|s| s == scope)
+    }
+}

@@ -136,6 +136,8 @@ pub struct RawClient {
     pub dir: Value,
     pub key: Key,
     pub kid: Option<String>,
+    /// Sent as `Authorization: Bearer` when set.
+    pub bearer: Option<String>,
 }
 
 impl RawClient {
@@ -143,7 +145,7 @@ impl RawClient {
         let cert = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
         let http = reqwest::Client::builder().tls_certs_only([cert]).build().unwrap();
         let dir: Value = http.get(server.directory_url()).send().await.unwrap().json().await.unwrap();
-        Self { http, dir, key, kid: None }
+        Self { http, dir, key, kid: None, bearer: None }
     }
 
     pub fn url(&self, name: &str) -> String {
@@ -189,7 +191,11 @@ impl RawClient {
     }
 
     pub async fn send(&self, url: &str, body: impl Into<reqwest::Body>, content_type: &str) -> Resp {
-        let r = self.http.post(url).header("content-type", content_type).body(body).send().await.unwrap();
+        let mut r = self.http.post(url).header("content-type", content_type).body(body);
+        if let Some(t) = &self.bearer {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();

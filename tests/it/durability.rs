@@ -45,7 +45,7 @@ async fn client_for(p: &Proc, root_pem: &str, key: Key) -> RawClient {
         .build()
         .unwrap();
     let dir = http.get(&p.directory).send().await.unwrap().json().await.unwrap();
-    RawClient { http, dir, key, kid: None }
+    RawClient { http, dir, key, kid: None, bearer: None }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 mod acme_flows;
+mod acme_gated;
 mod acme_rejects;
 mod certs;
 mod challenges;

@@ -62,7 +62,7 @@ async fn runs_with_pebbles_flags_config_and_env() {
         .build()
         .unwrap();
     let dir = http.get(format!("https://localhost:{port}/dir")).send().await.unwrap().json().await.unwrap();
-    let mut c = RawClient { http, dir, key: Key::p256(), kid: None };
+    let mut c = RawClient { http, dir, key: Key::p256(), kid: None, bearer: None };
     assert_eq!(c.register().await.status, 201);
     c.new_order(&["www.blocked-domain.example"]).await.assert_problem(400, "rejectedIdentifier");
     let order = c.new_order(&["ok.example.test"]).await;

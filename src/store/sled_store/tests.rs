@@ -18,6 +18,7 @@ fn account(seed: u8) -> Account {
         terms_of_service_agreed: true,
         created: 1,
         eab_kid: None,
+        subject: None,
     }
 }
 
