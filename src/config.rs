@@ -290,6 +290,12 @@ pub struct OAuthConfig {
     pub login_lockout_secs: u64,
     /// Require PKCE (S256) from confidential clients too (public clients always).
     pub require_pkce: bool,
+    /// Seconds a device code lives (RFC 8628 §3.2 `expires_in`).
+    pub device_code_lifetime_secs: u64,
+    /// Polling interval announced to devices (RFC 8628 §3.2 `interval`).
+    pub device_poll_interval_secs: u64,
+    /// Wrong user codes one address may enter before a lockout (RFC 8628 §5.1).
+    pub device_max_user_code_failures: u32,
     /// Static clients.
     pub clients: Vec<ClientConfig>,
     /// Users who can log in.
@@ -309,13 +315,18 @@ impl Default for OAuthConfig {
             login_max_failures: 5,
             login_lockout_secs: 300,
             require_pkce: true,
+            device_code_lifetime_secs: 600,
+            device_poll_interval_secs: 5,
+            device_max_user_code_failures: 5,
             clients: vec![ClientConfig {
                 client_id: "idca-cli".to_owned(),
                 name: "idca command line".to_owned(),
                 secret_hash: String::new(),
                 redirect_uris: vec!["http://127.0.0.1/callback".to_owned()],
                 scopes: ["openid", "profile", "email", "offline_access", "acme"].map(str::to_owned).to_vec(),
-                grant_types: ["authorization_code", "refresh_token"].map(str::to_owned).to_vec(),
+                grant_types: ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"]
+                    .map(str::to_owned)
+                    .to_vec(),
             }],
             users: Vec::new(),
         }

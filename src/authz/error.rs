@@ -5,6 +5,15 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OAuthError {
+    /// `authorization_pending` (RFC 8628 §3.5): the user has not decided yet.
+    #[error("{0}")]
+    AuthorizationPending(String),
+    /// `expired_token` (RFC 8628 §3.5): the device code expired.
+    #[error("{0}")]
+    ExpiredToken(String),
+    /// `slow_down` (RFC 8628 §3.5): polling too fast; the interval grew by 5 seconds.
+    #[error("{0}")]
+    SlowDown(String),
     /// `access_denied`: the user or the server refused.
     #[error("{0}")]
     AccessDenied(String),
@@ -46,6 +55,9 @@ impl OAuthError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::AccessDenied(_) => "access_denied",
+            Self::AuthorizationPending(_) => "authorization_pending",
+            Self::ExpiredToken(_) => "expired_token",
+            Self::SlowDown(_) => "slow_down",
             Self::InvalidClient(_) => "invalid_client",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::InvalidRequest(_) => "invalid_request",

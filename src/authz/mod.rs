@@ -5,12 +5,14 @@
 //! refresh tokens and sessions go through the [`Store`]; secrets are stored hashed.
 
 mod clients;
+mod device;
 mod error;
 mod login;
 mod pkce;
 mod tokens;
 
 pub use clients::{Client, ClientCredentials};
+pub use device::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
 pub use login::{LoginLimiter, User, hash_password, verify_password};
 pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, Keys};
@@ -31,7 +33,8 @@ use crate::store::{Store, StoreError};
 /// Scopes idca understands.
 pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "offline_access", "acme"];
 /// Grant types idca implements.
-pub const GRANT_TYPES: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
+pub const GRANT_TYPES: [&str; 4] =
+    ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"];
 
 /// Query parameters of the authorization endpoint (RFC 6749 §4.1.1, RFC 7636 §4.3,
 /// OIDC Core §3.1.2.1).
@@ -74,6 +77,7 @@ pub struct TokenForm {
     pub redirect_uri: Option<String>,
     pub code_verifier: Option<String>,
     pub refresh_token: Option<String>,
+    pub device_code: Option<String>,
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
@@ -137,6 +141,7 @@ pub struct AuthServer {
     users: Vec<User>,
     keys: Keys,
     limiter: LoginLimiter,
+    device_limiter: LoginLimiter,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -167,7 +172,7 @@ fn with_query(base: &str, params: &[(&str, &str)]) -> String {
     url
 }
 
-fn scopes(s: &str) -> Vec<String> {
+pub(crate) fn scopes(s: &str) -> Vec<String> {
     let mut v: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     v.sort();
     v.dedup();
@@ -195,6 +200,7 @@ impl AuthServer {
             clients: config.clients.iter().map(Client::from).collect(),
             users: config.users.iter().map(User::from).collect(),
             limiter: LoginLimiter::new(config.login_max_failures, config.login_lockout_secs),
+            device_limiter: LoginLimiter::new(config.device_max_user_code_failures, config.device_code_lifetime_secs),
             audience: public_url.to_owned(),
             issuer,
             keys,
@@ -415,6 +421,7 @@ impl AuthServer {
         match grant_type {
             "authorization_code" => self.code_grant(client, form, now).await,
             "refresh_token" => self.refresh_grant(client, form, now).await,
+            DEVICE_GRANT => self.device_grant(client, form, now).await,
             _ => self.client_credentials_grant(client, form, now).await,
         }
     }
@@ -739,6 +746,7 @@ impl AuthServer {
             "userinfo_endpoint": url(paths::USERINFO),
             "introspection_endpoint": url(paths::INTROSPECT),
             "revocation_endpoint": url(paths::REVOKE),
+            "device_authorization_endpoint": url(paths::DEVICE),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": SCOPES,
@@ -764,6 +772,9 @@ pub mod paths {
     pub const USERINFO: &str = "/oauth/userinfo";
     pub const INTROSPECT: &str = "/oauth/introspect";
     pub const REVOKE: &str = "/oauth/revoke";
+    pub const DEVICE: &str = "/oauth/device";
+    pub const DEVICE_VERIFY: &str = "/oauth/device/verify";
+    pub const DEVICE_DONE: &str = "/oauth/device/done";
 }
 
 #[cfg(test)]

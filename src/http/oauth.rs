@@ -5,7 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 
 use super::{AppState, HttpError, pages};
-use crate::authz::{AuthorizeOutcome, AuthorizeParams, ClientCredentials, LoginForm, OAuthError, TokenForm, paths};
+use crate::authz::{
+    AuthorizeOutcome, AuthorizeParams, ClientCredentials, DeviceForm, DeviceOutcome, LoginForm, OAuthError, TokenForm,
+    paths,
+};
 
 type State = web::Data<AppState>;
 
@@ -22,6 +25,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(paths::TOKEN, web::post().to(token))
         .route(paths::JWKS, web::get().to(jwks))
         .route(paths::INTROSPECT, web::post().to(introspect))
+        .route(paths::DEVICE, web::post().to(device_authorization))
+        .route(paths::DEVICE_VERIFY, web::get().to(device_page))
+        .route(paths::DEVICE_VERIFY, web::post().to(device_decide))
+        .route(paths::DEVICE_DONE, web::get().to(device_done))
         .route(paths::REVOKE, web::post().to(revoke))
         .route(paths::USERINFO, web::get().to(userinfo))
         .route(paths::USERINFO, web::post().to(userinfo))
@@ -65,8 +72,7 @@ async fn authorize(st: State, req: HttpRequest, q: web::Query<AuthorizeParams>) 
 
 /// The login form's target.
 async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, HttpError> {
-    let ip = req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    let outcome = st.authz.login(&form, ip, st.clock.now()).await?;
+    let outcome = st.authz.login(&form, peer_ip(&req), st.clock.now()).await?;
     Ok(render(&st, outcome))
 }
 
@@ -132,6 +138,53 @@ async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Resul
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(response))
+}
+
+/// The device authorization endpoint (RFC 8628 §3.1).
+async fn device_authorization(
+    st: State,
+    req: HttpRequest,
+    form: web::Form<TokenForm>,
+) -> Result<HttpResponse, HttpError> {
+    let creds = client_credentials(&req, &form)?;
+    let body = st.authz.device_authorization(&creds, form.scope.as_deref(), st.clock.now()).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
+}
+
+#[derive(serde::Deserialize)]
+struct UserCode {
+    user_code: Option<String>,
+}
+
+fn peer_ip(req: &HttpRequest) -> std::net::IpAddr {
+    req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+}
+
+/// The verification page (RFC 8628 §3.3): enter a code, or confirm one.
+async fn device_page(st: State, req: HttpRequest, q: web::Query<UserCode>) -> Result<HttpResponse, HttpError> {
+    let outcome = st.authz.device_page(q.user_code.as_deref(), peer_ip(&req), st.clock.now()).await?;
+    Ok(pages::device(&outcome))
+}
+
+/// The decision; a 303 to the result page when made (RFC 9700 §4.12).
+async fn device_decide(st: State, req: HttpRequest, form: web::Form<DeviceForm>) -> Result<HttpResponse, HttpError> {
+    match st.authz.device_decide(&form, peer_ip(&req), st.clock.now()).await {
+        Ok(DeviceOutcome::Done { approved }) => Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("{}?approved={approved}", paths::DEVICE_DONE)))
+            .finish()),
+        Ok(other) => Ok(pages::device(&other)),
+        Err(OAuthError::AccessDenied(m)) => Ok(pages::error(403, &m)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Approved {
+    approved: Option<bool>,
+}
+
+async fn device_done(q: web::Query<Approved>) -> HttpResponse {
+    pages::device(&DeviceOutcome::Done { approved: q.approved.unwrap_or(false) })
 }
 
 /// Introspection (RFC 7662).

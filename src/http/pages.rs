@@ -72,6 +72,59 @@ pub fn login(p: &LoginPage) -> HttpResponse {
     page(status, "Sign in", &body)
 }
 
+/// The device verification pages (RFC 8628 §3.3).
+pub fn device(outcome: &crate::authz::DeviceOutcome) -> HttpResponse {
+    use crate::authz::DeviceOutcome;
+    let verify = crate::authz::paths::DEVICE_VERIFY;
+    let error_html = |e: &Option<String>| {
+        e.as_deref().map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default()
+    };
+    match outcome {
+        DeviceOutcome::EnterCode { user_code, error } => {
+            let body = format!(
+                "<h1>Connect a device</h1><p>Enter the code shown on your device.</p>{err}\
+                 <form method=\"get\" action=\"{verify}\"><label for=\"user_code\">Code</label>\
+                 <input id=\"user_code\" name=\"user_code\" autocomplete=\"off\" autocapitalize=\"characters\" \
+                 placeholder=\"XXXX-XXXX\" required value=\"{code}\"><button type=\"submit\">Continue</button></form>",
+                err = error_html(error),
+                code = escape(user_code),
+            );
+            page(if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK }, "Connect a device", &body)
+        }
+        DeviceOutcome::Confirm { user_code, csrf, client_name, scope, username, error } => {
+            let body = format!(
+                "<h1>Connect a device</h1><p><strong>{client}</strong> on a device showing code \
+                 <strong>{code}</strong> asks to access your account.</p><p class=\"scopes\">Scopes: {scopes}</p>\
+                 <p>Only continue if you started this on your own device.</p>{err}\
+                 <form method=\"post\" action=\"{verify}\">\
+                 <input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <label for=\"username\">User name</label>\
+                 <input id=\"username\" name=\"username\" autocomplete=\"username\" required value=\"{username}\">\
+                 <label for=\"password\">Password</label>\
+                 <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+                 <button type=\"submit\" name=\"action\" value=\"approve\">Allow</button>\
+                 <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
+                client = escape(client_name),
+                code = escape(user_code),
+                scopes = escape(&scope.join(" ")),
+                err = error_html(error),
+                csrf = escape(csrf),
+                username = escape(username),
+            );
+            page(if error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK }, "Connect a device", &body)
+        }
+        DeviceOutcome::Done { approved } => {
+            let text = if *approved {
+                "Device connected. You can return to your device."
+            } else {
+                "Request denied. The device gets no access."
+            };
+            page(StatusCode::OK, "Connect a device", &format!("<h1>Connect a device</h1><p>{text}</p>"))
+        }
+    }
+}
+
 /// An error shown to the user (never redirected to a client).
 pub fn error(status: u16, message: &str) -> HttpResponse {
     let body = format!("<h1>Cannot continue</h1><p class=\"error\">{}</p>", escape(message));

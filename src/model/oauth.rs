@@ -121,3 +121,92 @@ impl Subject {
         self.scope.iter().any(|s| s == scope)
     }
 }
+
+/// A device authorization (RFC 8628), stored under the hash of its `device_code`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceAuthorization {
+    pub client_id: String,
+    pub scope: Vec<String>,
+    /// The normalised user code: 8 characters of [`USER_CODE_ALPHABET`].
+    pub user_code: String,
+    pub status: DeviceStatus,
+    pub expires: UnixTime,
+    /// Seconds the client must wait between polls; raised by 5 on each `slow_down`.
+    pub interval: i64,
+    pub last_poll: Option<UnixTime>,
+    /// The CSRF token of the confirmation page.
+    pub csrf: String,
+}
+
+/// Where a device authorization stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum DeviceStatus {
+    Pending,
+    Approved {
+        sub: String,
+        auth_time: UnixTime,
+    },
+    Denied,
+    /// Exchanged for tokens (once).
+    Redeemed,
+}
+
+/// RFC 8628 §6.1: base-20, no vowels (no words), no digits.
+pub const USER_CODE_ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
+
+/// Normalises what a user typed: case, dashes and spaces ignored (RFC 8628 §6.1).
+pub fn normalize_user_code(input: &str) -> Option<String> {
+    let code: String = input.chars().filter(|c| !matches!(c, '-' | ' ')).map(|c| c.to_ascii_uppercase()).collect();
+    (code.len() == 8 && code.bytes().all(|b| USER_CODE_ALPHABET.contains(&b))).then_some(code)
+}
+
+/// A fresh user code, normalised (8 characters, about 34.5 bits).
+pub fn new_user_code() -> String {
+    let mut bytes = [0u8; 8];
+    crate::model::fill_random(&mut bytes);
+    // 256 is not a multiple of 20: reject the top values to stay uniform.
+    let mut out = String::with_capacity(8);
+    let mut i = 0;
+    while out.len() < 8 {
+        let b = match bytes.get(i) {
+            Some(b) => *b,
+            None => {
+                crate::model::fill_random(&mut bytes);
+                i = 0;
+                continue;
+            }
+        };
+        i += 1;
+        if b < 240 {
+            out.push(USER_CODE_ALPHABET[(b % 20) as usize] as char);
+        }
+    }
+    out
+}
+
+/// `XXXX-XXXX`, for display.
+pub fn display_user_code(code: &str) -> String {
+    match (code.get(..4), code.get(4..)) {
+        (Some(a), Some(b)) => format!("{a}-{b}"),
+        _ => code.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_codes_are_base20_and_normalise() {
+        for _ in 0..200 {
+            let c = new_user_code();
+            assert_eq!(normalize_user_code(&c), Some(c.clone()));
+            assert_eq!(normalize_user_code(&display_user_code(&c).to_lowercase()), Some(c));
+        }
+        assert_eq!(normalize_user_code("wdjb-mjht"), Some("WDJBMJHT".into()));
+        assert_eq!(normalize_user_code("WDJB MJHT"), Some("WDJBMJHT".into()));
+        assert_eq!(normalize_user_code("WDJB-MJHA"), None, "A is not in the alphabet");
+        assert_eq!(normalize_user_code("WDJB-MJH"), None);
+    }
+}

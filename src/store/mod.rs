@@ -14,7 +14,8 @@ use async_trait::async_trait;
 
 use crate::jose::Jkt;
 use crate::model::oauth::{
-    AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
+    AuthorizationCode, CodeRedemption, DeviceAuthorization, Grant, OAuthKey, PendingAuthorization, RefreshToken,
+    SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, Identifier, IssuedCertificate, Order, OrderId, Serial,
@@ -147,6 +148,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes a grant: its refresh tokens and access tokens stop working.
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError>;
     async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError>;
+
+    /// Stores a device authorization under its device-code hash, indexed by user code
+    /// (`AlreadyExists` if that user code is taken).
+    async fn create_device_authorization(&self, hash: &SecretHash, d: &DeviceAuthorization) -> Result<(), StoreError>;
+    async fn device_authorization(&self, hash: &SecretHash) -> Result<Versioned<DeviceAuthorization>, StoreError>;
+    async fn device_authorization_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<(SecretHash, Versioned<DeviceAuthorization>), StoreError>;
+    /// Writes `d` if still at `seen`.
+    async fn update_device_authorization(
+        &self,
+        hash: &SecretHash,
+        d: &DeviceAuthorization,
+        seen: Version,
+    ) -> Result<Version, StoreError>;
+    /// Marks an approved device authorization redeemed (if still at `seen`) and stores
+    /// the grant and refresh token it produces, together.
+    async fn redeem_device_authorization(
+        &self,
+        hash: &SecretHash,
+        seen: Version,
+        grant: &Grant,
+        refresh: Option<(&SecretHash, &RefreshToken)>,
+    ) -> Result<(), StoreError>;
     /// Marks `old` used (if still at `seen`) and stores its successor, together.
     async fn rotate_refresh_token(
         &self,

@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{AccountCreation, Store, StoreError, Version, Versioned};
 use crate::jose::Jkt;
 use crate::model::oauth::{
-    AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
+    AuthorizationCode, CodeRedemption, DeviceAuthorization, DeviceStatus, Grant, OAuthKey, PendingAuthorization,
+    RefreshToken, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate, Order,
@@ -61,6 +62,8 @@ struct OAuthTrees {
     codes: Tree,
     grants: Tree,
     refresh: Tree,
+    devices: Tree,
+    user_codes: Tree,
 }
 
 #[derive(Serialize)]
@@ -184,6 +187,8 @@ impl SledStore {
                 codes: tree("oauth_codes")?,
                 grants: tree("oauth_grants")?,
                 refresh: tree("oauth_refresh")?,
+                devices: tree("oauth_devices")?,
+                user_codes: tree("oauth_user_codes")?,
             },
             flusher: tx,
             flushes,
@@ -709,6 +714,96 @@ impl Store for SledStore {
                     Err(e) => return abort(e),
                 };
                 refresh.insert(new.0.0.as_bytes(), new_bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn create_device_authorization(&self, hash: &SecretHash, d: &DeviceAuthorization) -> Result<(), StoreError> {
+        let o = &self.inner.oauth;
+        let bytes = encode(d, 1)?;
+        (&o.devices, &o.user_codes)
+            .transaction(|(devices, user_codes)| {
+                if user_codes.get(d.user_code.as_bytes())?.is_some() {
+                    return abort(StoreError::AlreadyExists);
+                }
+                user_codes.insert(d.user_code.as_bytes(), hash.0.as_bytes())?;
+                devices.insert(hash.0.as_bytes(), bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn device_authorization(&self, hash: &SecretHash) -> Result<Versioned<DeviceAuthorization>, StoreError> {
+        Self::get(&self.inner.oauth.devices, "oauth_devices", hash.0.as_bytes())
+    }
+
+    async fn device_authorization_by_user_code(
+        &self,
+        user_code: &str,
+    ) -> Result<(SecretHash, Versioned<DeviceAuthorization>), StoreError> {
+        let hash =
+            self.inner.oauth.user_codes.get(user_code.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
+        let hash = SecretHash(String::from_utf8_lossy(&hash).into_owned());
+        let d = self.device_authorization(&hash).await?;
+        Ok((hash, d))
+    }
+
+    async fn update_device_authorization(
+        &self,
+        hash: &SecretHash,
+        d: &DeviceAuthorization,
+        seen: Version,
+    ) -> Result<Version, StoreError> {
+        let bytes = encode(d, seen + 1)?;
+        self.inner
+            .oauth
+            .devices
+            .transaction(|devices| {
+                if tx_version(devices, "oauth_devices", hash.0.as_bytes())? != seen {
+                    return abort(StoreError::Conflict);
+                }
+                devices.insert(hash.0.as_bytes(), bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await?;
+        Ok(seen + 1)
+    }
+
+    async fn redeem_device_authorization(
+        &self,
+        hash: &SecretHash,
+        seen: Version,
+        grant: &Grant,
+        refresh: Option<(&SecretHash, &RefreshToken)>,
+    ) -> Result<(), StoreError> {
+        let o = &self.inner.oauth;
+        let grant_bytes = encode(grant, 1)?;
+        let refresh_bytes = refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?;
+        (&o.devices, &o.grants, &o.refresh)
+            .transaction(|(devices, grants, refresh_tree)| {
+                let Some(bytes) = devices.get(hash.0.as_bytes())? else {
+                    return abort(StoreError::NotFound);
+                };
+                let mut d = match decode::<DeviceAuthorization>("oauth_devices", &bytes) {
+                    Ok(d) => d,
+                    Err(e) => return abort(e),
+                };
+                if d.version != seen || !matches!(d.value.status, DeviceStatus::Approved { .. }) {
+                    return abort(StoreError::Conflict);
+                }
+                d.value.status = DeviceStatus::Redeemed;
+                match encode(&d.value, seen + 1) {
+                    Ok(b) => devices.insert(hash.0.as_bytes(), b)?,
+                    Err(e) => return abort(e),
+                };
+                grants.insert(grant.id.as_bytes(), grant_bytes.as_slice())?;
+                if let Some((h, b)) = &refresh_bytes {
+                    refresh_tree.insert(*h, b.as_slice())?;
+                }
                 Ok(())
             })
             .map_err(tx_err)?;

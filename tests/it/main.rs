@@ -7,6 +7,7 @@ mod acme_rejects;
 mod certs;
 mod challenges;
 mod client;
+mod device;
 mod durability;
 mod eab;
 mod harness;
