@@ -296,6 +296,11 @@ pub struct OAuthConfig {
     pub device_poll_interval_secs: u64,
     /// Wrong user codes one address may enter before a lockout (RFC 8628 §5.1).
     pub device_max_user_code_failures: u32,
+    /// Open dynamic client registration (RFC 7591) at `/oauth/register`.
+    pub dynamic_registration: bool,
+    /// The scopes a dynamically registered client may have: never `acme` unless listed
+    /// here (the cozy-stack rule: unknown applications get no powerful scopes).
+    pub dynamic_client_scopes: Vec<String>,
     /// Static clients.
     pub clients: Vec<ClientConfig>,
     /// Users who can log in.
@@ -318,6 +323,8 @@ impl Default for OAuthConfig {
             device_code_lifetime_secs: 600,
             device_poll_interval_secs: 5,
             device_max_user_code_failures: 5,
+            dynamic_registration: true,
+            dynamic_client_scopes: ["openid", "profile", "email", "offline_access"].map(str::to_owned).to_vec(),
             clients: vec![ClientConfig {
                 client_id: "idca-cli".to_owned(),
                 name: "idca command line".to_owned(),

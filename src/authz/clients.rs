@@ -3,14 +3,17 @@
 use super::OAuthError;
 use super::login::verify_password;
 use crate::config::ClientConfig;
+use crate::model::oauth::{RegisteredClient, SecretHash};
 
 /// A registered client.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Client {
     pub client_id: String,
     pub name: String,
-    /// argon2 hash of the secret; `None` for a public client.
-    pub secret_hash: Option<String>,
+    /// How the secret is checked; `None` for a public client.
+    pub secret: Option<SecretCheck>,
+    /// Registered through RFC 7591 (limited scopes, consent required).
+    pub dynamic: bool,
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub grant_types: Vec<String>,
@@ -21,10 +24,43 @@ impl From<&ClientConfig> for Client {
         Self {
             client_id: c.client_id.clone(),
             name: c.name.clone(),
-            secret_hash: (!c.secret_hash.is_empty()).then(|| c.secret_hash.clone()),
+            secret: (!c.secret_hash.is_empty()).then(|| SecretCheck::Argon2(c.secret_hash.clone())),
+            dynamic: false,
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.clone(),
             grant_types: c.grant_types.clone(),
+        }
+    }
+}
+
+impl From<&RegisteredClient> for Client {
+    fn from(c: &RegisteredClient) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            name: c.client_name.clone(),
+            secret: c.secret_hash.clone().map(SecretCheck::Sha256),
+            dynamic: true,
+            redirect_uris: c.redirect_uris.clone(),
+            scopes: c.scopes.clone(),
+            grant_types: c.grant_types.clone(),
+        }
+    }
+}
+
+/// A client secret as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretCheck {
+    /// An argon2 PHC string (secrets chosen by people, in config).
+    Argon2(String),
+    /// SHA-256 of a 256-bit secret idca generated (dynamic registration).
+    Sha256(SecretHash),
+}
+
+impl SecretCheck {
+    fn verify(&self, secret: &str) -> bool {
+        match self {
+            Self::Argon2(phc) => verify_password(secret, phc),
+            Self::Sha256(hash) => crate::jose::ct_eq(SecretHash::of(secret).0.as_bytes(), hash.0.as_bytes()),
         }
     }
 }
@@ -52,7 +88,7 @@ impl std::fmt::Debug for ClientCredentials {
 
 impl Client {
     pub fn is_public(&self) -> bool {
-        self.secret_hash.is_none()
+        self.secret.is_none()
     }
 
     pub fn allows_grant(&self, grant_type: &str) -> bool {
@@ -65,17 +101,13 @@ impl Client {
         self.redirect_uris.iter().any(|r| r == uri || loopback_equal(r, uri))
     }
 
-    /// Authenticates the client behind `creds` (secrets checked with argon2, which
-    /// compares in constant time); a public client authenticates with its id alone.
+    /// Authenticates the client behind `creds` (secrets compared in constant time); a
+    /// public client authenticates with its id alone.
     pub fn authenticate(&self, creds: &ClientCredentials) -> Result<(), OAuthError> {
         let fail = || OAuthError::InvalidClient("client authentication failed".into());
-        match (creds, &self.secret_hash) {
-            (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(hash)) => {
-                if verify_password(secret, hash) {
-                    Ok(())
-                } else {
-                    Err(fail())
-                }
+        match (creds, &self.secret) {
+            (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(check)) => {
+                if check.verify(secret) { Ok(()) } else { Err(fail()) }
             }
             (ClientCredentials::None { .. }, None) => Ok(()),
             (ClientCredentials::None { .. }, Some(_)) => {
@@ -123,7 +155,8 @@ mod tests {
         Client {
             client_id: "c".into(),
             name: "c".into(),
-            secret_hash: None,
+            secret: None,
+            dynamic: false,
             redirect_uris: uris.iter().map(|s| s.to_string()).collect(),
             scopes: vec![],
             grant_types: vec![],

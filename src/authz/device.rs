@@ -78,9 +78,7 @@ impl AuthServer {
         scope: Option<&str>,
         now: UnixTime,
     ) -> Result<DeviceResponse, OAuthError> {
-        let client =
-            self.client(creds.client_id()).ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
-        client.authenticate(creds)?;
+        let client = self.authenticated_client(creds).await?;
         if !client.allows_grant(DEVICE_GRANT) {
             return Err(OAuthError::UnauthorizedClient("this client may not use the device grant".into()));
         }
@@ -219,18 +217,23 @@ impl AuthServer {
             Ok(d) => d,
             Err(error) => return Ok(DeviceOutcome::EnterCode { user_code: input.to_owned(), error: Some(error) }),
         };
-        Ok(self.confirm(&d, String::new(), None))
+        self.confirm(&d, String::new(), None).await
     }
 
-    fn confirm(&self, d: &DeviceAuthorization, username: String, error: Option<String>) -> DeviceOutcome {
-        DeviceOutcome::Confirm {
+    async fn confirm(
+        &self,
+        d: &DeviceAuthorization,
+        username: String,
+        error: Option<String>,
+    ) -> Result<DeviceOutcome, OAuthError> {
+        Ok(DeviceOutcome::Confirm {
             user_code: display_user_code(&d.user_code),
             csrf: d.csrf.clone(),
-            client_name: self.client(&d.client_id).map(|c| c.name.clone()).unwrap_or_default(),
+            client_name: self.client(&d.client_id).await?.map(|c| c.name).unwrap_or_default(),
             scope: d.scope.clone(),
             username,
             error,
-        }
+        })
     }
 
     /// A pending, unexpired device authorization for what the user typed, or the
@@ -279,15 +282,12 @@ impl AuthServer {
             return Err(OAuthError::AccessDenied("the form was not sent by this page".into()));
         }
         if let Some(wait) = self.limiter.locked(&form.username, ip, now) {
-            return Ok(self.confirm(
-                &d,
-                form.username.clone(),
-                Some(format!("Too many failed attempts. Try again in {wait} seconds.")),
-            ));
+            let error = Some(format!("Too many failed attempts. Try again in {wait} seconds."));
+            return self.confirm(&d, form.username.clone(), error).await;
         }
         let Some(user) = super::login::check_credentials(&self.users, &form.username, &form.password) else {
             self.limiter.failed(&form.username, ip, now);
-            return Ok(self.confirm(&d, form.username.clone(), Some("Wrong user name or password.".into())));
+            return self.confirm(&d, form.username.clone(), Some("Wrong user name or password.".into())).await;
         };
         self.limiter.succeeded(&form.username, ip);
         let approved = match form.action.as_str() {

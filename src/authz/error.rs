@@ -20,6 +20,12 @@ pub enum OAuthError {
     /// `invalid_client` (401): client authentication failed (§5.2).
     #[error("{0}")]
     InvalidClient(String),
+    /// `invalid_client_metadata` (RFC 7591 §3.2.2).
+    #[error("{0}")]
+    InvalidClientMetadata(String),
+    /// `invalid_redirect_uri` (RFC 7591 §3.2.2).
+    #[error("{0}")]
+    InvalidRedirectUri(String),
     /// `invalid_grant`: the code, refresh token or credentials are invalid, expired,
     /// revoked, or were issued to another client (§5.2).
     #[error("{0}")]
@@ -59,6 +65,8 @@ impl OAuthError {
             Self::ExpiredToken(_) => "expired_token",
             Self::SlowDown(_) => "slow_down",
             Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidClientMetadata(_) => "invalid_client_metadata",
+            Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
             Self::InvalidGrant(_) => "invalid_grant",
             Self::InvalidRequest(_) => "invalid_request",
             Self::InvalidScope(_) => "invalid_scope",

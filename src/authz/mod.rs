@@ -9,12 +9,14 @@ mod device;
 mod error;
 mod login;
 mod pkce;
+mod registration;
 mod tokens;
 
 pub use clients::{Client, ClientCredentials};
 pub use device::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
 pub use login::{LoginLimiter, User, hash_password, verify_password};
+pub use registration::{ClientMetadata, RegistrationResponse};
 pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, Keys};
 
 use std::net::IpAddr;
@@ -119,6 +121,35 @@ pub struct LoginPage {
     pub error: Option<String>,
 }
 
+/// The consent page to show (dynamically registered clients).
+#[derive(Debug, Clone)]
+pub struct ConsentPage {
+    pub request: String,
+    pub csrf: String,
+    pub client_name: String,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+}
+
+fn consent_page(request: String, p: &PendingAuthorization, client: &Client) -> ConsentPage {
+    ConsentPage {
+        request,
+        csrf: p.csrf.clone(),
+        client_name: client.name.clone(),
+        redirect_uri: p.redirect_uri.clone(),
+        scope: p.scope.clone(),
+    }
+}
+
+/// The consent form.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsentForm {
+    pub request: String,
+    pub csrf: String,
+    /// `allow` or `deny`.
+    pub action: String,
+}
+
 /// What the authorization endpoint (or the login form) leads to.
 #[derive(Debug, Clone)]
 pub enum AuthorizeOutcome {
@@ -129,6 +160,8 @@ pub enum AuthorizeOutcome {
     Redirect { url: String, session: Option<(String, i64)> },
     /// The user must log in.
     Login(LoginPage),
+    /// The user must consent (third-party client); maybe with a new session cookie.
+    Consent { page: ConsentPage, session: Option<(String, i64)> },
 }
 
 /// The authorization server.
@@ -213,8 +246,24 @@ impl AuthServer {
         &self.issuer
     }
 
-    fn client(&self, id: &str) -> Option<&Client> {
-        self.clients.iter().find(|c| c.client_id == id)
+    /// A client: static ones from config first, then dynamically registered ones.
+    async fn client(&self, id: &str) -> Result<Option<Client>, OAuthError> {
+        if let Some(c) = self.clients.iter().find(|c| c.client_id == id) {
+            return Ok(Some(c.clone()));
+        }
+        match self.store.registered_client(id).await {
+            Ok(c) => Ok(Some(Client::from(&c.value))),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The client named by `creds`, authenticated.
+    async fn authenticated_client(&self, creds: &ClientCredentials) -> Result<Client, OAuthError> {
+        let client =
+            self.client(creds.client_id()).await?.ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
+        client.authenticate(creds)?;
+        Ok(client)
     }
 
     /// The authorization endpoint (RFC 6749 §4.1.1), in order:
@@ -234,7 +283,11 @@ impl AuthServer {
     ) -> Result<AuthorizeOutcome, OAuthError> {
         // 1.
         let page = |m: &str| Ok(AuthorizeOutcome::ErrorPage { status: 400, message: m.to_owned() });
-        let Some(client) = p.client_id.as_deref().and_then(|id| self.client(id)) else {
+        let client = match &p.client_id {
+            Some(id) => self.client(id).await?,
+            None => None,
+        };
+        let Some(client) = client else {
             return page("Unknown client. Check the client_id the application sent.");
         };
         let redirect_uri = match (&p.redirect_uri, client.redirect_uris.as_slice()) {
@@ -295,6 +348,11 @@ impl AuthServer {
             && let Ok(s) = self.store.session(&SecretHash::of(id)).await
             && s.expires > now
         {
+            if client.dynamic {
+                let request = random_token();
+                self.store.put_pending_authorization(&request, &pending).await?;
+                return Ok(AuthorizeOutcome::Consent { page: consent_page(request, &pending, &client), session: None });
+            }
             let url = self.issue_code(&pending, &s.sub, s.auth_time, now).await?;
             return Ok(AuthorizeOutcome::Redirect { url, session: None });
         }
@@ -359,8 +417,9 @@ impl AuthServer {
                 message: "The form was not sent by this page.".into(),
             });
         }
+        let client_name = self.client(&pending.client_id).await?.map(|c| c.name).unwrap_or_default();
         let again = |error: String| {
-            let client_name = self.client(&pending.client_id).map(|c| c.name.clone()).unwrap_or_default();
+            let client_name = client_name.clone();
             AuthorizeOutcome::Login(LoginPage {
                 request: form.request.clone(),
                 csrf: pending.csrf.clone(),
@@ -379,22 +438,79 @@ impl AuthServer {
             return Ok(again("Wrong user name or password.".into()));
         };
         self.limiter.succeeded(&form.username, ip);
+        let session_id = format!("{}{}", random_token(), random_token());
+        let lifetime = self.config.session_lifetime_secs as i64;
+        let session = Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime };
+        let client = self.client(&pending.client_id).await?;
+        if let Some(client) = client.filter(|c| c.dynamic) {
+            // A third-party client: the user consents on the next page, which the same
+            // pending request (and its CSRF token) carries.
+            self.store.put_session(&SecretHash::of(&session_id), &session).await?;
+            return Ok(AuthorizeOutcome::Consent {
+                page: consent_page(form.request.clone(), &pending, &client),
+                session: Some((session_id, lifetime)),
+            });
+        }
         // Single use: a second submission of the same form finds nothing.
         let pending = match self.store.take_pending_authorization(&form.request).await {
             Ok(p) => p,
             Err(StoreError::NotFound) => return Ok(expired()),
             Err(e) => return Err(e.into()),
         };
-        let session_id = format!("{}{}", random_token(), random_token());
-        let lifetime = self.config.session_lifetime_secs as i64;
-        self.store
-            .put_session(
-                &SecretHash::of(&session_id),
-                &Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime },
-            )
-            .await?;
+        self.store.put_session(&SecretHash::of(&session_id), &session).await?;
         let url = self.issue_code(&pending, &user.username, now, now).await?;
         Ok(AuthorizeOutcome::Redirect { url, session: Some((session_id, lifetime)) })
+    }
+
+    /// The consent form (for dynamically registered clients): a live session, a live
+    /// request with a matching CSRF token, taken once; `allow` issues the code, `deny`
+    /// returns `access_denied` to the client.
+    pub async fn consent(
+        &self,
+        form: &ConsentForm,
+        session: Option<&str>,
+        now: UnixTime,
+    ) -> Result<AuthorizeOutcome, OAuthError> {
+        let page = |status: u16, message: &str| Ok(AuthorizeOutcome::ErrorPage { status, message: message.to_owned() });
+        let session = match session {
+            Some(id) => match self.store.session(&SecretHash::of(id)).await {
+                Ok(s) if s.expires > now => s,
+                Ok(_) | Err(StoreError::NotFound) => {
+                    return page(401, "Your session has ended. Start again from the application.");
+                }
+                Err(e) => return Err(e.into()),
+            },
+            None => return page(401, "Your session has ended. Start again from the application."),
+        };
+        let pending = match self.store.pending_authorization(&form.request).await {
+            Ok(p) if p.expires > now => p,
+            Ok(_) | Err(StoreError::NotFound) => {
+                return page(400, "This request is unknown or has expired. Start again from the application.");
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !crate::jose::ct_eq(form.csrf.as_bytes(), pending.csrf.as_bytes()) {
+            return page(403, "The form was not sent by this page.");
+        }
+        let pending = match self.store.take_pending_authorization(&form.request).await {
+            Ok(p) => p,
+            Err(StoreError::NotFound) => return page(400, "This request was already answered."),
+            Err(e) => return Err(e.into()),
+        };
+        match form.action.as_str() {
+            "allow" => {
+                let url = self.issue_code(&pending, &session.sub, session.auth_time, now).await?;
+                Ok(AuthorizeOutcome::Redirect { url, session: None })
+            }
+            _ => {
+                let mut params = vec![("error", "access_denied"), ("error_description", "the user denied the request")];
+                if let Some(s) = &pending.state {
+                    params.push(("state", s));
+                }
+                params.push(("iss", &self.issuer));
+                Ok(AuthorizeOutcome::Redirect { url: with_query(&pending.redirect_uri, &params), session: None })
+            }
+        }
     }
 
     /// The token endpoint (RFC 6749 §3.2): authenticates the client, then runs the grant.
@@ -404,9 +520,7 @@ impl AuthServer {
         form: &TokenForm,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
-        let client =
-            self.client(creds.client_id()).ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
-        client.authenticate(creds)?;
+        let client = self.authenticated_client(creds).await?;
         let grant_type =
             form.grant_type.as_deref().ok_or_else(|| OAuthError::InvalidRequest("grant_type is required".into()))?;
         if !GRANT_TYPES.contains(&grant_type) {
@@ -419,10 +533,10 @@ impl AuthServer {
             return Err(OAuthError::UnauthorizedClient(format!("this client may not use {grant_type}")));
         }
         match grant_type {
-            "authorization_code" => self.code_grant(client, form, now).await,
-            "refresh_token" => self.refresh_grant(client, form, now).await,
-            DEVICE_GRANT => self.device_grant(client, form, now).await,
-            _ => self.client_credentials_grant(client, form, now).await,
+            "authorization_code" => self.code_grant(&client, form, now).await,
+            "refresh_token" => self.refresh_grant(&client, form, now).await,
+            DEVICE_GRANT => self.device_grant(&client, form, now).await,
+            _ => self.client_credentials_grant(&client, form, now).await,
         }
     }
 
@@ -642,10 +756,14 @@ impl AuthServer {
             return Err(bad("the token has expired"));
         }
         match self.store.grant(&claims.grant).await {
-            Ok(g) if !g.revoked => Ok(claims),
-            Ok(_) | Err(StoreError::NotFound) => Err(bad("the token was revoked")),
-            Err(e) => Err(e.into()),
+            Ok(g) if !g.revoked => {}
+            Ok(_) | Err(StoreError::NotFound) => return Err(bad("the token was revoked")),
+            Err(e) => return Err(e.into()),
         }
+        if self.client(&claims.client_id).await?.is_none() {
+            return Err(bad("the token's client no longer exists"));
+        }
+        Ok(claims)
     }
 
     /// Introspection (RFC 7662 §2): for an authenticated confidential client, whether a
@@ -657,9 +775,7 @@ impl AuthServer {
         token: &str,
         now: UnixTime,
     ) -> Result<serde_json::Value, OAuthError> {
-        let client =
-            self.client(creds.client_id()).ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
-        client.authenticate(creds)?;
+        let client = self.authenticated_client(creds).await?;
         if client.is_public() {
             return Err(OAuthError::InvalidClient("introspection needs a confidential client".into()));
         }
@@ -687,9 +803,7 @@ impl AuthServer {
     /// its whole grant. Unknown tokens, and tokens of other clients, get the same `200`
     /// and change nothing (§2.2).
     pub async fn revoke(&self, creds: &ClientCredentials, token: &str, now: UnixTime) -> Result<(), OAuthError> {
-        let client =
-            self.client(creds.client_id()).ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
-        client.authenticate(creds)?;
+        let client = self.authenticated_client(creds).await?;
         let grant = match self.store.refresh_token(&SecretHash::of(token)).await {
             Ok(r) if r.value.client_id == client.client_id => Some(r.value.grant),
             Ok(_) => None,
@@ -747,6 +861,7 @@ impl AuthServer {
             "introspection_endpoint": url(paths::INTROSPECT),
             "revocation_endpoint": url(paths::REVOKE),
             "device_authorization_endpoint": url(paths::DEVICE),
+            "registration_endpoint": self.config.dynamic_registration.then(|| url(paths::REGISTER)),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": SCOPES,
@@ -767,12 +882,14 @@ impl AuthServer {
 pub mod paths {
     pub const AUTHORIZE: &str = "/oauth/authorize";
     pub const LOGIN: &str = "/oauth/login";
+    pub const CONSENT: &str = "/oauth/consent";
     pub const TOKEN: &str = "/oauth/token";
     pub const JWKS: &str = "/oauth/jwks";
     pub const USERINFO: &str = "/oauth/userinfo";
     pub const INTROSPECT: &str = "/oauth/introspect";
     pub const REVOKE: &str = "/oauth/revoke";
     pub const DEVICE: &str = "/oauth/device";
+    pub const REGISTER: &str = "/oauth/register";
     pub const DEVICE_VERIFY: &str = "/oauth/device/verify";
     pub const DEVICE_DONE: &str = "/oauth/device/done";
 }

@@ -6,8 +6,8 @@ use base64::Engine;
 
 use super::{AppState, HttpError, pages};
 use crate::authz::{
-    AuthorizeOutcome, AuthorizeParams, ClientCredentials, DeviceForm, DeviceOutcome, LoginForm, OAuthError, TokenForm,
-    paths,
+    AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm, DeviceOutcome,
+    LoginForm, OAuthError, TokenForm, paths,
 };
 
 type State = web::Data<AppState>;
@@ -19,9 +19,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         HttpError::OAuth(OAuthError::InvalidRequest(format!("the body must be application/x-www-form-urlencoded: {e}")))
             .into()
     });
+    let json = web::JsonConfig::default().limit(16 * 1024).error_handler(|e, _| {
+        HttpError::OAuth(OAuthError::InvalidClientMetadata(format!("the body must be JSON client metadata: {e}")))
+            .into()
+    });
     cfg.app_data(form)
+        .app_data(json)
+        .route(paths::REGISTER, web::post().to(register))
+        .route("/oauth/register/{client_id}", web::get().to(read_registration))
+        .route("/oauth/register/{client_id}", web::put().to(update_registration))
+        .route("/oauth/register/{client_id}", web::delete().to(delete_registration))
         .route(paths::AUTHORIZE, web::get().to(authorize))
         .route(paths::LOGIN, web::post().to(login))
+        .route(paths::CONSENT, web::post().to(consent))
         .route(paths::TOKEN, web::post().to(token))
         .route(paths::JWKS, web::get().to(jwks))
         .route(paths::INTROSPECT, web::post().to(introspect))
@@ -44,23 +54,37 @@ fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 }
 
 fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
+    let with_session = |mut res: HttpResponse, session: Option<(String, i64)>| {
+        if let Some((id, max_age)) = session {
+            let secure = if st.secure_cookies { "; Secure" } else { "" };
+            let cookie =
+                format!("{SESSION_COOKIE}={id}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}");
+            if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+                res.headers_mut().insert(header::SET_COOKIE, v);
+            }
+        }
+        res
+    };
     match outcome {
         AuthorizeOutcome::ErrorPage { status, message } => pages::error(status, &message),
         AuthorizeOutcome::Login(page) => pages::login(&page),
+        AuthorizeOutcome::Consent { page, session } => with_session(pages::consent(&page), session),
         AuthorizeOutcome::Redirect { url, session } => {
             // 303 after a POST (RFC 9700 §4.12); also fine after a GET.
-            let mut res = HttpResponse::SeeOther();
-            res.insert_header((header::LOCATION, url)).insert_header((header::CACHE_CONTROL, "no-store"));
-            if let Some((id, max_age)) = session {
-                let secure = if st.secure_cookies { "; Secure" } else { "" };
-                res.insert_header((
-                    header::SET_COOKIE,
-                    format!("{SESSION_COOKIE}={id}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"),
-                ));
-            }
-            res.finish()
+            let res = HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, url))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish();
+            with_session(res, session)
         }
     }
+}
+
+/// The consent form's target.
+async fn consent(st: State, req: HttpRequest, form: web::Form<ConsentForm>) -> Result<HttpResponse, HttpError> {
+    let session = cookie(&req, SESSION_COOKIE);
+    let outcome = st.authz.consent(&form, session.as_deref(), st.clock.now()).await?;
+    Ok(render(&st, outcome))
 }
 
 /// The authorization endpoint (RFC 6749 §3.1).
@@ -185,6 +209,35 @@ struct Approved {
 
 async fn device_done(q: web::Query<Approved>) -> HttpResponse {
     pages::device(&DeviceOutcome::Done { approved: q.approved.unwrap_or(false) })
+}
+
+/// Dynamic client registration (RFC 7591 §3): `201` with the client's credentials.
+async fn register(st: State, m: web::Json<ClientMetadata>) -> Result<HttpResponse, HttpError> {
+    let r = st.authz.register(&m, st.clock.now()).await?;
+    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(r))
+}
+
+/// RFC 7592 §2.1.
+async fn read_registration(st: State, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
+    let r = st.authz.read_registration(&id, &bearer(&req)?).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(r))
+}
+
+/// RFC 7592 §2.2.
+async fn update_registration(
+    st: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    m: web::Json<ClientMetadata>,
+) -> Result<HttpResponse, HttpError> {
+    let r = st.authz.update_registration(&id, &bearer(&req)?, &m).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(r))
+}
+
+/// RFC 7592 §2.3: `204`.
+async fn delete_registration(st: State, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, HttpError> {
+    st.authz.delete_registration(&id, &bearer(&req)?).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Introspection (RFC 7662).

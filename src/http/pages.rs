@@ -72,6 +72,27 @@ pub fn login(p: &LoginPage) -> HttpResponse {
     page(status, "Sign in", &body)
 }
 
+/// The consent page for a third-party (dynamically registered) client.
+pub fn consent(p: &crate::authz::ConsentPage) -> HttpResponse {
+    let body = format!(
+        "<h1>Allow access?</h1><p><strong>{client}</strong> (a registered application, not configured by this \
+         server's administrator) asks to access your account.</p><p class=\"scopes\">Scopes: {scopes}</p>\
+         <p class=\"scopes\">It will be sent to: {redirect}</p>\
+         <form method=\"post\" action=\"{action}\">\
+         <input type=\"hidden\" name=\"request\" value=\"{request}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button type=\"submit\" name=\"action\" value=\"allow\">Allow</button>\
+         <button type=\"submit\" name=\"action\" value=\"deny\">Deny</button></form>",
+        client = escape(&p.client_name),
+        scopes = escape(&p.scope.join(" ")),
+        redirect = escape(&p.redirect_uri),
+        action = crate::authz::paths::CONSENT,
+        request = escape(&p.request),
+        csrf = escape(&p.csrf),
+    );
+    page(StatusCode::OK, "Allow access?", &body)
+}
+
 /// The device verification pages (RFC 8628 §3.3).
 pub fn device(outcome: &crate::authz::DeviceOutcome) -> HttpResponse {
     use crate::authz::DeviceOutcome;

@@ -210,3 +210,20 @@ mod tests {
         assert_eq!(normalize_user_code("WDJB-MJH"), None);
     }
 }
+
+/// A client registered through RFC 7591 (stored; static clients live in config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub client_name: String,
+    /// SHA-256 of the server-generated secret (high entropy, so no slow hash needed);
+    /// `None` for a public client (`token_endpoint_auth_method: none`).
+    pub secret_hash: Option<SecretHash>,
+    pub token_endpoint_auth_method: String,
+    pub redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    /// SHA-256 of the registration access token (RFC 7592 §3).
+    pub registration_token_hash: SecretHash,
+    pub created: UnixTime,
+}

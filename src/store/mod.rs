@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::jose::Jkt;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, DeviceAuthorization, Grant, OAuthKey, PendingAuthorization, RefreshToken,
-    SecretHash, Session,
+    RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, Identifier, IssuedCertificate, Order, OrderId, Serial,
@@ -148,6 +148,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes a grant: its refresh tokens and access tokens stop working.
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError>;
     async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError>;
+
+    /// Stores a dynamically registered client (`AlreadyExists` if the id is taken).
+    async fn create_client(&self, client: &RegisteredClient) -> Result<(), StoreError>;
+    async fn registered_client(&self, client_id: &str) -> Result<Versioned<RegisteredClient>, StoreError>;
+    async fn update_client(&self, client: &RegisteredClient, seen: Version) -> Result<Version, StoreError>;
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError>;
 
     /// Stores a device authorization under its device-code hash, indexed by user code
     /// (`AlreadyExists` if that user code is taken).

@@ -20,7 +20,7 @@ use super::{AccountCreation, Store, StoreError, Version, Versioned};
 use crate::jose::Jkt;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, DeviceAuthorization, DeviceStatus, Grant, OAuthKey, PendingAuthorization,
-    RefreshToken, SecretHash, Session,
+    RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate, Order,
@@ -64,6 +64,7 @@ struct OAuthTrees {
     refresh: Tree,
     devices: Tree,
     user_codes: Tree,
+    clients: Tree,
 }
 
 #[derive(Serialize)]
@@ -189,6 +190,7 @@ impl SledStore {
                 refresh: tree("oauth_refresh")?,
                 devices: tree("oauth_devices")?,
                 user_codes: tree("oauth_user_codes")?,
+                clients: tree("oauth_clients")?,
             },
             flusher: tx,
             flushes,
@@ -807,6 +809,46 @@ impl Store for SledStore {
                 Ok(())
             })
             .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn create_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+        let bytes = encode(client, 1)?;
+        let prev = self
+            .inner
+            .oauth
+            .clients
+            .compare_and_swap(client.client_id.as_bytes(), None as Option<&[u8]>, Some(bytes))
+            .map_err(backend)?;
+        if prev.is_err() {
+            return Err(StoreError::AlreadyExists);
+        }
+        self.durable().await
+    }
+
+    async fn registered_client(&self, client_id: &str) -> Result<Versioned<RegisteredClient>, StoreError> {
+        Self::get(&self.inner.oauth.clients, "oauth_clients", client_id.as_bytes())
+    }
+
+    async fn update_client(&self, client: &RegisteredClient, seen: Version) -> Result<Version, StoreError> {
+        let bytes = encode(client, seen + 1)?;
+        self.inner
+            .oauth
+            .clients
+            .transaction(|clients| {
+                if tx_version(clients, "oauth_clients", client.client_id.as_bytes())? != seen {
+                    return abort(StoreError::Conflict);
+                }
+                clients.insert(client.client_id.as_bytes(), bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await?;
+        Ok(seen + 1)
+    }
+
+    async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
+        self.inner.oauth.clients.remove(client_id.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
         self.durable().await
     }
 }

@@ -18,3 +18,4 @@ mod oauth;
 mod oauth_rejects;
 mod ops;
 mod pebble_compat;
+mod registration;

@@ -1,0 +1,208 @@
+//! Dynamic client registration (RFC 7591 / 7592) and the consent page its clients get.
+
+use serde_json::{Value, json};
+
+use crate::oauth::{Browser, Page, oauth_server};
+
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+async fn register(b: &Browser, metadata: Value) -> (u16, Value) {
+    let r = b.http.post(format!("{}/oauth/register", b.base)).json(&metadata).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn param(url: &str, name: &str) -> Option<String> {
+    url.split_once('?')?
+        .1
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_owned()))
+}
+
+async fn start_authorization(b: &mut Browser, client_id: &str, scope: &str) -> Page {
+    let url = format!(
+        "{}/oauth/authorize?response_type=code&client_id={client_id}&redirect_uri=http://127.0.0.1/cb&scope={}&state=st&code_challenge={CHALLENGE}&code_challenge_method=S256",
+        b.base,
+        scope.replace(' ', "%20")
+    );
+    b.get(&url).await
+}
+
+async fn consent(b: &mut Browser, page: &Page, action: &str) -> Page {
+    let form = [("request", page.field("request")), ("csrf", page.field("csrf")), ("action", action.to_owned())];
+    let mut r = b.http.post(format!("{}/oauth/consent", b.base)).form(&form);
+    if let Some(c) = &b.cookie {
+        r = r.header("cookie", c.clone());
+    }
+    let r = r.send().await.unwrap();
+    Page { status: r.status().as_u16(), headers: r.headers().clone(), text: r.text().await.unwrap() }
+}
+
+#[tokio::test]
+async fn a_registered_public_client_needs_consent_then_gets_tokens() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let meta: Value =
+        b.http.get(format!("{}/.well-known/openid-configuration", b.base)).send().await.unwrap().json().await.unwrap();
+    assert!(meta["registration_endpoint"].as_str().unwrap().ends_with("/oauth/register"));
+    let (status, reg) = register(
+        &b,
+        json!({"client_name": "Note app", "redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none",
+               "grant_types": ["authorization_code", "refresh_token"], "scope": "openid profile"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
+    assert!(reg.get("client_secret").is_none());
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+
+    let login = start_authorization(&mut b, &client_id, "openid").await;
+    assert_eq!(login.status, 200);
+    let consent_page = b.login(&login, "alice", "wonderland").await;
+    assert_eq!(consent_page.status, 200, "{}", consent_page.text);
+    assert!(consent_page.text.contains("Note app") && consent_page.text.contains("Allow"));
+    assert!(consent_page.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    // A forged consent form is refused; the real one issues the code.
+    let mut forged = Page {
+        status: 200,
+        headers: consent_page.headers.clone(),
+        text: consent_page.text.replace(&consent_page.field("csrf"), "x"),
+    };
+    forged.status = 200;
+    assert_eq!(consent(&mut b, &forged, "allow").await.status, 403);
+    let done = consent(&mut b, &consent_page, "allow").await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    let code = param(&done.location(), "code").unwrap();
+    let r = b
+        .http
+        .post(format!("{}/oauth/token", b.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("code_verifier", VERIFIER),
+            ("client_id", client_id.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Next time, with a session, consent is asked again (not remembered) and can be denied.
+    let again = start_authorization(&mut b, &client_id, "openid").await;
+    assert_eq!(again.status, 200);
+    let denied = consent(&mut b, &again, "deny").await;
+    assert_eq!(param(&denied.location(), "error").as_deref(), Some("access_denied"));
+    assert_eq!(param(&denied.location(), "state").as_deref(), Some("st"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rejects_powerful_scopes_bad_redirects_and_grants() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    for (meta, error) in [
+        (json!({"redirect_uris": ["http://127.0.0.1/cb"], "scope": "openid acme"}), "invalid_client_metadata"),
+        (json!({"redirect_uris": ["http://app.example.test/cb"]}), "invalid_redirect_uri"),
+        (json!({"redirect_uris": ["https://app.example.test/cb#frag"]}), "invalid_redirect_uri"),
+        (json!({"redirect_uris": ["javascript:alert(1)"]}), "invalid_redirect_uri"),
+        (json!({"redirect_uris": []}), "invalid_redirect_uri"),
+        (
+            json!({"redirect_uris": ["https://a.test/cb"], "grant_types": ["client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.test/cb"], "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (json!({"redirect_uris": ["https://a.test/cb"], "response_types": ["token"]}), "invalid_client_metadata"),
+    ] {
+        let (status, body) = register(&b, meta.clone()).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some(error)), "{meta}: {body}");
+    }
+    let r = b
+        .http
+        .post(format!("{}/oauth/register", b.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client_metadata");
+    // A registered client cannot ask for a scope it was not given.
+    let (_, reg) =
+        register(&b, json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none"})).await;
+    let page = start_authorization(&mut b, reg["client_id"].as_str().unwrap(), "openid acme").await;
+    assert_eq!(param(&page.location(), "error").as_deref(), Some("invalid_scope"));
+    server.stop().await;
+
+    let server = oauth_server(|c| c.oauth.dynamic_registration = false).await;
+    let b = Browser::new(&server);
+    let (status, _) = register(&b, json!({"redirect_uris": ["https://a.test/cb"]})).await;
+    assert_eq!(status, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn registration_management_with_the_access_token() {
+    let server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    let (status, reg) =
+        register(&b, json!({"client_name": "Svc", "redirect_uris": ["https://svc.example.test/cb"]})).await;
+    assert_eq!(status, 201);
+    let secret = reg["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(reg["client_secret_expires_at"], 0);
+    let uri = reg["registration_client_uri"].as_str().unwrap().to_owned();
+    let token = reg["registration_access_token"].as_str().unwrap().to_owned();
+    let client_id = reg["client_id"].as_str().unwrap().to_owned();
+    // Read.
+    let r = b.http.get(&uri).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let read: Value = r.json().await.unwrap();
+    assert_eq!(read["client_name"], "Svc");
+    assert!(read.get("client_secret").is_none(), "the secret is shown once");
+    // Wrong token, other client's URI.
+    assert_eq!(b.http.get(&uri).bearer_auth("nope").send().await.unwrap().status(), 401);
+    // Update; escalation to acme is refused.
+    let r = b
+        .http
+        .put(&uri)
+        .bearer_auth(&token)
+        .json(
+            &json!({"client_id": client_id, "client_name": "Svc 2", "redirect_uris": ["https://svc.example.test/cb"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["client_name"], "Svc 2");
+    let r = b
+        .http
+        .put(&uri)
+        .bearer_auth(&token)
+        .json(&json!({"client_id": client_id, "redirect_uris": ["https://svc.example.test/cb"], "scope": "acme"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_client_metadata");
+    // The secret authenticates (the client may not use client_credentials, so it gets
+    // unauthorized_client rather than invalid_client).
+    let r = b
+        .http
+        .post(format!("{}/oauth/token", b.base))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unauthorized_client");
+    // Delete: 204, then the client is gone.
+    assert_eq!(b.http.delete(&uri).bearer_auth(&token).send().await.unwrap().status(), 204);
+    assert_eq!(b.http.get(&uri).bearer_auth(&token).send().await.unwrap().status(), 401);
+    let r = b
+        .http
+        .post(format!("{}/oauth/token", b.base))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    server.stop().await;
+}
