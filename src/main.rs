@@ -29,6 +29,9 @@ enum Command {
     /// Read a password (or client secret) from standard input and print its argon2id
     /// hash, for `password_hash` / `secret_hash` in config.toml.
     HashPassword,
+    /// Make a new OAuth signing key the active one (older keys stay published until
+    /// their tokens expire). Run while the server is stopped.
+    OauthRotateKey,
 }
 
 /// `serve` options. idca also accepts Pebble's flags (`-config`, `-dnsserver`,
@@ -81,7 +84,7 @@ async fn main() -> ExitCode {
     let command = cli.command.take().unwrap_or(Command::Serve(ServeArgs::default()));
     let serve_args = match &command {
         Command::Serve(a) => a,
-        Command::Root | Command::HashPassword => &ServeArgs::default(),
+        Command::Root | Command::HashPassword | Command::OauthRotateKey => &ServeArgs::default(),
     };
     let config = match load_config(&cli, serve_args) {
         Ok(c) => c,
@@ -97,6 +100,10 @@ async fn main() -> ExitCode {
         }
         Command::Root => idca::cli::root(&config).await.map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
         Command::HashPassword => hash_password(),
+        Command::OauthRotateKey => idca::cli::rotate_oauth_key(&config)
+            .await
+            .map(|kid| println!("new signing key {kid}; earlier keys stay in the JWKS, retired"))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

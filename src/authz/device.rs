@@ -191,7 +191,7 @@ impl AuthServer {
                     .redeem_device_authorization(&hash, d.version, &grant, refresh.as_ref().map(|(_, h, r)| (h, r)))
                     .await
                 {
-                    Ok(()) => self.respond(&grant, refresh.map(|(t, _, _)| t), None, now),
+                    Ok(()) => self.respond(&grant, refresh.map(|(t, _, _)| t), None, &Default::default(), now),
                     Err(StoreError::Conflict) => {
                         Err(OAuthError::InvalidGrant("the device_code was already used".into()))
                     }

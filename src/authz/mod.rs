@@ -51,6 +51,8 @@ pub struct AuthorizeParams {
     pub code_challenge_method: Option<String>,
     pub nonce: Option<String>,
     pub prompt: Option<String>,
+    /// OIDC Core §5.5, a JSON object.
+    pub claims: Option<String>,
 }
 
 /// The login form (fields of the page `http::oauth` renders).
@@ -181,6 +183,37 @@ impl std::fmt::Debug for AuthServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthServer").field("issuer", &self.issuer).finish()
     }
+}
+
+/// Claims idca sets itself; a `claims` request cannot set them (OIDC Core §5.5).
+const REGISTERED_CLAIMS: [&str; 11] =
+    ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "name", "email"];
+
+/// Reads the `claims` request parameter (OIDC Core §5.5) and keeps the id_token claims
+/// asked for with a `value`: those are echoed in the id_token (what Wire's
+/// `wire-oidc-01` uses for `keyauth` and `acme_aud`). At most 16 claims of 1 KiB.
+fn requested_claims(json: &str) -> Result<std::collections::BTreeMap<String, serde_json::Value>, OAuthError> {
+    let bad = |m: &str| OAuthError::InvalidRequest(format!("claims: {m}"));
+    if json.len() > 8 * 1024 {
+        return Err(bad("too large"));
+    }
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|_| bad("not a JSON object"))?;
+    let mut out = std::collections::BTreeMap::new();
+    let Some(obj) = v.as_object() else { return Err(bad("not a JSON object")) };
+    if let Some(id_token) = obj.get("id_token") {
+        let members = id_token.as_object().ok_or_else(|| bad("`id_token` must be an object"))?;
+        for (name, spec) in members {
+            let Some(value) = spec.as_object().and_then(|s| s.get("value")) else { continue };
+            if REGISTERED_CLAIMS.contains(&name.as_str()) {
+                return Err(bad(&format!("`{name}` cannot be requested with a value")));
+            }
+            if out.len() >= 16 || name.len() > 64 || value.to_string().len() > 1024 {
+                return Err(bad("too many or too large claims"));
+            }
+            out.insert(name.clone(), value.clone());
+        }
+    }
+    Ok(out)
 }
 
 /// Appends `params` to `base` as query parameters (percent-encoded, RFC 3986 §2.1).
@@ -332,6 +365,10 @@ impl AuthServer {
             }
             None => None,
         };
+        let id_token_claims = match p.claims.as_deref().map(requested_claims).transpose() {
+            Ok(c) => c.unwrap_or_default(),
+            Err(e) => return error_redirect(e),
+        };
         let pending = PendingAuthorization {
             client_id: client.client_id.clone(),
             redirect_uri,
@@ -339,6 +376,7 @@ impl AuthServer {
             state,
             nonce: p.nonce.clone(),
             code_challenge,
+            id_token_claims,
             csrf: random_token(),
             expires: now + self.config.login_page_lifetime_secs as i64,
         };
@@ -384,6 +422,7 @@ impl AuthServer {
             code_challenge: p.code_challenge.clone(),
             scope: p.scope.clone(),
             nonce: p.nonce.clone(),
+            id_token_claims: p.id_token_claims.clone(),
             sub: sub.to_owned(),
             auth_time,
             expires: now + self.config.code_lifetime_secs as i64,
@@ -583,7 +622,7 @@ impl AuthServer {
             }
             CodeRedemption::Redeemed(_) if record.expires <= now => Err(invalid("the code has expired")),
             CodeRedemption::Redeemed(code) => {
-                self.respond(&grant, refresh.map(|(t, _, _)| t), code.nonce.as_deref(), now)
+                self.respond(&grant, refresh.map(|(t, _, _)| t), code.nonce.as_deref(), &code.id_token_claims, now)
             }
         }
     }
@@ -655,7 +694,7 @@ impl AuthServer {
             }
             Err(e) => return Err(e.into()),
         }
-        self.respond(&grant, Some(new_token), None, now)
+        self.respond(&grant, Some(new_token), None, &Default::default(), now)
     }
 
     /// client_credentials (RFC 6749 §4.4): confidential clients only; the subject is the
@@ -690,7 +729,7 @@ impl AuthServer {
             revoked: false,
         };
         self.store.create_grant(&grant, None).await?;
-        self.respond(&grant, None, None, now)
+        self.respond(&grant, None, None, &Default::default(), now)
     }
 
     /// Mints the access token (and id_token for `openid`) for a grant.
@@ -699,6 +738,7 @@ impl AuthServer {
         grant: &Grant,
         refresh_token: Option<String>,
         nonce: Option<&str>,
+        requested: &std::collections::BTreeMap<String, serde_json::Value>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let lifetime = self.config.access_token_lifetime_secs;
@@ -729,6 +769,7 @@ impl AuthServer {
                     at_hash: tokens::at_hash(&access_token),
                     name: user.filter(|_| grant.scope.iter().any(|s| s == "profile")).map(|u| u.name.clone()),
                     email: user.filter(|_| grant.scope.iter().any(|s| s == "email")).map(|u| u.email.clone()),
+                    requested: requested.clone(),
                 };
                 Some(self.keys.sign("JWT", &id)?)
             }
@@ -874,6 +915,7 @@ impl AuthServer {
             "id_token_signing_alg_values_supported": ["ES256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "name", "email", "preferred_username"],
             "authorization_response_iss_parameter_supported": true,
+            "claims_parameter_supported": true,
         })
     }
 }

@@ -50,6 +50,9 @@ pub struct IdTokenClaims {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Claims the client asked for with a value (OIDC Core §5.5), echoed as asked.
+    #[serde(flatten)]
+    pub requested: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// `at_hash` for an ES256-signed id_token.

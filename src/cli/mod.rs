@@ -16,3 +16,19 @@ pub async fn root(config: &Config) -> Result<String, AppError> {
         Err(e) => std::fs::read_to_string(&written).map_err(|_| e),
     }
 }
+
+/// `idca oauth-rotate-key`: a new signing key signs from now on; the old ones stay in the
+/// JWKS (retired) so tokens they signed still verify until they expire. Run it while the
+/// server is stopped (the store is locked while it runs).
+pub async fn rotate_oauth_key(config: &Config) -> Result<String, AppError> {
+    let store = open_store(config)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let bad = |e: crate::jose::JoseError| AppError::Io(e.to_string());
+    let pkcs8 = crate::jose::SigningKey::generate_pkcs8().map_err(bad)?;
+    let kid = crate::jose::SigningKey::from_pkcs8(&pkcs8).map_err(bad)?.kid().to_owned();
+    use crate::store::Store;
+    store
+        .rotate_oauth_key(&crate::model::oauth::OAuthKey { kid: kid.clone(), pkcs8, created: now, retired: None })
+        .await?;
+    Ok(kid)
+}

@@ -42,6 +42,9 @@ pub struct AuthorizationCode {
     pub code_challenge: Option<String>,
     pub scope: Vec<String>,
     pub nonce: Option<String>,
+    /// Claims with values requested for the id_token (OIDC Core §5.5).
+    #[serde(default)]
+    pub id_token_claims: std::collections::BTreeMap<String, serde_json::Value>,
     pub sub: String,
     pub auth_time: UnixTime,
     pub expires: UnixTime,
@@ -69,6 +72,9 @@ pub struct PendingAuthorization {
     pub state: Option<String>,
     pub nonce: Option<String>,
     pub code_challenge: Option<String>,
+    /// Claims with values requested for the id_token (OIDC Core §5.5).
+    #[serde(default)]
+    pub id_token_claims: std::collections::BTreeMap<String, serde_json::Value>,
     /// The CSRF token the login form must echo.
     pub csrf: String,
     pub expires: UnixTime,

@@ -50,7 +50,9 @@ struct Inner {
     eab_kids: Tree,
     account_authzs: Tree,
     oauth: OAuthTrees,
-    flusher: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
+    /// `None` only while dropping.
+    flusher: Option<mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>>,
+    flusher_thread: Option<std::thread::JoinHandle<()>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -169,6 +171,13 @@ impl SledStore {
         let (tx, rx) = mpsc::unbounded_channel();
         let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = flushes.clone();
+        let thread = std::thread::Builder::new()
+            .name("idca-flush".into())
+            .spawn({
+                let db = db.clone();
+                move || group_commit(db, rx, counter)
+            })
+            .map_err(backend)?;
         let inner = Inner {
             meta: tree("meta")?,
             accounts: tree("accounts")?,
@@ -192,14 +201,11 @@ impl SledStore {
                 user_codes: tree("oauth_user_codes")?,
                 clients: tree("oauth_clients")?,
             },
-            flusher: tx,
+            flusher: Some(tx),
+            flusher_thread: Some(thread),
             flushes,
             db: db.clone(),
         };
-        std::thread::Builder::new()
-            .name("idca-flush".into())
-            .spawn(move || group_commit(db, rx, counter))
-            .map_err(backend)?;
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -211,7 +217,12 @@ impl SledStore {
     /// Waits until everything written before this call is on disk.
     async fn durable(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.flusher.send(tx).map_err(|_| backend("flusher stopped"))?;
+        self.inner
+            .flusher
+            .as_ref()
+            .ok_or_else(|| backend("flusher stopped"))?
+            .send(tx)
+            .map_err(|_| backend("flusher stopped"))?;
         rx.await.map_err(|_| backend("flusher stopped"))?.map_err(backend)
     }
 
@@ -857,6 +868,12 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // Best effort on shutdown; acknowledged writes were flushed already.
         let _ = self.db.flush();
+        // Stop the flusher and wait for it, so the database (and its lock) is released
+        // when the store is dropped, not some time later.
+        self.flusher.take();
+        if let Some(t) = self.flusher_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

@@ -421,3 +421,83 @@ async fn introspection_and_revocation() {
     assert_eq!(r.status(), 401);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn claims_requested_with_values_reach_the_id_token() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let claims = json!({"id_token": {"keyauth": {"essential": true, "value": "tok.thumb"}, "acme_aud": {"value": "https://acme.test/chal/1"}, "name": null}});
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let cli = public_client(&b, "http://127.0.0.1/callback");
+    let (url, _) = cli
+        .client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_scope(Scope::new("openid".into()))
+        .add_extra_param("claims", claims.to_string())
+        .url();
+    let login = b.get(url.as_str()).await;
+    let done = b.login(&login, "alice", PASSWORD).await;
+    let code = query_param(&done.location(), "code").unwrap();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", verifier.secret().as_str()),
+        ("client_id", "idca-cli"),
+    ];
+    let body: Value =
+        b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap().json().await.unwrap();
+    let id = verify_jwt(&b, body["id_token"].as_str().unwrap(), "JWT").await;
+    assert_eq!(id["keyauth"], "tok.thumb");
+    assert_eq!(id["acme_aud"], "https://acme.test/chal/1");
+    // Registered claims cannot be set this way.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _) = cli
+        .client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_scope(Scope::new("openid".into()))
+        .add_extra_param("claims", json!({"id_token": {"sub": {"value": "root"}}}).to_string())
+        .url();
+    let page = b.get(url.as_str()).await;
+    assert_eq!(query_param(&page.location(), "error").as_deref(), Some("invalid_request"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_keys_stay_published_and_old_tokens_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = idca::config::Config::default();
+    config.storage.data_dir = dir.path().join("data");
+    let first = idca::cli::rotate_oauth_key(&config).await.unwrap();
+    let second = idca::cli::rotate_oauth_key(&config).await.unwrap();
+    assert_ne!(first, second);
+    // The binary does the same (and finds the store free again).
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idca"))
+        .args(["oauth-rotate-key", "--data"])
+        .arg(&config.storage.data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let third =
+        String::from_utf8(out.stdout).unwrap().split_whitespace().nth(3).unwrap().trim_end_matches(';').to_owned();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.management.listen = String::new();
+    let server = idca::app::start(config, idca::app::StartOptions::default()).await.unwrap();
+    let root = reqwest::Certificate::from_pem(server.root_pem.as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([root]).build().unwrap();
+    let jwks: Value = http
+        .get(server.directory_url().replace("/directory", "/oauth/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert_eq!(kids.len(), 3, "{kids:?}");
+    for kid in [&first, &second, &third] {
+        assert!(kids.contains(&kid.as_str()), "{kid} missing from {kids:?}");
+    }
+    server.stop().await;
+}
