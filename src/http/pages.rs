@@ -26,6 +26,8 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:26rem;margi
 h1{font-size:1.4rem}label{display:block;margin:.8rem 0 .2rem}input{width:100%;padding:.6rem;font-size:1rem;box-sizing:border-box}\
 button{margin-top:1.2rem;width:100%;padding:.7rem;font-size:1rem}.error{color:#a00}.scopes{color:#555}";
 
+/// No `form-action`: browsers apply it to the redirect that follows a form POST, and the
+/// login form's 303 goes to the client's redirect URI (found with a real browser).
 fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -37,7 +39,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Cache-Control", "no-store"))
