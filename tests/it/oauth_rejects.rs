@@ -398,3 +398,52 @@ async fn rejects_refresh_scope_widening_and_forged_tokens() {
     assert_eq!(r.status(), 200);
     server.stop().await;
 }
+
+/// Concurrent redemption of one code or one refresh token (JanssenProject/jans#9074):
+/// the store's atomic take lets exactly one through.
+#[tokio::test]
+async fn concurrent_redemptions_let_one_through() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let code = code_for(&mut b, "http://127.0.0.1/callback").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let http = b.http.clone();
+            let url = format!("{}/oauth/token", b.base);
+            let form: Vec<(String, String)> =
+                exchange(&code, VERIFIER).into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+            tokio::spawn(async move { http.post(url).form(&form).send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == 200 {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1, "one code, {ok} token responses");
+
+    let code = code_for(&mut b, "http://127.0.0.1/callback").await;
+    let (_, _, first) = token(&b, &exchange(&code, VERIFIER)).await;
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let http = b.http.clone();
+            let url = format!("{}/oauth/token", b.base);
+            let refresh = refresh.clone();
+            tokio::spawn(async move {
+                let form =
+                    [("grant_type", "refresh_token"), ("refresh_token", refresh.as_str()), ("client_id", "idca-cli")];
+                http.post(url).form(&form).send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap() == 200 {
+            ok += 1;
+        }
+    }
+    assert!(ok <= 1, "one refresh token, {ok} token responses");
+    server.stop().await;
+}
