@@ -133,6 +133,35 @@ fn authz_index_prefix(account: &AccountId, identifier: &Identifier) -> Vec<u8> {
     key
 }
 
+/// A grant and its first refresh token, encoded, ready to go into one transaction.
+struct GrantWrite<'a> {
+    grant_key: &'a [u8],
+    grant: Vec<u8>,
+    refresh: Option<(&'a [u8], Vec<u8>)>,
+}
+
+impl<'a> GrantWrite<'a> {
+    fn new(grant: &'a Grant, refresh: Option<(&'a SecretHash, &'a RefreshToken)>) -> Result<Self, StoreError> {
+        Ok(Self {
+            grant_key: grant.id.as_bytes(),
+            grant: encode(grant, 1)?,
+            refresh: refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?,
+        })
+    }
+
+    fn insert(
+        &self,
+        grants: &TransactionalTree,
+        refresh: &TransactionalTree,
+    ) -> Result<(), sled::transaction::UnabortableTransactionError> {
+        grants.insert(self.grant_key, self.grant.as_slice())?;
+        if let Some((h, b)) = &self.refresh {
+            refresh.insert(*h, b.as_slice())?;
+        }
+        Ok(())
+    }
+}
+
 fn order_index_key(account: &AccountId, created: i64, order: &OrderId) -> Vec<u8> {
     let mut key = account.0.as_bytes().to_vec();
     key.push(0);
@@ -611,8 +640,7 @@ impl Store for SledStore {
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<CodeRedemption, StoreError> {
         let o = &self.inner.oauth;
-        let grant_bytes = encode(grant, 1)?;
-        let refresh_bytes = refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?;
+        let write = GrantWrite::new(grant, refresh)?;
         let result = (&o.codes, &o.grants, &o.refresh)
             .transaction(|(codes, grants, refresh_tree)| {
                 let Some(bytes) = codes.get(hash.0.as_bytes())? else {
@@ -643,10 +671,7 @@ impl Store for SledStore {
                     Ok(b) => codes.insert(hash.0.as_bytes(), b)?,
                     Err(e) => return abort(e),
                 };
-                grants.insert(grant.id.as_bytes(), grant_bytes.as_slice())?;
-                if let Some((h, b)) = &refresh_bytes {
-                    refresh_tree.insert(*h, b.as_slice())?;
-                }
+                write.insert(grants, refresh_tree)?;
                 Ok(CodeRedemption::Redeemed(code))
             })
             .map_err(tx_err)?;
@@ -660,14 +685,10 @@ impl Store for SledStore {
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<(), StoreError> {
         let o = &self.inner.oauth;
-        let grant_bytes = encode(grant, 1)?;
-        let refresh_bytes = refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?;
+        let write = GrantWrite::new(grant, refresh)?;
         (&o.grants, &o.refresh)
             .transaction(|(grants, refresh_tree)| {
-                grants.insert(grant.id.as_bytes(), grant_bytes.as_slice())?;
-                if let Some((h, b)) = &refresh_bytes {
-                    refresh_tree.insert(*h, b.as_slice())?;
-                }
+                write.insert(grants, refresh_tree)?;
                 Ok(())
             })
             .map_err(tx_err)?;
@@ -794,8 +815,7 @@ impl Store for SledStore {
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<(), StoreError> {
         let o = &self.inner.oauth;
-        let grant_bytes = encode(grant, 1)?;
-        let refresh_bytes = refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?;
+        let write = GrantWrite::new(grant, refresh)?;
         (&o.devices, &o.grants, &o.refresh)
             .transaction(|(devices, grants, refresh_tree)| {
                 let Some(bytes) = devices.get(hash.0.as_bytes())? else {
@@ -813,10 +833,7 @@ impl Store for SledStore {
                     Ok(b) => devices.insert(hash.0.as_bytes(), b)?,
                     Err(e) => return abort(e),
                 };
-                grants.insert(grant.id.as_bytes(), grant_bytes.as_slice())?;
-                if let Some((h, b)) = &refresh_bytes {
-                    refresh_tree.insert(*h, b.as_slice())?;
-                }
+                write.insert(grants, refresh_tree)?;
                 Ok(())
             })
             .map_err(tx_err)?;
