@@ -15,6 +15,7 @@ pub mod ca;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod dpop;
 pub mod http;
 pub mod jose;
 pub mod metrics;

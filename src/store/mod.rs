@@ -113,6 +113,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError>;
     async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError>;
 
+    /// The DPoP nonce secret: the stored one, or `fresh` stored now (first start).
+    async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Records a DPoP proof's replay key until `expires`; `false` if it was already
+    /// recorded and has not expired (a replay). Expired entries are purged as it goes.
+    async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError>;
+
     /// OAuth signing keys, oldest first.
     async fn oauth_keys(&self) -> Result<Vec<OAuthKey>, StoreError>;
     /// Adds a signing key and retires every other active one (key rotation).

@@ -50,6 +50,8 @@ struct Inner {
     eab_kids: Tree,
     account_authzs: Tree,
     oauth: OAuthTrees,
+    dpop_jti: Tree,
+    jti_inserts: std::sync::atomic::AtomicU64,
     /// `None` only while dropping.
     flusher: Option<mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>>,
     flusher_thread: Option<std::thread::JoinHandle<()>>,
@@ -219,6 +221,8 @@ impl SledStore {
             revoked: tree("revoked")?,
             eab_kids: tree("eab_kids")?,
             account_authzs: tree("account_authzs")?,
+            dpop_jti: tree("dpop_jti")?,
+            jti_inserts: std::sync::atomic::AtomicU64::new(0),
             oauth: OAuthTrees {
                 keys: tree("oauth_keys")?,
                 pending: tree("oauth_pending")?,
@@ -878,6 +882,50 @@ impl Store for SledStore {
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
         self.inner.oauth.clients.remove(client_id.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
         self.durable().await
+    }
+
+    async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        const KEY: &[u8] = b"dpop_nonce_secret";
+        let previous = self.inner.meta.compare_and_swap(KEY, None as Option<&[u8]>, Some(fresh)).map_err(backend)?;
+        self.durable().await?;
+        match previous {
+            Ok(()) => Ok(fresh.to_vec()),
+            Err(cas) => cas.current.map(|v| v.to_vec()).ok_or(StoreError::Conflict),
+        }
+    }
+
+    async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError> {
+        let tree = &self.inner.dpop_jti;
+        let fresh = loop {
+            let current = tree.get(key.as_bytes()).map_err(backend)?;
+            let expired = current.as_ref().is_some_and(|v| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(v.get(..8).unwrap_or(&[0; 8]));
+                i64::from_be_bytes(b) <= now
+            });
+            if current.is_some() && !expired {
+                break false;
+            }
+            match tree.compare_and_swap(key.as_bytes(), current, Some(&expires.to_be_bytes()[..])).map_err(backend)? {
+                Ok(()) => break true,
+                Err(_) => continue,
+            }
+        };
+        if fresh {
+            // Every 1024 proofs, drop the entries whose window has passed.
+            if self.inner.jti_inserts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1024 == 1023 {
+                for entry in tree.iter() {
+                    let (k, v) = entry.map_err(backend)?;
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(v.get(..8).unwrap_or(&[0; 8]));
+                    if i64::from_be_bytes(b) <= now {
+                        let _ = tree.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?;
+                    }
+                }
+            }
+            self.durable().await?;
+        }
+        Ok(fresh)
     }
 }
 
