@@ -148,9 +148,15 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let links = Links::new(public_url.clone());
     let acme = Arc::new(Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics));
     let authz = Arc::new(
-        crate::authz::AuthServer::new(store.clone(), config.oauth.clone(), &public_url, clock.now())
-            .await
-            .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?,
+        crate::authz::AuthServer::new(
+            store.clone(),
+            config.oauth.clone(),
+            config.dpop.clone(),
+            &public_url,
+            clock.now(),
+        )
+        .await
+        .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?,
     );
     let state = web::Data::new(AppState {
         acme,

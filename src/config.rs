@@ -18,6 +18,7 @@ pub struct Config {
     pub ca: CaConfig,
     pub acme: AcmeConfig,
     pub oauth: OAuthConfig,
+    pub dpop: DpopConfig,
     pub management: ManagementConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -371,6 +372,22 @@ pub struct UserConfig {
     pub name: String,
     #[serde(default)]
     pub email: String,
+}
+
+/// `[dpop]`: DPoP (RFC 9449) at the token endpoint and idca's resources.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DpopConfig {
+    /// Proofs must carry a server nonce (`use_dpop_nonce` otherwise, RFC 9449 §8, §9).
+    pub require_nonce: bool,
+    /// How old a proof's `iat` may be, in seconds (§11.1).
+    pub max_age_secs: u64,
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self { require_nonce: true, max_age_secs: 300 }
+    }
 }
 
 /// `[management]`: Pebble's management API (roots, intermediates, certificate status).

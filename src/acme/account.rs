@@ -134,8 +134,9 @@ impl Acme {
         }
         match who {
             None => Err(AcmeError::Unauthenticated {
-                detail: "this server requires Authorization: Bearer <access token with scope acme>".into(),
-                invalid_token: false,
+                detail: "this server requires an access token with scope acme (Authorization: Bearer or DPoP)".into(),
+                challenge: "Bearer realm=\"idca\", scope=\"acme\"".into(),
+                dpop_nonce: None,
             }),
             Some(w) if !w.has_scope("acme") => {
                 Err(AcmeError::Unauthorized("the access token lacks the acme scope".into()))

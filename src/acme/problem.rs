@@ -75,7 +75,7 @@ pub enum AcmeError {
     /// `unauthorized` with status 401 and `WWW-Authenticate: Bearer` (RFC 6750 §3): the
     /// ACME API is a protected resource and the request carries no valid access token.
     #[error("{detail}")]
-    Unauthenticated { detail: String, invalid_token: bool },
+    Unauthenticated { detail: String, challenge: String, dpop_nonce: Option<String> },
     /// `unauthorized` (§6.7): the client lacks authorization for this request.
     #[error("{0}")]
     Unauthorized(String),

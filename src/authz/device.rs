@@ -135,6 +135,7 @@ impl AuthServer {
         &self,
         client: &super::Client,
         form: &TokenForm,
+        jkt: Option<&str>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let code =
@@ -185,13 +186,13 @@ impl AuthServer {
                     created: now,
                     revoked: false,
                 };
-                let refresh = self.new_refresh(client, &grant, now);
+                let refresh = self.new_refresh(client, &grant, jkt, now);
                 match self
                     .store
                     .redeem_device_authorization(&hash, d.version, &grant, refresh.as_ref().map(|(_, h, r)| (h, r)))
                     .await
                 {
-                    Ok(()) => self.respond(&grant, refresh.map(|(t, _, _)| t), None, &Default::default(), now),
+                    Ok(()) => self.respond(&grant, refresh.map(|(t, _, _)| t), None, &Default::default(), jkt, now),
                     Err(StoreError::Conflict) => {
                         Err(OAuthError::InvalidGrant("the device_code was already used".into()))
                     }

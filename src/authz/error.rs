@@ -26,6 +26,16 @@ pub enum OAuthError {
     /// `invalid_redirect_uri` (RFC 7591 §3.2.2).
     #[error("{0}")]
     InvalidRedirectUri(String),
+    /// `invalid_dpop_proof` (RFC 9449 §5).
+    #[error("{0}")]
+    InvalidDpopProof(String),
+    /// `use_dpop_nonce` (RFC 9449 §8): sent with `DPoP-Nonce`.
+    #[error("{detail}")]
+    UseDpopNonce { detail: String, nonce: String },
+    /// An error at a protected resource (RFC 6750 §3, RFC 9449 §7.1): 401 or 403 with a
+    /// `WWW-Authenticate` challenge (and `DPoP-Nonce` when asked to use one).
+    #[error("{detail}")]
+    Resource { code: &'static str, detail: String, status: u16, challenge: String, nonce: Option<String> },
     /// `invalid_grant`: the code, refresh token or credentials are invalid, expired,
     /// revoked, or were issued to another client (§5.2).
     #[error("{0}")]
@@ -65,6 +75,9 @@ impl OAuthError {
             Self::ExpiredToken(_) => "expired_token",
             Self::SlowDown(_) => "slow_down",
             Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
+            Self::UseDpopNonce { .. } => "use_dpop_nonce",
+            Self::Resource { code, .. } => code,
             Self::InvalidClientMetadata(_) => "invalid_client_metadata",
             Self::InvalidRedirectUri(_) => "invalid_redirect_uri",
             Self::InvalidGrant(_) => "invalid_grant",
@@ -83,6 +96,7 @@ impl OAuthError {
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidClient(_) | Self::InvalidToken(_) => 401,
+            Self::Resource { status, .. } => *status,
             Self::InsufficientScope(_) => 403,
             Self::ServerError(_) => 500,
             _ => 400,

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
-use crate::config::OAuthConfig;
+use crate::config::{DpopConfig, OAuthConfig};
+use crate::dpop::{DpopError, DpopNonces, DpopVerifier, Expected};
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
 };
@@ -53,6 +54,8 @@ pub struct AuthorizeParams {
     pub prompt: Option<String>,
     /// OIDC Core §5.5, a JSON object.
     pub claims: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the key the token request will prove.
+    pub dpop_jkt: Option<String>,
 }
 
 /// The login form (fields of the page `http::oauth` renders).
@@ -177,6 +180,8 @@ pub struct AuthServer {
     keys: Keys,
     limiter: LoginLimiter,
     device_limiter: LoginLimiter,
+    dpop: DpopVerifier,
+    dpop_config: DpopConfig,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -250,9 +255,14 @@ impl AuthServer {
     pub async fn new(
         store: Arc<dyn Store>,
         config: OAuthConfig,
+        dpop: DpopConfig,
         public_url: &str,
         now: UnixTime,
     ) -> Result<Self, OAuthError> {
+        let mut secret = [0u8; 32];
+        crate::model::fill_random(&mut secret);
+        let secret = store.dpop_nonce_secret(&secret).await?;
+        let verifier = DpopVerifier::new(store.clone(), DpopNonces::new(&secret), dpop.max_age_secs);
         let mut stored = store.oauth_keys().await?;
         if !stored.iter().any(|k| k.retired.is_none()) {
             let pkcs8 = crate::jose::SigningKey::generate_pkcs8()?;
@@ -272,7 +282,110 @@ impl AuthServer {
             keys,
             store,
             config,
+            dpop: verifier,
+            dpop_config: dpop,
         })
+    }
+
+    /// The `DPoP-Nonce` to send now.
+    pub fn dpop_nonce(&self, now: UnixTime) -> String {
+        self.dpop.nonce(now)
+    }
+
+    /// Checks a DPoP proof at the token endpoint (RFC 9449 §5): errors are
+    /// `invalid_dpop_proof`, or `use_dpop_nonce` with the nonce to use.
+    async fn token_proof(&self, proofs: &[&str], now: UnixTime) -> Result<Option<String>, OAuthError> {
+        let proof = match proofs {
+            [] => return Ok(None),
+            [one] => *one,
+            // §4.3 step 1: exactly one DPoP header.
+            _ => return Err(OAuthError::InvalidDpopProof("send exactly one DPoP header".into())),
+        };
+        let htu = format!("{}{}", self.audience, paths::TOKEN);
+        let expected = Expected { htm: "POST", htu: &htu, access_token: None };
+        match self.dpop.verify(proof, &expected, self.dpop_config.require_nonce, now).await {
+            Ok(p) => Ok(Some(p.jkt.0)),
+            Err(DpopError::UseNonce(detail)) => Err(OAuthError::UseDpopNonce { detail, nonce: self.dpop.nonce(now) }),
+            Err(DpopError::InvalidProof(m)) => Err(OAuthError::InvalidDpopProof(m)),
+            Err(DpopError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// A request to one of idca's protected resources (RFC 6750, RFC 9449 §7): the
+    /// `Authorization` header (`Bearer` or `DPoP`), the `DPoP` header values, the method
+    /// and the URL. A DPoP-bound token sent as `Bearer` is refused (§7.2); a `DPoP`
+    /// token needs a proof with `ath`, by the key in its `cnf.jkt`.
+    pub async fn verify_resource_request(
+        &self,
+        authorization: Option<&str>,
+        proofs: &[&str],
+        htm: &str,
+        htu: &str,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, OAuthError> {
+        let algs = crate::dpop::ALGS.join(" ");
+        let challenge = |scheme: &str, code: &str| {
+            if scheme == "DPoP" {
+                format!("DPoP realm=\"idca\", error=\"{code}\", algs=\"{algs}\"")
+            } else {
+                format!("Bearer realm=\"idca\", error=\"{code}\"")
+            }
+        };
+        let fail = |scheme: &str, code: &'static str, detail: String, nonce: Option<String>| OAuthError::Resource {
+            code,
+            challenge: challenge(scheme, code),
+            detail,
+            status: 401,
+            nonce,
+        };
+        let Some(header) = authorization else {
+            return Err(OAuthError::Resource {
+                code: "invalid_token",
+                detail: "an access token is required".into(),
+                status: 401,
+                challenge: format!("Bearer realm=\"idca\", DPoP realm=\"idca\", algs=\"{algs}\""),
+                nonce: None,
+            });
+        };
+        let (scheme, token) = match header.split_once(' ') {
+            Some((s, t)) if s.eq_ignore_ascii_case("bearer") => ("Bearer", t.trim()),
+            Some((s, t)) if s.eq_ignore_ascii_case("dpop") => ("DPoP", t.trim()),
+            _ => return Err(fail("Bearer", "invalid_token", "use Authorization: Bearer or DPoP".into(), None)),
+        };
+        let claims = match self.verify_access_token(token, now).await {
+            Ok(c) => c,
+            Err(e) => return Err(fail(scheme, "invalid_token", e.to_string(), None)),
+        };
+        match (scheme, &claims.cnf) {
+            ("Bearer", None) if proofs.is_empty() => Ok(claims),
+            ("Bearer", Some(_)) => Err(fail(
+                "DPoP",
+                "invalid_token",
+                "a DPoP-bound token must be sent with Authorization: DPoP".into(),
+                None,
+            )),
+            ("Bearer", None) => {
+                Err(fail("Bearer", "invalid_request", "a DPoP proof comes with Authorization: DPoP".into(), None))
+            }
+            (_, None) => {
+                Err(fail("DPoP", "invalid_token", "this token is not DPoP-bound; send it as Bearer".into(), None))
+            }
+            (_, Some(cnf)) => {
+                let [proof] = proofs else {
+                    return Err(fail("DPoP", "invalid_dpop_proof", "send exactly one DPoP header".into(), None));
+                };
+                let expected = Expected { htm, htu, access_token: Some(token) };
+                match self.dpop.verify(proof, &expected, self.dpop_config.require_nonce, now).await {
+                    Ok(p) if p.jkt.0 == cnf.jkt => Ok(claims),
+                    Ok(_) => {
+                        Err(fail("DPoP", "invalid_dpop_proof", "the proof key is not the token's key".into(), None))
+                    }
+                    Err(DpopError::UseNonce(d)) => Err(fail("DPoP", "use_dpop_nonce", d, Some(self.dpop.nonce(now)))),
+                    Err(DpopError::InvalidProof(d)) => Err(fail("DPoP", "invalid_dpop_proof", d, None)),
+                    Err(DpopError::Store(e)) => Err(e.into()),
+                }
+            }
+        }
     }
 
     pub fn issuer(&self) -> &str {
@@ -369,6 +482,11 @@ impl AuthServer {
             Ok(c) => c.unwrap_or_default(),
             Err(e) => return error_redirect(e),
         };
+        if p.dpop_jkt.as_deref().is_some_and(|j| j.len() != 43 || crate::jose::b64_decode(j).is_err()) {
+            return error_redirect(OAuthError::InvalidRequest(
+                "dpop_jkt must be a base64url SHA-256 thumbprint".into(),
+            ));
+        }
         let pending = PendingAuthorization {
             client_id: client.client_id.clone(),
             redirect_uri,
@@ -377,6 +495,7 @@ impl AuthServer {
             nonce: p.nonce.clone(),
             code_challenge,
             id_token_claims,
+            dpop_jkt: p.dpop_jkt.clone(),
             csrf: random_token(),
             expires: now + self.config.login_page_lifetime_secs as i64,
         };
@@ -423,6 +542,7 @@ impl AuthServer {
             scope: p.scope.clone(),
             nonce: p.nonce.clone(),
             id_token_claims: p.id_token_claims.clone(),
+            dpop_jkt: p.dpop_jkt.clone(),
             sub: sub.to_owned(),
             auth_time,
             expires: now + self.config.code_lifetime_secs as i64,
@@ -557,9 +677,13 @@ impl AuthServer {
         &self,
         creds: &ClientCredentials,
         form: &TokenForm,
+        dpop: &[&str],
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let client = self.authenticated_client(creds).await?;
+        // The proof first: a refresh token is never used up by a request whose proof fails.
+        let jkt = self.token_proof(dpop, now).await?;
+        let jkt = jkt.as_deref();
         let grant_type =
             form.grant_type.as_deref().ok_or_else(|| OAuthError::InvalidRequest("grant_type is required".into()))?;
         if !GRANT_TYPES.contains(&grant_type) {
@@ -572,10 +696,10 @@ impl AuthServer {
             return Err(OAuthError::UnauthorizedClient(format!("this client may not use {grant_type}")));
         }
         match grant_type {
-            "authorization_code" => self.code_grant(&client, form, now).await,
-            "refresh_token" => self.refresh_grant(&client, form, now).await,
-            DEVICE_GRANT => self.device_grant(&client, form, now).await,
-            _ => self.client_credentials_grant(&client, form, now).await,
+            "authorization_code" => self.code_grant(&client, form, jkt, now).await,
+            "refresh_token" => self.refresh_grant(&client, form, jkt, now).await,
+            DEVICE_GRANT => self.device_grant(&client, form, jkt, now).await,
+            _ => self.client_credentials_grant(&client, form, jkt, now).await,
         }
     }
 
@@ -583,7 +707,13 @@ impl AuthServer {
     /// to this client and redirect URI, and pass PKCE (a verifier without a challenge is
     /// a downgrade and fails, RFC 9700 §2.1.1); it is then redeemed exactly once, and a
     /// second redemption revokes what the first produced.
-    async fn code_grant(&self, client: &Client, form: &TokenForm, now: UnixTime) -> Result<TokenResponse, OAuthError> {
+    async fn code_grant(
+        &self,
+        client: &Client,
+        form: &TokenForm,
+        jkt: Option<&str>,
+        now: UnixTime,
+    ) -> Result<TokenResponse, OAuthError> {
         let code = form.code.as_deref().ok_or_else(|| OAuthError::InvalidRequest("code is required".into()))?;
         let hash = SecretHash::of(code);
         let invalid = |m: &str| OAuthError::InvalidGrant(m.to_owned());
@@ -597,6 +727,12 @@ impl AuthServer {
         }
         if form.redirect_uri.as_deref().is_some_and(|u| u != record.redirect_uri) {
             return Err(invalid("redirect_uri does not match the authorization request"));
+        }
+        // RFC 9449 §10: a code requested with dpop_jkt is redeemed only with that key.
+        if let Some(bound) = &record.dpop_jkt
+            && jkt != Some(bound.as_str())
+        {
+            return Err(OAuthError::InvalidDpopProof("this code needs a DPoP proof with the dpop_jkt key".into()));
         }
         match (&record.code_challenge, &form.code_verifier) {
             (Some(challenge), Some(verifier)) => pkce::verify(verifier, challenge)?,
@@ -613,7 +749,7 @@ impl AuthServer {
             created: now,
             revoked: false,
         };
-        let refresh = self.new_refresh(client, &grant, now);
+        let refresh = self.new_refresh(client, &grant, jkt, now);
         let redemption = self.store.redeem_code(&hash, &grant, refresh.as_ref().map(|(_, h, r)| (h, r))).await?;
         match redemption {
             CodeRedemption::Replayed { grant } => {
@@ -622,13 +758,22 @@ impl AuthServer {
             }
             CodeRedemption::Redeemed(_) if record.expires <= now => Err(invalid("the code has expired")),
             CodeRedemption::Redeemed(code) => {
-                self.respond(&grant, refresh.map(|(t, _, _)| t), code.nonce.as_deref(), &code.id_token_claims, now)
+                self.respond(&grant, refresh.map(|(t, _, _)| t), code.nonce.as_deref(), &code.id_token_claims, jkt, now)
             }
         }
     }
 
     /// A refresh token for `grant` if the client may refresh: (token, its hash, record).
-    fn new_refresh(&self, client: &Client, grant: &Grant, now: UnixTime) -> Option<(String, SecretHash, RefreshToken)> {
+    /// A refresh token for `grant` if the client may refresh: (token, its hash, record).
+    /// A public client's refresh token is bound to its DPoP key, if it used one (RFC 9449
+    /// §5); a confidential client's is not.
+    fn new_refresh(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        jkt: Option<&str>,
+        now: UnixTime,
+    ) -> Option<(String, SecretHash, RefreshToken)> {
         client.allows_grant("refresh_token").then(|| {
             let token = format!("{}{}", random_token(), random_token());
             let hash = SecretHash::of(&token);
@@ -637,6 +782,7 @@ impl AuthServer {
                 client_id: client.client_id.clone(),
                 expires: now + self.config.refresh_token_idle_secs as i64,
                 used: false,
+                jkt: jkt.filter(|_| client.is_public()).map(str::to_owned),
             };
             (token, hash, record)
         })
@@ -649,6 +795,7 @@ impl AuthServer {
         &self,
         client: &Client,
         form: &TokenForm,
+        jkt: Option<&str>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let token = form
@@ -673,6 +820,13 @@ impl AuthServer {
         if stored.value.expires <= now {
             return Err(invalid("the refresh token has expired"));
         }
+        // A key-bound refresh token needs a proof with that key, checked before the token
+        // is used up (RFC 9449 §5).
+        if let Some(bound) = &stored.value.jkt
+            && jkt != Some(bound.as_str())
+        {
+            return Err(OAuthError::InvalidDpopProof("this refresh token is bound to another DPoP key".into()));
+        }
         let mut grant = self.store.grant(&stored.value.grant).await?;
         if grant.revoked {
             return Err(invalid("the grant was revoked"));
@@ -685,7 +839,7 @@ impl AuthServer {
             grant.scope = narrower;
         }
         let (new_token, new_hash, new_record) =
-            self.new_refresh(client, &grant, now).ok_or_else(|| invalid("this client may not refresh"))?;
+            self.new_refresh(client, &grant, jkt, now).ok_or_else(|| invalid("this client may not refresh"))?;
         match self.store.rotate_refresh_token(&hash, stored.version, (&new_hash, &new_record)).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => {
@@ -694,7 +848,7 @@ impl AuthServer {
             }
             Err(e) => return Err(e.into()),
         }
-        self.respond(&grant, Some(new_token), None, &Default::default(), now)
+        self.respond(&grant, Some(new_token), None, &Default::default(), jkt, now)
     }
 
     /// client_credentials (RFC 6749 §4.4): confidential clients only; the subject is the
@@ -703,6 +857,7 @@ impl AuthServer {
         &self,
         client: &Client,
         form: &TokenForm,
+        jkt: Option<&str>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         if client.is_public() {
@@ -729,7 +884,7 @@ impl AuthServer {
             revoked: false,
         };
         self.store.create_grant(&grant, None).await?;
-        self.respond(&grant, None, None, &Default::default(), now)
+        self.respond(&grant, None, None, &Default::default(), jkt, now)
     }
 
     /// Mints the access token (and id_token for `openid`) for a grant.
@@ -739,6 +894,7 @@ impl AuthServer {
         refresh_token: Option<String>,
         nonce: Option<&str>,
         requested: &std::collections::BTreeMap<String, serde_json::Value>,
+        jkt: Option<&str>,
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
         let lifetime = self.config.access_token_lifetime_secs;
@@ -753,6 +909,7 @@ impl AuthServer {
             scope: grant.scope.join(" "),
             auth_time: grant.auth_time,
             grant: grant.id.clone(),
+            cnf: jkt.map(|j| tokens::Confirmation { jkt: j.to_owned() }),
         };
         let access_token = self.keys.sign(AT_JWT, &claims)?;
         let id_token = match (grant.scope.iter().any(|s| s == "openid"), grant.auth_time) {
@@ -777,7 +934,7 @@ impl AuthServer {
         };
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: if jkt.is_some() { "DPoP" } else { "Bearer" },
             expires_in: lifetime,
             scope: grant.scope.join(" "),
             refresh_token,
@@ -821,8 +978,9 @@ impl AuthServer {
             return Err(OAuthError::InvalidClient("introspection needs a confidential client".into()));
         }
         if let Ok(c) = self.verify_access_token(token, now).await {
+            let token_type = if c.cnf.is_some() { "DPoP" } else { "Bearer" };
             return Ok(serde_json::json!({
-                "active": true, "token_type": "Bearer", "scope": c.scope, "client_id": c.client_id,
+                "active": true, "token_type": token_type, "cnf": c.cnf, "scope": c.scope, "client_id": c.client_id,
                 "sub": c.sub, "username": c.sub, "aud": c.aud, "iss": c.iss, "exp": c.exp, "iat": c.iat, "jti": c.jti,
             }));
         }
@@ -866,8 +1024,15 @@ impl AuthServer {
     }
 
     /// userinfo (OIDC Core §5.3): the claims the token's scopes allow.
-    pub async fn userinfo(&self, token: &str, now: UnixTime) -> Result<serde_json::Value, OAuthError> {
-        let claims = self.verify_access_token(token, now).await?;
+    pub async fn userinfo(
+        &self,
+        authorization: Option<&str>,
+        proofs: &[&str],
+        htm: &str,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, OAuthError> {
+        let htu = format!("{}{}", self.audience, paths::USERINFO);
+        let claims = self.verify_resource_request(authorization, proofs, htm, &htu, now).await?;
         if !claims.has_scope("openid") {
             return Err(OAuthError::InsufficientScope("userinfo needs the openid scope".into()));
         }
@@ -915,6 +1080,7 @@ impl AuthServer {
             "id_token_signing_alg_values_supported": ["ES256"],
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "name", "email", "preferred_username"],
             "authorization_response_iss_parameter_supported": true,
+            "dpop_signing_alg_values_supported": crate::dpop::ALGS,
             "claims_parameter_supported": true,
         })
     }

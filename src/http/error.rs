@@ -45,12 +45,11 @@ impl ResponseError for HttpError {
                     AcmeError::Conflict { location, .. } => {
                         res.insert_header((actix_web::http::header::LOCATION, location.as_str()));
                     }
-                    AcmeError::Unauthenticated { invalid_token, .. } => {
-                        let error = if *invalid_token { ", error=\"invalid_token\"" } else { "" };
-                        res.insert_header((
-                            actix_web::http::header::WWW_AUTHENTICATE,
-                            format!("Bearer realm=\"idca\", scope=\"acme\"{error}"),
-                        ));
+                    AcmeError::Unauthenticated { challenge, dpop_nonce, .. } => {
+                        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge.as_str()));
+                        if let Some(n) = dpop_nonce {
+                            res.insert_header(("DPoP-Nonce", n.as_str()));
+                        }
                     }
                     AcmeError::RateLimited { retry_after, .. } => {
                         res.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
@@ -69,7 +68,17 @@ impl ResponseError for HttpError {
                     OAuthError::InvalidClient(_) => {
                         res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Basic realm=\"idca\""));
                     }
-                    // RFC 6750 §3.
+                    // RFC 9449 §8: the nonce to retry with.
+                    OAuthError::UseDpopNonce { nonce, .. } => {
+                        res.insert_header(("DPoP-Nonce", nonce.as_str()));
+                    }
+                    // RFC 6750 §3, RFC 9449 §7.1.
+                    OAuthError::Resource { challenge, nonce, .. } => {
+                        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge.as_str()));
+                        if let Some(n) = nonce {
+                            res.insert_header(("DPoP-Nonce", n.as_str()));
+                        }
+                    }
                     OAuthError::InvalidToken(_) | OAuthError::InsufficientScope(_) => {
                         res.insert_header((
                             actix_web::http::header::WWW_AUTHENTICATE,

@@ -8,6 +8,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::{AppState, HttpError};
 use crate::acme::{AcmeError, SignedRequest};
+use crate::authz::OAuthError;
 
 /// A JWS POST (RFC 8555 §6.2): `Content-Type: application/jose+json` (else 415), a body
 /// no larger than `limits.jose_body_bytes` (else 413), and the absolute URL it was sent
@@ -74,23 +75,38 @@ impl FromRequest for Principal {
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let header = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().map(str::to_owned));
+        let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().map(str::to_owned));
+        let proofs: Result<Vec<String>, _> =
+            req.headers().get_all("dpop").map(|v| v.to_str().map(str::to_owned)).collect();
+        let method = req.method().as_str().to_owned();
+        let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
         Box::pin(async move {
-            let invalid = |detail: &str| AcmeError::Unauthenticated { detail: detail.to_owned(), invalid_token: true };
-            let Some(header) = header else { return Ok(Principal(None)) };
-            let header = header.map_err(|_| invalid("malformed Authorization header"))?;
-            let token = match header.split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim().to_owned(),
-                _ => return Err(invalid("use Authorization: Bearer <access token>").into()),
+            let unauthenticated = |detail: String, challenge: String, dpop_nonce: Option<String>| {
+                HttpError::from(AcmeError::Unauthenticated { detail, challenge, dpop_nonce })
             };
+            let Some(authorization) = authorization else { return Ok(Principal(None)) };
+            let bad_header = || {
+                unauthenticated(
+                    "malformed header".into(),
+                    "Bearer realm=\"idca\", error=\"invalid_request\"".into(),
+                    None,
+                )
+            };
+            let authorization = authorization.map_err(|_| bad_header())?;
+            let proofs = proofs.map_err(|_| bad_header())?;
             let Some(state) = state else {
                 return Err(AcmeError::internal(std::io::Error::other("application state missing")).into());
             };
+            let url = state.acme.links().url(&path_and_query);
+            let proofs: Vec<&str> = proofs.iter().map(String::as_str).collect();
             let claims = state
                 .authz
-                .verify_access_token(&token, state.clock.now())
+                .verify_resource_request(Some(&authorization), &proofs, &method, &url, state.clock.now())
                 .await
-                .map_err(|e| invalid(&format!("the access token is not valid: {e}")))?;
+                .map_err(|e| match e {
+                    OAuthError::Resource { detail, challenge, nonce, .. } => unauthenticated(detail, challenge, nonce),
+                    other => HttpError::from(other),
+                })?;
             Ok(Principal(Some(crate::model::oauth::Subject {
                 scope: claims.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
                 sub: claims.sub,

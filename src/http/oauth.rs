@@ -154,13 +154,24 @@ fn form_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The token endpoint (RFC 6749 §3.2); responses are never cached (§5.1).
+/// The values of the `DPoP` headers (RFC 9449 §4.1); the core refuses more than one.
+fn dpop_headers(req: &HttpRequest) -> Result<Vec<&str>, OAuthError> {
+    req.headers()
+        .get_all("dpop")
+        .map(|v| v.to_str().map_err(|_| OAuthError::InvalidDpopProof("the DPoP header is not ASCII".into())))
+        .collect()
+}
+
+/// The token endpoint (RFC 6749 §3.2); responses are never cached (§5.1) and carry the
+/// current `DPoP-Nonce` (RFC 9449 §8).
 async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
-    let response = st.authz.token(&creds, &form, st.clock.now()).await?;
+    let now = st.clock.now();
+    let response = st.authz.token(&creds, &form, &dpop_headers(&req)?, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
+        .insert_header(("DPoP-Nonce", st.authz.dpop_nonce(now)))
         .json(response))
 }
 
@@ -264,6 +275,11 @@ async fn metadata(st: State) -> HttpResponse {
     HttpResponse::Ok().json(st.authz.metadata())
 }
 
+/// The `Authorization` header, if any, as text.
+fn authorization(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
 /// The bearer token of a request (RFC 6750 §2.1).
 fn bearer(req: &HttpRequest) -> Result<String, OAuthError> {
     let value = req
@@ -279,10 +295,9 @@ fn bearer(req: &HttpRequest) -> Result<String, OAuthError> {
 
 /// userinfo (OIDC Core §5.3).
 async fn userinfo(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-    let token = bearer(&req)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(st.authz.userinfo(&token, st.clock.now()).await?))
+    let info =
+        st.authz.userinfo(authorization(&req), &dpop_headers(&req)?, req.method().as_str(), st.clock.now()).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(info))
 }
 
 #[cfg(test)]

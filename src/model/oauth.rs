@@ -45,6 +45,10 @@ pub struct AuthorizationCode {
     /// Claims with values requested for the id_token (OIDC Core §5.5).
     #[serde(default)]
     pub id_token_claims: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `dpop_jkt` of the authorization request (RFC 9449 §10): the key the token request
+    /// must prove.
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
     pub sub: String,
     pub auth_time: UnixTime,
     pub expires: UnixTime,
@@ -61,6 +65,9 @@ pub struct RefreshToken {
     pub expires: UnixTime,
     /// Set once rotated: presenting it again is reuse, and revokes the grant.
     pub used: bool,
+    /// The DPoP key a public client's refresh token is bound to (RFC 9449 §5).
+    #[serde(default)]
+    pub jkt: Option<String>,
 }
 
 /// A pending authorization request, kept while the user logs in.
@@ -75,6 +82,9 @@ pub struct PendingAuthorization {
     /// Claims with values requested for the id_token (OIDC Core §5.5).
     #[serde(default)]
     pub id_token_claims: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `dpop_jkt` (RFC 9449 §10).
+    #[serde(default)]
+    pub dpop_jkt: Option<String>,
     /// The CSRF token the login form must echo.
     pub csrf: String,
     pub expires: UnixTime,
@@ -109,7 +119,7 @@ impl std::fmt::Debug for OAuthKey {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CodeRedemption {
     /// First use: the code, now marked with the grant it produced.
-    Redeemed(AuthorizationCode),
+    Redeemed(Box<AuthorizationCode>),
     /// The code was used before: its grant has been revoked (RFC 6749 §4.1.2).
     Replayed { grant: String },
 }

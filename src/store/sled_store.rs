@@ -676,7 +676,7 @@ impl Store for SledStore {
                     Err(e) => return abort(e),
                 };
                 write.insert(grants, refresh_tree)?;
-                Ok(CodeRedemption::Redeemed(code))
+                Ok(CodeRedemption::Redeemed(Box::new(code)))
             })
             .map_err(tx_err)?;
         self.durable().await?;
