@@ -152,6 +152,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
             store.clone(),
             config.oauth.clone(),
             config.dpop.clone(),
+            config.devices.clone(),
             &public_url,
             clock.now(),
         )

@@ -19,6 +19,7 @@ pub struct Config {
     pub acme: AcmeConfig,
     pub oauth: OAuthConfig,
     pub dpop: DpopConfig,
+    pub devices: DevicesConfig,
     pub management: ManagementConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
@@ -368,10 +369,19 @@ pub struct UserConfig {
     pub username: String,
     /// argon2 hash of the password (`idca hash-password`).
     pub password_hash: String,
+    /// Display name (also Wire's `name`).
     #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub email: String,
+    /// Wire identity: the user's handle (without `@`), team and domain. A device's client
+    /// id is `wireapp://{user id}!{device id}@{domain}`.
+    #[serde(default)]
+    pub handle: String,
+    #[serde(default)]
+    pub team: String,
+    #[serde(default)]
+    pub domain: String,
 }
 
 /// `[dpop]`: DPoP (RFC 9449) at the token endpoint and idca's resources.
@@ -387,6 +397,24 @@ pub struct DpopConfig {
 impl Default for DpopConfig {
     fn default() -> Self {
         Self { require_nonce: true, max_age_secs: 300 }
+    }
+}
+
+/// `[devices]`: devices and their client-identity access tokens (Wire's profile).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevicesConfig {
+    /// Seconds a backend nonce from `/clients/{cid}/nonce` lives.
+    pub nonce_ttl_secs: u64,
+    /// Seconds a client-identity access token lives (Wire: 360).
+    pub access_token_lifetime_secs: u64,
+    /// How far in the future a proof's `exp` may be, in seconds.
+    pub max_proof_lifetime_secs: u64,
+}
+
+impl Default for DevicesConfig {
+    fn default() -> Self {
+        Self { nonce_ttl_secs: 300, access_token_lifetime_secs: 360, max_proof_lifetime_secs: 300 }
     }
 }
 

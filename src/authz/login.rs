@@ -36,6 +36,9 @@ pub struct User {
     pub username: String,
     pub name: String,
     pub email: String,
+    pub handle: String,
+    pub team: String,
+    pub domain: String,
     password_hash: String,
 }
 
@@ -45,6 +48,9 @@ impl From<&UserConfig> for User {
             username: u.username.clone(),
             name: u.name.clone(),
             email: u.email.clone(),
+            handle: u.handle.clone(),
+            team: u.team.clone(),
+            domain: u.domain.clone(),
             password_hash: u.password_hash.clone(),
         }
     }

@@ -6,6 +6,7 @@
 
 mod clients;
 mod device;
+mod devices;
 mod error;
 mod login;
 mod pkce;
@@ -14,6 +15,7 @@ mod tokens;
 
 pub use clients::{Client, ClientCredentials};
 pub use device::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
+pub use devices::{DeviceInfo, DeviceTokenResponse, wire_user_id};
 pub use error::OAuthError;
 pub use login::{LoginLimiter, User, hash_password, verify_password};
 pub use registration::{ClientMetadata, RegistrationResponse};
@@ -182,6 +184,7 @@ pub struct AuthServer {
     device_limiter: LoginLimiter,
     dpop: DpopVerifier,
     dpop_config: DpopConfig,
+    devices: crate::config::DevicesConfig,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -256,6 +259,7 @@ impl AuthServer {
         store: Arc<dyn Store>,
         config: OAuthConfig,
         dpop: DpopConfig,
+        devices: crate::config::DevicesConfig,
         public_url: &str,
         now: UnixTime,
     ) -> Result<Self, OAuthError> {
@@ -284,6 +288,7 @@ impl AuthServer {
             config,
             dpop: verifier,
             dpop_config: dpop,
+            devices,
         })
     }
 

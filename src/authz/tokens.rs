@@ -97,6 +97,11 @@ impl Keys {
         Ok(self.active.sign(typ, claims)?)
     }
 
+    /// Signs with the public key in the header (`jwk`) instead of a `kid`.
+    pub fn sign_embedding_jwk<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, OAuthError> {
+        Ok(self.active.sign_embedding_jwk(typ, claims)?)
+    }
+
     /// The JWKS (RFC 7517 §5) with `kid`, `use` and `alg` on each key.
     pub fn jwks(&self) -> serde_json::Value {
         let keys: Vec<serde_json::Value> = self

@@ -6,8 +6,10 @@
 //! survives restarts.
 
 mod nonce;
+mod wire;
 
 pub use nonce::DpopNonces;
+pub use wire::{WireExpected, WireProof, verify_wire_proof};
 
 use std::sync::Arc;
 

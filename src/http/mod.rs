@@ -5,6 +5,7 @@
 //! errors are rendered in one place (`error`).
 
 mod acme;
+mod clients;
 mod error;
 mod extract;
 pub mod mgmt;
@@ -40,6 +41,7 @@ pub struct AppState {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz)).route("/metrics", web::get().to(metrics));
     oauth::configure(cfg);
+    clients::configure(cfg);
     acme::configure(cfg);
 }
 

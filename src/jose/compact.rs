@@ -54,7 +54,16 @@ impl SigningKey {
 
     /// Signs `claims` as a compact JWS with header `{"alg":"ES256","typ":typ,"kid":kid}`.
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, JoseError> {
-        let header = serde_json::json!({"alg": "ES256", "typ": typ, "kid": self.kid});
+        self.sign_with_header(serde_json::json!({"alg": "ES256", "typ": typ, "kid": self.kid}), claims)
+    }
+
+    /// Signs with the public key itself in the header (`jwk`), as Wire's access tokens
+    /// carry it.
+    pub fn sign_embedding_jwk<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, JoseError> {
+        self.sign_with_header(serde_json::json!({"alg": "ES256", "typ": typ, "jwk": self.jwk.to_value()}), claims)
+    }
+
+    fn sign_with_header<T: Serialize>(&self, header: serde_json::Value, claims: &T) -> Result<String, JoseError> {
         let payload = serde_json::to_vec(claims).map_err(|e| JoseError::Malformed(e.to_string()))?;
         let input = format!("{}.{}", b64_encode(header.to_string()), b64_encode(payload));
         let sig = self

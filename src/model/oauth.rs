@@ -243,3 +243,16 @@ pub struct RegisteredClient {
     pub registration_token_hash: SecretHash,
     pub created: UnixTime,
 }
+
+/// A user's device (a Wire "client"), registered with `POST /clients`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    /// Lower-case hex of a random u64, no padding (Wire's device id).
+    pub id: String,
+    /// The owner's user name.
+    pub user: String,
+    /// `wireapp://{user id}!{device id}@{domain}`.
+    pub client_id: String,
+    pub label: String,
+    pub created: UnixTime,
+}

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 use crate::jose::Jkt;
 use crate::model::oauth::{
-    AuthorizationCode, CodeRedemption, DeviceAuthorization, Grant, OAuthKey, PendingAuthorization, RefreshToken,
-    RegisteredClient, SecretHash, Session,
+    AuthorizationCode, CodeRedemption, Device, DeviceAuthorization, Grant, OAuthKey, PendingAuthorization,
+    RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, Identifier, IssuedCertificate, Order, OrderId, Serial,
@@ -154,6 +154,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Revokes a grant: its refresh tokens and access tokens stop working.
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError>;
     async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError>;
+
+    /// Stores a new device.
+    async fn create_device(&self, device: &Device) -> Result<(), StoreError>;
+    async fn device(&self, id: &str) -> Result<Device, StoreError>;
+    /// Sets the device's one backend nonce (a new one replaces the old).
+    async fn put_device_nonce(&self, device: &str, nonce: &str, expires: i64) -> Result<(), StoreError>;
+    /// Removes and returns the device's backend nonce and its expiry, once.
+    async fn take_device_nonce(&self, device: &str) -> Result<(String, i64), StoreError>;
 
     /// Stores a dynamically registered client (`AlreadyExists` if the id is taken).
     async fn create_client(&self, client: &RegisteredClient) -> Result<(), StoreError>;

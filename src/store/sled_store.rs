@@ -19,8 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::{AccountCreation, Store, StoreError, Version, Versioned};
 use crate::jose::Jkt;
 use crate::model::oauth::{
-    AuthorizationCode, CodeRedemption, DeviceAuthorization, DeviceStatus, Grant, OAuthKey, PendingAuthorization,
-    RefreshToken, RegisteredClient, SecretHash, Session,
+    AuthorizationCode, CodeRedemption, Device, DeviceAuthorization, DeviceStatus, Grant, OAuthKey,
+    PendingAuthorization, RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate, Order,
@@ -69,6 +69,8 @@ struct OAuthTrees {
     devices: Tree,
     user_codes: Tree,
     clients: Tree,
+    user_devices: Tree,
+    device_nonces: Tree,
 }
 
 #[derive(Serialize)]
@@ -233,6 +235,8 @@ impl SledStore {
                 devices: tree("oauth_devices")?,
                 user_codes: tree("oauth_user_codes")?,
                 clients: tree("oauth_clients")?,
+                user_devices: tree("user_devices")?,
+                device_nonces: tree("device_nonces")?,
             },
             flusher: Some(tx),
             flusher_thread: Some(thread),
@@ -926,6 +930,39 @@ impl Store for SledStore {
             self.durable().await?;
         }
         Ok(fresh)
+    }
+
+    async fn create_device(&self, device: &Device) -> Result<(), StoreError> {
+        let prev = self
+            .inner
+            .oauth
+            .user_devices
+            .compare_and_swap(device.id.as_bytes(), None as Option<&[u8]>, Some(encode(device, 1)?))
+            .map_err(backend)?;
+        if prev.is_err() {
+            return Err(StoreError::AlreadyExists);
+        }
+        self.durable().await
+    }
+
+    async fn device(&self, id: &str) -> Result<Device, StoreError> {
+        Self::get(&self.inner.oauth.user_devices, "user_devices", id.as_bytes()).map(|v| v.value)
+    }
+
+    async fn put_device_nonce(&self, device: &str, nonce: &str, expires: i64) -> Result<(), StoreError> {
+        let mut value = expires.to_be_bytes().to_vec();
+        value.extend_from_slice(nonce.as_bytes());
+        self.inner.oauth.device_nonces.insert(device.as_bytes(), value).map_err(backend)?;
+        self.durable().await
+    }
+
+    async fn take_device_nonce(&self, device: &str) -> Result<(String, i64), StoreError> {
+        let v =
+            self.inner.oauth.device_nonces.remove(device.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
+        self.durable().await?;
+        let mut b = [0u8; 8];
+        b.copy_from_slice(v.get(..8).ok_or(StoreError::Corrupt { tree: "device_nonces", message: "short".into() })?);
+        Ok((String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned(), i64::from_be_bytes(b)))
     }
 }
 

@@ -8,6 +8,7 @@ mod certs;
 mod challenges;
 mod client;
 mod device;
+mod devices;
 mod dpop;
 mod durability;
 mod eab;

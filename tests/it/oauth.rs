@@ -29,6 +29,9 @@ pub async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) -> Test
             password_hash: user_hash,
             name: "Alice Liddell".into(),
             email: "alice@example.test".into(),
+            handle: "alice_wire".into(),
+            team: "wire".into(),
+            domain: "wire.example.test".into(),
         });
         c.oauth.clients.push(idca::config::ClientConfig {
             client_id: "backend".into(),

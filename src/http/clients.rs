@@ -1,0 +1,72 @@
+//! Devices and client identity (Wire's profile): `POST /clients`,
+//! `HEAD|GET /clients/{cid}/nonce`, `POST /clients/{cid}/access-token`. Thin: the user's
+//! access token is checked by `authz`, everything else is one `authz` call.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{AppState, HttpError};
+use crate::authz::{AccessTokenClaims, OAuthError};
+
+type State = web::Data<AppState>;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/clients", web::post().to(register))
+        .route("/clients/{cid}/nonce", web::head().to(nonce_head))
+        .route("/clients/{cid}/nonce", web::get().to(nonce_get))
+        .route("/clients/{cid}/access-token", web::post().to(access_token));
+}
+
+/// The user behind the request's `Authorization: Bearer` token.
+async fn user(st: &AppState, req: &HttpRequest) -> Result<AccessTokenClaims, HttpError> {
+    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let url = format!("{}{}", st.acme.links().base(), req.path());
+    Ok(st.authz.verify_resource_request(authorization, &[], req.method().as_str(), &url, st.clock.now()).await?)
+}
+
+#[derive(serde::Deserialize, Default)]
+struct NewDevice {
+    #[serde(default)]
+    label: String,
+}
+
+/// Registers a device for the logged-in user: `201` with its id and client id.
+async fn register(st: State, req: HttpRequest, body: Option<web::Json<NewDevice>>) -> Result<HttpResponse, HttpError> {
+    let who = user(&st, &req).await?;
+    let label = body.map(|b| b.into_inner().label).unwrap_or_default();
+    let device = st.authz.register_device(&who, &label, st.clock.now()).await?;
+    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(device))
+}
+
+async fn nonce(
+    st: &AppState,
+    req: &HttpRequest,
+    cid: &str,
+    mut res: actix_web::HttpResponseBuilder,
+) -> Result<HttpResponse, HttpError> {
+    let who = user(st, req).await?;
+    let nonce = st.authz.device_nonce(&who, cid, st.clock.now()).await?;
+    Ok(res.insert_header(("Replay-Nonce", nonce)).insert_header((header::CACHE_CONTROL, "no-store")).finish())
+}
+
+/// `HEAD`: 200 with `Replay-Nonce` (wire-server `head-nonce`).
+async fn nonce_head(st: State, req: HttpRequest, cid: web::Path<String>) -> Result<HttpResponse, HttpError> {
+    nonce(&st, &req, &cid, HttpResponse::Ok()).await
+}
+
+/// `GET`: 204 with `Replay-Nonce` (wire-server `get-nonce`).
+async fn nonce_get(st: State, req: HttpRequest, cid: web::Path<String>) -> Result<HttpResponse, HttpError> {
+    nonce(&st, &req, &cid, HttpResponse::NoContent()).await
+}
+
+/// The client-identity access token.
+async fn access_token(st: State, req: HttpRequest, cid: web::Path<String>) -> Result<HttpResponse, HttpError> {
+    let who = user(&st, &req).await?;
+    let proofs: Vec<&str> = req
+        .headers()
+        .get_all("dpop")
+        .map(|v| v.to_str().map_err(|_| OAuthError::InvalidDpopProof("the DPoP header is not ASCII".into())))
+        .collect::<Result<_, _>>()?;
+    let token = st.authz.device_access_token(&who, &cid, &proofs, st.clock.now()).await?;
+    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(token))
+}
