@@ -244,3 +244,34 @@ async fn rejects_other_users_devices_and_missing_tokens() {
     assert_eq!(r.status(), 400);
     f.server.stop().await;
 }
+
+/// Field for field: idca's client-identity token has the claims and header members of
+/// the token in Wire's golden vector (fixtures/wire/golden.json).
+#[tokio::test]
+async fn tokens_have_the_fields_of_wires_golden_token() {
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/wire/golden.json")).unwrap(),
+    )
+    .unwrap();
+    let parts = |t: &str| -> (Value, Value) {
+        let mut it = t.split('.');
+        let h = serde_json::from_slice(&idca::jose::b64_decode(it.next().unwrap()).unwrap()).unwrap();
+        let c = serde_json::from_slice(&idca::jose::b64_decode(it.next().unwrap()).unwrap()).unwrap();
+        (h, c)
+    };
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let f = fixture().await;
+    let nonce = f.nonce().await;
+    let (status, body) = f.access_token(&DeviceKey::new().proof(&claims(&f.b.base, &f.device, &nonce))).await;
+    assert_eq!(status, 200, "{body}");
+    let (ours_h, ours_c) = parts(body["token"].as_str().unwrap());
+    let (theirs_h, theirs_c) = parts(golden["access_token"].as_str().unwrap());
+    assert_eq!(keys(&ours_c), keys(&theirs_c));
+    assert_eq!(keys(&ours_h), keys(&theirs_h));
+    assert_eq!(keys(&ours_c["cnf"]), keys(&theirs_c["cnf"]));
+    f.server.stop().await;
+}
