@@ -30,6 +30,15 @@ pub enum AppError {
     Io(String),
 }
 
+/// The ACME identity challenges check tokens against the authorization server's keys.
+struct AuthzTokens(Arc<crate::authz::AuthServer>);
+
+impl crate::validate::IdentityTokens for AuthzTokens {
+    fn verify(&self, token: &str, typ: &str) -> Result<serde_json::Value, String> {
+        self.0.verify_own_token(token, typ).map_err(|e| e.to_string())
+    }
+}
+
 /// Opens the store in the configured data directory, creating the directory.
 pub fn open_store(config: &Config) -> Result<SledStore, AppError> {
     let dir = &config.storage.data_dir;
@@ -145,8 +154,6 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     }
     tokio::spawn(validator.run(rx));
 
-    let links = Links::new(public_url.clone());
-    let acme = Arc::new(Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics));
     let authz = Arc::new(
         crate::authz::AuthServer::new(
             store.clone(),
@@ -158,6 +165,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         )
         .await
         .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?,
+    );
+    let links = Links::new(public_url.clone());
+    let acme = Arc::new(
+        Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics)
+            .with_identity(Arc::new(AuthzTokens(authz.clone())), authz.issuer().to_owned()),
     );
     let state = web::Data::new(AppState {
         acme,

@@ -15,14 +15,33 @@ use crate::store::StoreError;
 
 /// Checks a CSR against an order (§7.4):
 /// 1. the CSR key is not the account key (§11.1);
-/// 2. its DNS names and IP addresses are exactly the order's identifiers;
-/// 3. a subject common name, if any, is one of them.
+/// 2. for an identity order: no DNS or IP names, and URIs exactly the device's client id
+///    (`!` or `%21`) and the handle;
+/// 3. otherwise: no URIs, and DNS names and IP addresses exactly the order's identifiers;
+/// 4. a subject common name, if any, is one of them.
 pub fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key: &Jwk) -> Result<(), AcmeError> {
     // 1.
     if super::revoke::same_key(account_key, &csr.spki_der) {
         return Err(AcmeError::BadCsr("the CSR key must not be the account key".into()));
     }
     // 2.
+    if let Some((device, _)) = super::identity::check_identity_order(&order.identifiers)? {
+        let want: BTreeSet<String> = [device.client_id.clone().unwrap_or_default(), device.handle.clone()]
+            .iter()
+            .map(|u| super::identity::normalise_uri(u))
+            .collect();
+        let got: BTreeSet<String> = csr.uris.iter().map(|u| super::identity::normalise_uri(u)).collect();
+        if !csr.dns_names.is_empty() || !csr.ip_addresses.is_empty() || got != want {
+            return Err(AcmeError::BadCsr(
+                "an identity CSR names exactly the device's client id and the user's handle, as URIs".into(),
+            ));
+        }
+        return Ok(());
+    }
+    // 3.
+    if !csr.uris.is_empty() {
+        return Err(AcmeError::BadCsr("URI names are only for identity orders".into()));
+    }
     let wanted_dns: BTreeSet<&str> =
         order.identifiers.iter().filter(|i| i.kind == IdentifierKind::Dns).map(|i| i.value.as_str()).collect();
     let wanted_ip: BTreeSet<IpAddr> = order
@@ -48,7 +67,7 @@ pub fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key: &Jwk) 
             "the CSR names must be exactly the order's identifiers (not in the order: {extra:?}; missing: {missing:?})"
         )));
     }
-    // 3.
+    // 4.
     if let Some(cn) = &csr.common_name {
         let in_order = wanted_dns.contains(cn.as_str()) || cn.parse::<IpAddr>().is_ok_and(|ip| wanted_ip.contains(&ip));
         if !in_order {
@@ -93,14 +112,24 @@ impl Acme {
         let profile = order.profile.as_deref().unwrap_or(&self.config.default_profile);
         let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| p.validity_secs as i64);
         let not_after = order.not_after.unwrap_or(not_before + validity);
+        // A client identity certificate (Wire's profile): Subject O={domain},
+        // CN={display name}; SAN URIs for the device (its `!` percent-encoded) and the
+        // handle; clientAuth.
+        let identity = super::identity::check_identity_order(&order.identifiers)?;
+        let uris: Vec<String> = identity
+            .as_ref()
+            .map(|(d, _)| vec![d.client_id.clone().unwrap_or_default().replace('!', "%21"), d.handle.clone()])
+            .unwrap_or_default();
         let leaf = self.ca.issue(&LeafRequest {
             spki_der: &csr.spki_der,
             key_type: csr.key_type,
             dns_names: &dns,
             ip_addresses: &ips,
+            uris: &uris,
+            subject: identity.as_ref().map(|(d, _)| (d.domain.as_str(), d.name.as_str())),
             not_before,
             not_after,
-            usage: Usage::TlsServer,
+            usage: if identity.is_some() { Usage::ClientIdentity } else { Usage::TlsServer },
         })?;
         let cert = IssuedCertificate {
             serial: leaf.serial.clone(),
@@ -154,6 +183,7 @@ mod tests {
             common_name: cn.map(str::to_owned),
             dns_names: dns.iter().map(|s| s.to_string()).collect(),
             ip_addresses: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            uris: vec![],
         }
     }
 
@@ -194,6 +224,7 @@ mod tests {
             common_name: None,
             dns_names: vec!["a.example".into()],
             ip_addresses: vec![],
+            uris: vec![],
         };
         let o = order(&[(IdentifierKind::Dns, "a.example")]);
         assert!(

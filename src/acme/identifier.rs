@@ -25,8 +25,14 @@ pub fn parse_identifier(p: &IdentifierPayload) -> Result<Identifier, AcmeError> 
                 .map_err(|_| AcmeError::Malformed(format!("`{}` is not an IP address", printable(&p.value))))?;
             Ok(Identifier { kind: IdentifierKind::Ip, value: ip.to_string() })
         }
+        "wireapp-device" | "wireapp-user" => {
+            let kind =
+                if p.kind == "wireapp-device" { IdentifierKind::WireappDevice } else { IdentifierKind::WireappUser };
+            super::identity::wire_identity(kind, &p.value)?;
+            Ok(Identifier { kind, value: p.value.clone() })
+        }
         other => Err(AcmeError::UnsupportedIdentifier(format!(
-            "identifier type `{}` is not supported (dns, ip)",
+            "identifier type `{}` is not supported (dns, ip, wireapp-device, wireapp-user)",
             printable(other)
         ))),
     }

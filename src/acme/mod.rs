@@ -7,6 +7,7 @@
 mod account;
 mod finalize;
 mod identifier;
+mod identity;
 mod links;
 mod nonce;
 mod order;
@@ -79,6 +80,8 @@ pub struct Acme {
     queue: ValidationQueue,
     order_limit: RateLimiter,
     metrics: Arc<crate::metrics::Metrics>,
+    identity_tokens: Option<Arc<dyn crate::validate::IdentityTokens>>,
+    identity_issuer: String,
 }
 
 impl std::fmt::Debug for Acme {
@@ -128,7 +131,17 @@ impl Acme {
             config,
             queue,
             metrics,
+            identity_tokens: None,
+            identity_issuer: String::new(),
         }
+    }
+
+    /// Enables the client-identity challenges: tokens are checked against `tokens` (the
+    /// authorization server's keys) and id_tokens must come from `issuer`.
+    pub fn with_identity(mut self, tokens: Arc<dyn crate::validate::IdentityTokens>, issuer: String) -> Self {
+        self.identity_tokens = Some(tokens);
+        self.identity_issuer = issuer;
+        self
     }
 
     /// The metrics the cores and the HTTP layer record into.
@@ -224,6 +237,7 @@ impl Acme {
         let mut identifiers = p.identifiers.iter().map(parse_identifier).collect::<Result<Vec<_>, _>>()?;
         identifiers.sort();
         identifiers.dedup();
+        let identity = identity::check_identity_order(&identifiers)?;
         if let Some(blocked) = identifiers.iter().find(|i| is_blocked(&self.config.blocked_domains, &i.value)) {
             return Err(AcmeError::RejectedIdentifier(format!(
                 "`{}` is on this server's block list (acme.blocked_domains)",
@@ -238,8 +252,14 @@ impl Acme {
                 })
                 .transpose()
         };
-        let not_before = parse_time(&p.not_before, "notBefore")?;
-        let not_after = parse_time(&p.not_after, "notAfter")?;
+        let mut not_before = parse_time(&p.not_before, "notBefore")?;
+        let mut not_after = parse_time(&p.not_after, "notAfter")?;
+        if identity.is_some() {
+            // Wire clients read notBefore and notAfter from every identity order.
+            let validity = self.config.profiles.get(&profile).map_or(90 * 86_400, |p| p.validity_secs as i64);
+            let nb = *not_before.get_or_insert(now - 60);
+            not_after.get_or_insert(nb + validity);
+        }
         if let Some(na) = not_after
             && na <= not_before.unwrap_or(now).max(now)
         {
@@ -272,6 +292,7 @@ impl Acme {
                         status: ChallengeStatus::Pending,
                         validated: None,
                         error: None,
+                        target: self.challenge_target(*kind, &identity),
                     })
                     .collect(),
             };
@@ -310,6 +331,23 @@ impl Acme {
         let mut reply = Reply::ok(self.order_json(&order, &all, now)).at(self.links.order(&order.id));
         reply.created = true;
         Ok(reply)
+    }
+
+    /// The `target` of a Wire challenge: the device's access-token URL, or the issuer.
+    fn challenge_target(
+        &self,
+        kind: ChallengeType,
+        identity: &Option<(identity::WireIdentity, identity::WireIdentity)>,
+    ) -> Option<String> {
+        match (kind, identity) {
+            (ChallengeType::WireDpop01, Some((device, _))) => Some(format!(
+                "{}/clients/{}/access-token",
+                self.links.base(),
+                device.device_id.as_deref().unwrap_or_default()
+            )),
+            (ChallengeType::WireOidc01, Some(_)) => Some(self.identity_issuer.clone()),
+            _ => None,
+        }
     }
 
     /// A valid authorization of `account` for `identifier` that stays valid for at least
@@ -468,6 +506,7 @@ impl Acme {
             token: c.token.clone(),
             validated: c.validated.map(rfc3339),
             error: c.error.clone(),
+            target: c.target.clone(),
         }
     }
 
@@ -485,7 +524,39 @@ impl Acme {
         let mut authz = found(self.store.authorization(authz_id).await, "challenge")?;
         owned_by(&authz.value.account, &v, "challenge")?;
         let idx = authz.value.challenges.iter().position(|c| &c.id == id).ok_or_else(|| not_found("challenge"))?;
-        if !v.is_post_as_get() {
+        let identity_kind = authz
+            .value
+            .challenges
+            .get(idx)
+            .is_some_and(|c| matches!(c.kind, ChallengeType::WireDpop01 | ChallengeType::WireOidc01));
+        if !v.is_post_as_get() && identity_kind {
+            let body: serde_json::Map<String, serde_json::Value> = v.json()?;
+            let pending = authz_status(&authz.value, now) == AuthzStatus::Pending;
+            let challenge_pending =
+                authz.value.challenges.get(idx).is_some_and(|c| c.status == ChallengeStatus::Pending);
+            if pending && challenge_pending {
+                // Identity challenges are decided now: Wire clients expect the answer to
+                // the POST to be `valid` already.
+                let outcome = self.check_identity_challenge(&authz.value, idx, &body, &v, now)?;
+                worker::record_outcome(
+                    &mut authz.value,
+                    id,
+                    &outcome,
+                    now,
+                    self.config.valid_authz_lifetime_secs as i64,
+                );
+                match self.store.update_authorization(&authz.value, authz.version).await {
+                    Ok(version) => {
+                        authz.version = version;
+                        if let Some(c) = authz.value.challenges.get(idx) {
+                            self.metrics.validation(c.kind.as_str(), outcome.is_ok());
+                        }
+                    }
+                    Err(StoreError::Conflict) => authz = found(self.store.authorization(authz_id).await, "challenge")?,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        } else if !v.is_post_as_get() {
             let body: serde_json::Map<String, serde_json::Value> = v.json()?;
             // The legacy ACME v1 field is refused always, any other field in strict mode
             // (as Pebble does).
@@ -518,6 +589,61 @@ impl Acme {
         Ok(reply)
     }
 
+    /// Checks the answer to a `wire-dpop-01` (`{"access_token"}`) or `wire-oidc-01`
+    /// (`{"id_token"}`) challenge. A payload without the token is `malformed`; a token
+    /// that does not bind is a failed validation (the challenge becomes invalid).
+    fn check_identity_challenge(
+        &self,
+        authz: &Authorization,
+        idx: usize,
+        body: &serde_json::Map<String, serde_json::Value>,
+        v: &Verified,
+        now: UnixTime,
+    ) -> Result<Result<(), crate::validate::ValidationError>, AcmeError> {
+        let tokens = self
+            .identity_tokens
+            .as_ref()
+            .ok_or_else(|| AcmeError::Malformed("identity challenges are not enabled on this server".into()))?;
+        let c = authz.challenges.get(idx).ok_or_else(|| not_found("challenge"))?;
+        let account = &v.account()?.value;
+        let ident = identity::wire_identity(authz.identifier.kind, &authz.identifier.value)?;
+        let target = c.target.clone().unwrap_or_default();
+        let url = self.links.challenge(&authz.id, &c.id);
+        let token = |field: &str| {
+            body.get(field)
+                .and_then(|t| t.as_str())
+                .ok_or_else(|| AcmeError::Malformed(format!("the payload must be {{\"{field}\": \"…\"}}")))
+        };
+        Ok(match c.kind {
+            ChallengeType::WireDpop01 => crate::validate::check_wire_dpop(
+                tokens.as_ref(),
+                token("access_token")?,
+                &crate::validate::DpopChallenge {
+                    target: &target,
+                    url: &url,
+                    token: &c.token,
+                    account_jkt: &account.jkt.0,
+                    client_id: ident.client_id.as_deref().unwrap_or_default(),
+                    handle: &ident.handle,
+                    name: &ident.name,
+                },
+                now,
+            ),
+            _ => crate::validate::check_wire_oidc(
+                tokens.as_ref(),
+                token("id_token")?,
+                &crate::validate::OidcChallenge {
+                    issuer: &target,
+                    url: &url,
+                    key_authorization: &format!("{}.{}", c.token, account.jkt),
+                    handle: &ident.handle,
+                    name: &ident.name,
+                },
+                now,
+            ),
+        })
+    }
+
     /// The certificate chain (§7.4.2), PEM, fetched with POST-as-GET by its account.
     pub async fn certificate(&self, req: SignedRequest, serial: &Serial) -> Result<Reply<String>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
@@ -544,6 +670,8 @@ fn challenge_types(kind: IdentifierKind, wildcard: bool) -> &'static [ChallengeT
         (IdentifierKind::Dns, true) => &[ChallengeType::Dns01],
         (IdentifierKind::Dns, false) => &[ChallengeType::Http01, ChallengeType::Dns01, ChallengeType::TlsAlpn01],
         (IdentifierKind::Ip, _) => &[ChallengeType::Http01, ChallengeType::TlsAlpn01],
+        (IdentifierKind::WireappDevice, _) => &[ChallengeType::WireDpop01],
+        (IdentifierKind::WireappUser, _) => &[ChallengeType::WireOidc01],
     }
 }
 

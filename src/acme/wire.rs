@@ -104,6 +104,9 @@ pub struct Challenge {
     pub validated: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
+    /// Wire's challenges: what answers them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 /// The orders list (§7.1.2.1).

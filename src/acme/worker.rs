@@ -117,29 +117,10 @@ impl Validator {
         for _ in 0..5 {
             let now = self.clock.now();
             let mut a = current.value.clone();
-            let Some(c) = a.challenges.iter_mut().find(|c| c.id == challenge_id) else {
-                return Ok(());
-            };
-            if c.status != ChallengeStatus::Processing {
+            if !a.challenges.iter().any(|c| c.id == challenge_id && c.status == ChallengeStatus::Processing) {
                 return Ok(());
             }
-            match &outcome {
-                Ok(()) => {
-                    c.status = ChallengeStatus::Valid;
-                    c.validated = Some(now);
-                    if a.status == AuthzStatus::Pending {
-                        a.status = AuthzStatus::Valid;
-                        a.expires = now + self.config.valid_authz_lifetime_secs as i64;
-                    }
-                }
-                Err(e) => {
-                    c.status = ChallengeStatus::Invalid;
-                    c.error = Some(e.to_problem());
-                    if a.status == AuthzStatus::Pending {
-                        a.status = AuthzStatus::Invalid;
-                    }
-                }
-            }
+            record_outcome(&mut a, &challenge_id, &outcome, now, self.config.valid_authz_lifetime_secs as i64);
             match self.store.update_authorization(&a, current.version).await {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict) => current = load_authz(self.store.as_ref(), id).await?,
@@ -147,5 +128,36 @@ impl Validator {
             }
         }
         Err(AcmeError::internal(StoreError::Conflict))
+    }
+}
+
+/// Writes a validation outcome into an authorization: the challenge becomes valid (with
+/// its time) or invalid (with its problem), and a pending authorization follows it
+/// (RFC 8555 §7.1.6).
+pub(crate) fn record_outcome(
+    a: &mut crate::model::Authorization,
+    challenge: &crate::model::ChallengeId,
+    outcome: &Result<(), crate::validate::ValidationError>,
+    now: crate::clock::UnixTime,
+    valid_lifetime: i64,
+) {
+    let pending = a.status == AuthzStatus::Pending;
+    let Some(c) = a.challenges.iter_mut().find(|c| &c.id == challenge) else { return };
+    match outcome {
+        Ok(()) => {
+            c.status = ChallengeStatus::Valid;
+            c.validated = Some(now);
+            if pending {
+                a.status = AuthzStatus::Valid;
+                a.expires = now + valid_lifetime;
+            }
+        }
+        Err(e) => {
+            c.status = ChallengeStatus::Invalid;
+            c.error = Some(e.to_problem());
+            if pending {
+                a.status = AuthzStatus::Invalid;
+            }
+        }
     }
 }

@@ -194,8 +194,21 @@ impl std::fmt::Debug for AuthServer {
 }
 
 /// Claims idca sets itself; a `claims` request cannot set them (OIDC Core §5.5).
-const REGISTERED_CLAIMS: [&str; 11] =
-    ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp", "name", "email"];
+const REGISTERED_CLAIMS: [&str; 13] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "azp",
+    "name",
+    "email",
+    "handle",
+    "preferred_username",
+];
 
 /// Reads the `claims` request parameter (OIDC Core §5.5) and keeps the id_token claims
 /// asked for with a `value`: those are echoed in the id_token (what Wire's
@@ -931,6 +944,9 @@ impl AuthServer {
                     at_hash: tokens::at_hash(&access_token),
                     name: user.filter(|_| grant.scope.iter().any(|s| s == "profile")).map(|u| u.name.clone()),
                     email: user.filter(|_| grant.scope.iter().any(|s| s == "email")).map(|u| u.email.clone()),
+                    handle: user
+                        .filter(|u| !u.handle.is_empty() && !u.domain.is_empty())
+                        .map(|u| format!("wireapp://%40{}@{}", u.handle, u.domain)),
                     requested: requested.clone(),
                 };
                 Some(self.keys.sign("JWT", &id)?)
@@ -1052,6 +1068,12 @@ impl AuthServer {
             }
         }
         Ok(out)
+    }
+
+    /// Verifies a token this server signed (any `typ`) and returns its claims: what the
+    /// ACME identity challenges check tokens with.
+    pub fn verify_own_token(&self, token: &str, typ: &str) -> Result<serde_json::Value, OAuthError> {
+        self.keys.verify(token, typ)
     }
 
     /// The JWKS.

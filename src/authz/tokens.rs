@@ -59,6 +59,9 @@ pub struct IdTokenClaims {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The user's Wire handle, `wireapp://%40{handle}@{domain}` (set from the user's record).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
     /// Claims the client asked for with a value (OIDC Core §5.5), echoed as asked.
     #[serde(flatten)]
     pub requested: std::collections::BTreeMap<String, serde_json::Value>,
@@ -118,15 +121,20 @@ impl Keys {
         serde_json::json!({ "keys": keys })
     }
 
-    /// Verifies a token of type `typ` signed by one of the published keys.
+    /// Verifies a token of type `typ` signed by one of the published keys, named by its
+    /// `kid`, or (client-identity tokens) by a `jwk` in the header.
     pub fn verify<T: serde::de::DeserializeOwned>(&self, token: &str, typ: &str) -> Result<T, OAuthError> {
         let bad = |m: &str| OAuthError::InvalidToken(m.to_owned());
         let jws = CompactJws::parse(token).map_err(|_| bad("malformed token"))?;
         if !jws.header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(typ)) {
             return Err(bad("wrong token type"));
         }
-        let kid = jws.header.kid.as_deref().ok_or_else(|| bad("token has no kid"))?;
-        let (_, key) = self.published.iter().find(|(k, _)| k == kid).ok_or_else(|| bad("unknown signing key"))?;
+        let kid = match (&jws.header.kid, &jws.header.jwk) {
+            (Some(kid), _) => kid.clone(),
+            (None, Some(jwk)) => Jwk::from_value(jwk).map_err(|_| bad("bad jwk in the header"))?.thumbprint().0,
+            (None, None) => return Err(bad("token has no kid")),
+        };
+        let (_, key) = self.published.iter().find(|(k, _)| *k == kid).ok_or_else(|| bad("unknown signing key"))?;
         jws.verify(key).map_err(|_| bad("invalid token signature"))
     }
 }

@@ -37,6 +37,8 @@ pub struct CsrInfo {
     pub dns_names: Vec<String>,
     /// IP addresses from the subjectAltName extension.
     pub ip_addresses: Vec<IpAddr>,
+    /// URIs from the subjectAltName extension (client identity).
+    pub uris: Vec<String>,
 }
 
 fn bad(msg: impl Into<String>) -> CaError {
@@ -45,7 +47,7 @@ fn bad(msg: impl Into<String>) -> CaError {
 
 /// Parses a DER CSR and checks it: one of the allowed signature algorithms (no SHA-1,
 /// no MD5), a valid self-signature, an allowed key type (P-256, P-384, Ed25519, RSA
-/// 2048-4096), no request for CA rights, and no SAN kinds other than DNS and IP.
+/// 2048-4096), no request for CA rights, and no SAN kinds other than DNS, IP and URI.
 pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
     let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|_| bad("CSR is not valid DER"))?;
     if !rest.is_empty() {
@@ -99,6 +101,7 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
     };
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
+    let mut uris = Vec::new();
     for ext in csr.requested_extensions().into_iter().flatten() {
         match ext {
             ParsedExtension::SubjectAlternativeName(san) => {
@@ -106,6 +109,7 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
                     match name {
                         GeneralName::DNSName(d) => dns_names.push(d.to_ascii_lowercase()),
                         GeneralName::IPAddress(bytes) => ip_addresses.push(ip_from_bytes(bytes)?),
+                        GeneralName::URI(u) => uris.push((*u).to_owned()),
                         other => {
                             return Err(bad(format!("CSR asks for an unsupported name {other}")));
                         }
@@ -119,7 +123,7 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
             _ => {}
         }
     }
-    Ok(CsrInfo { spki_der: spki.raw.to_vec(), key_type, common_name, dns_names, ip_addresses })
+    Ok(CsrInfo { spki_der: spki.raw.to_vec(), key_type, common_name, dns_names, ip_addresses, uris })
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, CaError> {

@@ -46,6 +46,8 @@ impl std::fmt::Debug for Ca {
 pub enum Usage {
     /// TLS server (serverAuth EKU).
     TlsServer,
+    /// Client identity (clientAuth EKU), named by URIs.
+    ClientIdentity,
 }
 
 /// A leaf to issue: names and validity chosen by the caller, key from the CSR.
@@ -55,6 +57,10 @@ pub struct LeafRequest<'a> {
     pub key_type: KeyType,
     pub dns_names: &'a [String],
     pub ip_addresses: &'a [IpAddr],
+    /// URI SANs (client identity).
+    pub uris: &'a [String],
+    /// `O` and `CN` of the subject; `None`: CN from the first name.
+    pub subject: Option<(&'a str, &'a str)>,
     pub not_before: UnixTime,
     pub not_after: UnixTime,
     pub usage: Usage,
@@ -310,8 +316,16 @@ impl Ca {
             .find(|n| n.len() <= 64)
             .cloned()
             .or_else(|| req.ip_addresses.first().map(|ip| ip.to_string()));
-        if let Some(cn) = cn {
-            dn.push(DnType::CommonName, cn);
+        match req.subject {
+            Some((org, name)) => {
+                dn.push(DnType::OrganizationName, org);
+                dn.push(DnType::CommonName, name);
+            }
+            None => {
+                if let Some(cn) = cn {
+                    dn.push(DnType::CommonName, cn);
+                }
+            }
         }
         p.distinguished_name = dn;
         for name in req.dns_names {
@@ -321,6 +335,10 @@ impl Ca {
         for ip in req.ip_addresses {
             p.subject_alt_names.push(SanType::IpAddress(*ip));
         }
+        for uri in req.uris {
+            let ia5 = uri.as_str().try_into().map_err(|_| CaError::BadCsr(format!("`{uri}` is not an IA5 URI")))?;
+            p.subject_alt_names.push(SanType::URI(ia5));
+        }
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         if matches!(req.key_type, KeyType::Rsa(_)) {
@@ -328,6 +346,7 @@ impl Ca {
         }
         p.extended_key_usages = match req.usage {
             Usage::TlsServer => vec![ExtendedKeyUsagePurpose::ServerAuth],
+            Usage::ClientIdentity => vec![ExtendedKeyUsagePurpose::ClientAuth],
         };
         p.use_authority_key_identifier_extension = true;
         if let Some(url) = &self.crl_url {
@@ -367,6 +386,8 @@ impl Ca {
             key_type: KeyType::P256,
             dns_names: &dns,
             ip_addresses: &ips,
+            uris: &[],
+            subject: None,
             not_before: now - 3600,
             not_after: now + 397 * 86_400,
             usage: Usage::TlsServer,

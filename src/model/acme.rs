@@ -41,12 +41,18 @@ pub struct Identifier {
     pub value: String,
 }
 
-/// Identifier types: `dns` (RFC 8555) and `ip` (RFC 8738).
+/// Identifier types: `dns` (RFC 8555), `ip` (RFC 8738), and Wire's client identity
+/// (`wireapp-user`, `wireapp-device`, whose values are JSON strings as in step-ca).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub enum IdentifierKind {
+    #[serde(rename = "dns")]
     Dns,
+    #[serde(rename = "ip")]
     Ip,
+    #[serde(rename = "wireapp-device")]
+    WireappDevice,
+    #[serde(rename = "wireapp-user")]
+    WireappUser,
 }
 
 /// An order (RFC 8555 §7.1.3). Its `pending`/`ready`/`invalid` status is derived from
@@ -117,6 +123,9 @@ pub struct Challenge {
     pub status: ChallengeStatus,
     pub validated: Option<UnixTime>,
     pub error: Option<Problem>,
+    /// Wire's challenges name what answers them: the access-token URL, or the issuer.
+    #[serde(default)]
+    pub target: Option<String>,
 }
 
 /// Challenge types idca can validate.
@@ -131,6 +140,12 @@ pub enum ChallengeType {
     /// RFC 8737.
     #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
+    /// Wire's device challenge: a client-identity access token.
+    #[serde(rename = "wire-dpop-01")]
+    WireDpop01,
+    /// Wire's user challenge: an OIDC id_token.
+    #[serde(rename = "wire-oidc-01")]
+    WireOidc01,
 }
 
 impl ChallengeType {
@@ -140,6 +155,8 @@ impl ChallengeType {
             Self::Dns01 => "dns-01",
             Self::Http01 => "http-01",
             Self::TlsAlpn01 => "tls-alpn-01",
+            Self::WireDpop01 => "wire-dpop-01",
+            Self::WireOidc01 => "wire-oidc-01",
         }
     }
 }

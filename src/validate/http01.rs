@@ -66,6 +66,9 @@ impl Http01Checker {
                 Ok(IpAddr::V4(v4)) => v4.to_string(),
                 Err(_) => return Err(ValidationError::Unsupported("bad IP identifier".into())),
             },
+            IdentifierKind::WireappDevice | IdentifierKind::WireappUser => {
+                return Err(ValidationError::Unsupported("http-01 validates names and addresses only".into()));
+            }
         };
         let url = format!("http://{host}:{}/.well-known/acme-challenge/{token}", self.port);
         let mut resp = self.client.get(&url).send().await.map_err(|e| describe(&e, &url))?;

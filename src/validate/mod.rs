@@ -4,10 +4,12 @@
 mod dns;
 mod dns01;
 mod http01;
+mod identity;
 mod tls_alpn01;
 
 pub use dns::Dns;
 pub use http01::Http01Checker;
+pub use identity::{DpopChallenge, IdentityTokens, OidcChallenge, check_wire_dpop, check_wire_oidc};
 pub use tls_alpn01::{ACME_TLS_ALPN, TlsAlpn01Checker, sni_for};
 
 use async_trait::async_trait;
@@ -154,6 +156,9 @@ impl NetworkChecker {
             return Ok(ip);
         }
         match (identifier.kind, &self.dns_server) {
+            (crate::model::IdentifierKind::WireappDevice | crate::model::IdentifierKind::WireappUser, _) => {
+                Err(ValidationError::Unsupported("not a network identifier".into()))
+            }
             (crate::model::IdentifierKind::Ip, _) => {
                 name.parse().map_err(|_| ValidationError::Unsupported("bad IP identifier".into()))
             }
@@ -188,6 +193,10 @@ impl ChallengeChecker for NetworkChecker {
             ChallengeType::TlsAlpn01 => {
                 let ip = self.address(identifier).await?;
                 self.tls_alpn01.check(ip, identifier, key_authorization).await
+            }
+            // Answered synchronously with tokens (acme::identity), never queued.
+            ChallengeType::WireDpop01 | ChallengeType::WireOidc01 => {
+                Err(ValidationError::Unsupported("identity challenges are validated when answered".into()))
             }
         }
     }

@@ -107,6 +107,9 @@ impl std::fmt::Debug for TlsAlpn01Checker {
 /// The SNI for an identifier: the name, or the reverse-DNS name of an IP (RFC 8738 §6).
 pub fn sni_for(identifier: &Identifier) -> Result<String, ValidationError> {
     match identifier.kind {
+        IdentifierKind::WireappDevice | IdentifierKind::WireappUser => {
+            Err(ValidationError::Unsupported("tls-alpn-01 validates names and addresses only".into()))
+        }
         IdentifierKind::Dns => Ok(identifier.value.clone()),
         IdentifierKind::Ip => match identifier.value.parse::<IpAddr>() {
             Ok(IpAddr::V4(v4)) => {

@@ -12,6 +12,7 @@ mod devices;
 mod dpop;
 mod durability;
 mod eab;
+mod enrollment;
 mod harness;
 mod knobs;
 mod layering;

@@ -37,6 +37,7 @@ fn authz(account: &AccountId) -> Authorization {
             status: ChallengeStatus::Pending,
             validated: None,
             error: None,
+            target: None,
         }],
     }
 }

@@ -1,0 +1,183 @@
+//! The client-identity challenges (Wire's profile, as step-ca checks them):
+//! `wire-dpop-01` answered with a client-identity access token, `wire-oidc-01` with an
+//! OIDC id_token. The checks are pure; the token signatures are checked against idca's
+//! published keys through [`IdentityTokens`].
+
+use serde_json::Value;
+
+use super::ValidationError;
+use crate::clock::UnixTime;
+use crate::dpop::normalize_htu;
+use crate::jose::{CompactJws, Jwk};
+
+/// Verifies tokens signed by idca's authorization server (by `kid`, or by a `jwk` in the
+/// header that is one of its published keys) and returns their claims.
+pub trait IdentityTokens: Send + Sync {
+    fn verify(&self, token: &str, typ: &str) -> Result<Value, String>;
+}
+
+/// What a `wire-dpop-01` answer must match.
+#[derive(Debug, Clone)]
+pub struct DpopChallenge<'a> {
+    /// The challenge's `target`: `{public URL}/clients/{device}/access-token`.
+    pub target: &'a str,
+    /// The challenge URL.
+    pub url: &'a str,
+    /// The challenge token.
+    pub token: &'a str,
+    /// RFC 7638 thumbprint of the ACME account key (the DPoP key must be it).
+    pub account_jkt: &'a str,
+    pub client_id: &'a str,
+    pub handle: &'a str,
+    pub name: &'a str,
+}
+
+/// What a `wire-oidc-01` answer must match.
+#[derive(Debug, Clone)]
+pub struct OidcChallenge<'a> {
+    /// The challenge's `target`: the issuer.
+    pub issuer: &'a str,
+    pub url: &'a str,
+    /// `{token}.{account thumbprint}`.
+    pub key_authorization: &'a str,
+    pub handle: &'a str,
+    pub name: &'a str,
+}
+
+/// Leeway on time claims, as step-ca.
+const LEEWAY: i64 = 60;
+
+fn s<'v>(v: &'v Value, k: &str) -> &'v str {
+    v.get(k).and_then(Value::as_str).unwrap_or("")
+}
+
+fn unauthorized(m: &str) -> ValidationError {
+    ValidationError::Unauthorized(m.to_owned())
+}
+
+fn check_times(claims: &Value, now: UnixTime, what: &str) -> Result<(), ValidationError> {
+    let exp = claims.get("exp").and_then(Value::as_i64).ok_or_else(|| unauthorized(&format!("{what}: no exp")))?;
+    if exp < now - LEEWAY {
+        return Err(unauthorized(&format!("{what} has expired")));
+    }
+    if exp > now + 3600 + LEEWAY {
+        return Err(unauthorized(&format!("{what} lives more than an hour")));
+    }
+    if claims.get("nbf").and_then(Value::as_i64).is_some_and(|nbf| nbf > now + LEEWAY) {
+        return Err(unauthorized(&format!("{what} is not yet valid")));
+    }
+    Ok(())
+}
+
+/// `wire-dpop-01`, step-ca's `parseAndVerifyWireAccessToken` as numbered steps:
+/// 1. the access token is an `at+jwt` signed by idca's authorization server;
+/// 2. `iss` is the challenge target and `aud` the challenge URL; times within leeway and
+///    `exp` at most an hour ahead;
+/// 3. `chal` is the challenge token, `cnf.kid` the ACME account key's thumbprint,
+///    `client_id` and `sub` the device's client id, `scope` `wire_client_id`,
+///    `api_version` 5;
+/// 4. the embedded `proof` is signed by the account key (its `jwk` has that thumbprint);
+/// 5. the proof's `aud`, `htu`, times, `sub`, `nonce` and `chal` agree with the token and
+///    the challenge;
+/// 6. the proof's `handle` and `name` are the identifier's.
+pub fn check_wire_dpop(
+    keys: &dyn IdentityTokens,
+    access_token: &str,
+    c: &DpopChallenge<'_>,
+    now: UnixTime,
+) -> Result<(), ValidationError> {
+    // 1.
+    let t = keys.verify(access_token, "at+jwt").map_err(|e| unauthorized(&format!("access token: {e}")))?;
+    // 2.
+    if s(&t, "iss") != c.target {
+        return Err(unauthorized("access token iss is not the challenge target"));
+    }
+    if s(&t, "aud") != c.url {
+        return Err(unauthorized("access token aud is not the challenge URL"));
+    }
+    check_times(&t, now, "the access token")?;
+    // 3.
+    if s(&t, "chal") != c.token {
+        return Err(unauthorized("access token chal is not the challenge token"));
+    }
+    if t.get("cnf").map(|cnf| s(cnf, "kid")) != Some(c.account_jkt) {
+        return Err(unauthorized("the DPoP key (cnf.kid) is not the ACME account key"));
+    }
+    if s(&t, "client_id") != c.client_id || s(&t, "sub") != c.client_id {
+        return Err(unauthorized("access token client_id is not this device"));
+    }
+    if s(&t, "scope") != "wire_client_id" || t.get("api_version").and_then(Value::as_u64) != Some(5) {
+        return Err(unauthorized("access token scope or api_version is wrong"));
+    }
+    // 4.
+    let proof = s(&t, "proof");
+    let jws = CompactJws::parse(proof).map_err(|_| unauthorized("the embedded proof is not a JWT"))?;
+    let jwk = jws.header.jwk.as_ref().ok_or_else(|| unauthorized("the embedded proof has no jwk"))?;
+    let jwk = Jwk::from_value(jwk).map_err(|_| unauthorized("the embedded proof jwk is invalid"))?;
+    if jwk.thumbprint().0 != c.account_jkt {
+        return Err(unauthorized("the embedded proof is not signed by the ACME account key"));
+    }
+    let p: Value = jws.verify(&jwk).map_err(|_| unauthorized("the embedded proof signature is invalid"))?;
+    // 5.
+    if s(&p, "aud") != c.url {
+        return Err(unauthorized("proof aud is not the challenge URL"));
+    }
+    if normalize_htu(s(&p, "htu")).is_none() || normalize_htu(s(&p, "htu")) != normalize_htu(c.target) {
+        return Err(unauthorized("proof htu is not the challenge target"));
+    }
+    check_times(&p, now, "the proof")?;
+    if s(&p, "sub") != c.client_id {
+        return Err(unauthorized("proof sub is not this device"));
+    }
+    if s(&p, "nonce").is_empty() || s(&p, "nonce") != s(&t, "nonce") {
+        return Err(unauthorized("proof and token nonces differ"));
+    }
+    if s(&p, "chal") != c.token {
+        return Err(unauthorized("proof chal is not the challenge token"));
+    }
+    // 6.
+    if s(&p, "handle") != c.handle || s(&p, "name") != c.name {
+        return Err(unauthorized("proof handle or name is not the identifier's"));
+    }
+    Ok(())
+}
+
+/// `wire-oidc-01`, as step-ca checks it:
+/// 1. an id_token signed by idca's authorization server, issued by the target issuer,
+///    unexpired;
+/// 2. `keyauth` is `{challenge token}.{account thumbprint}`;
+/// 3. `acme_aud` is the challenge URL;
+/// 4. `name` is the identifier's display name and `handle` its handle (set by idca from
+///    the user's record, never from the request).
+pub fn check_wire_oidc(
+    keys: &dyn IdentityTokens,
+    id_token: &str,
+    c: &OidcChallenge<'_>,
+    now: UnixTime,
+) -> Result<(), ValidationError> {
+    // 1.
+    let t = keys.verify(id_token, "JWT").map_err(|e| unauthorized(&format!("id_token: {e}")))?;
+    if s(&t, "iss") != c.issuer {
+        return Err(unauthorized("id_token iss is not the challenge target"));
+    }
+    let exp = t.get("exp").and_then(Value::as_i64).unwrap_or(0);
+    if exp < now - LEEWAY {
+        return Err(unauthorized("id_token has expired"));
+    }
+    // 2.
+    if !crate::jose::ct_eq(s(&t, "keyauth").as_bytes(), c.key_authorization.as_bytes()) {
+        return Err(unauthorized("id_token keyauth is not this challenge's key authorization"));
+    }
+    // 3.
+    if s(&t, "acme_aud") != c.url {
+        return Err(unauthorized("id_token acme_aud is not the challenge URL"));
+    }
+    // 4.
+    if s(&t, "name") != c.name {
+        return Err(unauthorized("id_token name is not the identifier's"));
+    }
+    if s(&t, "handle") != c.handle {
+        return Err(unauthorized("id_token handle is not the identifier's"));
+    }
+    Ok(())
+}

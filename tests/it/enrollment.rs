@@ -1,0 +1,234 @@
+//! The seed's flow end to end: a user logs in, registers a device, the device proves its
+//! key (the ACME account key) with DPoP, and the order's two identity challenges yield a
+//! client identity certificate naming the device and the user.
+
+use serde_json::{Value, json};
+use x509_parser::prelude::*;
+
+use crate::certs::first_cert_der;
+use crate::client::{Key, RawClient, b64};
+use crate::oauth::{Browser, Page, oauth_server};
+
+const DOMAIN: &str = "wire.example.test";
+const HANDLE: &str = "wireapp://%40alice_wire@wire.example.test";
+const NAME: &str = "Alice Liddell";
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A compact JWT signed by an ACME account key (the device's DPoP key).
+fn sign_with(key: &Key, header: Value, claims: &Value) -> String {
+    let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+    format!("{input}.{}", b64(key.sign(input.as_bytes())))
+}
+
+fn param(url: &str, name: &str) -> Option<String> {
+    url.split_once('?')?
+        .1
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_owned()))
+}
+
+/// Code + PKCE through the browser; `claims` is the OIDC claims parameter.
+async fn tokens(b: &mut Browser, claims: Option<&Value>) -> Value {
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let mut url = format!(
+        "{}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback&scope=openid%20profile&code_challenge={challenge}&code_challenge_method=S256",
+        b.base
+    );
+    if let Some(c) = claims {
+        let enc: String = c.to_string().bytes().map(|x| format!("%{x:02X}")).collect();
+        url.push_str(&format!("&claims={enc}"));
+    }
+    let first: Page = b.get(&url).await;
+    let done = if first.status == 303 { first } else { b.login(&first, "alice", "wonderland").await };
+    let code = param(&done.location(), "code").unwrap_or_else(|| panic!("{}", done.location()));
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+        ("client_id", "idca-cli"),
+    ];
+    b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap().json().await.unwrap()
+}
+
+struct Enrollment {
+    b: Browser,
+    acme: RawClient,
+    user_token: String,
+    device: Value,
+    order: Value,
+    order_url: String,
+    dpop: Value,
+    oidc: Value,
+    server: crate::harness::TestServer,
+}
+
+async fn start_enrollment(account_key: Key) -> Enrollment {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let user_token = tokens(&mut b, None).await["access_token"].as_str().unwrap().to_owned();
+    let device: Value =
+        b.http.post(format!("{}/clients", b.base)).bearer_auth(&user_token).send().await.unwrap().json().await.unwrap();
+    let mut acme = RawClient::new(&server, account_key).await;
+    assert_eq!(acme.register().await.status, 201);
+    let device_value =
+        json!({"client-id": device["client_id"], "handle": HANDLE, "name": NAME, "domain": DOMAIN}).to_string();
+    let user_value = json!({"handle": HANDLE, "name": NAME, "domain": DOMAIN}).to_string();
+    let r = acme
+        .post(
+            &acme.url("newOrder"),
+            Some(&json!({"identifiers": [{"type": "wireapp-device", "value": device_value}, {"type": "wireapp-user", "value": user_value}]})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let order = r.json();
+    assert!(order["notBefore"].is_string() && order["notAfter"].is_string() && order["expires"].is_string());
+    let order_url = r.location();
+    let (mut dpop, mut oidc) = (Value::Null, Value::Null);
+    for url in order["authorizations"].as_array().unwrap() {
+        let a = acme.post(url.as_str().unwrap(), None).await.json();
+        assert_eq!(a["challenges"].as_array().unwrap().len(), 1, "{a}");
+        let ch = a["challenges"][0].clone();
+        match ch["type"].as_str().unwrap() {
+            "wire-dpop-01" => dpop = ch,
+            "wire-oidc-01" => oidc = ch,
+            other => panic!("{other}"),
+        }
+    }
+    Enrollment { b, acme, user_token, device, order, order_url, dpop, oidc, server }
+}
+
+impl Enrollment {
+    /// The device's DPoP access token for the wire-dpop-01 challenge, its proof signed
+    /// with `key`.
+    async fn access_token(&self, key: &Key) -> String {
+        let cid = self.device["id"].as_str().unwrap();
+        let r = self
+            .b
+            .http
+            .head(format!("{}/clients/{cid}/nonce", self.b.base))
+            .bearer_auth(&self.user_token)
+            .send()
+            .await
+            .unwrap();
+        let nonce = r.headers()["replay-nonce"].to_str().unwrap().to_owned();
+        let claims = json!({
+            "sub": self.device["client_id"], "aud": self.dpop["url"], "iat": now(), "nbf": now(), "exp": now() + 120,
+            "jti": idca::model::random_token(), "nonce": nonce, "htm": "POST", "htu": self.dpop["target"],
+            "chal": self.dpop["token"], "handle": HANDLE, "team": "wire", "name": NAME,
+        });
+        let proof = sign_with(key, json!({"alg": key.alg(), "typ": "dpop+jwt", "jwk": key.jwk()}), &claims);
+        let r = self
+            .b
+            .http
+            .post(self.dpop["target"].as_str().unwrap())
+            .bearer_auth(&self.user_token)
+            .header("DPoP", proof)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned()
+    }
+
+    async fn id_token(&mut self, keyauth: &str) -> String {
+        let claims = json!({"id_token": {"keyauth": {"essential": true, "value": keyauth}, "acme_aud": {"essential": true, "value": self.oidc["url"]}}});
+        tokens(&mut self.b, Some(&claims)).await["id_token"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn the_seed_flow_issues_a_client_identity_certificate() {
+    let mut e = start_enrollment(Key::ed25519()).await;
+    assert!(
+        e.dpop["target"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/clients/{}/access-token", e.device["id"].as_str().unwrap()))
+    );
+    assert_eq!(e.oidc["target"].as_str(), Some(e.b.base.as_str()));
+    // wire-dpop-01: the POST is answered already valid, target included.
+    let at = e.access_token(&e.acme.key).await;
+    let r = e.acme.post(e.dpop["url"].as_str().unwrap(), Some(&json!({"access_token": at}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["status"], "valid", "{}", r.text);
+    assert!(r.json()["target"].is_string());
+    // wire-oidc-01.
+    let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
+    let id_token = e.id_token(&keyauth).await;
+    let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": id_token}))).await;
+    assert_eq!(r.json()["status"], "valid", "{}", r.text);
+    assert_eq!(e.acme.post(&e.order_url, None).await.json()["status"], "ready");
+    // Finalize with a CSR naming the device and the user as URIs.
+    let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.subject_alt_names = vec![
+        rcgen::SanType::URI(e.device["client_id"].as_str().unwrap().try_into().unwrap()),
+        rcgen::SanType::URI(HANDLE.try_into().unwrap()),
+    ];
+    let csr = p.serialize_request(&cert_key).unwrap().der().to_vec();
+    let fin = e.acme.post(e.order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&csr)}))).await;
+    assert_eq!(fin.json()["status"], "valid", "{}", fin.text);
+    let chain = e.acme.post(fin.json()["certificate"].as_str().unwrap(), None).await.text;
+    let der = first_cert_der(&chain);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(cert.subject().to_string(), format!("O={DOMAIN}, CN={NAME}"));
+    let uris: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect();
+    let device_uri = e.device["client_id"].as_str().unwrap().replace('!', "%21");
+    assert_eq!(uris, vec![device_uri, HANDLE.to_owned()]);
+    assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
+    assert!(cert.key_usage().unwrap().unwrap().value.digital_signature());
+    assert!(!cert.is_ca());
+    e.server.stop().await;
+}
+
+#[tokio::test]
+async fn rejects_a_dpop_key_that_is_not_the_account_key_and_a_wrong_keyauth() {
+    let mut e = start_enrollment(Key::ed25519()).await;
+    // The access token binds another key (cnf.kid is not the account's thumbprint).
+    let other = Key::p256();
+    let at = e.access_token(&other).await;
+    let r = e.acme.post(e.dpop["url"].as_str().unwrap(), Some(&json!({"access_token": at}))).await;
+    assert_eq!(r.json()["status"], "invalid", "{}", r.text);
+    assert_eq!(r.json()["error"]["type"], "urn:ietf:params:acme:error:unauthorized");
+    // An id_token whose keyauth is for another challenge.
+    let id_token = e.id_token("not-this-challenge.x").await;
+    let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": id_token}))).await;
+    assert_eq!(r.json()["status"], "invalid", "{}", r.text);
+    assert_eq!(e.acme.post(&e.order_url, None).await.json()["status"], "invalid");
+    // A payload without the token is malformed (nothing decided).
+    e.server.stop().await;
+}
+
+#[tokio::test]
+async fn rejects_inconsistent_identity_orders() {
+    let e = start_enrollment(Key::ed25519()).await;
+    let device_value =
+        json!({"client-id": e.device["client_id"], "handle": HANDLE, "name": NAME, "domain": DOMAIN}).to_string();
+    let other_user =
+        json!({"handle": "wireapp://%40bob@wire.example.test", "name": "Bob", "domain": DOMAIN}).to_string();
+    for ids in [
+        json!([{"type": "wireapp-device", "value": device_value}]),
+        json!([{"type": "wireapp-device", "value": device_value}, {"type": "wireapp-user", "value": other_user}]),
+        json!([{"type": "wireapp-device", "value": "not json"}, {"type": "wireapp-user", "value": other_user}]),
+        json!([{"type": "wireapp-device", "value": device_value}, {"type": "dns", "value": "a.example.test"}]),
+    ] {
+        let r = e.acme.post(&e.acme.url("newOrder"), Some(&json!({"identifiers": ids}))).await;
+        assert_eq!(r.status, 400, "{ids}: {}", r.text);
+    }
+    e.server.stop().await;
+}
