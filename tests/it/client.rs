@@ -22,6 +22,7 @@ fn pem_der(path: &str) -> Vec<u8> {
 /// An account key.
 pub enum Key {
     P256(EcdsaKeyPair),
+    P384(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
     Rsa(RsaKeyPair),
 }
@@ -31,6 +32,13 @@ impl Key {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         Self::P256(EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap())
+    }
+
+    pub fn p384() -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &signature::ECDSA_P384_SHA384_FIXED_SIGNING;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        Self::P384(EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap())
     }
 
     pub fn ed25519() -> Self {
@@ -44,6 +52,7 @@ impl Key {
     pub fn alg(&self) -> &'static str {
         match self {
             Self::P256(_) => "ES256",
+            Self::P384(_) => "ES384",
             Self::Ed25519(_) => "EdDSA",
             Self::Rsa(_) => "RS256",
         }
@@ -54,6 +63,10 @@ impl Key {
             Self::P256(k) => {
                 let p = k.public_key().as_ref();
                 json!({"kty":"EC","crv":"P-256","x":b64(&p[1..33]),"y":b64(&p[33..])})
+            }
+            Self::P384(k) => {
+                let p = k.public_key().as_ref();
+                json!({"kty":"EC","crv":"P-384","x":b64(&p[1..49]),"y":b64(&p[49..])})
             }
             Self::Ed25519(k) => {
                 json!({"kty":"OKP","crv":"Ed25519","x":b64(k.public_key().as_ref())})
@@ -68,7 +81,7 @@ impl Key {
     pub fn thumbprint(&self) -> String {
         let jwk = self.jwk();
         let canonical = match jwk["kty"].as_str().unwrap() {
-            "EC" => format!(r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#, jwk["x"], jwk["y"]),
+            "EC" => format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, jwk["crv"], jwk["x"], jwk["y"]),
             "OKP" => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":{}}}"#, jwk["x"]),
             _ => format!(r#"{{"e":{},"kty":"RSA","n":{}}}"#, jwk["e"], jwk["n"]),
         };
@@ -78,7 +91,7 @@ impl Key {
     pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
         let rng = ring::rand::SystemRandom::new();
         match self {
-            Self::P256(k) => k.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            Self::P256(k) | Self::P384(k) => k.sign(&rng, msg).unwrap().as_ref().to_vec(),
             Self::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
             Self::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];

@@ -141,7 +141,14 @@ impl Enrollment {
 
 #[tokio::test]
 async fn the_seed_flow_issues_a_client_identity_certificate() {
-    let mut e = start_enrollment(Key::ed25519()).await;
+    for key in [Key::ed25519(), Key::p256(), Key::p384()] {
+        enroll_with(key).await;
+    }
+}
+
+async fn enroll_with(key: Key) {
+    let alg = key.alg();
+    let mut e = start_enrollment(key).await;
     assert!(
         e.dpop["target"]
             .as_str()
@@ -152,8 +159,8 @@ async fn the_seed_flow_issues_a_client_identity_certificate() {
     // wire-dpop-01: the POST is answered already valid, target included.
     let at = e.access_token(&e.acme.key).await;
     let r = e.acme.post(e.dpop["url"].as_str().unwrap(), Some(&json!({"access_token": at}))).await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(r.json()["status"], "valid", "{}", r.text);
+    assert_eq!(r.status, 200, "{alg}: {}", r.text);
+    assert_eq!(r.json()["status"], "valid", "{alg}: {}", r.text);
     assert!(r.json()["target"].is_string());
     // wire-oidc-01.
     let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
