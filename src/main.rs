@@ -32,6 +32,29 @@ enum Command {
     /// Make a new OAuth signing key the active one (older keys stay published until
     /// their tokens expire). Run while the server is stopped.
     OauthRotateKey,
+    /// Demo client: log in, register a device and enroll a client identity certificate
+    /// against a running idca (wire-dpop-01 + wire-oidc-01).
+    Enroll(EnrollArgs),
+}
+
+/// `enroll` options.
+#[derive(clap::Args)]
+struct EnrollArgs {
+    /// idca's base URL.
+    #[arg(long, default_value = "https://localhost:14000")]
+    server: String,
+    /// A user from [[oauth.users]] with handle, team and domain set.
+    #[arg(long)]
+    user: String,
+    /// Their password (or set IDCA_PASSWORD).
+    #[arg(long)]
+    password: Option<String>,
+    /// The root certificate to trust.
+    #[arg(long, value_name = "FILE", default_value = "data/root.pem")]
+    ca: PathBuf,
+    /// Writes OUT.pem (certificate chain) and OUT-key.pem (its key).
+    #[arg(long, value_name = "OUT", default_value = "device")]
+    out: PathBuf,
 }
 
 /// `serve` options. idca also accepts Pebble's flags (`-config`, `-dnsserver`,
@@ -85,7 +108,7 @@ async fn main() -> ExitCode {
     let command = cli.command.take().unwrap_or(Command::Serve(ServeArgs::default()));
     let serve_args = match &command {
         Command::Serve(a) => a,
-        Command::Root | Command::HashPassword | Command::OauthRotateKey => &ServeArgs::default(),
+        _ => &ServeArgs::default(),
     };
     let config = match load_config(&cli, serve_args) {
         Ok(c) => c,
@@ -105,6 +128,20 @@ async fn main() -> ExitCode {
             .await
             .map(|kid| println!("new signing key {kid}; earlier keys stay in the JWKS, retired"))
             .map_err(|e| e.to_string()),
+        Command::Enroll(a) => {
+            let Some(password) = a.password.or_else(|| std::env::var("IDCA_PASSWORD").ok()) else {
+                eprintln!("idca: give --password or set IDCA_PASSWORD");
+                return ExitCode::from(2);
+            };
+            let options = idca::cli::enroll::EnrollOptions {
+                server: a.server.trim_end_matches('/').to_owned(),
+                user: a.user,
+                password,
+                ca: a.ca,
+                out: a.out,
+            };
+            idca::cli::enroll::enroll(&options).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

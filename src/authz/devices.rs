@@ -31,6 +31,12 @@ pub struct DeviceInfo {
     pub id: String,
     pub client_id: String,
     pub label: String,
+    /// The Wire identity the device's proofs and ACME identifiers must carry (`handle`
+    /// as the `wireapp://%40handle@domain` URI, as in the id_token).
+    pub handle: String,
+    pub name: String,
+    pub team: String,
+    pub domain: String,
 }
 
 /// The claims of a client-identity access token (rusty-jwt-tools `access` module).
@@ -108,7 +114,17 @@ impl AuthServer {
                 created: now,
             };
             match self.store.create_device(&device).await {
-                Ok(()) => return Ok(DeviceInfo { id: device.id, client_id: device.client_id, label: device.label }),
+                Ok(()) => {
+                    return Ok(DeviceInfo {
+                        id: device.id,
+                        client_id: device.client_id,
+                        label: device.label,
+                        handle: format!("wireapp://%40{}@{}", user.handle, user.domain),
+                        name: user.name.clone(),
+                        team: user.team.clone(),
+                        domain: user.domain.clone(),
+                    });
+                }
                 Err(StoreError::AlreadyExists) => continue,
                 Err(e) => return Err(e.into()),
             }

@@ -237,16 +237,19 @@ fn requested_claims(json: &str) -> Result<std::collections::BTreeMap<String, ser
     Ok(out)
 }
 
+/// Percent-encodes everything but RFC 3986 §2.3 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Appends `params` to `base` as query parameters (percent-encoded, RFC 3986 §2.1).
 fn with_query(base: &str, params: &[(&str, &str)]) -> String {
-    fn enc(s: &str) -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    }
+    let enc = percent_encode;
     let mut url = base.to_owned();
     let mut sep = if base.contains('?') { '&' } else { '?' };
     for (k, v) in params {

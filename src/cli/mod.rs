@@ -1,5 +1,7 @@
 //! Subcommands other than `serve`.
 
+pub mod enroll;
+
 use crate::app::{AppError, load_or_create_ca, open_store};
 use crate::config::Config;
 

@@ -183,18 +183,7 @@ async fn enroll_with(key: Key) {
     let der = first_cert_der(&chain);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     assert_eq!(cert.subject().to_string(), format!("O={DOMAIN}, CN={NAME}"));
-    let uris: Vec<String> = cert
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            GeneralName::URI(u) => Some(u.to_string()),
-            _ => None,
-        })
-        .collect();
+    let uris = leaf_uris(&cert);
     let device_uri = e.device["client_id"].as_str().unwrap().replace('!', "%21");
     assert_eq!(uris, vec![device_uri, HANDLE.to_owned()]);
     assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
@@ -238,4 +227,77 @@ async fn rejects_inconsistent_identity_orders() {
         assert_eq!(r.status, 400, "{ids}: {}", r.text);
     }
     e.server.stop().await;
+}
+
+/// The URI subject alternative names of a certificate, in order.
+fn leaf_uris(cert: &X509Certificate) -> Vec<String> {
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::URI(u) => Some(u.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs `idca enroll` (the shipped binary) against a server.
+async fn run_enroll(
+    server: &crate::harness::TestServer,
+    password: &str,
+    out: &std::path::Path,
+) -> std::process::Output {
+    let base = server.directory_url().replace("/directory", "");
+    let (ca, out, password) = (server.root_path.clone(), out.to_owned(), password.to_owned());
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_idca"))
+            .args(["enroll", "--server", &base, "--user", "alice", "--password", &password])
+            .arg("--ca")
+            .arg(&ca)
+            .arg("--out")
+            .arg(&out)
+            .env_remove("IDCA_PASSWORD")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enroll_command_writes_a_client_identity_certificate_and_its_key() {
+    let server = oauth_server(|_| {}).await;
+    let out = server.dir.path().join("alice-device");
+    let run = run_enroll(&server, "wonderland", &out).await;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(stdout.matches("challenge valid").count(), 2, "{stdout}");
+    let chain = std::fs::read_to_string(out.with_extension("pem")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    let der = first_cert_der(&chain);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(cert.subject().to_string(), format!("O={DOMAIN}, CN={NAME}"));
+    assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
+    let uris = leaf_uris(&cert);
+    assert_eq!(uris.len(), 2);
+    assert!(uris[0].starts_with("wireapp://") && uris[0].contains("%21"), "{uris:?}");
+    assert_eq!(uris[1], HANDLE);
+    // The key file holds the certificate's key, readable by the owner only.
+    let key_path = server.dir.path().join("alice-device-key.pem");
+    let key_pem = std::fs::read_to_string(&key_path).unwrap();
+    let key = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+    assert_eq!(key.public_key_raw(), cert.public_key().subject_public_key.data.as_ref());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // A wrong password fails at login and writes nothing.
+    let bad_out = server.dir.path().join("mallory");
+    let run = run_enroll(&server, "not-the-password", &bad_out).await;
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("login failed"));
+    assert!(!bad_out.with_extension("pem").exists());
+    server.stop().await;
 }

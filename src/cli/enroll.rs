@@ -1,0 +1,335 @@
+//! `idca enroll`: the seed's end-to-end demo client. Against a running idca it logs a
+//! user in (authorization code + PKCE through the login form, scripted with
+//! `--user/--password`), registers a device, opens an ACME account with the device key
+//! (which is also its DPoP key), orders a client identity certificate, answers
+//! `wire-dpop-01` with a DPoP access token and `wire-oidc-01` with an id_token, and
+//! writes the key and the certificate chain.
+
+use std::path::{Path, PathBuf};
+
+use reqwest::header::HeaderMap;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{Value, json};
+
+use crate::authz::percent_encode as pct;
+use crate::jose::b64_encode;
+
+/// What `idca enroll` needs.
+#[derive(Debug, Clone)]
+pub struct EnrollOptions {
+    /// idca's base URL, e.g. `https://localhost:14000`.
+    pub server: String,
+    pub user: String,
+    pub password: String,
+    /// The root to trust (`data/root.pem`).
+    pub ca: PathBuf,
+    /// Output files: `{out}.pem` (chain) and `{out}-key.pem`.
+    pub out: PathBuf,
+}
+
+type Fail = String;
+
+fn step(n: u32, what: &str) {
+    println!("[{n:>2}] {what}");
+}
+
+struct Http {
+    client: reqwest::Client,
+    cookie: Option<String>,
+}
+
+impl Http {
+    async fn send(&mut self, r: reqwest::RequestBuilder) -> Result<(u16, HeaderMap, String), Fail> {
+        let r = match &self.cookie {
+            Some(c) => r.header("cookie", c.clone()),
+            None => r,
+        };
+        let resp = r.send().await.map_err(|e| format!("request failed: {e}"))?;
+        if let Some(set) = resp.headers().get("set-cookie").and_then(|v| v.to_str().ok()) {
+            self.cookie = set.split(';').next().map(str::to_owned);
+        }
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        Ok((status, headers, text))
+    }
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+fn field(page: &str, name: &str) -> Result<String, Fail> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).ok_or_else(|| format!("the login page has no `{name}` field"))? + marker.len();
+    Ok(page.get(start..).and_then(|r| r.split('"').next()).unwrap_or_default().to_owned())
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url.split_once('?')?
+        .1
+        .split('&')
+        .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_owned()))
+}
+
+/// The device key: Ed25519, the ACME account key and the DPoP key at once.
+struct DeviceKey {
+    pair: Ed25519KeyPair,
+}
+
+impl DeviceKey {
+    fn jwk(&self) -> Value {
+        json!({"kty": "OKP", "crv": "Ed25519", "x": b64_encode(self.pair.public_key().as_ref())})
+    }
+
+    fn thumbprint(&self) -> String {
+        let canonical =
+            format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64_encode(self.pair.public_key().as_ref()));
+        b64_encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
+    }
+
+    fn compact(&self, header: &Value, claims: &Value) -> String {
+        let input = format!("{}.{}", b64_encode(header.to_string()), b64_encode(claims.to_string()));
+        format!("{input}.{}", b64_encode(self.pair.sign(input.as_bytes()).as_ref()))
+    }
+}
+
+/// A minimal ACME client over the device key.
+struct Acme<'a> {
+    http: &'a mut Http,
+    key: &'a DeviceKey,
+    directory: Value,
+    nonce: Option<String>,
+    kid: Option<String>,
+    bearer: String,
+}
+
+impl Acme<'_> {
+    async fn post(&mut self, url: &str, payload: Option<&Value>) -> Result<(u16, HeaderMap, String), Fail> {
+        let nonce = match self.nonce.take() {
+            Some(n) => n,
+            None => {
+                let new_nonce = self.directory["newNonce"].as_str().unwrap_or_default().to_owned();
+                let (_, h, _) = self.http.send(self.http.client.head(new_nonce)).await?;
+                h.get("replay-nonce").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+            }
+        };
+        let mut header = json!({"alg": "EdDSA", "nonce": nonce, "url": url});
+        match &self.kid {
+            Some(kid) => header["kid"] = json!(kid),
+            None => header["jwk"] = self.key.jwk(),
+        }
+        let protected = b64_encode(header.to_string());
+        let body = payload.map(|p| b64_encode(p.to_string())).unwrap_or_default();
+        let sig = self.key.pair.sign(format!("{protected}.{body}").as_bytes());
+        let jws = json!({"protected": protected, "payload": body, "signature": b64_encode(sig.as_ref())});
+        let r = self
+            .http
+            .client
+            .post(url)
+            .header("content-type", "application/jose+json")
+            .bearer_auth(&self.bearer)
+            .body(jws.to_string());
+        let (status, headers, text) = self.http.send(r).await?;
+        self.nonce = headers.get("replay-nonce").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        if status >= 400 {
+            return Err(format!("{url}: HTTP {status}: {text}"));
+        }
+        Ok((status, headers, text))
+    }
+}
+
+/// Logs in with the form and returns the token response for `claims` (or none).
+async fn login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
+    let verifier = format!("{}{}", crate::model::random_token(), crate::model::random_token());
+    let challenge = b64_encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
+    let mut url = format!(
+        "{}?response_type=code&client_id=idca-cli&redirect_uri={}&scope={}&state={}&code_challenge={challenge}&code_challenge_method=S256",
+        meta["authorization_endpoint"].as_str().unwrap_or_default(),
+        pct("http://127.0.0.1/callback"),
+        pct("openid profile acme"),
+        crate::model::random_token(),
+    );
+    if let Some(c) = claims {
+        url.push_str(&format!("&claims={}", pct(&c.to_string())));
+    }
+    let (status, headers, page) = http.send(http.client.get(&url)).await?;
+    let location = if status == 303 {
+        headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    } else {
+        let form = [
+            ("request", field(&page, "request")?),
+            ("csrf", field(&page, "csrf")?),
+            ("username", o.user.clone()),
+            ("password", o.password.clone()),
+        ];
+        let body = form.iter().map(|(k, v)| format!("{k}={}", pct(v))).collect::<Vec<_>>().join("&");
+        let login = format!("{}/oauth/login", o.server);
+        let r = http.client.post(login).header("content-type", "application/x-www-form-urlencoded").body(body);
+        let (status, headers, _) = http.send(r).await?;
+        if status != 303 {
+            return Err(format!("login failed (HTTP {status}): check --user and --password"));
+        }
+        headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
+    let code = query_param(&location, "code").ok_or_else(|| format!("no code in {location}"))?;
+    let body = format!(
+        "grant_type=authorization_code&code={}&code_verifier={verifier}&client_id=idca-cli&redirect_uri={}",
+        pct(&code),
+        pct("http://127.0.0.1/callback")
+    );
+    let token_url = meta["token_endpoint"].as_str().unwrap_or_default().to_owned();
+    let r = http.client.post(token_url).header("content-type", "application/x-www-form-urlencoded").body(body);
+    let (status, _, text) = http.send(r).await?;
+    if status != 200 {
+        return Err(format!("token request failed: {text}"));
+    }
+    Ok(json_of(&text))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Runs the whole enrollment, printing each step.
+pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
+    crate::install_crypto_provider();
+    let root = std::fs::read(&o.ca).map_err(|e| format!("cannot read {}: {e}", o.ca.display()))?;
+    let cert = reqwest::Certificate::from_pem(&root).map_err(|e| format!("{}: {e}", o.ca.display()))?;
+    let client = reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut http = Http { client, cookie: None };
+
+    step(1, "discovery");
+    let (_, _, meta) =
+        http.send(http.client.get(format!("{}/.well-known/oauth-authorization-server", o.server))).await?;
+    let meta = json_of(&meta);
+
+    step(2, &format!("login as {} (authorization code + PKCE)", o.user));
+    let tokens = login(&mut http, o, &meta, None).await?;
+    let user_token = tokens["access_token"].as_str().unwrap_or_default().to_owned();
+    if tokens["id_token"].is_null() {
+        return Err("the token response has no id_token".into());
+    }
+
+    step(3, "register the device (POST /clients)");
+    let r = http
+        .client
+        .post(format!("{}/clients", o.server))
+        .bearer_auth(&user_token)
+        .header("content-type", "application/json")
+        .body(json!({"label": "idca enroll"}).to_string());
+    let (status, _, text) = http.send(r).await?;
+    if status != 201 {
+        return Err(format!("device registration failed: {text}"));
+    }
+    let device = json_of(&text);
+    let client_id = device["client_id"].as_str().unwrap_or_default().to_owned();
+    let device_id = device["id"].as_str().unwrap_or_default().to_owned();
+    let text_of = |k: &str| device[k].as_str().unwrap_or_default().to_owned();
+    let (handle, name, team, domain) = (text_of("handle"), text_of("name"), text_of("team"), text_of("domain"));
+    println!("     device {device_id}, client id {client_id}");
+
+    step(4, "ACME account with the device key (Ed25519, also the DPoP key)");
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| "key generation failed".to_owned())?;
+    let key = DeviceKey { pair: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| "bad key".to_owned())? };
+    let (_, _, dir) = http.send(http.client.get(format!("{}/directory", o.server))).await?;
+    let mut acme = Acme {
+        http: &mut http,
+        key: &key,
+        directory: json_of(&dir),
+        nonce: None,
+        kid: None,
+        bearer: user_token.clone(),
+    };
+    let new_account = acme.directory["newAccount"].as_str().unwrap_or_default().to_owned();
+    let (_, headers, _) = acme.post(&new_account, Some(&json!({"termsOfServiceAgreed": true}))).await?;
+    acme.kid = headers.get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+
+    step(5, "order a client identity certificate (wireapp-device + wireapp-user)");
+    let device_value = json!({"client-id": client_id, "handle": handle, "name": name, "domain": domain}).to_string();
+    let user_value = json!({"handle": handle, "name": name, "domain": domain}).to_string();
+    let new_order = acme.directory["newOrder"].as_str().unwrap_or_default().to_owned();
+    let ids = json!({"identifiers": [{"type": "wireapp-device", "value": device_value}, {"type": "wireapp-user", "value": user_value}]});
+    let (_, headers, text) = acme.post(&new_order, Some(&ids)).await?;
+    let order_url = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let order = json_of(&text);
+    let (mut dpop, mut oidc) = (Value::Null, Value::Null);
+    for url in order["authorizations"].as_array().cloned().unwrap_or_default() {
+        let (_, _, a) = acme.post(url.as_str().unwrap_or_default(), None).await?;
+        let ch = json_of(&a)["challenges"][0].clone();
+        if ch["type"] == "wire-dpop-01" { dpop = ch } else { oidc = ch }
+    }
+
+    step(6, "backend nonce (HEAD /clients/{id}/nonce)");
+    let r = acme.http.client.head(format!("{}/clients/{device_id}/nonce", o.server)).bearer_auth(&user_token);
+    let (_, h, _) = acme.http.send(r).await?;
+    let nonce = h.get("replay-nonce").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+
+    step(7, "DPoP access token (POST /clients/{id}/access-token)");
+    let claims = json!({
+        "sub": client_id, "aud": dpop["url"], "iat": now(), "nbf": now(), "exp": now() + 120,
+        "jti": crate::model::random_token(), "nonce": nonce, "htm": "POST", "htu": dpop["target"],
+        "chal": dpop["token"], "handle": handle, "team": team, "name": name,
+    });
+    let proof = key.compact(&json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": key.jwk()}), &claims);
+    let r = acme
+        .http
+        .client
+        .post(dpop["target"].as_str().unwrap_or_default())
+        .bearer_auth(&user_token)
+        .header("DPoP", proof);
+    let (status, _, text) = acme.http.send(r).await?;
+    if status != 200 {
+        return Err(format!("access token refused: {text}"));
+    }
+    let access_token = json_of(&text)["token"].as_str().unwrap_or_default().to_owned();
+
+    step(8, "answer wire-dpop-01");
+    let (_, _, r) =
+        acme.post(dpop["url"].as_str().unwrap_or_default(), Some(&json!({"access_token": access_token}))).await?;
+    println!("     challenge {}", json_of(&r)["status"].as_str().unwrap_or("?"));
+
+    step(9, "id_token with keyauth and acme_aud, answer wire-oidc-01");
+    let keyauth = format!("{}.{}", oidc["token"].as_str().unwrap_or_default(), key.thumbprint());
+    let wanted = json!({"id_token": {"keyauth": {"essential": true, "value": keyauth}, "acme_aud": {"essential": true, "value": oidc["url"]}}});
+    let tokens = login(&mut *acme.http, o, &meta, Some(&wanted)).await?;
+    let (_, _, r) =
+        acme.post(oidc["url"].as_str().unwrap_or_default(), Some(&json!({"id_token": tokens["id_token"]}))).await?;
+    println!("     challenge {}", json_of(&r)["status"].as_str().unwrap_or("?"));
+
+    step(10, "CSR with a new certificate key, finalize, download");
+    let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    for uri in [client_id.as_str(), handle.as_str()] {
+        params.subject_alt_names.push(rcgen::SanType::URI(uri.try_into().map_err(|_| format!("bad URI {uri}"))?));
+    }
+    let csr = params.serialize_request(&cert_key).map_err(|e| e.to_string())?;
+    let finalize = order["finalize"].as_str().unwrap_or_default().to_owned();
+    let (_, _, fin) = acme.post(&finalize, Some(&json!({"csr": b64_encode(csr.der())}))).await?;
+    let fin = json_of(&fin);
+    let cert_url =
+        fin["certificate"].as_str().ok_or_else(|| format!("order not valid: {fin} ({order_url})"))?.to_owned();
+    let (_, _, chain) = acme.post(&cert_url, None).await?;
+    write(&o.out.with_extension("pem"), &chain, false)?;
+    let key_path = PathBuf::from(format!("{}-key.pem", o.out.display()));
+    write(&key_path, &cert_key.serialize_pem(), true)?;
+    println!("     wrote {} and {}", o.out.with_extension("pem").display(), key_path.display());
+    Ok(())
+}
+
+fn write(path: &Path, text: &str, secret: bool) -> Result<(), Fail> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    }
+    let _ = secret;
+    Ok(())
+}
