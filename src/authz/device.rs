@@ -71,11 +71,13 @@ pub enum DeviceOutcome {
 const USER_CODE_KEY: &str = "\u{0}user-code";
 
 impl AuthServer {
-    /// The device authorization endpoint (RFC 8628 §3.1-3.2).
+    /// The device authorization endpoint (RFC 8628 §3.1-3.2). `claims` is the OIDC
+    /// `claims` parameter (Core §5.5), kept for the id_token as on the code flow.
     pub async fn device_authorization(
         &self,
         creds: &ClientCredentials,
         scope: Option<&str>,
+        claims: Option<&str>,
         now: UnixTime,
     ) -> Result<DeviceResponse, OAuthError> {
         let client = self.authenticated_client(creds).await?;
@@ -89,6 +91,7 @@ impl AuthServer {
         if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
             return Err(OAuthError::InvalidScope(format!("scope `{s}` is not allowed for this client")));
         }
+        let id_token_claims = claims.map(super::requested_claims).transpose()?.unwrap_or_default();
         let device_code = format!("{}{}", random_token(), random_token());
         let hash = SecretHash::of(&device_code);
         let interval = self.config.device_poll_interval_secs.max(1);
@@ -103,6 +106,7 @@ impl AuthServer {
                 interval: interval as i64,
                 last_poll: None,
                 csrf: random_token(),
+                id_token_claims: id_token_claims.clone(),
             };
             match self.store.create_device_authorization(&hash, &d).await {
                 Ok(()) => {
@@ -192,7 +196,9 @@ impl AuthServer {
                     .redeem_device_authorization(&hash, d.version, &grant, refresh.as_ref().map(|(_, h, r)| (h, r)))
                     .await
                 {
-                    Ok(()) => self.respond(&grant, refresh.map(|(t, _, _)| t), None, &Default::default(), jkt, now),
+                    Ok(()) => {
+                        self.respond(&grant, refresh.map(|(t, _, _)| t), None, &d.value.id_token_claims, jkt, now)
+                    }
                     Err(StoreError::Conflict) => {
                         Err(OAuthError::InvalidGrant("the device_code was already used".into()))
                     }

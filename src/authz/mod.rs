@@ -90,6 +90,8 @@ pub struct TokenForm {
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// The OIDC `claims` parameter of a device authorization request.
+    pub claims: Option<String>,
 }
 
 impl std::fmt::Debug for TokenForm {

@@ -182,7 +182,8 @@ async fn device_authorization(
     form: web::Form<TokenForm>,
 ) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
-    let body = st.authz.device_authorization(&creds, form.scope.as_deref(), st.clock.now()).await?;
+    let now = st.clock.now();
+    let body = st.authz.device_authorization(&creds, form.scope.as_deref(), form.claims.as_deref(), now).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 

@@ -152,6 +152,10 @@ pub struct DeviceAuthorization {
     pub last_poll: Option<UnixTime>,
     /// The CSRF token of the confirmation page.
     pub csrf: String,
+    /// Claims with values requested for the id_token (OIDC Core §5.5 `claims`, on the
+    /// device authorization request as on an authorization request).
+    #[serde(default)]
+    pub id_token_claims: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// Where a device authorization stands.

@@ -177,3 +177,40 @@ async fn rejects_guessed_user_codes_wrong_passwords_and_forged_forms() {
     assert!(locked.text.contains("Too many wrong codes"), "{}", locked.text);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_claims_parameter_reaches_the_id_token_on_the_device_grant() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let claims =
+        r#"{"id_token":{"keyauth":{"essential":true,"value":"tok.thumb"},"acme_aud":{"value":"https://a/ch"}}}"#;
+    let r = b
+        .http
+        .post(format!("{}/oauth/device", b.base))
+        .form(&[("client_id", "idca-cli"), ("scope", "openid profile"), ("claims", claims)])
+        .send()
+        .await
+        .unwrap();
+    let d: Value = r.json().await.unwrap();
+    decide(&mut b, d["user_code"].as_str().unwrap(), "approve", "wonderland").await;
+    let tokens = poll(&b, d["device_code"].as_str().unwrap()).await;
+    let id = verify_jwt(&b, tokens["id_token"].as_str().unwrap(), "JWT").await;
+    assert_eq!(id["keyauth"], "tok.thumb");
+    assert_eq!(id["acme_aud"], "https://a/ch");
+    assert_eq!(id["sub"], "alice");
+    // A malformed claims parameter is refused up front, and a claim idca sets itself
+    // cannot be requested.
+    for bad in ["not json", r#"{"id_token":{"sub":{"value":"mallory"}}}"#] {
+        let r = b
+            .http
+            .post(format!("{}/oauth/device", b.base))
+            .form(&[("client_id", "idca-cli"), ("scope", "openid"), ("claims", bad)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{bad}");
+    }
+    server.stop().await;
+}
