@@ -44,11 +44,15 @@ struct EnrollArgs {
     #[arg(long, default_value = "https://localhost:14000")]
     server: String,
     /// A user from [[oauth.users]] with handle, team and domain set.
-    #[arg(long)]
-    user: String,
+    #[arg(long, required_unless_present = "device_grant")]
+    user: Option<String>,
     /// Their password (or set IDCA_PASSWORD).
     #[arg(long)]
     password: Option<String>,
+    /// Log in with the device grant: approve the printed code in a browser (twice: once
+    /// to register the device, once for the id_token of wire-oidc-01).
+    #[arg(long)]
+    device_grant: bool,
     /// The root certificate to trust.
     #[arg(long, value_name = "FILE", default_value = "data/root.pem")]
     ca: PathBuf,
@@ -129,14 +133,16 @@ async fn main() -> ExitCode {
             .map(|kid| println!("new signing key {kid}; earlier keys stay in the JWKS, retired"))
             .map_err(|e| e.to_string()),
         Command::Enroll(a) => {
-            let Some(password) = a.password.or_else(|| std::env::var("IDCA_PASSWORD").ok()) else {
-                eprintln!("idca: give --password or set IDCA_PASSWORD");
+            let password = a.password.or_else(|| std::env::var("IDCA_PASSWORD").ok()).unwrap_or_default();
+            if !a.device_grant && password.is_empty() {
+                eprintln!("idca: give --password (or set IDCA_PASSWORD), or use --device-grant");
                 return ExitCode::from(2);
-            };
+            }
             let options = idca::cli::enroll::EnrollOptions {
                 server: a.server.trim_end_matches('/').to_owned(),
-                user: a.user,
+                user: a.user.unwrap_or_default(),
                 password,
+                device_grant: a.device_grant,
                 ca: a.ca,
                 out: a.out,
             };

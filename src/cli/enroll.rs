@@ -3,7 +3,8 @@
 //! `--user/--password`), registers a device, opens an ACME account with the device key
 //! (which is also its DPoP key), orders a client identity certificate, answers
 //! `wire-dpop-01` with a DPoP access token and `wire-oidc-01` with an id_token, and
-//! writes the key and the certificate chain.
+//! writes the key and the certificate chain. With `--device-grant` it logs in as a
+//! headless device does instead (RFC 8628): the user approves a code in a browser.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,9 @@ pub struct EnrollOptions {
     pub server: String,
     pub user: String,
     pub password: String,
+    /// Log in with the device authorization grant (RFC 8628) instead of the scripted
+    /// login form: print a code, wait for the user to approve it in a browser.
+    pub device_grant: bool,
     /// The root to trust (`data/root.pem`).
     pub ca: PathBuf,
     /// Output files: `{out}.pem` (chain) and `{out}-key.pem`.
@@ -139,15 +143,66 @@ impl Acme<'_> {
     }
 }
 
-/// Logs in with the form and returns the token response for `claims` (or none).
+/// Logs in (the form, or the device grant) and returns the token response, with the
+/// OIDC `claims` request when given.
 async fn login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
+    if o.device_grant { device_login(http, meta, claims).await } else { form_login(http, o, meta, claims).await }
+}
+
+/// RFC 8628 §3.1-3.5: ask for a code, show it, poll until the user decides.
+async fn device_login(http: &mut Http, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
+    let mut form = vec![("client_id", "idca-cli".to_owned()), ("scope", SCOPE.to_owned())];
+    if let Some(c) = claims {
+        form.push(("claims", c.to_string()));
+    }
+    let body = form.iter().map(|(k, v)| format!("{k}={}", pct(v))).collect::<Vec<_>>().join("&");
+    let endpoint = meta["device_authorization_endpoint"].as_str().unwrap_or_default().to_owned();
+    let r = http.client.post(endpoint).header("content-type", "application/x-www-form-urlencoded").body(body);
+    let (status, _, text) = http.send(r).await?;
+    if status != 200 {
+        return Err(format!("device authorization refused: {text}"));
+    }
+    let d = json_of(&text);
+    println!(
+        "     open {} and approve code {}",
+        d["verification_uri_complete"].as_str().unwrap_or_default(),
+        d["user_code"].as_str().unwrap_or_default()
+    );
+    let mut interval = d["interval"].as_u64().unwrap_or(5).max(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(d["expires_in"].as_u64().unwrap_or(600));
+    let poll = format!(
+        "grant_type={}&device_code={}&client_id=idca-cli",
+        pct("urn:ietf:params:oauth:grant-type:device_code"),
+        pct(d["device_code"].as_str().unwrap_or_default())
+    );
+    let token_url = meta["token_endpoint"].as_str().unwrap_or_default().to_owned();
+    while std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        let r =
+            http.client.post(&token_url).header("content-type", "application/x-www-form-urlencoded").body(poll.clone());
+        let (status, _, text) = http.send(r).await?;
+        let answer = json_of(&text);
+        match (status, answer["error"].as_str()) {
+            (200, _) => return Ok(answer),
+            (_, Some("authorization_pending")) => {}
+            (_, Some("slow_down")) => interval += 5,
+            _ => return Err(format!("device login failed: {text}")),
+        }
+    }
+    Err("the device code expired before it was approved".into())
+}
+
+const SCOPE: &str = "openid profile acme";
+
+/// Logs in with the form (scripted with `--user/--password`).
+async fn form_login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
     let verifier = format!("{}{}", crate::model::random_token(), crate::model::random_token());
     let challenge = b64_encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
     let mut url = format!(
         "{}?response_type=code&client_id=idca-cli&redirect_uri={}&scope={}&state={}&code_challenge={challenge}&code_challenge_method=S256",
         meta["authorization_endpoint"].as_str().unwrap_or_default(),
         pct("http://127.0.0.1/callback"),
-        pct("openid profile acme"),
+        pct(SCOPE),
         crate::model::random_token(),
     );
     if let Some(c) = claims {
@@ -208,7 +263,11 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
         http.send(http.client.get(format!("{}/.well-known/oauth-authorization-server", o.server))).await?;
     let meta = json_of(&meta);
 
-    step(2, &format!("login as {} (authorization code + PKCE)", o.user));
+    if o.device_grant {
+        step(2, "login (device authorization grant)");
+    } else {
+        step(2, &format!("login as {} (authorization code + PKCE)", o.user));
+    }
     let tokens = login(&mut http, o, &meta, None).await?;
     let user_token = tokens["access_token"].as_str().unwrap_or_default().to_owned();
     if tokens["id_token"].is_null() {

@@ -301,3 +301,51 @@ async fn the_enroll_command_writes_a_client_identity_certificate_and_its_key() {
     assert!(!bad_out.with_extension("pem").exists());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enroll_command_can_log_in_with_the_device_grant() {
+    use std::io::BufRead;
+    let server = oauth_server(|c| c.oauth.device_poll_interval_secs = 1).await;
+    let mut b = Browser::new(&server);
+    let out = server.dir.path().join("headless");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_idca"))
+        .args(["enroll", "--device-grant", "--server", &b.base])
+        .arg("--ca")
+        .arg(&server.root_path)
+        .arg("--out")
+        .arg(&out)
+        .env_remove("IDCA_PASSWORD")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The user approves each code the device shows (once to log in, once for the
+    // id_token of wire-oidc-01).
+    let (mut approvals, mut log) = (0, String::new());
+    while let Some(line) = rx.recv().await {
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(code) = line.split("approve code ").nth(1) {
+            let done = crate::device::decide(&mut b, code.trim(), "approve", "wonderland").await;
+            assert_eq!(done.status, 303, "{}", done.text);
+            approvals += 1;
+        }
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{log}");
+    assert_eq!(approvals, 2, "{log}");
+    let chain = std::fs::read_to_string(out.with_extension("pem")).unwrap();
+    let der = first_cert_der(&chain);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(leaf_uris(&cert)[1], HANDLE);
+    server.stop().await;
+}
