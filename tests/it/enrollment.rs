@@ -133,6 +133,18 @@ impl Enrollment {
         body["token"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned()
     }
 
+    /// A CSR naming the device and the user as URIs, with a fresh Ed25519 key.
+    fn csr(&self) -> Vec<u8> {
+        let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.subject_alt_names = vec![
+            rcgen::SanType::URI(self.device["client_id"].as_str().unwrap().try_into().unwrap()),
+            rcgen::SanType::URI(HANDLE.try_into().unwrap()),
+        ];
+        p.serialize_request(&cert_key).unwrap().der().to_vec()
+    }
+
     async fn id_token(&mut self, keyauth: &str) -> String {
         let claims = json!({"id_token": {"keyauth": {"essential": true, "value": keyauth}, "acme_aud": {"essential": true, "value": self.oidc["url"]}}});
         tokens(&mut self.b, Some(&claims)).await["id_token"].as_str().unwrap().to_owned()
@@ -169,14 +181,7 @@ async fn enroll_with(key: Key) {
     assert_eq!(r.json()["status"], "valid", "{}", r.text);
     assert_eq!(e.acme.post(&e.order_url, None).await.json()["status"], "ready");
     // Finalize with a CSR naming the device and the user as URIs.
-    let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let mut p = rcgen::CertificateParams::default();
-    p.distinguished_name = rcgen::DistinguishedName::new();
-    p.subject_alt_names = vec![
-        rcgen::SanType::URI(e.device["client_id"].as_str().unwrap().try_into().unwrap()),
-        rcgen::SanType::URI(HANDLE.try_into().unwrap()),
-    ];
-    let csr = p.serialize_request(&cert_key).unwrap().der().to_vec();
+    let csr = e.csr();
     let fin = e.acme.post(e.order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&csr)}))).await;
     assert_eq!(fin.json()["status"], "valid", "{}", fin.text);
     let chain = e.acme.post(fin.json()["certificate"].as_str().unwrap(), None).await.text;
@@ -348,4 +353,51 @@ async fn the_enroll_command_can_log_in_with_the_device_grant() {
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     assert_eq!(leaf_uris(&cert)[1], HANDLE);
     server.stop().await;
+}
+
+/// What Wire's own E2EI client (core-crypto's `e2e-identity`) relies on, from its code:
+/// `typ: JWT` in JWS headers, the account's `orders` URL (it derives the `kid` from it),
+/// pending authorizations with `expires` and one challenge with a long enough token and a
+/// `target`, synchronous challenge and finalize answers, SKI and AKI on the chain.
+#[tokio::test]
+async fn serves_what_wires_e2ei_client_relies_on() {
+    let mut e = start_enrollment(Key::ed25519()).await;
+    let jwt = crate::client::Overrides { extra: Some(("typ".into(), json!("JWT"))), ..Default::default() };
+    let kid = e.acme.kid.clone().unwrap();
+    let account = e.acme.post_with(&kid, None, &jwt).await;
+    assert_eq!(account.status, 200, "{}", account.text);
+    assert_eq!(account.json()["status"], "valid");
+    assert_eq!(account.json()["orders"].as_str().unwrap().strip_suffix("/orders"), Some(kid.as_str()));
+    for url in e.order["authorizations"].as_array().unwrap() {
+        let a = e.acme.post_with(url.as_str().unwrap(), None, &jwt).await.json();
+        assert_eq!(a["status"], "pending");
+        assert!(a["expires"].is_string(), "{a}");
+        let ch = &a["challenges"][0];
+        for k in ["type", "url", "token", "target"] {
+            assert!(ch[k].is_string(), "{k}: {a}");
+        }
+        let token =
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, ch["token"].as_str().unwrap());
+        assert!(token.unwrap().len() >= 16);
+    }
+    let at = e.access_token(&e.acme.key).await;
+    let r = e.acme.post_with(e.dpop["url"].as_str().unwrap(), Some(&json!({"access_token": at})), &jwt).await;
+    assert_eq!(r.json()["status"], "valid", "{}", r.text);
+    let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
+    let id_token = e.id_token(&keyauth).await;
+    let r = e.acme.post_with(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": id_token})), &jwt).await;
+    assert_eq!(r.json()["status"], "valid", "{}", r.text);
+    let csr = e.csr();
+    let fin = e.acme.post_with(e.order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&csr)})), &jwt).await;
+    assert_eq!(fin.json()["status"], "valid", "{}", fin.text);
+    let chain = e.acme.post_with(fin.json()["certificate"].as_str().unwrap(), None, &jwt).await.text;
+    let blocks = crate::certs::pem_blocks(&chain);
+    assert_eq!(blocks.len(), 2);
+    for der in &blocks {
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        let exts: Vec<_> = cert.extensions().iter().map(|x| x.oid.to_id_string()).collect();
+        assert!(exts.contains(&"2.5.29.14".to_owned()), "SKI missing: {exts:?}");
+        assert!(exts.contains(&"2.5.29.35".to_owned()), "AKI missing: {exts:?}");
+    }
+    e.server.stop().await;
 }
