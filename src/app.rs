@@ -69,6 +69,44 @@ pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> 
     Ok(material)
 }
 
+/// The file holding the demo user's password, in the data directory.
+pub const DEMO_PASSWORD_FILE: &str = "demo-password";
+
+/// `oauth.demo_user`: the user `demo`, with the password kept in the data directory
+/// (created on first start: 24 random bytes, written mode 0600 and synced).
+fn demo_user(data_dir: &Path) -> Result<crate::config::UserConfig, AppError> {
+    let path = data_dir.join(DEMO_PASSWORD_FILE);
+    let io = |e: std::io::Error| AppError::Io(format!("{}: {e}", path.display()));
+    let password = match std::fs::read_to_string(&path) {
+        Ok(p) if !p.trim().is_empty() => p.trim().to_owned(),
+        Ok(_) => return Err(AppError::Io(format!("{} is empty", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 24];
+            crate::model::fill_random(&mut bytes);
+            let password = crate::jose::b64_encode(bytes);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&path).map_err(io)?;
+            std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            tracing::info!(file = %path.display(), "created the demo user `demo`; its password is in the file");
+            password
+        }
+        Err(e) => return Err(io(e)),
+    };
+    Ok(crate::config::UserConfig {
+        username: "demo".into(),
+        password_hash: crate::authz::hash_password(&password).map_err(AppError::Io)?,
+        name: "Demo User".into(),
+        email: "demo@localhost".into(),
+        handle: "demo".into(),
+        team: "demo".into(),
+        domain: "localhost".into(),
+    })
+}
+
 fn write_if_changed(path: &Path, text: &str) -> Result<(), AppError> {
     if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
         return Ok(());
@@ -154,10 +192,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     }
     tokio::spawn(validator.run(rx));
 
+    let mut oauth = config.oauth.clone();
+    if oauth.users.is_empty() && oauth.demo_user {
+        oauth.users.push(demo_user(&config.storage.data_dir)?);
+    }
     let authz = Arc::new(
         crate::authz::AuthServer::new(
             store.clone(),
-            config.oauth.clone(),
+            oauth,
             config.dpop.clone(),
             config.devices.clone(),
             &public_url,

@@ -300,6 +300,9 @@ pub struct OAuthConfig {
     pub device_max_user_code_failures: u32,
     /// Open dynamic client registration (RFC 7591) at `/oauth/register`.
     pub dynamic_registration: bool,
+    /// With no `[[oauth.users]]`, a user `demo` whose random password is kept in
+    /// `{data_dir}/demo-password` (mode 0600), so the defaults can log in and enroll.
+    pub demo_user: bool,
     /// The scopes a dynamically registered client may have: never `acme` unless listed
     /// here (the cozy-stack rule: unknown applications get no powerful scopes).
     pub dynamic_client_scopes: Vec<String>,
@@ -326,6 +329,7 @@ impl Default for OAuthConfig {
             device_poll_interval_secs: 5,
             device_max_user_code_failures: 5,
             dynamic_registration: true,
+            demo_user: true,
             dynamic_client_scopes: ["openid", "profile", "email", "offline_access"].map(str::to_owned).to_vec(),
             clients: vec![ClientConfig {
                 client_id: "idca-cli".to_owned(),

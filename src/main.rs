@@ -43,8 +43,9 @@ struct EnrollArgs {
     /// idca's base URL.
     #[arg(long, default_value = "https://localhost:14000")]
     server: String,
-    /// A user from [[oauth.users]] with handle, team and domain set.
-    #[arg(long, required_unless_present = "device_grant")]
+    /// A user from [[oauth.users]] with handle, team and domain set. Default: the demo
+    /// user, with the password from demo-password next to --ca.
+    #[arg(long)]
     user: Option<String>,
     /// Their password (or set IDCA_PASSWORD).
     #[arg(long)]
@@ -133,14 +134,10 @@ async fn main() -> ExitCode {
             .map(|kid| println!("new signing key {kid}; earlier keys stay in the JWKS, retired"))
             .map_err(|e| e.to_string()),
         Command::Enroll(a) => {
-            let password = a.password.or_else(|| std::env::var("IDCA_PASSWORD").ok()).unwrap_or_default();
-            if !a.device_grant && password.is_empty() {
-                eprintln!("idca: give --password (or set IDCA_PASSWORD), or use --device-grant");
-                return ExitCode::from(2);
-            }
+            let password = a.password.or_else(|| std::env::var("IDCA_PASSWORD").ok());
             let options = idca::cli::enroll::EnrollOptions {
                 server: a.server.trim_end_matches('/').to_owned(),
-                user: a.user.unwrap_or_default(),
+                user: a.user,
                 password,
                 device_grant: a.device_grant,
                 ca: a.ca,

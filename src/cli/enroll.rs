@@ -20,8 +20,10 @@ use crate::jose::b64_encode;
 pub struct EnrollOptions {
     /// idca's base URL, e.g. `https://localhost:14000`.
     pub server: String,
-    pub user: String,
-    pub password: String,
+    /// None: the demo user (`oauth.demo_user`).
+    pub user: Option<String>,
+    /// None with the demo user: read from `demo-password` beside the root file.
+    pub password: Option<String>,
     /// Log in with the device authorization grant (RFC 8628) instead of the scripted
     /// login form: print a code, wait for the user to approve it in a browser.
     pub device_grant: bool,
@@ -192,6 +194,22 @@ async fn device_login(http: &mut Http, meta: &Value, claims: Option<&Value>) -> 
     Err("the device code expired before it was approved".into())
 }
 
+/// The user and password for the login form: as given, or the demo user's.
+fn credentials(o: &EnrollOptions) -> Result<(String, String), Fail> {
+    match (&o.user, &o.password) {
+        (Some(user), Some(password)) => Ok((user.clone(), password.clone())),
+        (Some(_), None) => Err("give --password (or set IDCA_PASSWORD), or use --device-grant".into()),
+        (None, Some(password)) => Ok(("demo".into(), password.clone())),
+        (None, None) => {
+            let path = o.ca.with_file_name(crate::app::DEMO_PASSWORD_FILE);
+            let password = std::fs::read_to_string(&path).map_err(|e| {
+                format!("no --user given and cannot read the demo user's password from {}: {e}", path.display())
+            })?;
+            Ok(("demo".into(), password.trim().to_owned()))
+        }
+    }
+}
+
 const SCOPE: &str = "openid profile acme";
 
 /// Logs in with the form (scripted with `--user/--password`).
@@ -212,11 +230,12 @@ async fn form_login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Op
     let location = if status == 303 {
         headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     } else {
+        let (username, password) = credentials(o)?;
         let form = [
             ("request", field(&page, "request")?),
             ("csrf", field(&page, "csrf")?),
-            ("username", o.user.clone()),
-            ("password", o.password.clone()),
+            ("username", username),
+            ("password", password),
         ];
         let body = form.iter().map(|(k, v)| format!("{k}={}", pct(v))).collect::<Vec<_>>().join("&");
         let login = format!("{}/oauth/login", o.server);
@@ -266,7 +285,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     if o.device_grant {
         step(2, "login (device authorization grant)");
     } else {
-        step(2, &format!("login as {} (authorization code + PKCE)", o.user));
+        step(2, &format!("login as {} (authorization code + PKCE)", credentials(o)?.0));
     }
     let tokens = login(&mut http, o, &meta, None).await?;
     let user_token = tokens["access_token"].as_str().unwrap_or_default().to_owned();

@@ -247,17 +247,21 @@ fn leaf_uris(cert: &X509Certificate) -> Vec<String> {
         .collect()
 }
 
-/// Runs `idca enroll` (the shipped binary) against a server.
+/// Runs `idca enroll` (the shipped binary) against a server, trusting `ca`, with `login`
+/// arguments (`--user`, `--password`; none for the demo user).
 async fn run_enroll(
     server: &crate::harness::TestServer,
-    password: &str,
+    ca: &std::path::Path,
+    login: &[&str],
     out: &std::path::Path,
 ) -> std::process::Output {
     let base = server.directory_url().replace("/directory", "");
-    let (ca, out, password) = (server.root_path.clone(), out.to_owned(), password.to_owned());
+    let (ca, out) = (ca.to_owned(), out.to_owned());
+    let login: Vec<String> = login.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_idca"))
-            .args(["enroll", "--server", &base, "--user", "alice", "--password", &password])
+            .args(["enroll", "--server", &base])
+            .args(&login)
             .arg("--ca")
             .arg(&ca)
             .arg("--out")
@@ -274,7 +278,7 @@ async fn run_enroll(
 async fn the_enroll_command_writes_a_client_identity_certificate_and_its_key() {
     let server = oauth_server(|_| {}).await;
     let out = server.dir.path().join("alice-device");
-    let run = run_enroll(&server, "wonderland", &out).await;
+    let run = run_enroll(&server, &server.root_path, &["--user", "alice", "--password", "wonderland"], &out).await;
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     assert_eq!(stdout.matches("challenge valid").count(), 2, "{stdout}");
@@ -300,7 +304,7 @@ async fn the_enroll_command_writes_a_client_identity_certificate_and_its_key() {
     }
     // A wrong password fails at login and writes nothing.
     let bad_out = server.dir.path().join("mallory");
-    let run = run_enroll(&server, "not-the-password", &bad_out).await;
+    let run = run_enroll(&server, &server.root_path, &["--user", "alice", "--password", "nope"], &bad_out).await;
     assert!(!run.status.success());
     assert!(String::from_utf8_lossy(&run.stderr).contains("login failed"));
     assert!(!bad_out.with_extension("pem").exists());
@@ -400,4 +404,43 @@ async fn serves_what_wires_e2ei_client_relies_on() {
         assert!(exts.contains(&"2.5.29.35".to_owned()), "AKI missing: {exts:?}");
     }
     e.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_defaults_enroll_needs_no_arguments_beyond_the_server() {
+    // The defaults have no [[oauth.users]]: the demo user appears, its password in the
+    // data directory, readable by the owner only.
+    let server = crate::harness::start_with(|c| c.oauth.demo_user = true).await;
+    let password_file = server.data_dir().join("demo-password");
+    let password = std::fs::read_to_string(&password_file).unwrap();
+    assert!(password.trim().len() >= 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&password_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let out = server.dir.path().join("device");
+    let run = run_enroll(&server, &server.data_dir().join("root.pem"), &[], &out).await;
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let chain = std::fs::read_to_string(server.dir.path().join("device.pem")).unwrap();
+    let der = first_cert_der(&chain);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(cert.subject().to_string(), "O=localhost, CN=Demo User");
+    assert_eq!(leaf_uris(&cert)[1], "wireapp://%40demo@localhost");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn there_is_no_demo_user_once_users_are_configured() {
+    let server = oauth_server(|c| c.oauth.demo_user = true).await;
+    assert!(!server.data_dir().join("demo-password").exists());
+    let mut b = Browser::new(&server);
+    let url = format!(
+        "{}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        b.base
+    );
+    let page = b.get(&url).await;
+    let done = b.login(&page, "demo", "anything").await;
+    assert_ne!(done.status, 303, "{}", done.text);
+    server.stop().await;
 }

@@ -54,6 +54,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     config.server.workers = 2;
     config.server.shutdown_timeout_secs = 1;
     config.storage.data_dir = dir.path().join("data");
+    config.oauth.demo_user = false;
     config.management.listen = "127.0.0.1:0".into();
     config.acme.validation.http_port = challenges.port;
     config.acme.validation.connect_to = "127.0.0.1".into();
