@@ -52,8 +52,12 @@ struct EnrollArgs {
     password: Option<String>,
     /// Log in with the device grant: approve the printed code in a browser (twice: once
     /// to register the device, once for the id_token of wire-oidc-01).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "browser")]
     device_grant: bool,
+    /// Log in with your browser: open the printed URL; the redirect comes back to a
+    /// loopback port (twice, the second time without a password prompt).
+    #[arg(long)]
+    browser: bool,
     /// The root certificate to trust.
     #[arg(long, value_name = "FILE", default_value = "data/root.pem")]
     ca: PathBuf,
@@ -139,7 +143,11 @@ async fn main() -> ExitCode {
                 server: a.server.trim_end_matches('/').to_owned(),
                 user: a.user,
                 password,
-                device_grant: a.device_grant,
+                login: match (a.browser, a.device_grant) {
+                    (true, _) => idca::cli::enroll::Login::Browser,
+                    (_, true) => idca::cli::enroll::Login::DeviceGrant,
+                    _ => idca::cli::enroll::Login::Form,
+                },
                 ca: a.ca,
                 out: a.out,
             };

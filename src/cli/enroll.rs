@@ -24,13 +24,22 @@ pub struct EnrollOptions {
     pub user: Option<String>,
     /// None with the demo user: read from `demo-password` beside the root file.
     pub password: Option<String>,
-    /// Log in with the device authorization grant (RFC 8628) instead of the scripted
-    /// login form: print a code, wait for the user to approve it in a browser.
-    pub device_grant: bool,
+    pub login: Login,
     /// The root to trust (`data/root.pem`).
     pub ca: PathBuf,
     /// Output files: `{out}.pem` (chain) and `{out}-key.pem`.
     pub out: PathBuf,
+}
+
+/// How `idca enroll` logs the user in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Login {
+    /// Scripted: fetch the login form and post `--user/--password` (or the demo user's).
+    Form,
+    /// The user's browser, redirected to a loopback port (RFC 8252).
+    Browser,
+    /// The device authorization grant (RFC 8628): the user approves a printed code.
+    DeviceGrant,
 }
 
 type Fail = String;
@@ -148,7 +157,11 @@ impl Acme<'_> {
 /// Logs in (the form, or the device grant) and returns the token response, with the
 /// OIDC `claims` request when given.
 async fn login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
-    if o.device_grant { device_login(http, meta, claims).await } else { form_login(http, o, meta, claims).await }
+    match o.login {
+        Login::Form => form_login(http, o, meta, claims).await,
+        Login::Browser => browser_login(http, meta, claims).await,
+        Login::DeviceGrant => device_login(http, meta, claims).await,
+    }
 }
 
 /// RFC 8628 §3.1-3.5: ask for a code, show it, poll until the user decides.
@@ -212,21 +225,65 @@ fn credentials(o: &EnrollOptions) -> Result<(String, String), Fail> {
 
 const SCOPE: &str = "openid profile acme";
 
+/// One authorization code request (RFC 6749 §4.1.1 with PKCE S256, RFC 7636 §4.2).
+struct CodeRequest {
+    url: String,
+    redirect_uri: String,
+    verifier: String,
+    state: String,
+}
+
+impl CodeRequest {
+    fn new(meta: &Value, redirect_uri: &str, claims: Option<&Value>) -> Self {
+        let verifier = format!("{}{}", crate::model::random_token(), crate::model::random_token());
+        let challenge = b64_encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
+        let state = crate::model::random_token();
+        let mut url = format!(
+            "{}?response_type=code&client_id=idca-cli&redirect_uri={}&scope={}&state={state}&code_challenge={challenge}&code_challenge_method=S256",
+            meta["authorization_endpoint"].as_str().unwrap_or_default(),
+            pct(redirect_uri),
+            pct(SCOPE),
+        );
+        if let Some(c) = claims {
+            url.push_str(&format!("&claims={}", pct(&c.to_string())));
+        }
+        Self { url, redirect_uri: redirect_uri.to_owned(), verifier, state }
+    }
+
+    /// The code from the redirect's query (RFC 6749 §4.1.2), after checking `state`.
+    fn code_from(&self, query: &str) -> Result<String, Fail> {
+        let query = format!("?{}", query.split_once('?').map_or(query, |(_, q)| q));
+        if let Some(error) = query_param(&query, "error") {
+            return Err(format!("the authorization server answered {error}"));
+        }
+        if query_param(&query, "state").as_deref() != Some(self.state.as_str()) {
+            return Err("the redirect carries another state".into());
+        }
+        query_param(&query, "code").ok_or_else(|| "the redirect carries no code".into())
+    }
+
+    /// Exchanges the code (RFC 6749 §4.1.3, RFC 7636 §4.5).
+    async fn exchange(&self, http: &mut Http, meta: &Value, code: &str) -> Result<Value, Fail> {
+        let body = format!(
+            "grant_type=authorization_code&code={}&code_verifier={}&client_id=idca-cli&redirect_uri={}",
+            pct(code),
+            self.verifier,
+            pct(&self.redirect_uri)
+        );
+        let token_url = meta["token_endpoint"].as_str().unwrap_or_default().to_owned();
+        let r = http.client.post(token_url).header("content-type", "application/x-www-form-urlencoded").body(body);
+        let (status, _, text) = http.send(r).await?;
+        if status != 200 {
+            return Err(format!("token request failed: {text}"));
+        }
+        Ok(json_of(&text))
+    }
+}
+
 /// Logs in with the form (scripted with `--user/--password`).
 async fn form_login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
-    let verifier = format!("{}{}", crate::model::random_token(), crate::model::random_token());
-    let challenge = b64_encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
-    let mut url = format!(
-        "{}?response_type=code&client_id=idca-cli&redirect_uri={}&scope={}&state={}&code_challenge={challenge}&code_challenge_method=S256",
-        meta["authorization_endpoint"].as_str().unwrap_or_default(),
-        pct("http://127.0.0.1/callback"),
-        pct(SCOPE),
-        crate::model::random_token(),
-    );
-    if let Some(c) = claims {
-        url.push_str(&format!("&claims={}", pct(&c.to_string())));
-    }
-    let (status, headers, page) = http.send(http.client.get(&url)).await?;
+    let request = CodeRequest::new(meta, "http://127.0.0.1/callback", claims);
+    let (status, headers, page) = http.send(http.client.get(&request.url)).await?;
     let location = if status == 303 {
         headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     } else {
@@ -246,19 +303,73 @@ async fn form_login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Op
         }
         headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     };
-    let code = query_param(&location, "code").ok_or_else(|| format!("no code in {location}"))?;
-    let body = format!(
-        "grant_type=authorization_code&code={}&code_verifier={verifier}&client_id=idca-cli&redirect_uri={}",
-        pct(&code),
-        pct("http://127.0.0.1/callback")
-    );
-    let token_url = meta["token_endpoint"].as_str().unwrap_or_default().to_owned();
-    let r = http.client.post(token_url).header("content-type", "application/x-www-form-urlencoded").body(body);
-    let (status, _, text) = http.send(r).await?;
-    if status != 200 {
-        return Err(format!("token request failed: {text}"));
+    let code = request.code_from(&location)?;
+    request.exchange(http, meta, &code).await
+}
+
+/// Logs in through the user's browser (RFC 8252 §7.3): a one-shot listener on a loopback
+/// port receives the redirect. Waits up to ten minutes.
+async fn browser_login(http: &mut Http, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("loopback listener: {e}"))?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let request = CodeRequest::new(meta, &format!("http://127.0.0.1:{port}/callback"), claims);
+    println!("     open {}", request.url);
+    let wait = async {
+        loop {
+            let (mut socket, _) = listener.accept().await.map_err(|e| e.to_string())?;
+            let Some(target) = read_request_target(&mut socket).await else { continue };
+            if !target.starts_with("/callback") {
+                respond(&mut socket, "404 Not Found", "Not found.").await;
+                continue;
+            }
+            let result = request.code_from(&target);
+            let page = match &result {
+                Ok(_) => "Signed in. idca enroll continues; you can close this tab.",
+                Err(_) => "Sign-in failed; see the terminal.",
+            };
+            respond(&mut socket, "200 OK", page).await;
+            return result;
+        }
+    };
+    let code = tokio::time::timeout(std::time::Duration::from_secs(600), wait)
+        .await
+        .map_err(|_| "no sign-in within ten minutes".to_owned())??;
+    request.exchange(http, meta, &code).await
+}
+
+/// The request target of an HTTP/1.1 GET (the first line), or None.
+async fn read_request_target(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::with_capacity(1024);
+    let read = async {
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+            let n = socket.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(chunk.get(..n)?);
+        }
+        Some(())
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read).await.ok()??;
+    let line = String::from_utf8_lossy(&buf).lines().next()?.to_owned();
+    let mut parts = line.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some("GET"), Some(target)) => Some(target.to_owned()),
+        _ => None,
     }
-    Ok(json_of(&text))
+}
+
+async fn respond(socket: &mut tokio::net::TcpStream, status: &str, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let body = format!("<!doctype html><title>idca enroll</title><p>{text}</p>");
+    let response = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
 }
 
 fn now() -> i64 {
@@ -282,10 +393,10 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
         http.send(http.client.get(format!("{}/.well-known/oauth-authorization-server", o.server))).await?;
     let meta = json_of(&meta);
 
-    if o.device_grant {
-        step(2, "login (device authorization grant)");
-    } else {
-        step(2, &format!("login as {} (authorization code + PKCE)", credentials(o)?.0));
+    match o.login {
+        Login::Form => step(2, &format!("login as {} (authorization code + PKCE)", credentials(o)?.0)),
+        Login::Browser => step(2, "login in your browser (authorization code + PKCE, loopback redirect)"),
+        Login::DeviceGrant => step(2, "login (device authorization grant)"),
     }
     let tokens = login(&mut http, o, &meta, None).await?;
     let user_token = tokens["access_token"].as_str().unwrap_or_default().to_owned();

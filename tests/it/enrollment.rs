@@ -311,24 +311,27 @@ async fn the_enroll_command_writes_a_client_identity_certificate_and_its_key() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_enroll_command_can_log_in_with_the_device_grant() {
+/// Starts `idca enroll` with `mode` (`--device-grant`, `--browser`) and hands its
+/// output lines over as they come.
+fn spawn_enroll(
+    server: &crate::harness::TestServer,
+    mode: &str,
+    out: &std::path::Path,
+) -> (std::process::Child, tokio::sync::mpsc::UnboundedReceiver<String>) {
     use std::io::BufRead;
-    let server = oauth_server(|c| c.oauth.device_poll_interval_secs = 1).await;
-    let mut b = Browser::new(&server);
-    let out = server.dir.path().join("headless");
+    let base = server.directory_url().replace("/directory", "");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_idca"))
-        .args(["enroll", "--device-grant", "--server", &b.base])
+        .args(["enroll", mode, "--server", &base])
         .arg("--ca")
         .arg(&server.root_path)
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .env_remove("IDCA_PASSWORD")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
@@ -337,6 +340,15 @@ async fn the_enroll_command_can_log_in_with_the_device_grant() {
             }
         }
     });
+    (child, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enroll_command_can_log_in_with_the_device_grant() {
+    let server = oauth_server(|c| c.oauth.device_poll_interval_secs = 1).await;
+    let mut b = Browser::new(&server);
+    let out = server.dir.path().join("headless");
+    let (child, mut rx) = spawn_enroll(&server, "--device-grant", &out);
     // The user approves each code the device shows (once to log in, once for the
     // id_token of wire-oidc-01).
     let (mut approvals, mut log) = (0, String::new());
@@ -349,7 +361,7 @@ async fn the_enroll_command_can_log_in_with_the_device_grant() {
             approvals += 1;
         }
     }
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap().status).await.unwrap();
     assert!(status.success(), "{log}");
     assert_eq!(approvals, 2, "{log}");
     let chain = std::fs::read_to_string(out.with_extension("pem")).unwrap();
@@ -442,5 +454,41 @@ async fn there_is_no_demo_user_once_users_are_configured() {
     let page = b.get(&url).await;
     let done = b.login(&page, "demo", "anything").await;
     assert_ne!(done.status, 303, "{}", done.text);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enroll_command_can_log_in_through_a_browser_on_a_loopback_redirect() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let out = server.dir.path().join("laptop");
+    let (child, mut rx) = spawn_enroll(&server, "--browser", &out);
+    let plain = reqwest::Client::new();
+    let (mut redirects, mut log) = (Vec::new(), String::new());
+    while let Some(line) = rx.recv().await {
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(url) = line.trim().strip_prefix("open ") {
+            // The browser: the login page the first time, the session after that.
+            let first = b.get(url).await;
+            let done = if first.status == 303 { first } else { b.login(&first, "alice", "wonderland").await };
+            assert_eq!(done.status, 303, "{}", done.text);
+            let back = done.location();
+            assert!(back.starts_with("http://127.0.0.1:") && back.contains("/callback?"), "{back}");
+            // A stray request to the listener is answered 404 and does not end the wait.
+            let port_root = back.split("/callback").next().unwrap().to_owned();
+            assert_eq!(plain.get(format!("{port_root}/favicon.ico")).send().await.unwrap().status(), 404);
+            let page = plain.get(&back).send().await.unwrap();
+            assert_eq!(page.status(), 200);
+            assert!(page.text().await.unwrap().contains("Signed in"));
+            redirects.push(back);
+        }
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap().status).await.unwrap();
+    assert!(status.success(), "{log}");
+    assert_eq!(redirects.len(), 2, "{log}");
+    let der = first_cert_der(&std::fs::read_to_string(out.with_extension("pem")).unwrap());
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(leaf_uris(&cert)[1], HANDLE);
     server.stop().await;
 }
