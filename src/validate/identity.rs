@@ -181,3 +181,148 @@ pub fn check_wire_oidc(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    //! One test per binding of each challenge: the good answer passes, and each single
+    //! change to it is refused as `unauthorized`.
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::jose::SigningKey;
+
+    const NOW: UnixTime = 1_800_000_000;
+    const TARGET: &str = "https://idca.test/clients/9ff0457928ebe5f4/access-token";
+    const URL: &str = "https://idca.test/acme/chall/abc";
+    const TOKEN: &str = "Gvg5AyOaw0uIQOWKE8lCSIP9nIYwcQiY";
+    const CLIENT: &str = "wireapp://K9gGyX8OAK8aH8Myj6djqQ!9ff0457928ebe5f4@wire.test";
+    const HANDLE: &str = "wireapp://%40alice_wire@wire.test";
+    const NAME: &str = "Alice Smith";
+    const ISSUER: &str = "https://idca.test";
+
+    fn key() -> SigningKey {
+        SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap()
+    }
+
+    /// idca's authorization server: checks its own signature and the `typ`.
+    struct Server(SigningKey);
+
+    impl IdentityTokens for Server {
+        fn verify(&self, token: &str, typ: &str) -> Result<Value, String> {
+            let jws = CompactJws::parse(token).map_err(|e| e.to_string())?;
+            if jws.header.typ.as_deref() != Some(typ) {
+                return Err("wrong typ".into());
+            }
+            jws.verify(self.0.jwk()).map_err(|e| e.to_string())
+        }
+    }
+
+    fn proof_claims() -> Value {
+        json!({"sub": CLIENT, "aud": URL, "iat": NOW, "nbf": NOW, "exp": NOW + 120, "jti": "j1",
+               "nonce": "WE88EvOBzbqGerznM-2P_A", "htm": "POST", "htu": TARGET, "chal": TOKEN,
+               "handle": HANDLE, "team": "wire", "name": NAME})
+    }
+
+    fn token_claims(proof: &str, jkt: &str) -> Value {
+        json!({"iss": TARGET, "aud": URL, "iat": NOW, "nbf": NOW, "exp": NOW + 300, "jti": "j2", "chal": TOKEN,
+               "cnf": {"kid": jkt}, "client_id": CLIENT, "sub": CLIENT, "scope": "wire_client_id",
+               "api_version": 5, "nonce": "WE88EvOBzbqGerznM-2P_A", "proof": proof})
+    }
+
+    fn dpop(server: &Server, account: &SigningKey, token: &str) -> Result<(), ValidationError> {
+        let c = DpopChallenge {
+            target: TARGET,
+            url: URL,
+            token: TOKEN,
+            account_jkt: account.kid(),
+            client_id: CLIENT,
+            handle: HANDLE,
+            name: NAME,
+        };
+        check_wire_dpop(server, token, &c, NOW)
+    }
+
+    #[test]
+    fn wire_dpop_01_refuses_each_broken_binding() {
+        let (server, account) = (Server(key()), key());
+        let proof = account.sign_embedding_jwk("dpop+jwt", &proof_claims()).unwrap();
+        let good = token_claims(&proof, account.kid());
+        let at = |claims: &Value| server.0.sign_embedding_jwk("at+jwt", claims).unwrap();
+        assert!(dpop(&server, &account, &at(&good)).is_ok());
+
+        let token_changes: &[(&str, Value)] = &[
+            ("iss", json!("https://elsewhere.test/clients/1/access-token")),
+            ("aud", json!("https://idca.test/acme/chall/other")),
+            ("exp", json!(NOW - 3600)),
+            ("exp", json!(NOW + 7200)),
+            ("chal", json!("another-challenge-token")),
+            ("cnf", json!({"kid": key().kid()})),
+            ("client_id", json!("wireapp://K9gGyX8OAK8aH8Myj6djqQ!1@wire.test")),
+            ("sub", json!("wireapp://K9gGyX8OAK8aH8Myj6djqQ!1@wire.test")),
+            ("scope", json!("openid")),
+            ("api_version", json!(4)),
+            ("nonce", json!("another-nonce")),
+            ("proof", json!("not.a.jwt")),
+        ];
+        for (k, v) in token_changes {
+            let mut t = good.clone();
+            t[*k] = v.clone();
+            let r = dpop(&server, &account, &at(&t));
+            assert!(matches!(r, Err(ValidationError::Unauthorized(_))), "token {k}: {r:?}");
+        }
+
+        let proof_changes: &[(&str, Value)] = &[
+            ("aud", json!("https://idca.test/acme/chall/other")),
+            ("htu", json!("https://idca.test/clients/1/access-token")),
+            ("exp", json!(NOW - 3600)),
+            ("sub", json!("wireapp://K9gGyX8OAK8aH8Myj6djqQ!1@wire.test")),
+            ("chal", json!("another-challenge-token")),
+            ("handle", json!("wireapp://%40bob@wire.test")),
+            ("name", json!("Bob")),
+        ];
+        for (k, v) in proof_changes {
+            let mut p = proof_claims();
+            p[*k] = v.clone();
+            let proof = account.sign_embedding_jwk("dpop+jwt", &p).unwrap();
+            let r = dpop(&server, &account, &at(&token_claims(&proof, account.kid())));
+            assert!(matches!(r, Err(ValidationError::Unauthorized(_))), "proof {k}: {r:?}");
+        }
+
+        // A proof signed by another key, a token not signed by idca, and a token with
+        // the wrong typ.
+        let other = key();
+        let foreign_proof = other.sign_embedding_jwk("dpop+jwt", &proof_claims()).unwrap();
+        assert!(dpop(&server, &account, &at(&token_claims(&foreign_proof, account.kid()))).is_err());
+        assert!(dpop(&server, &account, &other.sign_embedding_jwk("at+jwt", &good).unwrap()).is_err());
+        assert!(dpop(&server, &account, &server.0.sign_embedding_jwk("JWT", &good).unwrap()).is_err());
+    }
+
+    #[test]
+    fn wire_oidc_01_refuses_each_broken_binding() {
+        let server = Server(key());
+        let keyauth = format!("{TOKEN}.thumbprint");
+        let c = OidcChallenge { issuer: ISSUER, url: URL, key_authorization: &keyauth, handle: HANDLE, name: NAME };
+        let good = json!({"iss": ISSUER, "sub": "alice", "aud": "idca-cli", "iat": NOW, "exp": NOW + 300,
+                          "keyauth": keyauth, "acme_aud": URL, "name": NAME, "handle": HANDLE});
+        let id = |claims: &Value| server.0.sign("JWT", claims).unwrap();
+        assert!(check_wire_oidc(&server, &id(&good), &c, NOW).is_ok());
+        let changes: &[(&str, Value)] = &[
+            ("iss", json!("https://elsewhere.test")),
+            ("exp", json!(NOW - 3600)),
+            ("keyauth", json!(format!("{TOKEN}.another-thumbprint"))),
+            ("keyauth", Value::Null),
+            ("acme_aud", json!("https://idca.test/acme/chall/other")),
+            ("name", json!("Bob")),
+            ("handle", json!("wireapp://%40bob@wire.test")),
+        ];
+        for (k, v) in changes {
+            let mut t = good.clone();
+            t[*k] = v.clone();
+            let r = check_wire_oidc(&server, &id(&t), &c, NOW);
+            assert!(matches!(r, Err(ValidationError::Unauthorized(_))), "{k}: {r:?}");
+        }
+        assert!(check_wire_oidc(&server, &key().sign("JWT", &good).unwrap(), &c, NOW).is_err());
+    }
+}

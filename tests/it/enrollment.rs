@@ -200,6 +200,12 @@ async fn enroll_with(key: Key) {
 #[tokio::test]
 async fn rejects_a_dpop_key_that_is_not_the_account_key_and_a_wrong_keyauth() {
     let mut e = start_enrollment(Key::ed25519()).await;
+    // A payload without the token is malformed, and decides nothing.
+    for payload in [json!({}), json!({"access_token": 5}), json!({"id_token": "x"})] {
+        let r = e.acme.post(e.dpop["url"].as_str().unwrap(), Some(&payload)).await;
+        r.assert_problem(400, "malformed");
+    }
+    assert_eq!(e.acme.post(&e.order_url, None).await.json()["status"], "pending");
     // The access token binds another key (cnf.kid is not the account's thumbprint).
     let other = Key::p256();
     let at = e.access_token(&other).await;
@@ -211,7 +217,6 @@ async fn rejects_a_dpop_key_that_is_not_the_account_key_and_a_wrong_keyauth() {
     let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": id_token}))).await;
     assert_eq!(r.json()["status"], "invalid", "{}", r.text);
     assert_eq!(e.acme.post(&e.order_url, None).await.json()["status"], "invalid");
-    // A payload without the token is malformed (nothing decided).
     e.server.stop().await;
 }
 
