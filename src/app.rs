@@ -30,12 +30,19 @@ pub enum AppError {
     Io(String),
 }
 
-/// The ACME identity challenges check tokens against the authorization server's keys.
-struct AuthzTokens(Arc<crate::authz::AuthServer>);
+/// The ACME identity challenges check access tokens against the authorization server's
+/// keys, and id_tokens against an external OpenID provider's when one is configured.
+struct IdentityKeys {
+    own: Arc<crate::authz::AuthServer>,
+    oidc: Option<Arc<crate::validate::OidcProvider>>,
+}
 
-impl crate::validate::IdentityTokens for AuthzTokens {
+impl crate::validate::IdentityTokens for IdentityKeys {
     fn verify(&self, token: &str, typ: &str) -> Result<serde_json::Value, String> {
-        self.0.verify_own_token(token, typ).map_err(|e| e.to_string())
+        match &self.oidc {
+            Some(provider) if typ == "JWT" => provider.verify(token),
+            _ => self.own.verify_own_token(token, typ).map_err(|e| e.to_string()),
+        }
     }
 }
 
@@ -208,10 +215,29 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         .await
         .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?,
     );
+    let d = &config.devices;
+    let oidc = if d.oidc_issuer.is_empty() {
+        None
+    } else {
+        let provider =
+            crate::validate::OidcProvider::new(&d.oidc_issuer, &d.oidc_jwks_uri, &d.oidc_client_id, &d.oidc_ca_file)
+                .map_err(|e| AppError::Io(format!("devices.oidc_issuer: {e}")))?;
+        let provider = Arc::new(provider);
+        let fetched = match provider.refresh().await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot fetch the OIDC provider's keys yet; retrying in the background");
+                false
+            }
+        };
+        provider.clone().keep_fresh(std::time::Duration::from_secs(d.oidc_refresh_secs.max(10)), fetched);
+        Some(provider)
+    };
+    let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());
     let links = Links::new(public_url.clone());
     let acme = Arc::new(
         Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics)
-            .with_identity(Arc::new(AuthzTokens(authz.clone())), authz.issuer().to_owned()),
+            .with_identity(Arc::new(IdentityKeys { own: authz.clone(), oidc: oidc.clone() }), oidc_issuer),
     );
     let state = web::Data::new(AppState {
         acme,

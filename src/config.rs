@@ -414,11 +414,31 @@ pub struct DevicesConfig {
     pub access_token_lifetime_secs: u64,
     /// How far in the future a proof's `exp` may be, in seconds.
     pub max_proof_lifetime_secs: u64,
+    /// The OpenID provider whose id_tokens answer `wire-oidc-01` (the challenge's
+    /// `target`); empty: idca's own authorization server.
+    pub oidc_issuer: String,
+    /// Its JWKS URL; empty: `jwks_uri` from `{oidc_issuer}/.well-known/openid-configuration`.
+    pub oidc_jwks_uri: String,
+    /// When set, the id_token's `aud` must name this client.
+    pub oidc_client_id: String,
+    /// A PEM root to trust when fetching the provider's keys; empty: the default roots.
+    pub oidc_ca_file: String,
+    /// Seconds between refreshes of the provider's keys.
+    pub oidc_refresh_secs: u64,
 }
 
 impl Default for DevicesConfig {
     fn default() -> Self {
-        Self { nonce_ttl_secs: 300, access_token_lifetime_secs: 360, max_proof_lifetime_secs: 300 }
+        Self {
+            nonce_ttl_secs: 300,
+            access_token_lifetime_secs: 360,
+            max_proof_lifetime_secs: 300,
+            oidc_issuer: String::new(),
+            oidc_jwks_uri: String::new(),
+            oidc_client_id: String::new(),
+            oidc_ca_file: String::new(),
+            oidc_refresh_secs: 300,
+        }
     }
 }
 

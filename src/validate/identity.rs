@@ -176,7 +176,11 @@ pub fn check_wire_oidc(
     if s(&t, "name") != c.name {
         return Err(unauthorized("id_token name is not the identifier's"));
     }
-    if s(&t, "handle") != c.handle {
+    // An external provider may give the bare handle; it names the identifier's user when
+    // `wireapp://%40{handle}@{domain}` is the identifier's handle.
+    let handle = s(&t, "handle");
+    let domain = c.handle.rsplit_once('@').map_or("", |(_, d)| d);
+    if handle.is_empty() || (handle != c.handle && format!("wireapp://%40{handle}@{domain}") != c.handle) {
         return Err(unauthorized("id_token handle is not the identifier's"));
     }
     Ok(())
@@ -324,5 +328,11 @@ mod tests {
             assert!(matches!(r, Err(ValidationError::Unauthorized(_))), "{k}: {r:?}");
         }
         assert!(check_wire_oidc(&server, &key().sign("JWT", &good).unwrap(), &c, NOW).is_err());
+        // An external provider's bare handle names the same user; another bare handle not.
+        let mut bare = good.clone();
+        bare["handle"] = json!("alice_wire");
+        assert!(check_wire_oidc(&server, &id(&bare), &c, NOW).is_ok());
+        bare["handle"] = json!("bob");
+        assert!(check_wire_oidc(&server, &id(&bare), &c, NOW).is_err());
     }
 }

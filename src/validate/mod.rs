@@ -5,11 +5,13 @@ mod dns;
 mod dns01;
 mod http01;
 mod identity;
+mod oidc_provider;
 mod tls_alpn01;
 
 pub use dns::Dns;
 pub use http01::Http01Checker;
 pub use identity::{DpopChallenge, IdentityTokens, OidcChallenge, check_wire_dpop, check_wire_oidc};
+pub use oidc_provider::OidcProvider;
 pub use tls_alpn01::{ACME_TLS_ALPN, TlsAlpn01Checker, sni_for};
 
 use async_trait::async_trait;

@@ -66,7 +66,11 @@ struct Enrollment {
 }
 
 async fn start_enrollment(account_key: Key) -> Enrollment {
-    let server = oauth_server(|_| {}).await;
+    start_enrollment_with(account_key, |_| {}).await
+}
+
+async fn start_enrollment_with(account_key: Key, tweak: impl FnOnce(&mut idca::config::Config)) -> Enrollment {
+    let server = oauth_server(tweak).await;
     let mut b = Browser::new(&server);
     let user_token = tokens(&mut b, None).await["access_token"].as_str().unwrap().to_owned();
     let device: Value =
@@ -496,4 +500,41 @@ async fn the_enroll_command_can_log_in_through_a_browser_on_a_loopback_redirect(
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     assert_eq!(leaf_uris(&cert)[1], HANDLE);
     server.stop().await;
+}
+
+/// Configures `devices.oidc_issuer` to be `provider`, trusting its root only.
+fn trusting(provider: &crate::harness::TestServer) -> impl FnOnce(&mut idca::config::Config) + use<> {
+    let issuer = provider.directory_url().replace("/directory", "");
+    let root = provider.root_path.display().to_string();
+    move |c| {
+        c.devices.oidc_issuer = issuer;
+        c.devices.oidc_ca_file = root;
+        c.devices.oidc_client_id = "idca-cli".into();
+    }
+}
+
+#[tokio::test]
+async fn wire_oidc_01_can_trust_an_external_openid_provider() {
+    // Another idca plays the external provider; the CA fetches its keys through its
+    // discovery document.
+    let provider = oauth_server(|_| {}).await;
+    let mut at_provider = Browser::new(&provider);
+    let e = start_enrollment_with(Key::ed25519(), trusting(&provider)).await;
+    assert_eq!(e.oidc["target"].as_str(), Some(at_provider.base.as_str()));
+    let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
+    let wanted = json!({"id_token": {"keyauth": {"essential": true, "value": keyauth}, "acme_aud": {"essential": true, "value": e.oidc["url"]}}});
+    let from_provider = tokens(&mut at_provider, Some(&wanted)).await["id_token"].as_str().unwrap().to_owned();
+    let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": from_provider}))).await;
+    assert_eq!(r.json()["status"], "valid", "{}", r.text);
+    e.server.stop().await;
+
+    // The CA's own id_token is not the provider's: refused.
+    let mut e = start_enrollment_with(Key::ed25519(), trusting(&provider)).await;
+    let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
+    let own = e.id_token(&keyauth).await;
+    let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": own}))).await;
+    assert_eq!(r.json()["status"], "invalid", "{}", r.text);
+    assert!(r.text.contains("not signed by a current key"), "{}", r.text);
+    e.server.stop().await;
+    provider.stop().await;
 }
