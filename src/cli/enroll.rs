@@ -505,20 +505,37 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let cert_url =
         fin["certificate"].as_str().ok_or_else(|| format!("order not valid: {fin} ({order_url})"))?.to_owned();
     let (_, _, chain) = acme.post(&cert_url, None).await?;
-    write(&o.out.with_extension("pem"), &chain, false)?;
-    let key_path = PathBuf::from(format!("{}-key.pem", o.out.display()));
+    // `{out}.pem`, appended (not `with_extension`, which would eat a dot in the name).
+    let mut chain_path = o.out.clone().into_os_string();
+    chain_path.push(".pem");
+    let chain_path = PathBuf::from(chain_path);
+    write(&chain_path, &chain, false)?;
+    let mut key_path = o.out.clone().into_os_string();
+    key_path.push("-key.pem");
+    let key_path = PathBuf::from(key_path);
     write(&key_path, &cert_key.serialize_pem(), true)?;
-    println!("     wrote {} and {}", o.out.with_extension("pem").display(), key_path.display());
+    println!("     wrote {} and {}", chain_path.display(), key_path.display());
     Ok(())
 }
 
+/// Writes `text` to `path`; a `secret` is created mode 0600 (and an existing file is
+/// narrowed to it before the secret goes in), so it is never readable by others.
 fn write(path: &Path, text: &str, secret: bool) -> Result<(), Fail> {
-    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if secret {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    }
+    let mut file = options.open(path).map_err(fail)?;
     #[cfg(unix)]
     if secret {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
     }
+    #[cfg(not(unix))]
     let _ = secret;
-    Ok(())
+    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)
 }
