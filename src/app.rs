@@ -63,11 +63,19 @@ pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> 
         _ => match store.ca_material().await? {
             Some(m) => m,
             None => {
-                let fresh = Ca::generate(&c.organization, now)?;
+                let fresh = Ca::generate(&c.organization, &c.identity_uri_domains, now)?;
                 store.init_ca_material(&fresh).await?
             }
         },
     };
+    let permitted = crate::ca::permitted_uri_hosts(&material.intermediate_cert);
+    if permitted != c.identity_uri_domains {
+        tracing::warn!(
+            configured = ?c.identity_uri_domains,
+            in_the_intermediate = ?permitted,
+            "ca.identity_uri_domains applies when the CA is created; this intermediate has other URI constraints"
+        );
+    }
     write_if_changed(&config.storage.data_dir.join("root.pem"), &crate::ca::cert_pem(&material.root_cert))?;
     write_if_changed(
         &config.storage.data_dir.join("intermediate.pem"),

@@ -91,6 +91,10 @@ pub struct CaConfig {
     pub root_key: Option<PathBuf>,
     pub intermediate_cert: Option<PathBuf>,
     pub intermediate_key: Option<PathBuf>,
+    /// When the CA is created: constrain the intermediate's URI names to these hosts
+    /// (RFC 5280 §4.2.1.10), so client identity certificates can only name
+    /// `wireapp://…@{host}`. Empty: no constraints.
+    pub identity_uri_domains: Vec<String>,
 }
 
 impl Default for CaConfig {
@@ -102,6 +106,7 @@ impl Default for CaConfig {
             root_key: None,
             intermediate_cert: None,
             intermediate_key: None,
+            identity_uri_domains: Vec::new(),
         }
     }
 }

@@ -238,6 +238,19 @@ impl Acme {
         identifiers.sort();
         identifiers.dedup();
         let identity = identity::check_identity_order(&identifiers)?;
+        // A name-constrained intermediate (ca.identity_uri_domains) can only issue for its
+        // domains: refuse others now rather than issue a certificate that cannot verify.
+        let permitted = self.ca.permitted_uri_hosts();
+        if let Some((device, _)) = &identity
+            && !permitted.is_empty()
+            && !permitted.iter().any(|h| h.eq_ignore_ascii_case(&device.domain))
+        {
+            return Err(AcmeError::RejectedIdentifier(format!(
+                "this CA's intermediate is name-constrained to {}; `{}` is not among them",
+                permitted.join(", "),
+                device.domain
+            )));
+        }
         if let Some(blocked) = identifiers.iter().find(|i| is_blocked(&self.config.blocked_domains, &i.value)) {
             return Err(AcmeError::RejectedIdentifier(format!(
                 "`{}` is on this server's block list (acme.blocked_domains)",

@@ -28,6 +28,8 @@ use crate::model::{CaMaterial, Revocation, Serial};
 pub struct Ca {
     root_der: Vec<u8>,
     root_pem: String,
+    /// URI hosts the intermediate's name constraints permit (empty: unconstrained).
+    permitted_uri_hosts: Vec<String>,
     intermediate_der: Vec<u8>,
     intermediate_pem: String,
     intermediate_ski: Vec<u8>,
@@ -107,6 +109,48 @@ fn short_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// A critical NameConstraints extension (RFC 5280 §4.2.1.10) whose permitted subtrees
+/// are URIs with these hosts; DNS and IP names stay unconstrained (a constraint binds
+/// only its own name form). rcgen's `GeneralSubtree` has no URI form, hence the DER here.
+pub fn uri_name_constraints(hosts: &[String]) -> rcgen::CustomExtension {
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = content.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+            out.push(0x80 | bytes.len() as u8);
+            out.extend(bytes);
+        }
+        out.extend_from_slice(content);
+        out
+    }
+    // GeneralSubtree ::= SEQUENCE { base GeneralName }, base [6] IA5String (URI).
+    let subtrees: Vec<u8> = hosts.iter().flat_map(|h| tlv(0x30, &tlv(0x86, h.as_bytes()))).collect();
+    // NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees }.
+    let value = tlv(0x30, &tlv(0xA0, &subtrees));
+    let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 30], value);
+    ext.set_criticality(true);
+    ext
+}
+
+/// The URI hosts a CA certificate's name constraints permit (empty: none).
+pub fn permitted_uri_hosts(cert_der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let Ok((_, cert)) = X509Certificate::from_der(cert_der) else { return Vec::new() };
+    let Ok(Some(nc)) = cert.name_constraints() else { return Vec::new() };
+    nc.value
+        .permitted_subtrees
+        .iter()
+        .flatten()
+        .filter_map(|s| match s.base {
+            GeneralName::URI(u) => Some(u.to_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
 fn ca_params(
     cn: String,
     org: &str,
@@ -129,7 +173,9 @@ fn ca_params(
 
 impl Ca {
     /// Creates a new root (10 years) and intermediate (5 years, pathlen 0), P-256.
-    pub fn generate(organization: &str, now: UnixTime) -> Result<CaMaterial, CaError> {
+    /// `uri_domains`: when not empty, the intermediate's URI names are constrained to
+    /// these hosts ([`uri_name_constraints`]).
+    pub fn generate(organization: &str, uri_domains: &[String], now: UnixTime) -> Result<CaMaterial, CaError> {
         const YEAR: i64 = 365 * 86_400;
         let id = short_id();
         let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -152,6 +198,9 @@ impl Ca {
             IsCa::Ca(BasicConstraints::Constrained(0)),
         )?;
         int_params.use_authority_key_identifier_extension = true;
+        if !uri_domains.is_empty() {
+            int_params.custom_extensions.push(uri_name_constraints(uri_domains));
+        }
         let int_cert = int_params.signed_by(&int_key, &root_issuer)?;
         Ok(CaMaterial {
             root_cert: root_cert.der().to_vec(),
@@ -224,6 +273,11 @@ impl Ca {
     }
 
     /// Loads material for signing. Leaves name `crl_url` as their CRL distribution point.
+    /// URI hosts the intermediate's name constraints permit (empty: unconstrained).
+    pub fn permitted_uri_hosts(&self) -> &[String] {
+        &self.permitted_uri_hosts
+    }
+
     pub fn load(m: &CaMaterial, crl_url: Option<String>) -> Result<Self, CaError> {
         Self::check_material(m)?;
         let intermediate_ski = {
@@ -243,6 +297,7 @@ impl Ca {
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
         Ok(Self {
             root_pem: cert_pem(&m.root_cert),
+            permitted_uri_hosts: permitted_uri_hosts(&m.intermediate_cert),
             intermediate_pem: cert_pem(&m.intermediate_cert),
             root_der: m.root_cert.clone(),
             intermediate_der: m.intermediate_cert.clone(),

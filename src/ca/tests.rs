@@ -4,7 +4,7 @@ use x509_parser::prelude::*;
 const NOW: UnixTime = 1_800_000_000;
 
 fn ca() -> (Ca, CaMaterial) {
-    let m = Ca::generate("idca", NOW).unwrap();
+    let m = Ca::generate("idca", &[], NOW).unwrap();
     (Ca::load(&m, Some("https://ca.test/crl".into())).unwrap(), m)
 }
 
@@ -173,4 +173,62 @@ fn leaves_point_at_the_crl_and_the_crl_lists_revocations() {
         crl.iter_revoked_certificates().map(|r| r.raw_serial_as_string().replace(':', "")).collect();
     assert_eq!(serials, vec![leaf.serial.0.clone()]);
     assert!(is_revocation_reason(1) && !is_revocation_reason(7) && !is_revocation_reason(11));
+}
+
+#[test]
+fn the_intermediate_can_be_name_constrained_to_identity_domains() {
+    let m = Ca::generate("idca", &["wire.test".to_owned()], NOW).unwrap();
+    let (_, int) = X509Certificate::from_der(&m.intermediate_cert).unwrap();
+    let nc = int.extensions().iter().find(|e| e.oid.to_id_string() == "2.5.29.30").unwrap();
+    assert!(nc.critical);
+    assert_eq!(permitted_uri_hosts(&m.intermediate_cert), vec!["wire.test".to_owned()]);
+    assert!(permitted_uri_hosts(&Ca::generate("idca", &[], NOW).unwrap().intermediate_cert).is_empty());
+    let ca = Ca::load(&m, None).unwrap();
+    let issue = |uri: &str| {
+        let key = leaf_key();
+        let uris = vec![uri.to_owned()];
+        ca.issue(&LeafRequest {
+            spki_der: &key.subject_public_key_info(),
+            key_type: KeyType::P256,
+            dns_names: &[],
+            ip_addresses: &[],
+            uris: &uris,
+            subject: Some(("wire.test", "Alice")),
+            not_before: NOW - 60,
+            not_after: NOW + 86_400,
+            usage: Usage::ClientIdentity,
+        })
+        .unwrap()
+        .der
+    };
+    // OpenSSL (when installed) checks the constraint on a URI's host. It does not skip a
+    // userinfo part (`%40alice@`), so Wire's URIs fail its check either way; plain URIs
+    // show the encoding is right.
+    let inside = issue("https://wire.test/alice");
+    let outside = issue("https://other.test/mallory");
+    let Ok(probe) = std::process::Command::new("openssl").arg("version").output() else { return };
+    if !probe.status.success() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("idca-nc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("root.pem"), cert_pem(&m.root_cert)).unwrap();
+    std::fs::write(dir.join("int.pem"), cert_pem(&m.intermediate_cert)).unwrap();
+    let verify = |leaf: &[u8]| {
+        std::fs::write(dir.join("leaf.pem"), cert_pem(leaf)).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(["verify", "-attime", &(NOW + 3600).to_string(), "-CAfile"])
+            .arg(dir.join("root.pem"))
+            .arg("-untrusted")
+            .arg(dir.join("int.pem"))
+            .arg(dir.join("leaf.pem"))
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (ok, text) = verify(&inside);
+    assert!(ok, "{text}");
+    let (ok, text) = verify(&outside);
+    assert!(!ok && text.contains("subtree"), "{text}");
+    std::fs::remove_dir_all(dir).unwrap();
 }

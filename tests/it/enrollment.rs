@@ -538,3 +538,27 @@ async fn wire_oidc_01_can_trust_an_external_openid_provider() {
     e.server.stop().await;
     provider.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_constrained_intermediate_issues_identity_and_still_serves_tls() {
+    // rustls-webpki skips URI constraints for DNS names, so idca's own TLS certificate
+    // (every request here) verifies under the constrained intermediate.
+    let server = oauth_server(|c| c.ca.identity_uri_domains = vec![DOMAIN.into()]).await;
+    let out = server.dir.path().join("constrained");
+    let run = run_enroll(&server, &server.root_path, &["--user", "alice", "--password", "wonderland"], &out).await;
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let chain = std::fs::read_to_string(out.with_extension("pem")).unwrap();
+    let blocks = crate::certs::pem_blocks(&chain);
+    assert_eq!(idca::ca::permitted_uri_hosts(&blocks[1]), vec![DOMAIN.to_owned()]);
+    server.stop().await;
+
+    // Identities of another domain are refused at newOrder, not issued unverifiable.
+    let server = oauth_server(|c| c.ca.identity_uri_domains = vec!["other.test".into()]).await;
+    let out = server.dir.path().join("refused");
+    let run = run_enroll(&server, &server.root_path, &["--user", "alice", "--password", "wonderland"], &out).await;
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("rejectedIdentifier") && stderr.contains("name-constrained"), "{stderr}");
+    assert!(!out.with_extension("pem").exists());
+    server.stop().await;
+}
