@@ -216,8 +216,31 @@ async fn state_survives_reopen_and_a_second_open_is_refused() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Group commit, deterministically: waiters queued while the flusher is busy are all
+/// answered by one flush.
+#[test]
+fn queued_waiters_share_one_flush() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut answers = Vec::new();
+    for _ in 0..64 {
+        let (w, r) = oneshot::channel();
+        tx.send(w).unwrap();
+        answers.push(r);
+    }
+    drop(tx);
+    let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    group_commit(db, rx, flushes.clone());
+    assert_eq!(flushes.load(std::sync::atomic::Ordering::Relaxed), 1);
+    for mut r in answers {
+        assert_eq!(r.try_recv().unwrap(), Ok(()));
+    }
+}
+
+/// Every acknowledged write was flushed; how many flushes concurrent writers share
+/// depends on timing (the deterministic check is above).
 #[tokio::test]
-async fn concurrent_writers_share_flushes() {
+async fn concurrent_writers_are_flushed() {
     let s = SledStore::temporary().unwrap();
     let before = s.flush_count();
     let writers = 64;
@@ -232,5 +255,5 @@ async fn concurrent_writers_share_flushes() {
     }
     let flushes = s.flush_count() - before;
     assert!(flushes >= 1, "acknowledged without a flush");
-    assert!(flushes < writers, "{flushes} flushes for {writers} writers: no group commit");
+    assert!(flushes <= writers, "{flushes} flushes for {writers} writers");
 }
