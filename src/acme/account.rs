@@ -12,6 +12,12 @@ pub fn check_contacts(contacts: &[String]) -> Result<(), AcmeError> {
         return Err(AcmeError::InvalidContact("at most 10 contacts".into()));
     }
     for c in contacts {
+        // Wire's E2EI client sends the placeholder `anonymous@anonymous.invalid`, with no
+        // scheme: an address under `.invalid` (RFC 2606 §2) can never be mailed, so it is
+        // accepted as the "no contact" it means.
+        if !c.contains(':') && c.ends_with(".invalid") && c.len() <= 254 && c.split('@').count() == 2 {
+            continue;
+        }
         let Some(addr) = c.strip_prefix("mailto:") else {
             return Err(AcmeError::UnsupportedContact(format!(
                 "only mailto: contacts are supported, not `{}`",
@@ -341,6 +347,10 @@ mod tests {
     fn contacts_follow_rfc8555() {
         check_contacts(&["mailto:a@example.com".into()]).unwrap();
         assert!(matches!(check_contacts(&["tel:+1".into()]), Err(AcmeError::UnsupportedContact(_))));
+        // Wire's client's placeholder; other scheme-less addresses stay refused.
+        check_contacts(&["anonymous@anonymous.invalid".into()]).unwrap();
+        assert!(check_contacts(&["a@example.com".into()]).is_err());
+        assert!(check_contacts(&["a@b@c.invalid".into()]).is_err());
         for bad in ["mailto:", "mailto:a", "mailto:a@b", "mailto:a@b.c?subject=x", "mailto:a@b.c,d@e.f"] {
             assert!(matches!(check_contacts(&[bad.into()]), Err(AcmeError::InvalidContact(_))), "{bad}");
         }
