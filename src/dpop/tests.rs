@@ -128,6 +128,9 @@ fn wire_golden_proof_verifies() {
     let (expected, now) = golden_expected(&v);
     let p = verify_wire_proof(v["proof"].as_str().unwrap(), &expected, now).unwrap();
     assert_eq!(p.jkt.0, v["dpop_jkt"].as_str().unwrap());
+    // An exp up to 60 s past the allowed lifetime is clock skew, not a long-lived proof.
+    let skewed = WireExpected { max_exp: 1_763_133_147 - 60, ..expected.clone() };
+    assert!(verify_wire_proof(v["proof"].as_str().unwrap(), &skewed, now).is_ok());
     assert_eq!(p.chal, v["chal"].as_str().unwrap());
     assert_eq!(p.aud, v["aud"].as_str().unwrap());
 }
@@ -146,6 +149,8 @@ fn wire_golden_proof_rejects_each_changed_binding() {
         ("team", WireExpected { team: "other", ..good.clone() }, now),
         ("name", WireExpected { name: "Alice", ..good.clone() }, now),
         ("lives too long", WireExpected { max_exp: now + 60, ..good.clone() }, now),
+        // The golden proof's exp is 1_763_133_147; 60 s of leeway and one more second.
+        ("lives too long", WireExpected { max_exp: 1_763_133_147 - 61, ..good.clone() }, now),
         ("expired", good.clone(), now + 86_400),
         ("not yet valid", good.clone(), 1_763_125_947 - 3600),
     ];

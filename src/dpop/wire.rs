@@ -65,7 +65,8 @@ const LEEWAY_SECS: i64 = 60;
 /// 4. `sub` is the device's client id;
 /// 5. `nonce` is the backend nonce (compared in constant time);
 /// 6. `htm` is POST and `htu` the access-token URL (normalised, no query);
-/// 7. `nbf` is not in the future, `exp` not in the past, and `exp` not beyond `max_exp`;
+/// 7. `nbf` is not in the future, `exp` not in the past, and `exp` not beyond `max_exp`
+///    (each within a 60 s leeway);
 /// 8. `handle`, `team` and `name` are the user's.
 pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) -> Result<WireProof, DpopError> {
     let bad = |m: &str| DpopError::InvalidProof(m.to_owned());
@@ -121,7 +122,9 @@ pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) ->
     if exp < now - LEEWAY_SECS {
         return Err(bad("the proof has expired (exp)"));
     }
-    if exp > want.max_exp {
+    // The same leeway as the other time claims: a client sets `exp` from its own clock
+    // (Wire's core-crypto: iat + the lifetime asked for), which may run ahead of ours.
+    if exp > want.max_exp + LEEWAY_SECS {
         return Err(bad("the proof lives too long (exp)"));
     }
     // 8.
