@@ -70,6 +70,11 @@ impl Http {
     }
 }
 
+/// A string member the flow cannot go on without.
+fn need(v: &Value, key: &str, what: &str) -> Result<String, Fail> {
+    v.get(key).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("{what} has no `{key}`"))
+}
+
 fn json_of(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
 }
@@ -124,7 +129,7 @@ impl Acme<'_> {
         let nonce = match self.nonce.take() {
             Some(n) => n,
             None => {
-                let new_nonce = self.directory["newNonce"].as_str().unwrap_or_default().to_owned();
+                let new_nonce = need(&self.directory, "newNonce", "the ACME directory")?;
                 let (_, h, _) = self.http.send(self.http.client.head(new_nonce)).await?;
                 h.get("replay-nonce").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
             }
@@ -171,7 +176,7 @@ async fn device_login(http: &mut Http, meta: &Value, claims: Option<&Value>) -> 
         form.push(("claims", c.to_string()));
     }
     let body = form.iter().map(|(k, v)| format!("{k}={}", pct(v))).collect::<Vec<_>>().join("&");
-    let endpoint = meta["device_authorization_endpoint"].as_str().unwrap_or_default().to_owned();
+    let endpoint = need(meta, "device_authorization_endpoint", "the server metadata")?;
     let r = http.client.post(endpoint).header("content-type", "application/x-www-form-urlencoded").body(body);
     let (status, _, text) = http.send(r).await?;
     if status != 200 {
@@ -180,17 +185,17 @@ async fn device_login(http: &mut Http, meta: &Value, claims: Option<&Value>) -> 
     let d = json_of(&text);
     println!(
         "     open {} and approve code {}",
-        d["verification_uri_complete"].as_str().unwrap_or_default(),
-        d["user_code"].as_str().unwrap_or_default()
+        &need(&d, "verification_uri_complete", "the device authorization response")?,
+        &need(&d, "user_code", "the device authorization response")?
     );
     let mut interval = d["interval"].as_u64().unwrap_or(5).max(1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(d["expires_in"].as_u64().unwrap_or(600));
     let poll = format!(
         "grant_type={}&device_code={}&client_id=idca-cli",
         pct("urn:ietf:params:oauth:grant-type:device_code"),
-        pct(d["device_code"].as_str().unwrap_or_default())
+        pct(&need(&d, "device_code", "the device authorization response")?)
     );
-    let token_url = meta["token_endpoint"].as_str().unwrap_or_default().to_owned();
+    let token_url = need(meta, "token_endpoint", "the server metadata")?;
     while std::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
         let r =
@@ -234,20 +239,20 @@ struct CodeRequest {
 }
 
 impl CodeRequest {
-    fn new(meta: &Value, redirect_uri: &str, claims: Option<&Value>) -> Self {
+    fn new(meta: &Value, redirect_uri: &str, claims: Option<&Value>) -> Result<Self, Fail> {
         let verifier = format!("{}{}", crate::model::random_token(), crate::model::random_token());
         let challenge = b64_encode(ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes()));
         let state = crate::model::random_token();
         let mut url = format!(
             "{}?response_type=code&client_id=idca-cli&redirect_uri={}&scope={}&state={state}&code_challenge={challenge}&code_challenge_method=S256",
-            meta["authorization_endpoint"].as_str().unwrap_or_default(),
+            &need(meta, "authorization_endpoint", "the server metadata")?,
             pct(redirect_uri),
             pct(SCOPE),
         );
         if let Some(c) = claims {
             url.push_str(&format!("&claims={}", pct(&c.to_string())));
         }
-        Self { url, redirect_uri: redirect_uri.to_owned(), verifier, state }
+        Ok(Self { url, redirect_uri: redirect_uri.to_owned(), verifier, state })
     }
 
     /// The code from the redirect's query (RFC 6749 §4.1.2), after checking `state`.
@@ -270,7 +275,7 @@ impl CodeRequest {
             self.verifier,
             pct(&self.redirect_uri)
         );
-        let token_url = meta["token_endpoint"].as_str().unwrap_or_default().to_owned();
+        let token_url = need(meta, "token_endpoint", "the server metadata")?;
         let r = http.client.post(token_url).header("content-type", "application/x-www-form-urlencoded").body(body);
         let (status, _, text) = http.send(r).await?;
         if status != 200 {
@@ -282,7 +287,7 @@ impl CodeRequest {
 
 /// Logs in with the form (scripted with `--user/--password`).
 async fn form_login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
-    let request = CodeRequest::new(meta, "http://127.0.0.1/callback", claims);
+    let request = CodeRequest::new(meta, "http://127.0.0.1/callback", claims)?;
     let (status, headers, page) = http.send(http.client.get(&request.url)).await?;
     let location = if status == 303 {
         headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
@@ -312,7 +317,7 @@ async fn form_login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Op
 async fn browser_login(http: &mut Http, meta: &Value, claims: Option<&Value>) -> Result<Value, Fail> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.map_err(|e| format!("loopback listener: {e}"))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let request = CodeRequest::new(meta, &format!("http://127.0.0.1:{port}/callback"), claims);
+    let request = CodeRequest::new(meta, &format!("http://127.0.0.1:{port}/callback"), claims)?;
     println!("     open {}", request.url);
     let wait = async {
         loop {
@@ -399,7 +404,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
         Login::DeviceGrant => step(2, "login (device authorization grant)"),
     }
     let tokens = login(&mut http, o, &meta, None).await?;
-    let user_token = tokens["access_token"].as_str().unwrap_or_default().to_owned();
+    let user_token = need(&tokens, "access_token", "the token response")?;
     if tokens["id_token"].is_null() {
         return Err("the token response has no id_token".into());
     }
@@ -416,8 +421,8 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
         return Err(format!("device registration failed: {text}"));
     }
     let device = json_of(&text);
-    let client_id = device["client_id"].as_str().unwrap_or_default().to_owned();
-    let device_id = device["id"].as_str().unwrap_or_default().to_owned();
+    let client_id = need(&device, "client_id", "the device registration response")?;
+    let device_id = need(&device, "id", "the device registration response")?;
     let text_of = |k: &str| device[k].as_str().unwrap_or_default().to_owned();
     let (handle, name, team, domain) = (text_of("handle"), text_of("name"), text_of("team"), text_of("domain"));
     println!("     device {device_id}, client id {client_id}");
@@ -435,14 +440,14 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
         kid: None,
         bearer: user_token.clone(),
     };
-    let new_account = acme.directory["newAccount"].as_str().unwrap_or_default().to_owned();
+    let new_account = need(&acme.directory, "newAccount", "the ACME directory")?;
     let (_, headers, _) = acme.post(&new_account, Some(&json!({"termsOfServiceAgreed": true}))).await?;
     acme.kid = headers.get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
 
     step(5, "order a client identity certificate (wireapp-device + wireapp-user)");
     let device_value = json!({"client-id": client_id, "handle": handle, "name": name, "domain": domain}).to_string();
     let user_value = json!({"handle": handle, "name": name, "domain": domain}).to_string();
-    let new_order = acme.directory["newOrder"].as_str().unwrap_or_default().to_owned();
+    let new_order = need(&acme.directory, "newOrder", "the ACME directory")?;
     let ids = json!({"identifiers": [{"type": "wireapp-device", "value": device_value}, {"type": "wireapp-user", "value": user_value}]});
     let (_, headers, text) = acme.post(&new_order, Some(&ids)).await?;
     let order_url = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -469,7 +474,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let r = acme
         .http
         .client
-        .post(dpop["target"].as_str().unwrap_or_default())
+        .post(&need(&dpop, "target", "the wire-dpop-01 challenge")?)
         .bearer_auth(&user_token)
         .header("DPoP", proof);
     let (status, _, text) = acme.http.send(r).await?;
@@ -479,16 +484,18 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let access_token = json_of(&text)["token"].as_str().unwrap_or_default().to_owned();
 
     step(8, "answer wire-dpop-01");
-    let (_, _, r) =
-        acme.post(dpop["url"].as_str().unwrap_or_default(), Some(&json!({"access_token": access_token}))).await?;
+    let (_, _, r) = acme
+        .post(&need(&dpop, "url", "the wire-dpop-01 challenge")?, Some(&json!({"access_token": access_token})))
+        .await?;
     println!("     challenge {}", json_of(&r)["status"].as_str().unwrap_or("?"));
 
     step(9, "id_token with keyauth and acme_aud, answer wire-oidc-01");
-    let keyauth = format!("{}.{}", oidc["token"].as_str().unwrap_or_default(), key.thumbprint());
+    let keyauth = format!("{}.{}", &need(&oidc, "token", "the wire-oidc-01 challenge")?, key.thumbprint());
     let wanted = json!({"id_token": {"keyauth": {"essential": true, "value": keyauth}, "acme_aud": {"essential": true, "value": oidc["url"]}}});
     let tokens = login(&mut *acme.http, o, &meta, Some(&wanted)).await?;
-    let (_, _, r) =
-        acme.post(oidc["url"].as_str().unwrap_or_default(), Some(&json!({"id_token": tokens["id_token"]}))).await?;
+    let (_, _, r) = acme
+        .post(&need(&oidc, "url", "the wire-oidc-01 challenge")?, Some(&json!({"id_token": tokens["id_token"]})))
+        .await?;
     println!("     challenge {}", json_of(&r)["status"].as_str().unwrap_or("?"));
 
     step(10, "CSR with a new certificate key, finalize, download");
@@ -499,7 +506,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
         params.subject_alt_names.push(rcgen::SanType::URI(uri.try_into().map_err(|_| format!("bad URI {uri}"))?));
     }
     let csr = params.serialize_request(&cert_key).map_err(|e| e.to_string())?;
-    let finalize = order["finalize"].as_str().unwrap_or_default().to_owned();
+    let finalize = need(&order, "finalize", "the order")?;
     let (_, _, fin) = acme.post(&finalize, Some(&json!({"csr": b64_encode(csr.der())}))).await?;
     let fin = json_of(&fin);
     let cert_url =
