@@ -292,7 +292,7 @@ async fn form_login(http: &mut Http, o: &EnrollOptions, meta: &Value, claims: Op
     let location = if status == 303 {
         headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     } else {
-        let (username, password) = credentials(o)?;
+        let (username, password) = (o.user.clone().unwrap_or_default(), o.password.clone().unwrap_or_default());
         let form = [
             ("request", field(&page, "request")?),
             ("csrf", field(&page, "csrf")?),
@@ -384,6 +384,15 @@ fn now() -> i64 {
 /// Runs the whole enrollment, printing each step.
 pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     crate::install_crypto_provider();
+    // The form login's user and password, settled once (the demo user's file read once).
+    let settled;
+    let o = if o.login == Login::Form {
+        let (user, password) = credentials(o)?;
+        settled = EnrollOptions { user: Some(user), password: Some(password), ..o.clone() };
+        &settled
+    } else {
+        o
+    };
     let root = std::fs::read(&o.ca).map_err(|e| format!("cannot read {}: {e}", o.ca.display()))?;
     let cert = reqwest::Certificate::from_pem(&root).map_err(|e| format!("{}: {e}", o.ca.display()))?;
     let client = reqwest::Client::builder()
@@ -399,7 +408,9 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let meta = json_of(&meta);
 
     match o.login {
-        Login::Form => step(2, &format!("login as {} (authorization code + PKCE)", credentials(o)?.0)),
+        Login::Form => {
+            step(2, &format!("login as {} (authorization code + PKCE)", o.user.as_deref().unwrap_or_default()))
+        }
         Login::Browser => step(2, "login in your browser (authorization code + PKCE, loopback redirect)"),
         Login::DeviceGrant => step(2, "login (device authorization grant)"),
     }

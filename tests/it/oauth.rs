@@ -170,6 +170,22 @@ pub fn public_client(b: &Browser, redirect: &str) -> Cli {
     }
 }
 
+/// Exchanges a code with the oauth2 crate (code + PKCE verifier).
+pub async fn exchange(
+    b: &Browser,
+    cli: &Cli,
+    code: String,
+    verifier: PkceCodeVerifier,
+) -> oauth2::basic::BasicTokenResponse {
+    let http = oauth_http(b.http.clone());
+    cli.client
+        .exchange_code(AuthorizationCode::new(code))
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap()
+}
+
 /// Runs the browser part of code + PKCE: returns (code, verifier, the final redirect).
 pub async fn authorize_with_login(b: &mut Browser, cli: &Cli, scopes: &[&str]) -> (String, PkceCodeVerifier, String) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -205,14 +221,7 @@ async fn code_flow_with_pkce_issues_verifiable_tokens() {
     let cli = public_client(&b, "http://127.0.0.1:53123/callback");
     let (code, verifier, redirect) = authorize_with_login(&mut b, &cli, &["openid", "profile", "email", "acme"]).await;
     assert!(redirect.starts_with("http://127.0.0.1:53123/callback?code="));
-    let http = oauth_http(b.http.clone());
-    let token = cli
-        .client
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let token = exchange(&b, &cli, code, verifier).await;
     let at = verify_jwt(&b, token.access_token().secret(), "at+jwt").await;
     assert_eq!(at["sub"], "alice");
     assert_eq!(at["client_id"], "idca-cli");
@@ -284,14 +293,8 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     let mut b = Browser::new(&server);
     let cli = public_client(&b, "http://127.0.0.1/callback");
     let (code, verifier, _) = authorize_with_login(&mut b, &cli, &["openid", "acme"]).await;
+    let first = exchange(&b, &cli, code, verifier).await;
     let http = oauth_http(b.http.clone());
-    let first = cli
-        .client
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
     let r1 = first.refresh_token().unwrap().clone();
     let second = cli.client.exchange_refresh_token(&r1).request_async(&http).await.unwrap();
     let r2 = second.refresh_token().unwrap().clone();
@@ -370,14 +373,7 @@ async fn introspection_and_revocation() {
     let mut b = Browser::new(&server);
     let cli = public_client(&b, "http://127.0.0.1/callback");
     let (code, verifier, _) = authorize_with_login(&mut b, &cli, &["openid", "acme"]).await;
-    let http = oauth_http(b.http.clone());
-    let t = cli
-        .client
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let t = exchange(&b, &cli, code, verifier).await;
     let access = t.access_token().secret().clone();
     let refresh = t.refresh_token().unwrap().secret().clone();
     let introspect = |token: String| {

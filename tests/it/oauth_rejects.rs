@@ -1,9 +1,9 @@
 //! Every OAuth rule, broken one at a time (RFC 6749, RFC 7636, RFC 9700).
 
-use oauth2::{AuthorizationCode, CsrfToken, PkceCodeChallenge, Scope};
+use oauth2::{CsrfToken, PkceCodeChallenge, Scope};
 use serde_json::Value;
 
-use crate::oauth::{Browser, Page, authorize_with_login, oauth_http, oauth_server, public_client};
+use crate::oauth::{Browser, Page, authorize_with_login, oauth_server, public_client};
 
 fn param(url: &str, name: &str) -> Option<String> {
     url.split_once('?')?
@@ -364,14 +364,7 @@ async fn rejects_refresh_scope_widening_and_forged_tokens() {
     let mut b = Browser::new(&server);
     let cli = public_client(&b, "http://127.0.0.1/callback");
     let (code, verifier, _) = authorize_with_login(&mut b, &cli, &["openid"]).await;
-    let http = oauth_http(b.http.clone());
-    let t = cli
-        .client
-        .exchange_code(AuthorizationCode::new(code))
-        .set_pkce_verifier(verifier)
-        .request_async(&http)
-        .await
-        .unwrap();
+    let t = crate::oauth::exchange(&b, &cli, code, verifier).await;
     use oauth2::TokenResponse;
     let (_, _, body) = token(
         &b,
