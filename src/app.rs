@@ -63,7 +63,11 @@ pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> 
         _ => match store.ca_material().await? {
             Some(m) => m,
             None => {
-                let fresh = Ca::generate(&c.organization, &c.identity_uri_domains, now)?;
+                let fresh = Ca::generate(
+                    &c.organization,
+                    &crate::ca::NameConstraints::uri_hosts(&c.identity_uri_domains),
+                    now,
+                )?;
                 store.init_ca_material(&fresh).await?
             }
         },

@@ -35,6 +35,146 @@ enum Command {
     /// Demo client: log in, register a device and enroll a client identity certificate
     /// against a running idca (wire-dpop-01 + wire-oidc-01).
     Enroll(EnrollArgs),
+    /// Create the CA in a new data directory. With --local-pki it can only certify local
+    /// names (localhost, *.localhost, *.test, *.internal, *.local, loopback and private
+    /// IPs, and --domain), so its root is safe to trust.
+    Init(InitArgs),
+    /// Issue a certificate and key from the local CA, no server or ACME client needed
+    /// (stop a running server first: it holds the data directory).
+    Issue(IssueArgs),
+    /// List issued certificates (ACME and `idca issue`), show those expiring, revoke.
+    Certs {
+        #[command(subcommand)]
+        command: Option<CertsCommand>,
+    },
+    /// Trust the root: system store (Debian/Ubuntu, Fedora/RHEL, Arch), NSS databases
+    /// (Chromium, Firefox), and the steps for macOS, Windows, Java and Node.
+    Trust {
+        #[command(subcommand)]
+        command: TrustCommand,
+    },
+}
+
+/// `init` options.
+#[derive(clap::Args)]
+struct InitArgs {
+    /// Name-constrain the CA to local names.
+    #[arg(long)]
+    local_pki: bool,
+    /// Another domain the local PKI may certify (with every name under it); repeatable.
+    #[arg(long = "domain", value_name = "DOMAIN")]
+    domains: Vec<String>,
+    /// Keep the root key offline: write it to FILE (mode 0600) and store only the
+    /// intermediate's key.
+    #[arg(long, value_name = "FILE")]
+    offline_root_key: Option<PathBuf>,
+}
+
+/// `issue` options.
+#[derive(clap::Args)]
+struct IssueArgs {
+    /// DNS names (wildcards too), IP addresses; with --client also email addresses and URIs.
+    #[arg(required = true, value_name = "NAME")]
+    names: Vec<String>,
+    /// A client certificate (clientAuth) for mutual TLS.
+    #[arg(long)]
+    client: bool,
+    /// Key type to generate.
+    #[arg(long, value_enum, default_value = "p256")]
+    key_type: KeyTypeArg,
+    /// Use this PKCS#8 PEM key instead of generating one (e.g. RSA).
+    #[arg(long, value_name = "FILE", conflicts_with = "key_type")]
+    key: Option<PathBuf>,
+    /// Days of validity (at most 825).
+    #[arg(long, default_value_t = 397)]
+    days: u32,
+    /// Certificate chain file (default: NAME.pem, NAME+N.pem for N more names).
+    #[arg(long, value_name = "FILE")]
+    cert_file: Option<PathBuf>,
+    /// Key file (default: NAME-key.pem), written mode 0600.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<PathBuf>,
+    /// Write one PKCS#12 file (NAME.p12) instead, for Java and Windows.
+    #[arg(long)]
+    pkcs12: bool,
+    /// The PKCS#12 file's name.
+    #[arg(long, value_name = "FILE", requires = "pkcs12")]
+    p12_file: Option<PathBuf>,
+    /// Its password (or set IDCA_P12_PASSWORD); default `changeit`, as Java's.
+    #[arg(long, requires = "pkcs12")]
+    p12_password: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyTypeArg {
+    P256,
+    P384,
+    Ed25519,
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Every certificate: serial, expiry, status, ACME or CLI, names (the default).
+    List,
+    /// Valid certificates that expire within DAYS.
+    Expiring {
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+    /// Revoke a certificate: it is in the CRL from then on.
+    Revoke {
+        /// Its serial (hex), or a unique prefix of at least 8 digits.
+        serial: String,
+        /// RFC 5280 reason code (0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation, …).
+        #[arg(long, default_value_t = 0)]
+        reason: u8,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrustCommand {
+    /// Add the root (a name-constrained one, unless --force) where it is trusted.
+    Install(TrustArgs),
+    /// Remove the root from where install put it.
+    Uninstall(TrustArgs),
+    /// Tell where the root is trusted.
+    Status(TrustArgs),
+}
+
+/// Where `trust` looks (detected when not given).
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// Trust a root that is not name-constrained.
+    #[arg(long)]
+    force: bool,
+    /// The system's anchor directory (default: the distribution's).
+    #[arg(long, value_name = "DIR")]
+    system_dir: Option<PathBuf>,
+    /// Command that rebuilds the system bundle after a change (`none`: do not run one).
+    #[arg(long, value_name = "CMD")]
+    update_command: Option<String>,
+    /// Leave the system store alone.
+    #[arg(long)]
+    no_system: bool,
+    /// An NSS database directory (default: ~/.pki/nssdb and Firefox profiles); repeatable.
+    #[arg(long = "nss-db", value_name = "DIR")]
+    nss_dbs: Vec<PathBuf>,
+    /// Leave NSS databases alone.
+    #[arg(long)]
+    no_nss: bool,
+}
+
+impl From<TrustArgs> for idca::cli::trust::TrustOptions {
+    fn from(a: TrustArgs) -> Self {
+        Self {
+            force: a.force,
+            system_dir: a.system_dir,
+            update_command: a.update_command,
+            no_system: a.no_system,
+            nss_dbs: a.nss_dbs,
+            no_nss: a.no_nss,
+        }
+    }
 }
 
 /// `enroll` options.
@@ -153,6 +293,54 @@ async fn main() -> ExitCode {
             };
             idca::cli::enroll::enroll(&options).await
         }
+        Command::Init(a) => {
+            let o = idca::cli::pki::InitOptions {
+                local_pki: a.local_pki,
+                domains: a.domains,
+                offline_root_key: a.offline_root_key,
+            };
+            idca::cli::pki::init(&config, &o).await.map(|r| print!("{r}"))
+        }
+        Command::Issue(a) => {
+            use idca::ca::KeyType;
+            let key = match (a.key, a.key_type) {
+                (Some(file), _) => idca::cli::pki::KeyChoice::File(file),
+                (None, KeyTypeArg::P256) => idca::cli::pki::KeyChoice::Generate(KeyType::P256),
+                (None, KeyTypeArg::P384) => idca::cli::pki::KeyChoice::Generate(KeyType::P384),
+                (None, KeyTypeArg::Ed25519) => idca::cli::pki::KeyChoice::Generate(KeyType::Ed25519),
+            };
+            let password = a
+                .p12_password
+                .or_else(|| std::env::var("IDCA_P12_PASSWORD").ok())
+                .unwrap_or_else(|| "changeit".to_owned());
+            let o = idca::cli::pki::IssueOptions {
+                names: a.names,
+                client: a.client,
+                key,
+                days: a.days,
+                cert_file: a.cert_file,
+                key_file: a.key_file,
+                pkcs12: a.pkcs12.then_some((a.p12_file, password)),
+            };
+            idca::cli::pki::issue(&config, &o).await.map(|r| print!("{r}"))
+        }
+        Command::Certs { command } => match command.unwrap_or(CertsCommand::List) {
+            CertsCommand::List => {
+                idca::cli::pki::list(&config, None).await.map(|c| print!("{}", idca::cli::pki::table(&c)))
+            }
+            CertsCommand::Expiring { days } => idca::cli::pki::list(&config, Some(i64::from(days) * 86_400))
+                .await
+                .map(|c| print!("{}", idca::cli::pki::table(&c))),
+            CertsCommand::Revoke { serial, reason } => {
+                idca::cli::pki::revoke(&config, &serial, reason).await.map(|r| print!("{r}"))
+            }
+        },
+        Command::Trust { command } => match command {
+            TrustCommand::Install(a) => idca::cli::trust::install(&config, &a.into()),
+            TrustCommand::Uninstall(a) => idca::cli::trust::uninstall(&config, &a.into()),
+            TrustCommand::Status(a) => idca::cli::trust::status(&config, &a.into()),
+        }
+        .map(|r| print!("{r}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

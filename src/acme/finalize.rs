@@ -126,6 +126,7 @@ impl Acme {
             dns_names: &dns,
             ip_addresses: &ips,
             uris: &uris,
+            emails: &[],
             subject: identity.as_ref().map(|(d, _)| (d.domain.as_str(), d.name.as_str())),
             not_before,
             not_after,
@@ -133,8 +134,8 @@ impl Acme {
         })?;
         let cert = IssuedCertificate {
             serial: leaf.serial.clone(),
-            account: account.id.clone(),
-            order: order.id.clone(),
+            account: Some(account.id.clone()),
+            order: Some(order.id.clone()),
             chain_pem: leaf.chain_pem,
             not_before,
             not_after,

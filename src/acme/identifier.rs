@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::AcmeError;
 use super::wire::IdentifierPayload;
-use crate::model::{Identifier, IdentifierKind};
+use crate::model::{Identifier, IdentifierKind, check_dns_name};
 
 /// Checks and normalises one requested identifier: DNS names lower-cased, at most 253
 /// characters, LDH labels, a wildcard only as the whole leftmost label, no trailing dot;
@@ -40,34 +40,6 @@ pub fn parse_identifier(p: &IdentifierPayload) -> Result<Identifier, AcmeError> 
 
 fn printable(s: &str) -> String {
     s.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect()
-}
-
-fn check_dns_name(name: &str) -> Result<(), &'static str> {
-    if name.is_empty() || name.len() > 253 {
-        return Err("length must be 1 to 253");
-    }
-    if name.ends_with('.') {
-        return Err("trailing dot");
-    }
-    if name.parse::<IpAddr>().is_ok() {
-        return Err("an IP address must use the `ip` identifier type");
-    }
-    let base = name.strip_prefix("*.").unwrap_or(name);
-    for label in base.split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return Err("each label must be 1 to 63 characters");
-        }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-            return Err("only letters, digits, '-' and a leading '*.' are allowed");
-        }
-        if label.starts_with('-') || label.ends_with('-') {
-            return Err("labels may not start or end with '-'");
-        }
-    }
-    if base.contains('*') {
-        return Err("a wildcard must be the whole leftmost label");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

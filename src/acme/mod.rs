@@ -251,6 +251,19 @@ impl Acme {
                 device.domain
             )));
         }
+        // A local-PKI CA (`idca init --local-pki`) issues only for local names.
+        let constraints = self.ca.constraints();
+        if let Some(outside) = identifiers.iter().find(|i| match i.kind {
+            IdentifierKind::Dns => !constraints.permits_dns(&i.value),
+            IdentifierKind::Ip => i.value.parse().is_ok_and(|ip| !constraints.permits_ip(&ip)),
+            _ => false,
+        }) {
+            return Err(AcmeError::RejectedIdentifier(format!(
+                "`{}` is outside this CA's name constraints (permitted: {})",
+                outside.value,
+                constraints.describe()
+            )));
+        }
         if let Some(blocked) = identifiers.iter().find(|i| is_blocked(&self.config.blocked_domains, &i.value)) {
             return Err(AcmeError::RejectedIdentifier(format!(
                 "`{}` is on this server's block list (acme.blocked_domains)",
@@ -391,10 +404,13 @@ impl Acme {
         now: UnixTime,
     ) -> Result<Versioned<crate::model::IssuedCertificate>, AcmeError> {
         let mut cert = self.by_cert_id(cert_id).await?;
-        if cert.value.account != order.account {
+        let (Some(account), Some(parent)) = (&cert.value.account, &cert.value.order) else {
+            return Err(AcmeError::Unauthorized("`replaces` names a certificate not issued through ACME".into()));
+        };
+        if account != &order.account {
             return Err(AcmeError::Unauthorized("`replaces` names another account's certificate".into()));
         }
-        let parent = found(self.store.order(&cert.value.order).await, "order")?.value;
+        let parent = found(self.store.order(parent).await, "order")?.value;
         if !parent.identifiers.iter().any(|i| order.identifiers.contains(i)) {
             return Err(AcmeError::Malformed("the order shares no identifier with the certificate it replaces".into()));
         }
@@ -662,7 +678,10 @@ impl Acme {
         let v = self.verify(&req, KeyRule::Kid).await?;
         v.require_post_as_get()?;
         let cert = self.issued(serial).await?.value;
-        owned_by(&cert.account, &v, "certificate")?;
+        match &cert.account {
+            Some(owner) => owned_by(owner, &v, "certificate")?,
+            None => return Err(AcmeError::Unauthorized("this certificate was not issued through ACME".into())),
+        }
         Ok(Reply::ok(cert.chain_pem))
     }
 }

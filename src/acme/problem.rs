@@ -160,6 +160,7 @@ impl From<crate::ca::CaError> for AcmeError {
     fn from(e: crate::ca::CaError) -> Self {
         match e {
             crate::ca::CaError::BadCsr(m) => Self::BadCsr(m),
+            crate::ca::CaError::NotPermitted(m) => Self::RejectedIdentifier(m),
             other => Self::internal(other),
         }
     }

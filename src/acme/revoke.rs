@@ -99,7 +99,7 @@ impl Acme {
         }
         // 3.
         match &v.signer {
-            Signer::Account(a) if a.value.id == stored.value.account => {}
+            Signer::Account(a) if Some(&a.value.id) == stored.value.account.as_ref() => {}
             Signer::Account(_) => {
                 return Err(AcmeError::Unauthorized("this account did not issue this certificate".into()));
             }

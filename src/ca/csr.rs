@@ -71,29 +71,7 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
     // 3. Key type policy.
     let info = &csr.certification_request_info;
     let spki = &info.subject_pki;
-    let key_type = if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
-        match curve {
-            Some(c) if c == OID_EC_P256 => KeyType::P256,
-            Some(c) if c == OID_NIST_EC_P384 => KeyType::P384,
-            _ => {
-                return Err(bad("CSR key is on an unsupported curve (P-256 and P-384 accepted)"));
-            }
-        }
-    } else if spki.algorithm.algorithm == OID_SIG_ED25519 {
-        KeyType::Ed25519
-    } else if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
-        let bits = match spki.parsed() {
-            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => modulus_bits(rsa.modulus),
-            _ => 0,
-        };
-        if !(2048..=4096).contains(&bits) {
-            return Err(bad(format!("CSR RSA key has {bits} bits (2048-4096 accepted)")));
-        }
-        KeyType::Rsa(bits)
-    } else {
-        return Err(bad("CSR key type is not accepted (P-256, P-384, Ed25519, RSA)"));
-    };
+    let key_type = key_type_of(spki)?;
     // 4. Names and requested extensions.
     let common_name = match info.subject.iter_common_name().next() {
         Some(cn) => Some(cn.as_str().map_err(|_| bad("CSR common name is not a string"))?.to_ascii_lowercase()),
@@ -124,6 +102,39 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
         }
     }
     Ok(CsrInfo { spki_der: spki.raw.to_vec(), key_type, common_name, dns_names, ip_addresses, uris })
+}
+
+/// The type of a public key, within policy: P-256, P-384, Ed25519, RSA 2048-4096.
+pub fn spki_key_type(spki_der: &[u8]) -> Result<KeyType, CaError> {
+    let (_, spki) =
+        x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|_| bad("not a DER public key"))?;
+    key_type_of(&spki)
+}
+
+fn key_type_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<KeyType, CaError> {
+    Ok(if spki.algorithm.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
+        match curve {
+            Some(c) if c == OID_EC_P256 => KeyType::P256,
+            Some(c) if c == OID_NIST_EC_P384 => KeyType::P384,
+            _ => {
+                return Err(bad("the key is on an unsupported curve (P-256 and P-384 accepted)"));
+            }
+        }
+    } else if spki.algorithm.algorithm == OID_SIG_ED25519 {
+        KeyType::Ed25519
+    } else if spki.algorithm.algorithm == OID_PKCS1_RSAENCRYPTION {
+        let bits = match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => modulus_bits(rsa.modulus),
+            _ => 0,
+        };
+        if !(2048..=4096).contains(&bits) {
+            return Err(bad(format!("the RSA key has {bits} bits (2048-4096 accepted)")));
+        }
+        KeyType::Rsa(bits)
+    } else {
+        return Err(bad("the key type is not accepted (P-256, P-384, Ed25519, RSA)"));
+    })
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, CaError> {

@@ -5,10 +5,13 @@
 //! from a request is its public key. This module does no I/O besides reading PEM files
 //! named in the configuration; key material is passed in and returned.
 
+mod constraints;
 mod csr;
 mod error;
+pub mod pkcs12;
 
-pub use csr::{CsrInfo, KeyType, modulus_bits, parse_csr};
+pub use constraints::{IpRange, LOCAL_DOMAINS, LOCAL_IP_RANGES, NameConstraints};
+pub use csr::{CsrInfo, KeyType, modulus_bits, parse_csr, spki_key_type};
 pub use error::CaError;
 
 use std::net::IpAddr;
@@ -28,8 +31,8 @@ use crate::model::{CaMaterial, Revocation, Serial};
 pub struct Ca {
     root_der: Vec<u8>,
     root_pem: String,
-    /// URI hosts the intermediate's name constraints permit (empty: unconstrained).
-    permitted_uri_hosts: Vec<String>,
+    /// The intermediate's name constraints (empty: unconstrained).
+    constraints: NameConstraints,
     intermediate_der: Vec<u8>,
     intermediate_pem: String,
     intermediate_ski: Vec<u8>,
@@ -61,6 +64,8 @@ pub struct LeafRequest<'a> {
     pub ip_addresses: &'a [IpAddr],
     /// URI SANs (client identity).
     pub uris: &'a [String],
+    /// Email SANs (client certificates).
+    pub emails: &'a [String],
     /// `O` and `CN` of the subject; `None`: CN from the first name.
     pub subject: Option<(&'a str, &'a str)>,
     pub not_before: UnixTime,
@@ -93,6 +98,11 @@ fn pem(label: &str, der: &[u8]) -> String {
     out
 }
 
+/// A PEM PRIVATE KEY block for a PKCS#8 key.
+pub fn key_pem(pkcs8_der: &[u8]) -> String {
+    pem("PRIVATE KEY", pkcs8_der)
+}
+
 /// A PEM CERTIFICATE block for `der`.
 pub fn cert_pem(der: &[u8]) -> String {
     pem("CERTIFICATE", der)
@@ -109,46 +119,9 @@ fn short_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A critical NameConstraints extension (RFC 5280 §4.2.1.10) whose permitted subtrees
-/// are URIs with these hosts; DNS and IP names stay unconstrained (a constraint binds
-/// only its own name form). rcgen's `GeneralSubtree` has no URI form, hence the DER here.
-pub fn uri_name_constraints(hosts: &[String]) -> rcgen::CustomExtension {
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-    // GeneralSubtree ::= SEQUENCE { base GeneralName }, base [6] IA5String (URI).
-    let subtrees: Vec<u8> = hosts.iter().flat_map(|h| tlv(0x30, &tlv(0x86, h.as_bytes()))).collect();
-    // NameConstraints ::= SEQUENCE { permittedSubtrees [0] GeneralSubtrees }.
-    let value = tlv(0x30, &tlv(0xA0, &subtrees));
-    let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 30], value);
-    ext.set_criticality(true);
-    ext
-}
-
 /// The URI hosts a CA certificate's name constraints permit (empty: none).
 pub fn permitted_uri_hosts(cert_der: &[u8]) -> Vec<String> {
-    use x509_parser::prelude::*;
-    let Ok((_, cert)) = X509Certificate::from_der(cert_der) else { return Vec::new() };
-    let Ok(Some(nc)) = cert.name_constraints() else { return Vec::new() };
-    nc.value
-        .permitted_subtrees
-        .iter()
-        .flatten()
-        .filter_map(|s| match s.base {
-            GeneralName::URI(u) => Some(u.to_owned()),
-            _ => None,
-        })
-        .collect()
+    NameConstraints::from_cert(cert_der).uris
 }
 
 fn ca_params(
@@ -173,19 +146,24 @@ fn ca_params(
 
 impl Ca {
     /// Creates a new root (10 years) and intermediate (5 years, pathlen 0), P-256.
-    /// `uri_domains`: when not empty, the intermediate's URI names are constrained to
-    /// these hosts ([`uri_name_constraints`]).
-    pub fn generate(organization: &str, uri_domains: &[String], now: UnixTime) -> Result<CaMaterial, CaError> {
+    /// `constraints`, when not empty, go into the intermediate; DNS and IP constraints
+    /// (a local PKI) into the root as well, so that the root itself, once trusted,
+    /// vouches only for those names (verifiers that honour a trust anchor's constraints:
+    /// OpenSSL, rustls-webpki, Chromium).
+    pub fn generate(organization: &str, constraints: &NameConstraints, now: UnixTime) -> Result<CaMaterial, CaError> {
         const YEAR: i64 = 365 * 86_400;
         let id = short_id();
         let root_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let root_params = ca_params(
+        let mut root_params = ca_params(
             format!("{organization} Root CA {id}"),
             organization,
             now - 3600,
             now + 10 * YEAR,
             IsCa::Ca(BasicConstraints::Unconstrained),
         )?;
+        if constraints.constrains_tls_names() {
+            root_params.custom_extensions.push(constraints.extension());
+        }
         let root_cert = root_params.self_signed(&root_key)?;
         let root_issuer = Issuer::new(root_params, &root_key);
 
@@ -198,8 +176,8 @@ impl Ca {
             IsCa::Ca(BasicConstraints::Constrained(0)),
         )?;
         int_params.use_authority_key_identifier_extension = true;
-        if !uri_domains.is_empty() {
-            int_params.custom_extensions.push(uri_name_constraints(uri_domains));
+        if !constraints.is_empty() {
+            int_params.custom_extensions.push(constraints.extension());
         }
         let int_cert = int_params.signed_by(&int_key, &root_issuer)?;
         Ok(CaMaterial {
@@ -272,12 +250,17 @@ impl Ca {
         Ok(())
     }
 
-    /// Loads material for signing. Leaves name `crl_url` as their CRL distribution point.
     /// URI hosts the intermediate's name constraints permit (empty: unconstrained).
     pub fn permitted_uri_hosts(&self) -> &[String] {
-        &self.permitted_uri_hosts
+        &self.constraints.uris
     }
 
+    /// The intermediate's name constraints (empty: unconstrained).
+    pub fn constraints(&self) -> &NameConstraints {
+        &self.constraints
+    }
+
+    /// Loads material for signing. Leaves name `crl_url` as their CRL distribution point.
     pub fn load(m: &CaMaterial, crl_url: Option<String>) -> Result<Self, CaError> {
         Self::check_material(m)?;
         let intermediate_ski = {
@@ -297,7 +280,7 @@ impl Ca {
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
         Ok(Self {
             root_pem: cert_pem(&m.root_cert),
-            permitted_uri_hosts: permitted_uri_hosts(&m.intermediate_cert),
+            constraints: NameConstraints::from_cert(&m.intermediate_cert),
             intermediate_pem: cert_pem(&m.intermediate_cert),
             root_der: m.root_cert.clone(),
             intermediate_der: m.intermediate_cert.clone(),
@@ -362,7 +345,10 @@ impl Ca {
 
     /// Signs a leaf. Names, validity, key usage and EKU come from `req`, never from a
     /// CSR (RFC 8555 §7.4, and rcgen's `from_der` copies CA rights: crate-stack §4.14).
+    /// Names outside the intermediate's constraints are refused: such a leaf would not
+    /// verify anyway.
     pub fn issue(&self, req: &LeafRequest<'_>) -> Result<IssuedLeaf, CaError> {
+        self.constraints.check(req.dns_names, req.ip_addresses)?;
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         let cn = req
@@ -393,6 +379,11 @@ impl Ca {
         for uri in req.uris {
             let ia5 = uri.as_str().try_into().map_err(|_| CaError::BadCsr(format!("`{uri}` is not an IA5 URI")))?;
             p.subject_alt_names.push(SanType::URI(ia5));
+        }
+        for email in req.emails {
+            let ia5 =
+                email.as_str().try_into().map_err(|_| CaError::BadCsr(format!("`{email}` is not an IA5 address")))?;
+            p.subject_alt_names.push(SanType::Rfc822Name(ia5));
         }
         p.is_ca = IsCa::ExplicitNoCa;
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -442,6 +433,7 @@ impl Ca {
             dns_names: &dns,
             ip_addresses: &ips,
             uris: &[],
+            emails: &[],
             subject: None,
             not_before: now - 3600,
             not_after: now + 397 * 86_400,

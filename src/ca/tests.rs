@@ -4,7 +4,7 @@ use x509_parser::prelude::*;
 const NOW: UnixTime = 1_800_000_000;
 
 fn ca() -> (Ca, CaMaterial) {
-    let m = Ca::generate("idca", &[], NOW).unwrap();
+    let m = Ca::generate("idca", &super::NameConstraints::default(), NOW).unwrap();
     (Ca::load(&m, Some("https://ca.test/crl".into())).unwrap(), m)
 }
 
@@ -38,6 +38,7 @@ fn leaf_takes_only_the_key_and_has_chosen_names() {
             dns_names: &names,
             ip_addresses: &ips,
             uris: &[],
+            emails: &[],
             subject: None,
             not_before: NOW,
             not_after: NOW + 90 * 86_400,
@@ -87,6 +88,7 @@ fn same_key_twice_gets_distinct_serials() {
         dns_names: &names,
         ip_addresses: &[],
         uris: &[],
+        emails: &[],
         subject: None,
         not_before: NOW,
         not_after: NOW + 86_400,
@@ -149,6 +151,7 @@ fn leaves_point_at_the_crl_and_the_crl_lists_revocations() {
             dns_names: &names,
             ip_addresses: &[],
             uris: &[],
+            emails: &[],
             subject: None,
             not_before: NOW,
             not_after: NOW + 86_400,
@@ -177,12 +180,15 @@ fn leaves_point_at_the_crl_and_the_crl_lists_revocations() {
 
 #[test]
 fn the_intermediate_can_be_name_constrained_to_identity_domains() {
-    let m = Ca::generate("idca", &["wire.test".to_owned()], NOW).unwrap();
+    let m = Ca::generate("idca", &super::NameConstraints::uri_hosts(&["wire.test".to_owned()]), NOW).unwrap();
     let (_, int) = X509Certificate::from_der(&m.intermediate_cert).unwrap();
     let nc = int.extensions().iter().find(|e| e.oid.to_id_string() == "2.5.29.30").unwrap();
     assert!(nc.critical);
     assert_eq!(permitted_uri_hosts(&m.intermediate_cert), vec!["wire.test".to_owned()]);
-    assert!(permitted_uri_hosts(&Ca::generate("idca", &[], NOW).unwrap().intermediate_cert).is_empty());
+    assert!(
+        permitted_uri_hosts(&Ca::generate("idca", &super::NameConstraints::default(), NOW).unwrap().intermediate_cert)
+            .is_empty()
+    );
     let ca = Ca::load(&m, None).unwrap();
     let issue = |uri: &str| {
         let key = leaf_key();
@@ -193,6 +199,7 @@ fn the_intermediate_can_be_name_constrained_to_identity_domains() {
             dns_names: &[],
             ip_addresses: &[],
             uris: &uris,
+            emails: &[],
             subject: Some(("wire.test", "Alice")),
             not_before: NOW - 60,
             not_after: NOW + 86_400,

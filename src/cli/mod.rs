@@ -1,6 +1,9 @@
 //! Subcommands other than `serve`.
 
 pub mod enroll;
+mod files;
+pub mod pki;
+pub mod trust;
 
 use crate::app::{AppError, load_or_create_ca, open_store};
 use crate::config::Config;

@@ -33,8 +33,10 @@ impl std::fmt::Debug for CaMaterial {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedCertificate {
     pub serial: Serial,
-    pub account: AccountId,
-    pub order: OrderId,
+    /// The ACME account that ordered it; `None` for `idca issue`.
+    pub account: Option<AccountId>,
+    /// The ACME order it finalized; `None` for `idca issue`.
+    pub order: Option<OrderId>,
     /// The PEM chain served at the certificate URL: leaf, then intermediate.
     pub chain_pem: String,
     pub not_before: UnixTime,

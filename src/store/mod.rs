@@ -112,6 +112,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes the finalized `order` (if still at `seen`) and its certificate together.
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError>;
     async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError>;
+    /// Stores a certificate issued outside ACME (`idca issue`); `AlreadyExists` if the
+    /// serial is taken.
+    async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError>;
+    /// Every issued certificate, in serial order.
+    async fn certificates(&self) -> Result<Vec<Versioned<IssuedCertificate>>, StoreError>;
 
     /// The DPoP nonce secret: the stored one, or `fresh` stored now (first start).
     async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;

@@ -543,6 +543,27 @@ impl Store for SledStore {
         Self::get(&self.inner.certs, "certs", serial.0.as_bytes())
     }
 
+    async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError> {
+        let bytes = encode(cert, 1)?;
+        self.inner
+            .certs
+            .compare_and_swap(cert.serial.0.as_bytes(), None as Option<&[u8]>, Some(bytes))
+            .map_err(backend)?
+            .map_err(|_| StoreError::AlreadyExists)?;
+        self.durable().await
+    }
+
+    async fn certificates(&self) -> Result<Vec<Versioned<IssuedCertificate>>, StoreError> {
+        self.inner
+            .certs
+            .iter()
+            .map(|entry| {
+                let (_, v) = entry.map_err(backend)?;
+                decode("certs", &v)
+            })
+            .collect()
+    }
+
     async fn update_certificate(&self, cert: &IssuedCertificate, seen: Version) -> Result<Version, StoreError> {
         let i = &self.inner;
         let bytes = encode(cert, seen + 1)?;

@@ -153,8 +153,8 @@ async fn finalize_is_one_transaction_and_cas() {
     let (serial, _) = Serial::random();
     let cert = IssuedCertificate {
         serial: serial.clone(),
-        account: acct.id.clone(),
-        order: o.id.clone(),
+        account: Some(acct.id.clone()),
+        order: Some(o.id.clone()),
         chain_pem: "pem".into(),
         not_before: 0,
         not_after: 1,
@@ -171,6 +171,32 @@ async fn finalize_is_one_transaction_and_cas() {
     let cert2 = IssuedCertificate { serial: other.clone(), ..cert.clone() };
     assert!(matches!(s.finalize_order(&done, 1, &cert2).await, Err(StoreError::Conflict)));
     assert!(matches!(s.certificate(&other).await, Err(StoreError::NotFound)));
+}
+
+#[tokio::test]
+async fn certificates_issued_outside_acme_are_stored_once_and_listed() {
+    let s = SledStore::temporary().unwrap();
+    let (serial, _) = Serial::random();
+    let cert = IssuedCertificate {
+        serial: serial.clone(),
+        account: None,
+        order: None,
+        chain_pem: "pem".into(),
+        not_before: 0,
+        not_after: 1,
+        issued: 0,
+        revoked: None,
+        replaced_by: None,
+    };
+    s.create_certificate(&cert).await.unwrap();
+    assert!(matches!(s.create_certificate(&cert).await, Err(StoreError::AlreadyExists)));
+    let (other, _) = Serial::random();
+    s.create_certificate(&IssuedCertificate { serial: other.clone(), ..cert.clone() }).await.unwrap();
+    let listed: Vec<Serial> = s.certificates().await.unwrap().into_iter().map(|c| c.value.serial).collect();
+    let mut expected = vec![serial.clone(), other];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listed, expected);
+    assert_eq!(s.certificate(&serial).await.unwrap().value, cert);
 }
 
 #[tokio::test]

@@ -1,0 +1,67 @@
+//! Output files written all or nothing: each is staged beside its destination, synced,
+//! and renamed into place only when every one is ready; staged files that are never
+//! committed are removed.
+
+use std::path::{Path, PathBuf};
+
+/// Files staged for one command's output.
+#[derive(Debug, Default)]
+pub struct StagedFiles {
+    /// (staged, destination)
+    files: Vec<(PathBuf, PathBuf)>,
+}
+
+impl StagedFiles {
+    /// Writes `bytes` to a hidden file beside `dest` and syncs it. A `secret` is created
+    /// mode 0600, so it is never readable by others, not even briefly.
+    pub fn stage(&mut self, dest: &Path, bytes: &[u8], secret: bool) -> Result<(), String> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = dest.file_name().ok_or_else(|| format!("{} is not a file name", dest.display()))?;
+        let mut tag = [0u8; 6];
+        crate::model::fill_random(&mut tag);
+        let staged = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), crate::jose::b64_encode(tag)));
+        let fail = |e: std::io::Error| format!("cannot write {}: {e}", dest.display());
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, if secret { 0o600 } else { 0o644 });
+        #[cfg(not(unix))]
+        let _ = secret;
+        let mut file = options.open(&staged).map_err(fail)?;
+        self.files.push((staged, dest.to_path_buf()));
+        std::io::Write::write_all(&mut file, bytes).map_err(fail)?;
+        file.sync_all().map_err(fail)
+    }
+
+    /// Moves every staged file into place and syncs the directories.
+    pub fn commit(mut self) -> Result<(), String> {
+        let files = std::mem::take(&mut self.files);
+        for (i, (staged, dest)) in files.iter().enumerate() {
+            if let Err(e) = std::fs::rename(staged, dest) {
+                for (s, _) in files.get(i..).unwrap_or_default() {
+                    let _ = std::fs::remove_file(s);
+                }
+                return Err(format!("cannot write {}: {e}", dest.display()));
+            }
+        }
+        #[cfg(unix)]
+        for (_, dest) in &files {
+            let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for StagedFiles {
+    fn drop(&mut self) {
+        for (staged, _) in &self.files {
+            let _ = std::fs::remove_file(staged);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! `idca trust install | uninstall | status`: idca's root in the system trust store
+//! (Debian/Ubuntu, Fedora/RHEL, Arch) and in NSS databases (Chromium, Firefox), with
+//! the manual steps for everything else. Each root is stored under a name made from
+//! its fingerprint, so only idca's own root is ever added or removed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::ca::NameConstraints;
+use crate::config::Config;
+
+use super::files::StagedFiles;
+use super::pki::fingerprint;
+
+type Fail = String;
+
+/// Where to install, when not detected.
+#[derive(Debug, Clone, Default)]
+pub struct TrustOptions {
+    /// Install even a root that is not name-constrained.
+    pub force: bool,
+    /// The system anchors directory (default: the detected distribution's).
+    pub system_dir: Option<PathBuf>,
+    /// Run after the directory changes (default: the distribution's, only for its own
+    /// directory; `none` runs nothing).
+    pub update_command: Option<String>,
+    /// Leave the system store alone.
+    pub no_system: bool,
+    /// NSS databases (default: `~/.pki/nssdb` and Firefox profiles that exist).
+    pub nss_dbs: Vec<PathBuf>,
+    /// Leave NSS databases alone.
+    pub no_nss: bool,
+}
+
+/// A system trust store: anchors directory, file extension, refresh command.
+#[derive(Debug, Clone, PartialEq)]
+struct SystemStore {
+    dir: PathBuf,
+    update: Option<Vec<String>>,
+}
+
+fn on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+}
+
+/// The distributions' anchor directories and the commands that rebuild their bundles.
+fn detect_system_store() -> Option<SystemStore> {
+    let known: [(&str, &str, &[&str]); 3] = [
+        ("/usr/local/share/ca-certificates", "update-ca-certificates", &[]),
+        ("/etc/pki/ca-trust/source/anchors", "update-ca-trust", &["extract"]),
+        ("/etc/ca-certificates/trust-source/anchors", "trust", &["extract-compat"]),
+    ];
+    known.iter().find_map(|(dir, cmd, args)| {
+        let program = on_path(cmd)?;
+        Path::new(dir).is_dir().then(|| SystemStore {
+            dir: PathBuf::from(dir),
+            update: Some(
+                std::iter::once(program.to_string_lossy().into_owned())
+                    .chain(args.iter().map(|a| (*a).to_owned()))
+                    .collect(),
+            ),
+        })
+    })
+}
+
+fn system_store(o: &TrustOptions) -> Option<SystemStore> {
+    if o.no_system {
+        return None;
+    }
+    let detected = detect_system_store();
+    let mut store = match &o.system_dir {
+        Some(dir) => SystemStore { dir: dir.clone(), update: None },
+        None => detected?,
+    };
+    match o.update_command.as_deref() {
+        Some("none") => store.update = None,
+        Some(cmd) => store.update = Some(cmd.split_whitespace().map(str::to_owned).collect()),
+        None => {}
+    }
+    Some(store)
+}
+
+/// NSS databases that exist: Chromium's shared one and every Firefox profile.
+fn nss_dbs(o: &TrustOptions) -> Vec<PathBuf> {
+    if o.no_nss {
+        return Vec::new();
+    }
+    if !o.nss_dbs.is_empty() {
+        return o.nss_dbs.clone();
+    }
+    let Some(home) = std::env::var_os("HOME").map(PathBuf::from) else { return Vec::new() };
+    let mut dbs: Vec<PathBuf> = [home.join(".pki/nssdb"), home.join("snap/chromium/current/.pki/nssdb")]
+        .into_iter()
+        .filter(|d| d.join("cert9.db").is_file())
+        .collect();
+    for profiles in [home.join(".mozilla/firefox"), home.join("snap/firefox/common/.mozilla/firefox")] {
+        if let Ok(entries) = std::fs::read_dir(profiles) {
+            dbs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.join("cert9.db").is_file()));
+        }
+    }
+    dbs
+}
+
+/// The root to trust: from the data directory (`root.pem`, kept current by every
+/// command that opens the CA, and readable while a server holds the store).
+fn root(config: &Config) -> Result<(PathBuf, Vec<u8>), Fail> {
+    let path = config.storage.data_dir.join("root.pem");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {} ({e}): run `idca init --local-pki` first, or point --data at the data directory",
+            path.display()
+        )
+    })?;
+    let der = pem_certificate(&text).ok_or_else(|| format!("{} holds no certificate", path.display()))?;
+    Ok((path, der))
+}
+
+fn pem_certificate(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let body = text.split("-----BEGIN CERTIFICATE-----").nth(1)?.split("-----END CERTIFICATE-----").next()?;
+    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// This root's name in stores: `idca-root-<first 16 hex digits of its SHA-256>`.
+fn store_name(der: &[u8]) -> String {
+    format!("idca-root-{}", fingerprint(der).get(..16).unwrap_or_default())
+}
+
+fn run(argv: &[String]) -> Result<String, Fail> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let out = Command::new(program).args(args).output().map_err(|e| format!("cannot run {program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("`{}` failed ({}): {}", argv.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+fn certutil() -> Option<String> {
+    on_path("certutil").map(|p| p.to_string_lossy().into_owned())
+}
+
+fn nss_has(certutil: &str, db: &Path, name: &str) -> bool {
+    Command::new(certutil)
+        .args(["-L", "-d", &format!("sql:{}", db.display()), "-n", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn manual_steps(root_path: &Path, name: &str) -> String {
+    let p = root_path.display();
+    format!(
+        "Elsewhere, by hand:\n  \
+         macOS:   sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {p}\n  \
+         Windows: certutil -addstore -f ROOT {p}   (elevated prompt; or Import-Certificate -FilePath {p} \
+         -CertStoreLocation Cert:\\LocalMachine\\Root)\n  \
+         Java:    keytool -importcert -cacerts -storepass changeit -noprompt -alias {name} -file {p}\n  \
+         Node:    export NODE_EXTRA_CA_CERTS={p}\n"
+    )
+}
+
+/// `idca trust install`. Returns the report.
+pub fn install(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
+    let (root_path, der) = root(config)?;
+    if !NameConstraints::from_cert(&der).constrains_tls_names() && !o.force {
+        return Err(format!(
+            "refusing to trust {}: this root is not name-constrained, so it could vouch for any site (your bank \
+             included), and whoever can read {} could then intercept your HTTPS. Make a local PKI with \
+             `idca --data <new dir> init --local-pki` and trust that, or pass --force if this root is really \
+             meant to be trusted for every name",
+            root_path.display(),
+            config.storage.data_dir.display()
+        ));
+    }
+    let name = store_name(&der);
+    let pem = crate::ca::cert_pem(&der);
+    let mut report = format!("Root {} ({name})\n", root_path.display());
+    match system_store(o) {
+        Some(store) => {
+            let file = store.dir.join(format!("{name}.crt"));
+            if std::fs::read_to_string(&file).is_ok_and(|t| t == pem) {
+                report.push_str(&format!("  system store: already trusted ({})\n", file.display()));
+            } else {
+                let mut files = StagedFiles::default();
+                files.stage(&file, pem.as_bytes(), false).map_err(|e| need_root(e, &store.dir))?;
+                files.commit()?;
+                if let Some(cmd) = &store.update {
+                    run(cmd)?;
+                }
+                report.push_str(&format!("  system store: added {}\n", file.display()));
+            }
+        }
+        None if o.no_system => {}
+        None => report.push_str("  system store: none found (Debian/Ubuntu, Fedora/RHEL and Arch are known)\n"),
+    }
+    let dbs = nss_dbs(o);
+    match (certutil(), dbs.is_empty()) {
+        (_, true) => {
+            if !o.no_nss {
+                report.push_str("  NSS: no databases found (Chromium's ~/.pki/nssdb, Firefox profiles)\n");
+            }
+        }
+        (None, false) => report.push_str(
+            "  NSS: databases found but no certutil: install it (Debian: libnss3-tools, Fedora: nss-tools) and \
+             run this again\n",
+        ),
+        (Some(certutil), false) => {
+            for db in dbs {
+                if nss_has(&certutil, &db, &name) {
+                    report.push_str(&format!("  NSS {}: already trusted\n", db.display()));
+                    continue;
+                }
+                run(&[
+                    certutil.clone(),
+                    "-A".into(),
+                    "-d".into(),
+                    format!("sql:{}", db.display()),
+                    "-t".into(),
+                    "C,,".into(),
+                    "-n".into(),
+                    name.clone(),
+                    "-i".into(),
+                    root_path.to_string_lossy().into_owned(),
+                ])?;
+                report.push_str(&format!("  NSS {}: added (restart the browser)\n", db.display()));
+            }
+        }
+    }
+    report.push_str(&manual_steps(&root_path, &name));
+    Ok(report)
+}
+
+fn need_root(e: String, dir: &Path) -> String {
+    if e.contains("ermission denied") {
+        format!("{e}\nwriting to {} needs root: run `sudo idca trust install`", dir.display())
+    } else {
+        e
+    }
+}
+
+/// `idca trust uninstall`: removes this root (and only it) wherever install put it.
+pub fn uninstall(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
+    let (root_path, der) = root(config)?;
+    let name = store_name(&der);
+    let mut report = format!("Root {} ({name})\n", root_path.display());
+    if let Some(store) = system_store(o) {
+        let file = store.dir.join(format!("{name}.crt"));
+        if file.exists() {
+            std::fs::remove_file(&file)
+                .map_err(|e| need_root(format!("cannot remove {}: {e}", file.display()), &store.dir))?;
+            if let Some(cmd) = &store.update {
+                run(cmd)?;
+            }
+            report.push_str(&format!("  system store: removed {}\n", file.display()));
+        } else {
+            report.push_str("  system store: was not there\n");
+        }
+    }
+    if let Some(certutil) = certutil() {
+        for db in nss_dbs(o) {
+            if nss_has(&certutil, &db, &name) {
+                run(&[
+                    certutil.clone(),
+                    "-D".into(),
+                    "-d".into(),
+                    format!("sql:{}", db.display()),
+                    "-n".into(),
+                    name.clone(),
+                ])?;
+                report.push_str(&format!("  NSS {}: removed\n", db.display()));
+            } else {
+                report.push_str(&format!("  NSS {}: was not there\n", db.display()));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// `idca trust status`: where this root is trusted.
+pub fn status(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
+    let (root_path, der) = root(config)?;
+    let name = store_name(&der);
+    let constrained = if NameConstraints::from_cert(&der).constrains_tls_names() {
+        "name-constrained to local names"
+    } else {
+        "NOT name-constrained"
+    };
+    let mut report = format!("Root {} ({name}, {constrained})\n", root_path.display());
+    match system_store(o) {
+        Some(store) => {
+            let file = store.dir.join(format!("{name}.crt"));
+            let state = if file.exists() { "trusted" } else { "not trusted" };
+            report.push_str(&format!("  system store {}: {state}\n", store.dir.display()));
+        }
+        None => report.push_str("  system store: none found\n"),
+    }
+    match certutil() {
+        Some(certutil) => {
+            for db in nss_dbs(o) {
+                let state = if nss_has(&certutil, &db, &name) { "trusted" } else { "not trusted" };
+                report.push_str(&format!("  NSS {}: {state}\n", db.display()));
+            }
+        }
+        None => report.push_str("  NSS: certutil not installed, cannot tell\n"),
+    }
+    let node = std::env::var("NODE_EXTRA_CA_CERTS").ok();
+    let node_state = if node.as_deref().map(Path::new) == Some(root_path.as_path()) { "trusted" } else { "not set" };
+    report.push_str(&format!("  Node (NODE_EXTRA_CA_CERTS): {node_state}\n"));
+    Ok(report)
+}
