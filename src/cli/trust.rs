@@ -113,7 +113,8 @@ fn root(config: &Config) -> Result<(PathBuf, Vec<u8>), Fail> {
         )
     })?;
     let der = pem_certificate(&text).ok_or_else(|| format!("{} holds no certificate", path.display()))?;
-    Ok((path, der))
+    // Absolute, for the printed steps (NODE_EXTRA_CA_CERTS and the like).
+    Ok((std::fs::canonicalize(&path).unwrap_or(path), der))
 }
 
 fn pem_certificate(text: &str) -> Option<Vec<u8>> {
