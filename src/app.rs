@@ -85,8 +85,17 @@ pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> 
         &config.storage.data_dir.join("intermediate.pem"),
         &crate::ca::cert_pem(&material.intermediate_cert),
     )?;
+    // Roots retired by `idca rotate-root`, for `idca trust uninstall --retired`.
+    let retired = store.retired_ca_material().await?;
+    if !retired.is_empty() {
+        let pems: String = retired.iter().map(|m| crate::ca::cert_pem(&m.root_cert)).collect();
+        write_if_changed(&config.storage.data_dir.join(RETIRED_ROOTS_FILE), &pems)?;
+    }
     Ok(material)
 }
+
+/// The roots retired by rotations (PEM, oldest first), in the data directory.
+pub const RETIRED_ROOTS_FILE: &str = "retired-roots.pem";
 
 /// The file holding the demo user's password, in the data directory.
 pub const DEMO_PASSWORD_FILE: &str = "demo-password";

@@ -47,6 +47,15 @@ enum Command {
         #[command(subcommand)]
         command: Option<CertsCommand>,
     },
+    /// Replace the root and intermediate: prints the plan; --apply carries it out.
+    RotateRoot {
+        /// Create the new CA and retire the current one.
+        #[arg(long)]
+        apply: bool,
+        /// Keep the new root key offline: write it to FILE (mode 0600).
+        #[arg(long, value_name = "FILE", requires = "apply")]
+        offline_root_key: Option<PathBuf>,
+    },
     /// Trust the root: system store (Debian/Ubuntu, Fedora/RHEL, Arch), NSS databases
     /// (Chromium, Firefox), and the steps for macOS, Windows, Java and Node.
     Trust {
@@ -135,8 +144,14 @@ enum CertsCommand {
 enum TrustCommand {
     /// Add the root (a name-constrained one, unless --force) where it is trusted.
     Install(TrustArgs),
-    /// Remove the root from where install put it.
-    Uninstall(TrustArgs),
+    /// Remove this data directory's roots (current and retired) from where install put them.
+    Uninstall {
+        #[command(flatten)]
+        args: TrustArgs,
+        /// Only the roots retired by `idca rotate-root`.
+        #[arg(long)]
+        retired: bool,
+    },
     /// Tell where the root is trusted.
     Status(TrustArgs),
 }
@@ -335,9 +350,12 @@ async fn main() -> ExitCode {
                 idca::cli::pki::revoke(&config, &serial, reason).await.map(|r| print!("{r}"))
             }
         },
+        Command::RotateRoot { apply, offline_root_key } => {
+            idca::cli::pki::rotate_root(&config, apply, offline_root_key.as_deref()).await.map(|r| print!("{r}"))
+        }
         Command::Trust { command } => match command {
             TrustCommand::Install(a) => idca::cli::trust::install(&config, &a.into()),
-            TrustCommand::Uninstall(a) => idca::cli::trust::uninstall(&config, &a.into()),
+            TrustCommand::Uninstall { args, retired } => idca::cli::trust::uninstall(&config, &args.into(), retired),
             TrustCommand::Status(a) => idca::cli::trust::status(&config, &a.into()),
         }
         .map(|r| print!("{r}")),

@@ -373,6 +373,100 @@ fn key_type_name(t: KeyType) -> String {
     }
 }
 
+/// `idca rotate-root`: prints the plan for replacing the root (and intermediate); with
+/// `apply`, carries out its first steps: a new CA with the same name constraints becomes
+/// the signing one, and the current one is retired (its certificates stay listed and
+/// revocable, its root stays in `retired-roots.pem` until `idca trust uninstall --retired`).
+pub async fn rotate_root(
+    config: &Config,
+    apply: bool,
+    offline_root_key: Option<&std::path::Path>,
+) -> Result<String, Fail> {
+    use x509_parser::prelude::FromDer;
+    let store = open_existing(config, "rotate-root")?;
+    let current = load_or_create_ca(config, &store, now()).await.map_err(store_error)?;
+    if config.ca.root_cert.is_some() {
+        return Err("the CA comes from files named in config.toml ([ca] root_cert …): rotate it there".into());
+    }
+    let constraints = NameConstraints::from_cert(&current.intermediate_cert);
+    let root_until = x509_parser::certificate::X509Certificate::from_der(&current.root_cert)
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .unwrap_or_default();
+    let now = now();
+    let live: Vec<IssuedCertificate> = store
+        .certificates()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|c| c.revoked.is_none() && c.not_after > now)
+        .collect();
+    let cli: Vec<CertSummary> = live.iter().filter(|c| c.account.is_none()).map(|c| summarize(c, now)).collect();
+    let last = live.iter().map(|c| c.not_after).max();
+    let data = config.storage.data_dir.display();
+    let idca = if config.storage.data_dir == std::path::Path::new("data") {
+        "idca".to_owned()
+    } else {
+        format!("idca --data {data}")
+    };
+    let mut plan = format!("Root rotation for {data}\n");
+    plan.push_str(&format!(
+        "  current root: {}, valid until {}\n",
+        describe_ca(&current.root_cert),
+        rfc3339(root_until)
+    ));
+    plan.push_str(&format!(
+        "  it signed {} certificates still valid ({} through ACME, {} with idca issue){}\n",
+        live.len(),
+        live.len() - cli.len(),
+        cli.len(),
+        last.map(|t| format!("; the last expires {}", rfc3339(t))).unwrap_or_default()
+    ));
+    plan.push_str(&format!(
+        "\n{}:\n  1. create a new root and intermediate with the same name constraints ({}){}\n  \
+         2. retire the current CA: its certificates stay listed and revocable (idca certs), its root is kept \
+         in {data}/retired-roots.pem\n  3. the new intermediate signs from then on (restart a running idca serve)\n\
+         Then:\n  4. {idca} trust install   (trusts the new root beside the old one)\n",
+        if apply { "Now" } else { "`idca rotate-root --apply` will" },
+        constraints.describe(),
+        offline_root_key
+            .map(|p| format!(", writing the new root key to {} (offline)", p.display()))
+            .unwrap_or_default()
+    ));
+    if cli.is_empty() {
+        plan.push_str("  5. nothing issued with idca issue to reissue; ACME clients renew onto the new chain\n");
+    } else {
+        plan.push_str("  5. reissue what idca issue made (ACME clients renew onto the new chain by themselves):\n");
+        for c in &cli {
+            let names: Vec<String> = c
+                .names
+                .iter()
+                .map(|n| if n.contains(['*', '@', ':']) { format!("'{n}'") } else { n.clone() })
+                .collect();
+            let client = if c.client { " --client" } else { "" };
+            plan.push_str(&format!("       {idca} issue{client} {}\n", names.join(" ")));
+        }
+    }
+    plan.push_str(&format!(
+        "  6. once nothing serves the old chain{}: {idca} trust uninstall --retired\n",
+        last.map(|t| format!(" (at the latest {})", rfc3339(t))).unwrap_or_default()
+    ));
+    if !apply {
+        return Ok(plan);
+    }
+    let mut fresh = Ca::generate(&config.ca.organization, &constraints, now).map_err(store_error)?;
+    if let Some(path) = offline_root_key {
+        let mut files = StagedFiles::default();
+        files.stage(path, crate::ca::key_pem(&fresh.root_key).as_bytes(), true)?;
+        files.commit()?;
+        fresh.root_key = Vec::new();
+    }
+    store.rotate_ca_material(&current, &fresh).await.map_err(store_error)?;
+    let installed = load_or_create_ca(config, &store, now).await.map_err(store_error)?;
+    plan.push_str(&format!("\nDone: the new root is {}\n", describe_ca(&installed.root_cert)));
+    Ok(plan)
+}
+
 /// What a listed certificate is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertSummary {
@@ -382,15 +476,20 @@ pub struct CertSummary {
     pub status: &'static str,
     /// `acme <account>` or `cli`.
     pub via: String,
+    /// A client certificate (clientAuth without serverAuth).
+    pub client: bool,
 }
 
 fn summarize(cert: &IssuedCertificate, now: UnixTime) -> CertSummary {
     use x509_parser::prelude::*;
     let mut names = Vec::new();
-    if let Some(der) = cert.leaf_der()
-        && let Ok((_, x)) = X509Certificate::from_der(&der)
-        && let Ok(Some(san)) = x.subject_alternative_name()
-    {
+    let der = cert.leaf_der().unwrap_or_default();
+    let parsed = X509Certificate::from_der(&der).ok().map(|(_, x)| x);
+    let client = parsed
+        .as_ref()
+        .and_then(|x| x.extended_key_usage().ok().flatten())
+        .is_some_and(|eku| eku.value.client_auth && !eku.value.server_auth);
+    if let Some(Ok(Some(san))) = parsed.as_ref().map(|x| x.subject_alternative_name()) {
         for n in &san.value.general_names {
             match n {
                 GeneralName::DNSName(d) | GeneralName::RFC822Name(d) | GeneralName::URI(d) => {
@@ -417,7 +516,7 @@ fn summarize(cert: &IssuedCertificate, now: UnixTime) -> CertSummary {
         Some(a) => format!("acme {}", a.as_str()),
         None => "cli".into(),
     };
-    CertSummary { serial: cert.serial.clone(), names, not_after: cert.not_after, status, via }
+    CertSummary { serial: cert.serial.clone(), names, not_after: cert.not_after, status, via, client }
 }
 
 /// Every issued certificate, oldest first; with `expiring_within`, only valid ones that

@@ -37,6 +37,9 @@ pub struct TrustOptions {
 struct SystemStore {
     dir: PathBuf,
     update: Option<Vec<String>>,
+    /// Extra arguments to the update command after a removal (Debian's `--fresh`, which
+    /// also drops the links to the removed file).
+    after_removal: Vec<String>,
 }
 
 fn on_path(program: &str) -> Option<PathBuf> {
@@ -46,12 +49,12 @@ fn on_path(program: &str) -> Option<PathBuf> {
 
 /// The distributions' anchor directories and the commands that rebuild their bundles.
 fn detect_system_store() -> Option<SystemStore> {
-    let known: [(&str, &str, &[&str]); 3] = [
-        ("/usr/local/share/ca-certificates", "update-ca-certificates", &[]),
-        ("/etc/pki/ca-trust/source/anchors", "update-ca-trust", &["extract"]),
-        ("/etc/ca-certificates/trust-source/anchors", "trust", &["extract-compat"]),
+    let known: [(&str, &str, &[&str], &[&str]); 3] = [
+        ("/usr/local/share/ca-certificates", "update-ca-certificates", &[], &["--fresh"]),
+        ("/etc/pki/ca-trust/source/anchors", "update-ca-trust", &["extract"], &[]),
+        ("/etc/ca-certificates/trust-source/anchors", "trust", &["extract-compat"], &[]),
     ];
-    known.iter().find_map(|(dir, cmd, args)| {
+    known.iter().find_map(|(dir, cmd, args, after_removal)| {
         let program = on_path(cmd)?;
         Path::new(dir).is_dir().then(|| SystemStore {
             dir: PathBuf::from(dir),
@@ -60,6 +63,7 @@ fn detect_system_store() -> Option<SystemStore> {
                     .chain(args.iter().map(|a| (*a).to_owned()))
                     .collect(),
             ),
+            after_removal: after_removal.iter().map(|a| (*a).to_owned()).collect(),
         })
     })
 }
@@ -70,7 +74,7 @@ fn system_store(o: &TrustOptions) -> Option<SystemStore> {
     }
     let detected = detect_system_store();
     let mut store = match &o.system_dir {
-        Some(dir) => SystemStore { dir: dir.clone(), update: None },
+        Some(dir) => SystemStore { dir: dir.clone(), update: None, after_removal: Vec::new() },
         None => detected?,
     };
     match o.update_command.as_deref() {
@@ -100,6 +104,18 @@ fn nss_dbs(o: &TrustOptions) -> Vec<PathBuf> {
         }
     }
     dbs
+}
+
+/// `~/.pki/nssdb` when a Chromium-family browser is installed but has not made it yet
+/// (and no databases were named).
+fn missing_chromium_db(o: &TrustOptions) -> Option<PathBuf> {
+    if o.no_nss || !o.nss_dbs.is_empty() {
+        return None;
+    }
+    let browsers = ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "brave-browser"];
+    browsers.iter().find_map(|b| on_path(b))?;
+    let db = PathBuf::from(std::env::var_os("HOME")?).join(".pki/nssdb");
+    (!db.join("cert9.db").exists()).then_some(db)
 }
 
 /// The root to trust: from the data directory (`root.pem`, kept current by every
@@ -196,7 +212,15 @@ pub fn install(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
         None if o.no_system => {}
         None => report.push_str("  system store: none found (Debian/Ubuntu, Fedora/RHEL and Arch are known)\n"),
     }
-    let dbs = nss_dbs(o);
+    let mut dbs = nss_dbs(o);
+    if let (Some(certutil), Some(db)) = (certutil(), missing_chromium_db(o)) {
+        // Chromium creates ~/.pki/nssdb on its first run; create it now so the root is
+        // there when the browser first starts.
+        std::fs::create_dir_all(&db).map_err(|e| format!("cannot create {}: {e}", db.display()))?;
+        run(&[certutil, "-N".into(), "-d".into(), format!("sql:{}", db.display()), "--empty-password".into()])?;
+        report.push_str(&format!("  NSS {}: created for Chromium\n", db.display()));
+        dbs.push(db);
+    }
     match (certutil(), dbs.is_empty()) {
         (_, true) => {
             if !o.no_nss {
@@ -241,38 +265,61 @@ fn need_root(e: String, dir: &Path) -> String {
     }
 }
 
-/// `idca trust uninstall`: removes this root (and only it) wherever install put it.
-pub fn uninstall(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
-    let (root_path, der) = root(config)?;
-    let name = store_name(&der);
-    let mut report = format!("Root {} ({name})\n", root_path.display());
-    if let Some(store) = system_store(o) {
-        let file = store.dir.join(format!("{name}.crt"));
-        if file.exists() {
-            std::fs::remove_file(&file)
-                .map_err(|e| need_root(format!("cannot remove {}: {e}", file.display()), &store.dir))?;
-            if let Some(cmd) = &store.update {
-                run(cmd)?;
-            }
-            report.push_str(&format!("  system store: removed {}\n", file.display()));
-        } else {
-            report.push_str("  system store: was not there\n");
-        }
+/// The roots retired by `idca rotate-root`, from `retired-roots.pem` (none if absent).
+fn retired_roots(config: &Config) -> Vec<Vec<u8>> {
+    let path = config.storage.data_dir.join(crate::app::RETIRED_ROOTS_FILE);
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.split_inclusive("-----END CERTIFICATE-----").filter_map(pem_certificate).collect()
+}
+
+/// `idca trust uninstall`: removes this data directory's roots (and only them) wherever
+/// install put them: the current one and those retired by rotations, or with
+/// `retired_only` just the retired ones.
+pub fn uninstall(config: &Config, o: &TrustOptions, retired_only: bool) -> Result<String, Fail> {
+    let (_, der) = root(config)?;
+    let current = fingerprint(&der);
+    let mut roots = retired_roots(config);
+    if !retired_only {
+        roots.insert(0, der);
     }
-    if let Some(certutil) = certutil() {
-        for db in nss_dbs(o) {
-            if nss_has(&certutil, &db, &name) {
-                run(&[
-                    certutil.clone(),
-                    "-D".into(),
-                    "-d".into(),
-                    format!("sql:{}", db.display()),
-                    "-n".into(),
-                    name.clone(),
-                ])?;
-                report.push_str(&format!("  NSS {}: removed\n", db.display()));
+    let mut report = String::new();
+    if roots.is_empty() {
+        report.push_str("no retired roots (idca rotate-root retires one)\n");
+    }
+    let store = system_store(o);
+    let nss = certutil().map(|c| (c, nss_dbs(o)));
+    for root in roots {
+        let name = store_name(&root);
+        let which = if fingerprint(&root) == current { "current" } else { "retired" };
+        report.push_str(&format!("Root {name} ({which})\n"));
+        if let Some(store) = &store {
+            let file = store.dir.join(format!("{name}.crt"));
+            if file.exists() {
+                std::fs::remove_file(&file)
+                    .map_err(|e| need_root(format!("cannot remove {}: {e}", file.display()), &store.dir))?;
+                if let Some(cmd) = &store.update {
+                    run(&[cmd.as_slice(), store.after_removal.as_slice()].concat())?;
+                }
+                report.push_str(&format!("  system store: removed {}\n", file.display()));
             } else {
-                report.push_str(&format!("  NSS {}: was not there\n", db.display()));
+                report.push_str("  system store: was not there\n");
+            }
+        }
+        if let Some((certutil, dbs)) = &nss {
+            for db in dbs {
+                if nss_has(certutil, db, &name) {
+                    run(&[
+                        certutil.clone(),
+                        "-D".into(),
+                        "-d".into(),
+                        format!("sql:{}", db.display()),
+                        "-n".into(),
+                        name.clone(),
+                    ])?;
+                    report.push_str(&format!("  NSS {}: removed\n", db.display()));
+                } else {
+                    report.push_str(&format!("  NSS {}: was not there\n", db.display()));
+                }
             }
         }
     }

@@ -68,6 +68,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ca_material(&self) -> Result<Option<CaMaterial>, StoreError>;
     /// Stores `material` unless some is already stored; returns what is stored after.
     async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError>;
+    /// Root rotation: makes `new` the CA if `seen` is still it (`Conflict` otherwise),
+    /// and keeps `seen` among the retired CAs, in one transaction.
+    async fn rotate_ca_material(&self, seen: &CaMaterial, new: &CaMaterial) -> Result<(), StoreError>;
+    /// The CAs retired by rotations, oldest first.
+    async fn retired_ca_material(&self) -> Result<Vec<CaMaterial>, StoreError>;
 
     /// Stores a new account unless one with the same key exists; `AlreadyExists` if its
     /// external account binding kid is bound to another account already.

@@ -28,6 +28,7 @@ use crate::model::{
 };
 
 const CA_KEY: &[u8] = b"ca";
+const RETIRED_CA_KEY: &[u8] = b"ca-retired";
 
 /// sled-backed store with group-committed flushes.
 #[derive(Debug, Clone)]
@@ -315,6 +316,49 @@ impl Store for SledStore {
                 Some(current) => Ok(decode::<CaMaterial>("meta", &current)?.value),
                 None => Err(StoreError::Conflict),
             },
+        }
+    }
+
+    async fn rotate_ca_material(&self, seen: &CaMaterial, new: &CaMaterial) -> Result<(), StoreError> {
+        let new_bytes = encode(new, 1)?;
+        self.inner
+            .meta
+            .transaction(|meta| {
+                let current = match meta.get(CA_KEY)? {
+                    Some(b) => match decode::<CaMaterial>("meta", &b) {
+                        Ok(v) => v.value,
+                        Err(e) => return abort(e),
+                    },
+                    None => return abort(StoreError::NotFound),
+                };
+                if &current != seen {
+                    return abort(StoreError::Conflict);
+                }
+                let mut retired: Vec<CaMaterial> = match meta.get(RETIRED_CA_KEY)? {
+                    Some(b) => match decode("meta", &b) {
+                        Ok(v) => v.value,
+                        Err(e) => return abort(e),
+                    },
+                    None => Vec::new(),
+                };
+                retired.push(current);
+                let retired_bytes = match encode(&retired, 1) {
+                    Ok(b) => b,
+                    Err(e) => return abort(e),
+                };
+                meta.insert(RETIRED_CA_KEY, retired_bytes)?;
+                meta.insert(CA_KEY, new_bytes.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable().await
+    }
+
+    async fn retired_ca_material(&self) -> Result<Vec<CaMaterial>, StoreError> {
+        match Self::get(&self.inner.meta, "meta", RETIRED_CA_KEY) {
+            Ok(v) => Ok(v.value),
+            Err(StoreError::NotFound) => Ok(Vec::new()),
+            Err(e) => Err(e),
         }
     }
 

@@ -523,3 +523,54 @@ async fn chromium_loads_an_issued_certificate_once_trust_install_filled_its_nss_
     .unwrap();
     assert!(!control.contains("hello from idca issue"), "an untrusted root must not load: {control}");
 }
+
+#[test]
+fn root_rotation_prints_a_plan_then_retires_the_old_ca() {
+    let (dir, data) = local_pki();
+    let d = dir.path();
+    ok(&idca(d, &data, &["issue", "old.test"]));
+    ok(&idca(d, &data, &["issue", "--client", "bob@old.test"]));
+    let old_root = std::fs::read_to_string(data.join("root.pem")).unwrap();
+    let system = d.join("anchors");
+    std::fs::create_dir(&system).unwrap();
+    let flags = ["--system-dir", system.to_str().unwrap(), "--update-command", "none", "--no-nss"];
+    let trust =
+        |cmd: &[&'static str]| -> Vec<&str> { ["trust"].iter().chain(cmd).chain(flags.iter()).copied().collect() };
+    ok(&idca(d, &data, &trust(&["install"])));
+
+    // The plan changes nothing.
+    let plan = ok(&idca(d, &data, &["rotate-root"]));
+    assert!(plan.contains("2 certificates still valid (0 through ACME, 2 with idca issue)"), "{plan}");
+    assert!(plan.contains("issue old.test") && plan.contains("issue --client 'bob@old.test'"), "{plan}");
+    assert!(plan.contains("trust uninstall --retired"), "{plan}");
+    assert_eq!(std::fs::read_to_string(data.join("root.pem")).unwrap(), old_root);
+    assert!(!data.join("retired-roots.pem").exists());
+
+    let key = d.join("new-root-key.pem");
+    let done = ok(&idca(d, &data, &["rotate-root", "--apply", "--offline-root-key", key.to_str().unwrap()]));
+    assert!(done.contains("Done: the new root is"), "{done}");
+    let new_root = std::fs::read_to_string(data.join("root.pem")).unwrap();
+    assert_ne!(new_root, old_root);
+    assert_eq!(std::fs::read_to_string(data.join("retired-roots.pem")).unwrap(), old_root);
+    let from_key = openssl(&["pkey", "-pubout", "-in", key.to_str().unwrap()]);
+    let from_cert = openssl(&["x509", "-noout", "-pubkey", "-in", data.join("root.pem").to_str().unwrap()]);
+    assert_eq!(text(&from_key.stdout), text(&from_cert.stdout), "the offline key is the new root's");
+
+    // The old certificates stay listed; new ones chain to the new root, under the same constraints.
+    let list = ok(&idca(d, &data, &["certs"]));
+    assert!(list.contains("old.test") && list.contains("bob@old.test"), "{list}");
+    ok(&idca(d, &data, &["issue", "new.test"]));
+    assert!(openssl_verify(&data, &d.join("new.test.pem"), &[]).status.success());
+    assert!(!openssl_verify(&data, &d.join("old.test.pem"), &[]).status.success(), "old chain, new root");
+    let err = failed(&idca(d, &data, &["issue", "example.com"]));
+    assert!(err.contains("outside this CA's name constraints"), "{err}");
+
+    // Trust: the new root beside the old, then the old one removed.
+    ok(&idca(d, &data, &trust(&["install"])));
+    assert_eq!(snapshot(&system).len(), 2);
+    let out = ok(&idca(d, &data, &trust(&["uninstall", "--retired"])));
+    assert!(out.contains("(retired)") && !out.contains("(current)"), "{out}");
+    let left = snapshot(&system);
+    assert_eq!(left.len(), 1);
+    assert_eq!(String::from_utf8(left[0].1.clone()).unwrap(), new_root);
+}

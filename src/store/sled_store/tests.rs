@@ -283,3 +283,24 @@ async fn concurrent_writers_are_flushed() {
     assert!(flushes >= 1, "acknowledged without a flush");
     assert!(flushes <= writers, "{flushes} flushes for {writers} writers");
 }
+
+#[tokio::test]
+async fn ca_rotation_retires_the_current_ca_once() {
+    let s = SledStore::temporary().unwrap();
+    let ca = |n: u8| CaMaterial {
+        root_cert: vec![n],
+        root_key: vec![],
+        intermediate_cert: vec![n, 1],
+        intermediate_key: vec![n, 2],
+    };
+    assert!(matches!(s.rotate_ca_material(&ca(1), &ca(2)).await, Err(StoreError::NotFound)));
+    s.init_ca_material(&ca(1)).await.unwrap();
+    assert!(s.retired_ca_material().await.unwrap().is_empty());
+    s.rotate_ca_material(&ca(1), &ca(2)).await.unwrap();
+    // A rotation from a stale read loses and changes nothing.
+    assert!(matches!(s.rotate_ca_material(&ca(1), &ca(3)).await, Err(StoreError::Conflict)));
+    assert_eq!(s.ca_material().await.unwrap(), Some(ca(2)));
+    s.rotate_ca_material(&ca(2), &ca(3)).await.unwrap();
+    assert_eq!(s.retired_ca_material().await.unwrap(), vec![ca(1), ca(2)]);
+    assert_eq!(s.ca_material().await.unwrap(), Some(ca(3)));
+}
