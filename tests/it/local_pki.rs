@@ -222,6 +222,11 @@ async fn key_types_client_certificates_and_pkcs12() {
     }
     let list = ok(&idca(d, &data, &["certs"]));
     assert_eq!(list.lines().filter(|l| l.contains(" cli ")).count(), 5, "{list}");
+    // Expiring soon: only the short-lived one.
+    ok(&idca(d, &data, &["issue", "--days", "10", "soon.test"]));
+    let soon = ok(&idca(d, &data, &["certs", "expiring", "--days", "30"]));
+    assert_eq!(soon.lines().count(), 2, "header and one certificate: {soon}");
+    assert!(soon.contains("soon.test"), "{soon}");
 }
 
 /// Signs a leaf for `name` with the CA's intermediate key directly, bypassing idca's
