@@ -46,10 +46,22 @@ impl crate::validate::IdentityTokens for IdentityKeys {
     }
 }
 
-/// Opens the store in the configured data directory, creating the directory.
+/// Opens the store in the configured data directory, creating the directory. The
+/// directory holds the CA keys: it is made (and kept) readable by its owner only.
 pub fn open_store(config: &Config) -> Result<SledStore, AppError> {
     let dir = &config.storage.data_dir;
-    std::fs::create_dir_all(dir).map_err(|e| AppError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| AppError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let private = std::fs::Permissions::from_mode(0o700);
+        std::fs::set_permissions(dir, private)
+            .map_err(|e| AppError::Io(format!("cannot make {} private: {e}", dir.display())))?;
+    }
     Ok(SledStore::open(&dir.join("db"), config.storage.cache_capacity_mib)?)
 }
 
@@ -207,7 +219,14 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         .map_err(|e| AppError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
     let addr = listener.local_addr().map_err(|e| AppError::Io(e.to_string()))?;
     let public_url = config.public_url(addr);
-    let ca = Arc::new(Ca::load(&material, Some(format!("{public_url}{}", crate::acme::paths::CRL)))?);
+    let crl_base = format!("{public_url}{}", crate::acme::paths::CRL);
+    let ca = Arc::new(Ca::load(&material, Some(crl_base.clone()))?);
+    let retired = store
+        .retired_ca_material()
+        .await?
+        .iter()
+        .map(|m| Ca::load(m, Some(crl_base.clone())).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let (queue, rx) = ValidationQueue::new();
@@ -258,7 +277,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let links = Links::new(public_url.clone());
     let acme = Arc::new(
         Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics)
-            .with_identity(Arc::new(IdentityKeys { own: authz.clone(), oidc: oidc.clone() }), oidc_issuer),
+            .with_identity(Arc::new(IdentityKeys { own: authz.clone(), oidc: oidc.clone() }), oidc_issuer)
+            .with_retired(retired),
     );
     let state = web::Data::new(AppState {
         acme,

@@ -82,6 +82,8 @@ pub struct Acme {
     metrics: Arc<crate::metrics::Metrics>,
     identity_tokens: Option<Arc<dyn crate::validate::IdentityTokens>>,
     identity_issuer: String,
+    /// CAs retired by root rotations (their CRLs are still served).
+    retired: Vec<Arc<Ca>>,
 }
 
 impl std::fmt::Debug for Acme {
@@ -133,7 +135,14 @@ impl Acme {
             metrics,
             identity_tokens: None,
             identity_issuer: String::new(),
+            retired: Vec::new(),
         }
+    }
+
+    /// The CAs retired by root rotations: each still signs the CRL its leaves name.
+    pub fn with_retired(mut self, retired: Vec<Arc<Ca>>) -> Self {
+        self.retired = retired;
+        self
     }
 
     /// Enables the client-identity challenges: tokens are checked against `tokens` (the

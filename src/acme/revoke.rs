@@ -160,6 +160,18 @@ impl Acme {
         Ok(self.ca.crl(&revoked, now, CRL_NEXT_UPDATE_SECS)?)
     }
 
+    /// The CRL of the CA named `id` ([`Ca::crl_id`]): the current one or one retired by
+    /// a root rotation, signed by that CA's intermediate. It lists every revoked serial;
+    /// serials are random 128-bit numbers, so another CA's never names one of its leaves.
+    pub async fn crl_of(&self, id: &str, now: UnixTime) -> Result<Vec<u8>, AcmeError> {
+        let ca = std::iter::once(&self.ca)
+            .chain(&self.retired)
+            .find(|ca| ca.crl_id() == id)
+            .ok_or_else(|| AcmeError::NotFound("no such CRL".into()))?;
+        let revoked = self.store.revoked_certificates().await?;
+        Ok(ca.crl(&revoked, now, CRL_NEXT_UPDATE_SECS)?)
+    }
+
     /// The certificate named by a CertID, if idca issued it.
     pub(crate) async fn by_cert_id(&self, id: &str) -> Result<Versioned<IssuedCertificate>, AcmeError> {
         let (aki, serial) = parse_cert_id(id)?;

@@ -110,6 +110,12 @@ impl NameConstraints {
             if crate::model::check_dns_name(&d).is_err() || d.starts_with("*.") {
                 return Err(CaError::Material(format!("`{d}` is not a domain name")));
             }
+            // A top-level domain would let the root vouch for a whole public namespace.
+            if !d.contains('.') && !LOCAL_DOMAINS.contains(&d.as_str()) {
+                return Err(CaError::Material(format!(
+                    "`{d}` is a top-level domain: name a domain of your own (such as corp.example)"
+                )));
+            }
             if !dns.contains(&d) {
                 dns.push(d);
             }
@@ -131,12 +137,22 @@ impl NameConstraints {
         !self.dns.is_empty() || !self.ips.is_empty()
     }
 
-    /// The constraints in a certificate (none when it has no NameConstraints).
-    pub fn from_cert(cert_der: &[u8]) -> Self {
+    /// The constraints in a certificate (none when it has no NameConstraints). Fails
+    /// closed: a certificate or extension that cannot be read, or excluded subtrees
+    /// (which idca does not check), is an error rather than "unconstrained".
+    pub fn from_cert(cert_der: &[u8]) -> Result<Self, CaError> {
         use x509_parser::prelude::*;
         let mut out = Self::default();
-        let Ok((_, cert)) = X509Certificate::from_der(cert_der) else { return out };
-        let Ok(Some(nc)) = cert.name_constraints() else { return out };
+        let (_, cert) =
+            X509Certificate::from_der(cert_der).map_err(|e| CaError::Material(format!("CA certificate: {e}")))?;
+        let nc = match cert.name_constraints() {
+            Ok(Some(nc)) => nc,
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(CaError::Material(format!("unreadable name constraints: {e}"))),
+        };
+        if nc.value.excluded_subtrees.is_some() {
+            return Err(CaError::Material("the CA has excluded name subtrees, which idca does not check".into()));
+        }
         for subtree in nc.value.permitted_subtrees.iter().flatten() {
             match subtree.base {
                 GeneralName::DNSName(d) => out.dns.push(d.trim_start_matches('.').to_ascii_lowercase()),
@@ -145,7 +161,7 @@ impl NameConstraints {
                 _ => {}
             }
         }
-        out
+        Ok(out)
     }
 
     /// Whether a DNS name (or a wildcard `*.name`) is within the DNS subtrees.
@@ -245,6 +261,7 @@ mod tests {
         let err = nc.check(&["myapp.test".into(), "example.com".into()], &[]).unwrap_err().to_string();
         assert!(err.contains("`example.com` is outside"), "{err}");
         assert!(NameConstraints::local(&["bad name".into()]).is_err());
+        assert!(NameConstraints::local(&["com".into()]).is_err(), "a top-level domain is refused");
     }
 
     #[test]

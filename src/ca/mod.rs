@@ -121,7 +121,7 @@ fn short_id() -> String {
 
 /// The URI hosts a CA certificate's name constraints permit (empty: none).
 pub fn permitted_uri_hosts(cert_der: &[u8]) -> Vec<String> {
-    NameConstraints::from_cert(cert_der).uris
+    NameConstraints::from_cert(cert_der).map(|c| c.uris).unwrap_or_default()
 }
 
 fn ca_params(
@@ -260,8 +260,10 @@ impl Ca {
         &self.constraints
     }
 
-    /// Loads material for signing. Leaves name `crl_url` as their CRL distribution point.
-    pub fn load(m: &CaMaterial, crl_url: Option<String>) -> Result<Self, CaError> {
+    /// Loads material for signing. Leaves name `{crl_base}/{id}` as their CRL
+    /// distribution point, where `id` ([`Ca::crl_id`]) names this intermediate, so that
+    /// each CA's leaves keep a CRL signed by their own issuer after a root rotation.
+    pub fn load(m: &CaMaterial, crl_base: Option<String>) -> Result<Self, CaError> {
         Self::check_material(m)?;
         let intermediate_ski = {
             use x509_parser::prelude::*;
@@ -278,9 +280,10 @@ impl Ca {
         let key = KeyPair::try_from(m.intermediate_key.as_slice())
             .map_err(|e| CaError::Material(format!("intermediate key: {e}")))?;
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
+        let crl_url = crl_base.map(|base| format!("{base}/{}", hex(&intermediate_ski)));
         Ok(Self {
             root_pem: cert_pem(&m.root_cert),
-            constraints: NameConstraints::from_cert(&m.intermediate_cert),
+            constraints: NameConstraints::from_cert(&m.intermediate_cert)?,
             intermediate_pem: cert_pem(&m.intermediate_cert),
             root_der: m.root_cert.clone(),
             intermediate_der: m.intermediate_cert.clone(),
@@ -306,6 +309,11 @@ impl Ca {
 
     pub fn intermediate_der(&self) -> &[u8] {
         &self.intermediate_der
+    }
+
+    /// The name of this CA's CRL: its intermediate's key identifier, hex.
+    pub fn crl_id(&self) -> String {
+        hex(&self.intermediate_ski)
     }
 
     /// The intermediate's subjectKeyIdentifier: the AKI of every leaf (RFC 9773 CertID).
@@ -441,6 +449,10 @@ impl Ca {
         })?;
         Ok((vec![leaf.der, self.intermediate_der.clone()], key.serialize_der()))
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The bytes of a hex serial.

@@ -79,7 +79,10 @@ fn bag_attributes(name: &str, local_key_id: &[u8]) -> Vec<u8> {
     let bmp: Vec<u8> = name.encode_utf16().flat_map(u16::to_be_bytes).collect();
     let friendly = seq(&[&oid(&[1, 2, 840, 113_549, 1, 9, 20]), &tlv(0x31, &tlv(0x1E, &bmp))]);
     let key_id = seq(&[&oid(&[1, 2, 840, 113_549, 1, 9, 21]), &tlv(0x31, &octets(local_key_id))]);
-    tlv(0x31, &[friendly, key_id].concat())
+    // DER orders the members of a SET OF by their encodings (X.690 §11.6).
+    let mut attrs = [friendly, key_id];
+    attrs.sort();
+    tlv(0x31, &attrs.concat())
 }
 
 fn random<const N: usize>() -> [u8; N] {

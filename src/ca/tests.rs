@@ -167,7 +167,7 @@ fn leaves_point_at_the_crl_and_the_crl_lists_revocations() {
             _ => None,
         })
         .unwrap();
-    assert!(dp.contains("https://ca.test/crl"), "{dp}");
+    assert!(dp.contains(&format!("https://ca.test/crl/{}", ca.crl_id())), "{dp}");
     let der = ca.crl(&[(leaf.serial.clone(), Revocation { reason: 1, at: NOW + 10 })], NOW + 20, 3600).unwrap();
     let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
     let (_, int) = X509Certificate::from_der(&m.intermediate_cert).unwrap();

@@ -12,9 +12,21 @@ pub struct StagedFiles {
 }
 
 impl StagedFiles {
+    /// Like [`stage`](Self::stage), but refuses a destination that already exists.
+    pub fn stage_new(&mut self, dest: &Path, bytes: &[u8], secret: bool) -> Result<(), String> {
+        if dest.exists() {
+            return Err(format!("{} already exists: name another file", dest.display()));
+        }
+        self.stage(dest, bytes, secret)
+    }
+
     /// Writes `bytes` to a hidden file beside `dest` and syncs it. A `secret` is created
-    /// mode 0600, so it is never readable by others, not even briefly.
+    /// mode 0600, so it is never readable by others, not even briefly. A destination that
+    /// is a directory is refused here, before anything is moved into place.
     pub fn stage(&mut self, dest: &Path, bytes: &[u8], secret: bool) -> Result<(), String> {
+        if dest.is_dir() {
+            return Err(format!("cannot write {}: it is a directory", dest.display()));
+        }
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),

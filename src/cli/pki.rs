@@ -41,11 +41,23 @@ fn open_existing(config: &Config, command: &str) -> Result<SledStore, Fail> {
     })
 }
 
-/// The CA as the server would load it; leaves name the server's CRL.
+/// The CA as the server would load it; leaves name the server's CRL. Never creates one:
+/// a CA is made by `idca init` (or the first `idca serve`), deliberately.
 async fn load_ca(config: &Config, store: &SledStore) -> Result<Ca, Fail> {
+    require_ca(config, store).await?;
     let material = load_or_create_ca(config, store, now()).await.map_err(store_error)?;
     let crl = format!("{}{}", config.public_url(config.server.listen), crate::acme::paths::CRL);
     Ca::load(&material, Some(crl)).map_err(store_error)
+}
+
+async fn require_ca(config: &Config, store: &SledStore) -> Result<(), Fail> {
+    if config.ca.root_cert.is_none() && store.ca_material().await.map_err(store_error)?.is_none() {
+        return Err(format!(
+            "no CA in {}: run `idca init --local-pki` first (or start `idca serve` once)",
+            config.storage.data_dir.display()
+        ));
+    }
+    Ok(())
 }
 
 /// `idca init` options.
@@ -86,13 +98,15 @@ pub async fn init(config: &Config, o: &InitOptions) -> Result<String, Fail> {
         ));
     }
     let mut material = Ca::generate(&c.organization, &constraints, now()).map_err(store_error)?;
+    // The offline root key is staged (written and synced) before the CA is stored, and
+    // moved into place after: a failed write stores nothing.
+    let mut files = StagedFiles::default();
     if let Some(path) = &o.offline_root_key {
-        let mut files = StagedFiles::default();
-        files.stage(path, crate::ca::key_pem(&material.root_key).as_bytes(), true)?;
-        files.commit()?;
+        files.stage_new(path, crate::ca::key_pem(&material.root_key).as_bytes(), true)?;
         material.root_key = Vec::new();
     }
     store.init_ca_material(&material).await.map_err(store_error)?;
+    files.commit()?;
     let material = load_or_create_ca(config, &store, now()).await.map_err(store_error)?;
     let root = config.storage.data_dir.join("root.pem");
     let mut report =
@@ -132,7 +146,7 @@ pub fn describe_ca(root_der: &[u8]) -> String {
         .ok()
         .and_then(|(_, c)| c.subject().iter_common_name().next().and_then(|n| n.as_str().ok().map(str::to_owned)))
         .unwrap_or_default();
-    let constrained = if NameConstraints::from_cert(root_der).constrains_tls_names() {
+    let constrained = if NameConstraints::from_cert(root_der).is_ok_and(|c| c.constrains_tls_names()) {
         "name-constrained to local names"
     } else {
         "unconstrained"
@@ -384,11 +398,12 @@ pub async fn rotate_root(
 ) -> Result<String, Fail> {
     use x509_parser::prelude::FromDer;
     let store = open_existing(config, "rotate-root")?;
+    require_ca(config, &store).await?;
     let current = load_or_create_ca(config, &store, now()).await.map_err(store_error)?;
     if config.ca.root_cert.is_some() {
         return Err("the CA comes from files named in config.toml ([ca] root_cert …): rotate it there".into());
     }
-    let constraints = NameConstraints::from_cert(&current.intermediate_cert);
+    let constraints = NameConstraints::from_cert(&current.intermediate_cert).map_err(store_error)?;
     let root_until = x509_parser::certificate::X509Certificate::from_der(&current.root_cert)
         .map(|(_, c)| c.validity().not_after.timestamp())
         .unwrap_or_default();
@@ -438,11 +453,7 @@ pub async fn rotate_root(
     } else {
         plan.push_str("  5. reissue what idca issue made (ACME clients renew onto the new chain by themselves):\n");
         for c in &cli {
-            let names: Vec<String> = c
-                .names
-                .iter()
-                .map(|n| if n.contains(['*', '@', ':']) { format!("'{n}'") } else { n.clone() })
-                .collect();
+            let names: Vec<String> = c.names.iter().map(|n| shell_quote(n)).collect();
             let client = if c.client { " --client" } else { "" };
             plan.push_str(&format!("       {idca} issue{client} {}\n", names.join(" ")));
         }
@@ -455,16 +466,25 @@ pub async fn rotate_root(
         return Ok(plan);
     }
     let mut fresh = Ca::generate(&config.ca.organization, &constraints, now).map_err(store_error)?;
+    let mut files = StagedFiles::default();
     if let Some(path) = offline_root_key {
-        let mut files = StagedFiles::default();
-        files.stage(path, crate::ca::key_pem(&fresh.root_key).as_bytes(), true)?;
-        files.commit()?;
+        files.stage_new(path, crate::ca::key_pem(&fresh.root_key).as_bytes(), true)?;
         fresh.root_key = Vec::new();
     }
     store.rotate_ca_material(&current, &fresh).await.map_err(store_error)?;
+    files.commit()?;
     let installed = load_or_create_ca(config, &store, now).await.map_err(store_error)?;
     plan.push_str(&format!("\nDone: the new root is {}\n", describe_ca(&installed.root_cert)));
     Ok(plan)
+}
+
+/// `s` as one POSIX shell word.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._@:/+-=".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// What a listed certificate is.

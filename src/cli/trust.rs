@@ -79,7 +79,10 @@ fn system_store(o: &TrustOptions) -> Option<SystemStore> {
     };
     match o.update_command.as_deref() {
         Some("none") => store.update = None,
-        Some(cmd) => store.update = Some(cmd.split_whitespace().map(str::to_owned).collect()),
+        Some(cmd) => {
+            store.update = Some(cmd.split_whitespace().map(str::to_owned).collect());
+            store.after_removal = Vec::new();
+        }
         None => {}
     }
     Some(store)
@@ -181,7 +184,7 @@ fn manual_steps(root_path: &Path, name: &str) -> String {
 /// `idca trust install`. Returns the report.
 pub fn install(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
     let (root_path, der) = root(config)?;
-    if !NameConstraints::from_cert(&der).constrains_tls_names() && !o.force {
+    if !NameConstraints::from_cert(&der).is_ok_and(|c| c.constrains_tls_names()) && !o.force {
         return Err(format!(
             "refusing to trust {}: this root is not name-constrained, so it could vouch for any site (your bank \
              included), and whoever can read {} could then intercept your HTTPS. Make a local PKI with \
@@ -193,7 +196,10 @@ pub fn install(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
     }
     let name = store_name(&der);
     let pem = crate::ca::cert_pem(&der);
-    let mut report = format!("Root {} ({name})\n", root_path.display());
+    let scope = NameConstraints::from_cert(&der).map(|c| c.describe()).unwrap_or_default();
+    let mut report = format!("Root {} ({name})\n  it can vouch for: {scope}\n", root_path.display());
+    // A system store this user cannot write is reported; NSS still goes ahead.
+    let mut system_failure = None;
     match system_store(o) {
         Some(store) => {
             let file = store.dir.join(format!("{name}.crt"));
@@ -201,16 +207,37 @@ pub fn install(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
                 report.push_str(&format!("  system store: already trusted ({})\n", file.display()));
             } else {
                 let mut files = StagedFiles::default();
-                files.stage(&file, pem.as_bytes(), false).map_err(|e| need_root(e, &store.dir))?;
-                files.commit()?;
-                if let Some(cmd) = &store.update {
-                    run(cmd)?;
+                match files.stage(&file, pem.as_bytes(), false) {
+                    Ok(()) => {
+                        files.commit()?;
+                        if let Some(cmd) = &store.update {
+                            run(cmd)?;
+                        }
+                        report.push_str(&format!("  system store: added {}\n", file.display()));
+                    }
+                    Err(e) => {
+                        let hint = need_root(e, &store.dir);
+                        report.push_str(&format!("  system store: NOT added: {hint}\n"));
+                        system_failure = Some(hint);
+                    }
                 }
-                report.push_str(&format!("  system store: added {}\n", file.display()));
             }
         }
         None if o.no_system => {}
         None => report.push_str("  system store: none found (Debian/Ubuntu, Fedora/RHEL and Arch are known)\n"),
+    }
+    if let Some(user) = sudo_user(o) {
+        // Under sudo HOME is root's: the user's browsers would get nothing, or a
+        // root-owned database they cannot use.
+        report.push_str(&format!(
+            "  NSS: skipped under sudo (browser databases belong to {user}): run `idca trust install --no-system` \
+             as {user}\n"
+        ));
+        report.push_str(&manual_steps(&root_path, &name));
+        return match system_failure {
+            Some(_) => Err(report.trim_end().to_owned()),
+            None => Ok(report),
+        };
     }
     let mut dbs = nss_dbs(o);
     if let (Some(certutil), Some(db)) = (certutil(), missing_chromium_db(o)) {
@@ -254,15 +281,27 @@ pub fn install(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
         }
     }
     report.push_str(&manual_steps(&root_path, &name));
-    Ok(report)
+    match system_failure {
+        // The NSS part is done; the exit status still says the system store is not.
+        Some(_) => Err(report.trim_end().to_owned()),
+        None => Ok(report),
+    }
 }
 
 fn need_root(e: String, dir: &Path) -> String {
     if e.contains("ermission denied") {
-        format!("{e}\nwriting to {} needs root: run `sudo idca trust install`", dir.display())
+        format!("{e}; writing to {} needs root: run `sudo idca trust install --no-nss`", dir.display())
     } else {
         e
     }
+}
+
+/// The invoking user when run through sudo with the NSS databases left to detection.
+fn sudo_user(o: &TrustOptions) -> Option<String> {
+    if o.no_nss || !o.nss_dbs.is_empty() {
+        return None;
+    }
+    std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty() && u != "root")
 }
 
 /// The roots retired by `idca rotate-root`, from `retired-roots.pem` (none if absent).
@@ -330,7 +369,7 @@ pub fn uninstall(config: &Config, o: &TrustOptions, retired_only: bool) -> Resul
 pub fn status(config: &Config, o: &TrustOptions) -> Result<String, Fail> {
     let (root_path, der) = root(config)?;
     let name = store_name(&der);
-    let constrained = if NameConstraints::from_cert(&der).constrains_tls_names() {
+    let constrained = if NameConstraints::from_cert(&der).is_ok_and(|c| c.constrains_tls_names()) {
         "name-constrained to local names"
     } else {
         "NOT name-constrained"

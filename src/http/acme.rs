@@ -35,7 +35,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(paths::REVOKE_CERT, web::post().to(revoke_cert))
             .route(paths::KEY_CHANGE, web::post().to(key_change))
             .route("/acme/renewal-info/{id}", web::get().to(renewal_info))
-            .route(paths::CRL, web::get().to(crl)),
+            .route(paths::CRL, web::get().to(crl))
+            .route(&format!("{}/{{id}}", paths::CRL), web::get().to(crl_of)),
     );
 }
 
@@ -138,5 +139,11 @@ async fn renewal_info(st: State, id: web::Path<String>) -> Res {
 /// The CRL (RFC 5280 §5), DER, at the URL every leaf names as its distribution point.
 async fn crl(st: State) -> Res {
     let der = st.acme.crl(st.clock.now()).await?;
+    Ok(HttpResponse::Ok().content_type("application/pkix-crl").body(der))
+}
+
+/// The CRL of one CA, current or retired: the distribution point its leaves name.
+async fn crl_of(st: State, id: web::Path<String>) -> Res {
+    let der = st.acme.crl_of(&id, st.clock.now()).await?;
     Ok(HttpResponse::Ok().content_type("application/pkix-crl").body(der))
 }

@@ -529,8 +529,8 @@ async fn chromium_loads_an_issued_certificate_once_trust_install_filled_its_nss_
     assert!(!control.contains("hello from idca issue"), "an untrusted root must not load: {control}");
 }
 
-#[test]
-fn root_rotation_prints_a_plan_then_retires_the_old_ca() {
+#[tokio::test]
+async fn root_rotation_prints_a_plan_then_retires_the_old_ca() {
     let (dir, data) = local_pki();
     let d = dir.path();
     ok(&idca(d, &data, &["issue", "old.test"]));
@@ -546,7 +546,7 @@ fn root_rotation_prints_a_plan_then_retires_the_old_ca() {
     // The plan changes nothing.
     let plan = ok(&idca(d, &data, &["rotate-root"]));
     assert!(plan.contains("2 certificates still valid (0 through ACME, 2 with idca issue)"), "{plan}");
-    assert!(plan.contains("issue old.test") && plan.contains("issue --client 'bob@old.test'"), "{plan}");
+    assert!(plan.contains("issue old.test") && plan.contains("issue --client bob@old.test"), "{plan}");
     assert!(plan.contains("trust uninstall --retired"), "{plan}");
     assert_eq!(std::fs::read_to_string(data.join("root.pem")).unwrap(), old_root);
     assert!(!data.join("retired-roots.pem").exists());
@@ -578,4 +578,36 @@ fn root_rotation_prints_a_plan_then_retires_the_old_ca() {
     let left = snapshot(&system);
     assert_eq!(left.len(), 1);
     assert_eq!(String::from_utf8(left[0].1.clone()).unwrap(), new_root);
+
+    // A retired CA's leaves stay revocable: each leaf's CRL is signed by its own issuer.
+    let old_serial = serial_of(&d.join("old.test.pem"));
+    ok(&idca(d, &data, &["certs", "revoke", &old_serial]));
+    let data_dir = data.clone();
+    let server = crate::harness::start_with(move |c| c.storage.data_dir = data_dir).await;
+    let root = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
+    let http = reqwest::Client::builder().tls_certs_only([root]).build().unwrap();
+    for (leaf, revoked) in [("old.test.pem", true), ("new.test.pem", false)] {
+        let chain = pem_blocks(&std::fs::read_to_string(d.join(leaf)).unwrap());
+        let (_, cert) = X509Certificate::from_der(&chain[0]).unwrap();
+        let (_, issuer) = X509Certificate::from_der(&chain[1]).unwrap();
+        let dp = cert
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::CRLDistributionPoints(p) => Some(format!("{p:?}")),
+                _ => None,
+            })
+            .unwrap();
+        let url = dp.split("URI(\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        // The leaf names the server's public URL; ask the test server at that path.
+        let path = url.split_once("/crl").unwrap().1;
+        let base = server.directory_url().replace("/directory", "/crl");
+        let der = http.get(format!("{base}{path}")).send().await.unwrap().bytes().await.unwrap();
+        let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+        crl.verify_signature(issuer.public_key())
+            .unwrap_or_else(|e| panic!("{leaf}: CRL not signed by its issuer: {e:?}"));
+        let listed = crl.iter_revoked_certificates().any(|r| r.raw_serial() == cert.raw_serial());
+        assert_eq!(listed, revoked, "{leaf}");
+    }
+    server.stop().await;
 }
