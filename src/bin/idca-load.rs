@@ -290,18 +290,27 @@ fn check_loopback(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// CPU seconds (user + system) and peak/current RSS in KiB of a process.
-fn proc_stats(pid: u32) -> Option<(f64, u64, u64)> {
+/// A process's CPU seconds (user, system) and peak and current RSS in KiB.
+struct ProcStats {
+    user: f64,
+    system: f64,
+    peak_kib: u64,
+    rss_kib: u64,
+}
+
+fn proc_stats(pid: u32) -> Option<ProcStats> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let hz = clock_ticks();
+    let user = fields.get(11)?.parse::<f64>().ok()? / hz;
+    let system = fields.get(12)?.parse::<f64>().ok()? / hz;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib = |key: &str| -> Option<u64> {
         status.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
     };
-    Some((ticks / clock_ticks(), kib("VmHWM:")?, kib("VmRSS:")?))
+    Some(ProcStats { user, system, peak_kib: kib("VmHWM:")?, rss_kib: kib("VmRSS:")? })
 }
 
 /// The kernel's clock tick rate (`getconf CLK_TCK`; 100 on Linux).
@@ -541,16 +550,18 @@ async fn run(args: Args) -> Result<(), String> {
     // The floor: each JWS verified, the CSR's signature checked, the leaf signed.
     let floor_ms = (jws_per_flow * verify_us + verify_us + sign_us) / 1000.0;
     let mut server = json!(null);
-    if let (Some((cpu0, _, _)), Some((cpu1, peak, rss))) = (before, after) {
-        let cpu = cpu1 - cpu0;
+    if let (Some(b), Some(a)) = (before, after) {
+        let (user, system) = (a.user - b.user, a.system - b.system);
+        let cpu = user + system;
         let per = if completed > 0 { cpu * 1000.0 / completed as f64 } else { 0.0 };
+        let (peak, rss) = (a.peak_kib as f64 / 1024.0, a.rss_kib as f64 / 1024.0);
         out.push_str(&format!(
-            "  server: {cpu:.2} CPU s, {per:.3} ms per {}, peak RSS {:.1} MiB, RSS now {:.1} MiB\n",
+            "  server: {cpu:.2} CPU s ({user:.2} user, {system:.2} system), {per:.3} ms per {}, peak RSS {peak:.1} \
+             MiB, RSS now {rss:.1} MiB\n",
             unit.trim_end_matches('s'),
-            peak as f64 / 1024.0,
-            rss as f64 / 1024.0
         ));
-        server = json!({"cpu_s": cpu, "cpu_ms_per_op": per, "peak_rss_mib": peak as f64 / 1024.0, "rss_mib": rss as f64 / 1024.0});
+        server = json!({"cpu_s": cpu, "user_s": user, "system_s": system, "cpu_ms_per_op": per,
+            "peak_rss_mib": peak, "rss_mib": rss});
         if args.mode == Mode::Issue && floor_ms > 0.0 {
             out.push_str(&format!(
                 "  crypto floor: {jws_per_flow:.1} JWS + 1 CSR verifications ({verify_us:.0} µs each) + 1 signature \

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""idca's performance figures: start-up time, issuance throughput and latency, server CPU
+per issuance against the signature floor, memory after many issuances and over a
+nonce-only run, and (with --long) a five-minute run at concurrency 64 that must make
+progress every second.
+
+Builds the release binaries, starts `idca serve` on a fresh data directory on disk
+(validation always valid, writes durable as always), drives it with `idca-load`, and
+prints medians of several runs. The machine is shared and noisy: read the medians and
+the ratios, not single runs.
+
+    python3 scripts/bench.py            # about two minutes
+    python3 scripts/bench.py --runs 5   # more runs per figure
+    python3 scripts/bench.py --long     # adds the five-minute stall check
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import ssl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+IDCA = os.path.join(ROOT, "target", "release", "idca")
+LOAD = os.path.join(ROOT, "target", "release", "idca-load")
+PORT = 14100
+
+
+def build():
+    subprocess.run(["cargo", "build", "--release", "-q", "--bins"], cwd=ROOT, check=True)
+
+
+class Server:
+    def __init__(self, data):
+        self.data = data
+        self.config = os.path.join(os.path.dirname(data), "bench.toml")
+        with open(self.config, "w") as f:
+            f.write(f'[server]\nlisten = "127.0.0.1:{PORT}"\n[management]\nlisten = ""\n'
+                    '[acme.testing]\nalways_valid = true\n[log]\nfilter = "warn"\n')
+        self.proc = None
+
+    def start(self):
+        """Starts the server; returns seconds until the directory answered."""
+        started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [IDCA, "--config", self.config, "--data", self.data, "serve"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        deadline = started + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"https://localhost:{PORT}/directory", context=ctx, timeout=1).read()
+                return time.monotonic() - started
+            except Exception:
+                time.sleep(0.002)
+        raise SystemExit("idca did not start")
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+
+def load(server, concurrency, orders, mode="issue", duration=120):
+    out = subprocess.run(
+        [LOAD, "--directory", f"https://localhost:{PORT}/directory", "--ca",
+         os.path.join(server.data, "root.pem"), "-c", str(concurrency), "-n", str(orders),
+         "--duration", str(duration), "--mode", mode, "--server-pid", str(server.proc.pid), "--json"],
+        capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"idca-load failed: {out.stderr}{out.stdout}")
+    lines = out.stdout.strip().splitlines()
+    return json.loads(lines[-1]), "\n".join(lines[:-1])
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--long", action="store_true")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if not args.no_build:
+        build()
+    tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+    data = os.path.join(tmp, "data")
+    server = Server(data)
+    rows = []
+    try:
+        server.start()  # creates the CA
+        server.stop()
+        startups = []
+        for _ in range(max(args.runs, 5)):
+            startups.append(server.start())
+            server.stop()
+        rows.append(("start-up to a served directory (existing data)", f"{median(startups) * 1000:.0f} ms",
+                     "< 200 ms"))
+        server.start()
+        load(server, 8, 200)  # warm-up
+        for concurrency, orders, target in [(8, 2000, "p99 < 50 ms"), (32, 4000, ">= 800/s")]:
+            results = [load(server, concurrency, orders)[0] for _ in range(args.runs)]
+            rate = median([r["per_second"] for r in results])
+            p50 = median([r["flow_ms"]["p50"] for r in results])
+            p99 = median([r["flow_ms"]["p99"] for r in results])
+            cpu = median([r["server"]["cpu_ms_per_op"] for r in results])
+            floor = median([r["floor_ms"] for r in results])
+            ratio = median([r["server"]["cpu_ms_per_op"] / r["floor_ms"] for r in results])
+            errors = sum(sum(r["errors"].values()) for r in results)
+            rows.append((f"concurrency {concurrency}: issuances/s", f"{rate:.0f}", target if concurrency == 32 else ""))
+            rows.append((f"concurrency {concurrency}: flow p50 / p99", f"{p50:.1f} / {p99:.1f} ms",
+                         target if concurrency == 8 else ""))
+            rows.append((f"concurrency {concurrency}: server CPU per issuance", f"{cpu:.2f} ms = {ratio:.1f}x the "
+                         f"floor ({floor:.2f} ms)", "<= 1.5x"))
+            rows.append((f"concurrency {concurrency}: errors", str(errors), "0"))
+        server.stop()
+        # Memory: a fresh server, 10,000 issuances.
+        shutil.rmtree(data)
+        server.start()
+        r, _ = load(server, 32, 10000, duration=300)
+        rows.append(("peak RSS after 10,000 issuances", f"{r['server']['peak_rss_mib']:.1f} MiB", "< 64 MiB"))
+        # Nonce-only: RSS before and after 100,000 nonces.
+        r1, _ = load(server, 16, 20000, mode="nonce")
+        r2, _ = load(server, 16, 100000, mode="nonce", duration=300)
+        rows.append(("RSS over 100,000 nonces (before -> after)",
+                     f"{r1['server']['rss_mib']:.1f} -> {r2['server']['rss_mib']:.1f} MiB", "flat"))
+        rows.append(("newNonce/s (concurrency 16)", f"{r2['per_second']:.0f}", ""))
+        if args.long:
+            r, text = load(server, 64, 10_000_000, duration=300)
+            rows.append(("5 min at concurrency 64: seconds without a completion",
+                         str(r["seconds_without_completion"]), "0"))
+            rows.append(("5 min at concurrency 64: issuances/s", f"{r['per_second']:.0f}", ""))
+        server.stop()
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    width = max(len(r[0]) for r in rows)
+    print(f"{'figure'.ljust(width)}  {'median of ' + str(args.runs) + ' runs':<40}  target")
+    for name, value, target in rows:
+        print(f"{name.ljust(width)}  {value:<40}  {target}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
