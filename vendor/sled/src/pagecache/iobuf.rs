@@ -1009,8 +1009,17 @@ pub(in crate::pagecache) fn make_stable_inner(
 /// to flush some pending writes. Returns the number
 /// of bytes written during this call.
 pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
-    let _cc = concurrency_control::read();
-    let max_reserved_lsn = iobufs.max_reserved_lsn.load(Acquire);
+    // idca patch (vendor/sled/PATCHES.md): hold the concurrency-control read lock only
+    // while choosing the LSN to make stable and sealing the buffer that holds it (as the
+    // periodic flusher does), not while waiting for the write and fsync. Upstream held it
+    // to the end, so every transaction (which takes the lock exclusively) and then every
+    // read queued behind each fsync.
+    let max_reserved_lsn = {
+        let _cc = concurrency_control::read();
+        let max_reserved_lsn = iobufs.max_reserved_lsn.load(Acquire);
+        let _ = roll_iobuf(iobufs)?;
+        max_reserved_lsn
+    };
     make_stable(iobufs, max_reserved_lsn)
 }
 
