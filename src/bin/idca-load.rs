@@ -44,9 +44,18 @@ struct Args {
     /// The server's pid: report its CPU time and peak RSS (Linux /proc).
     #[arg(long)]
     server_pid: Option<u32>,
-    /// `issue`: full issuance flows; `nonce`: only newNonce requests (memory check).
+    /// `issue`: full issuance flows; `nonce`: only newNonce requests (memory check);
+    /// `identity`: client identity enrollments as `idca enroll` makes them (login, device,
+    /// DPoP access token, wire-dpop-01, wire-oidc-01, finalize) against idca.
     #[arg(long, value_enum, default_value = "issue")]
     mode: Mode,
+    /// `identity` mode: the user to log in as (default: the demo user, with the password
+    /// from demo-password beside --ca).
+    #[arg(long)]
+    user: Option<String>,
+    /// `identity` mode: that user's password.
+    #[arg(long)]
+    password: Option<String>,
     /// One account per worker instead of one per flow.
     #[arg(long)]
     reuse_accounts: bool,
@@ -59,6 +68,48 @@ struct Args {
 enum Mode {
     Issue,
     Nonce,
+    Identity,
+}
+
+/// The steps of an identity enrollment, as `idca enroll` numbers them.
+const IDENTITY_STEPS: [&str; 10] = [
+    "discovery",
+    "login",
+    "registerDevice",
+    "acmeAccount",
+    "identityOrder",
+    "backendNonce",
+    "dpopAccessToken",
+    "wireDpop01",
+    "idToken+wireOidc01",
+    "finalize+download",
+];
+
+/// One enrollment through `idca enroll`'s own flow, timed step by step.
+async fn enroll_once(
+    options: &idca::cli::enroll::EnrollOptions,
+) -> Result<Vec<(&'static str, u32)>, ErrorKind> {
+    let marks: std::sync::Mutex<Vec<(u32, Instant)>> = std::sync::Mutex::new(Vec::new());
+    let progress = |n: u32, _: &str| {
+        if n > 0
+            && let Ok(mut m) = marks.lock()
+        {
+            m.push((n, Instant::now()));
+        }
+    };
+    let result = idca::cli::enroll::enroll_identity(options, &progress).await;
+    let end = Instant::now();
+    result.map_err(|e| fail(e.split(':').next().unwrap_or("enroll").to_owned()))?;
+    let marks = marks.into_inner().unwrap_or_default();
+    Ok(marks
+        .iter()
+        .enumerate()
+        .map(|(i, (n, at))| {
+            let next = marks.get(i + 1).map_or(end, |(_, t)| *t);
+            let name = IDENTITY_STEPS.get((*n as usize).saturating_sub(1)).copied().unwrap_or("step");
+            (name, next.duration_since(*at).as_micros().min(u128::from(u32::MAX)) as u32)
+        })
+        .collect())
 }
 
 /// Why a flow failed: the problem type, or the transport error's kind.
@@ -454,6 +505,17 @@ async fn run(args: Args) -> Result<(), String> {
                             Err(e) => Err(transport(e)),
                         }
                     }
+                    Mode::Identity => {
+                        let options = idca::cli::enroll::EnrollOptions {
+                            server: args.directory.trim_end_matches("/directory").to_owned(),
+                            user: args.user.clone(),
+                            password: args.password.clone(),
+                            login: idca::cli::enroll::Login::Form,
+                            ca: args.ca.clone(),
+                            out: PathBuf::new(),
+                        };
+                        enroll_once(&options).await.map(|t| (t, 0))
+                    }
                     Mode::Issue => {
                         let mut c = match client.take() {
                             Some(c) if args.reuse_accounts => c,
@@ -509,7 +571,11 @@ async fn run(args: Args) -> Result<(), String> {
     let mut r = record.lock().await;
     let completed = done.load(Ordering::Relaxed);
     let error_count: u64 = r.errors.values().sum();
-    let unit = if args.mode == Mode::Nonce { "nonces" } else { "issuances" };
+    let unit = match args.mode {
+        Mode::Nonce => "nonces",
+        Mode::Issue => "issuances",
+        Mode::Identity => "enrollments",
+    };
     let mut out = String::new();
     out.push_str(&format!(
         "idca-load: {completed} {unit} in {elapsed:.2} s at concurrency {} ({error_count} errors)\n",

@@ -382,7 +382,38 @@ fn now() -> i64 {
 }
 
 /// Runs the whole enrollment, printing each step.
+/// An enrolled identity: the certificate chain and its key, PEM.
+#[derive(Debug, Clone)]
+pub struct Enrolled {
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// `idca enroll`: the whole flow, printing each step, then writes `{out}.pem` and
+/// `{out}-key.pem`.
 pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
+    let enrolled = enroll_identity(o, &|n, what| {
+        if n == 0 { println!("     {what}") } else { step(n, what) }
+    })
+    .await?;
+    // `{out}.pem`, appended (not `with_extension`, which would eat a dot in the name).
+    let mut chain_path = o.out.clone().into_os_string();
+    chain_path.push(".pem");
+    let chain_path = PathBuf::from(chain_path);
+    write(&chain_path, &enrolled.chain_pem, false)?;
+    let mut key_path = o.out.clone().into_os_string();
+    key_path.push("-key.pem");
+    let key_path = PathBuf::from(key_path);
+    write(&key_path, &enrolled.key_pem, true)?;
+    println!("     wrote {} and {}", chain_path.display(), key_path.display());
+    Ok(())
+}
+
+/// The enrollment flow (login, device, ACME identity order, DPoP access token,
+/// wire-dpop-01, wire-oidc-01, finalize); `progress(n, what)` hears each step (`n` 1 to
+/// 10) and details (`n` 0). Also what `idca-load --mode identity` runs.
+pub async fn enroll_identity(o: &EnrollOptions, progress: &(dyn Fn(u32, &str) + Sync)) -> Result<Enrolled, Fail> {
+    let step = progress;
     crate::install_crypto_provider();
     // The form login's user and password, settled once (the demo user's file read once).
     let settled;
@@ -436,7 +467,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let device_id = need(&device, "id", "the device registration response")?;
     let text_of = |k: &str| device[k].as_str().unwrap_or_default().to_owned();
     let (handle, name, team, domain) = (text_of("handle"), text_of("name"), text_of("team"), text_of("domain"));
-    println!("     device {device_id}, client id {client_id}");
+    step(0, &format!("device {device_id}, client id {client_id}"));
 
     step(4, "ACME account with the device key (Ed25519, also the DPoP key)");
     let rng = ring::rand::SystemRandom::new();
@@ -498,7 +529,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let (_, _, r) = acme
         .post(&need(&dpop, "url", "the wire-dpop-01 challenge")?, Some(&json!({"access_token": access_token})))
         .await?;
-    println!("     challenge {}", json_of(&r)["status"].as_str().unwrap_or("?"));
+    step(0, &format!("challenge {}", json_of(&r)["status"].as_str().unwrap_or("?")));
 
     step(9, "id_token with keyauth and acme_aud, answer wire-oidc-01");
     let keyauth = format!("{}.{}", &need(&oidc, "token", "the wire-oidc-01 challenge")?, key.thumbprint());
@@ -507,7 +538,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let (_, _, r) = acme
         .post(&need(&oidc, "url", "the wire-oidc-01 challenge")?, Some(&json!({"id_token": tokens["id_token"]})))
         .await?;
-    println!("     challenge {}", json_of(&r)["status"].as_str().unwrap_or("?"));
+    step(0, &format!("challenge {}", json_of(&r)["status"].as_str().unwrap_or("?")));
 
     step(10, "CSR with a new certificate key, finalize, download");
     let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| e.to_string())?;
@@ -523,17 +554,10 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let cert_url =
         fin["certificate"].as_str().ok_or_else(|| format!("order not valid: {fin} ({order_url})"))?.to_owned();
     let (_, _, chain) = acme.post(&cert_url, None).await?;
-    // `{out}.pem`, appended (not `with_extension`, which would eat a dot in the name).
-    let mut chain_path = o.out.clone().into_os_string();
-    chain_path.push(".pem");
-    let chain_path = PathBuf::from(chain_path);
-    write(&chain_path, &chain, false)?;
-    let mut key_path = o.out.clone().into_os_string();
-    key_path.push("-key.pem");
-    let key_path = PathBuf::from(key_path);
-    write(&key_path, &cert_key.serialize_pem(), true)?;
-    println!("     wrote {} and {}", chain_path.display(), key_path.display());
-    Ok(())
+    if !chain.contains("BEGIN CERTIFICATE") {
+        return Err(format!("the certificate download returned no certificate: {chain}"));
+    }
+    Ok(Enrolled { chain_pem: chain, key_pem: cert_key.serialize_pem() })
 }
 
 /// Writes `text` to `path`; a `secret` is created mode 0600 (and an existing file is
