@@ -86,9 +86,7 @@ const IDENTITY_STEPS: [&str; 10] = [
 ];
 
 /// One enrollment through `idca enroll`'s own flow, timed step by step.
-async fn enroll_once(
-    options: &idca::cli::enroll::EnrollOptions,
-) -> Result<Vec<(&'static str, u32)>, ErrorKind> {
+async fn enroll_once(options: &idca::cli::enroll::EnrollOptions) -> Result<Vec<(&'static str, u32)>, ErrorKind> {
     let marks: std::sync::Mutex<Vec<(u32, Instant)>> = std::sync::Mutex::new(Vec::new());
     let progress = |n: u32, _: &str| {
         if n > 0
