@@ -137,6 +137,15 @@ def main():
         rows.append(("RSS over 100,000 nonces (before -> after)",
                      f"{r1['server']['rss_mib']:.1f} -> {r2['server']['rss_mib']:.1f} MiB", "flat"))
         rows.append(("newNonce/s (concurrency 16)", f"{r2['per_second']:.0f}", ""))
+        # Client identity enrollments (idca enroll's flow: two logins with argon2, DPoP,
+        # wire-dpop-01, wire-oidc-01), the demo user.
+        ids = [load(server, 4, 200, mode="identity")[0] for _ in range(args.runs)]
+        rows.append(("identity enrollments/s (concurrency 4)", f"{median([r['per_second'] for r in ids]):.0f}", ""))
+        rows.append(("identity: server CPU per enrollment",
+                     f"{median([r['server']['cpu_ms_per_op'] for r in ids]):.1f} ms", ""))
+        rows.append(("identity: flow p50 / p99", f"{median([r['flow_ms']['p50'] for r in ids]):.0f} / "
+                     f"{median([r['flow_ms']['p99'] for r in ids]):.0f} ms", ""))
+        rows.append(("peak RSS after the identity runs", f"{ids[-1]['server']['peak_rss_mib']:.1f} MiB", "< 64 MiB"))
         if args.long:
             r, text = load(server, 64, 10_000_000, duration=300)
             rows.append(("5 min at concurrency 64: seconds without a completion",

@@ -49,9 +49,10 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 /// parameters) taken from a small pool. Allocated and freed per login, such blocks stay
 /// in glibc's arenas once its dynamic mmap threshold has risen, and the process grew by
 /// about one block per login without bound (measured with `idca-load --mode identity`:
-/// 1.9 GiB after 120 logins); reused, memory stays flat. At most [`POOLED`] are kept.
+/// 1.9 GiB after 120 logins); reused, memory stays flat. At most `POOLED` are kept: one
+/// per concurrent check, and checks run on the HTTP workers (two by default).
 fn with_argon2_memory<T>(blocks: usize, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
-    const POOLED: usize = 4;
+    const POOLED: usize = 2;
     static POOL: Mutex<Vec<Vec<argon2::Block>>> = Mutex::new(Vec::new());
     let taken = POOL.lock().unwrap_or_else(|p| p.into_inner()).pop();
     let mut memory = taken.unwrap_or_default();
