@@ -1,7 +1,7 @@
 //! Clients: registration data, redirect URI matching, authentication (RFC 6749 §2).
 
 use super::OAuthError;
-use super::login::verify_password;
+use super::login::verify_password_off_worker;
 use crate::config::ClientConfig;
 use crate::model::oauth::{RegisteredClient, SecretHash};
 
@@ -57,9 +57,9 @@ pub enum SecretCheck {
 }
 
 impl SecretCheck {
-    fn verify(&self, secret: &str) -> bool {
+    async fn verify(&self, secret: &str) -> bool {
         match self {
-            Self::Argon2(phc) => verify_password(secret, phc),
+            Self::Argon2(phc) => verify_password_off_worker(secret, phc).await,
             Self::Sha256(hash) => crate::jose::ct_eq(SecretHash::of(secret).0.as_bytes(), hash.0.as_bytes()),
         }
     }
@@ -103,11 +103,11 @@ impl Client {
 
     /// Authenticates the client behind `creds` (secrets compared in constant time); a
     /// public client authenticates with its id alone.
-    pub fn authenticate(&self, creds: &ClientCredentials) -> Result<(), OAuthError> {
+    pub async fn authenticate(&self, creds: &ClientCredentials) -> Result<(), OAuthError> {
         let fail = || OAuthError::InvalidClient("client authentication failed".into());
         match (creds, &self.secret) {
             (ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. }, Some(check)) => {
-                if check.verify(secret) { Ok(()) } else { Err(fail()) }
+                if check.verify(secret).await { Ok(()) } else { Err(fail()) }
             }
             (ClientCredentials::None { .. }, None) => Ok(()),
             (ClientCredentials::None { .. }, Some(_)) => {

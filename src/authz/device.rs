@@ -292,7 +292,7 @@ impl AuthServer {
             let error = Some(format!("Too many failed attempts. Try again in {wait} seconds."));
             return self.confirm(&d, form.username.clone(), error).await;
         }
-        let Some(user) = super::login::check_credentials(&self.users, &form.username, &form.password) else {
+        let Some(user) = super::login::check_credentials(&self.users, &form.username, &form.password).await else {
             self.limiter.failed(&form.username, ip, now);
             return self.confirm(&d, form.username.clone(), Some("Wrong user name or password.".into())).await;
         };

@@ -54,6 +54,7 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 fn with_argon2_memory<T>(blocks: usize, f: impl FnOnce(&mut [argon2::Block]) -> T) -> T {
     const POOLED: usize = 2;
     static POOL: Mutex<Vec<Vec<argon2::Block>>> = Mutex::new(Vec::new());
+    const _: () = assert!(POOLED >= CONCURRENT_CHECKS);
     let taken = POOL.lock().unwrap_or_else(|p| p.into_inner()).pop();
     let mut memory = taken.unwrap_or_default();
     if memory.len() < blocks {
@@ -100,13 +101,27 @@ impl From<&UserConfig> for User {
     }
 }
 
+/// At most this many password checks run at once: each takes one argon2 working
+/// buffer (19 MiB, pooled) and about 20 ms of a core.
+const CONCURRENT_CHECKS: usize = 2;
+
+/// [`verify_password`] on tokio's blocking threads, at most [`CONCURRENT_CHECKS`] at a
+/// time, so that a login never stalls the HTTP worker serving other requests, and many
+/// logins at once queue instead of taking memory and cores.
+pub async fn verify_password_off_worker(password: &str, hash: &str) -> bool {
+    static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_CHECKS);
+    let Ok(_permit) = CHECKS.acquire().await else { return false };
+    let (password, hash) = (password.to_owned(), hash.to_owned());
+    tokio::task::spawn_blocking(move || verify_password(&password, &hash)).await.unwrap_or(false)
+}
+
 /// Finds the user and checks the password, in about the same time either way.
-pub fn check_credentials<'a>(users: &'a [User], username: &str, password: &str) -> Option<&'a User> {
+pub async fn check_credentials<'a>(users: &'a [User], username: &str, password: &str) -> Option<&'a User> {
     match users.iter().find(|u| u.username == username) {
-        Some(u) if verify_password(password, &u.password_hash) => Some(u),
+        Some(u) if verify_password_off_worker(password, &u.password_hash).await => Some(u),
         Some(_) => None,
         None => {
-            let _ = verify_password(password, decoy_hash());
+            let _ = verify_password_off_worker(password, decoy_hash()).await;
             None
         }
     }

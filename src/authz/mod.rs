@@ -431,7 +431,7 @@ impl AuthServer {
     async fn authenticated_client(&self, creds: &ClientCredentials) -> Result<Client, OAuthError> {
         let client =
             self.client(creds.client_id()).await?.ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
-        client.authenticate(creds)?;
+        client.authenticate(creds).await?;
         Ok(client)
     }
 
@@ -614,7 +614,7 @@ impl AuthServer {
         if let Some(wait) = self.limiter.locked(&form.username, ip, now) {
             return Ok(again(format!("Too many failed attempts. Try again in {wait} seconds.")));
         }
-        let Some(user) = login::check_credentials(&self.users, &form.username, &form.password) else {
+        let Some(user) = login::check_credentials(&self.users, &form.username, &form.password).await else {
             self.limiter.failed(&form.username, ip, now);
             tracing::info!(username = %form.username, "login failed");
             return Ok(again("Wrong user name or password.".into()));
