@@ -100,6 +100,12 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<Versi
     Ok(Versioned { value: e.record, version: e.version })
 }
 
+/// The authorization version stored in a `validating` index entry (0 for entries written
+/// before it held one).
+fn index_version(value: &[u8]) -> Version {
+    <[u8; 8]>::try_from(value).map(Version::from_be_bytes).unwrap_or(0)
+}
+
 fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     match e {
         TransactionError::Abort(e) => e,
@@ -534,32 +540,56 @@ impl Store for SledStore {
         let i = &self.inner;
         let bytes = encode(authz, seen + 1)?;
         let processing = authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing);
-        (&i.authzs, &i.validating)
-            .transaction(|(authzs, validating)| {
-                let key = authz.id.0.as_bytes();
-                if tx_version(authzs, "authzs", key)? != seen {
-                    return abort(StoreError::Conflict);
-                }
-                authzs.insert(key, bytes.as_slice())?;
-                if processing {
-                    validating.insert(key, &[])?;
-                } else {
-                    validating.remove(key)?;
-                }
-                Ok(())
-            })
-            .map_err(tx_err)?;
+        // No sled transaction (each takes sled's global lock exclusively, stalling every
+        // read; this runs twice per issuance): a compare-and-swap on the authorization,
+        // and the `validating` index kept as a resumption hint around it. The index entry
+        // holds the version that set it; it is written before an authorization says
+        // processing and cleared after it stops (only if no later version set it), so a
+        // crash or a race leaves at most a stale entry, which `authorizations_processing`
+        // drops, and never a processing authorization without one.
+        let key = authz.id.0.as_bytes();
+        let current = i.authzs.get(key).map_err(backend)?.ok_or(StoreError::NotFound)?;
+        if decode::<serde::de::IgnoredAny>("authzs", &current)?.version != seen {
+            return Err(StoreError::Conflict);
+        }
+        let version = (seen + 1).to_be_bytes();
+        if processing {
+            i.validating.insert(key, &version).map_err(backend)?;
+        }
+        i.authzs
+            .compare_and_swap(key, Some(current), Some(bytes))
+            .map_err(backend)?
+            .map_err(|_| StoreError::Conflict)?;
+        if !processing
+            && let Some(set_by) = i.validating.get(key).map_err(backend)?
+            && index_version(&set_by) <= seen + 1
+        {
+            // Lost only to a later writer, whose entry then stays.
+            let _ = i.validating.compare_and_swap(key, Some(set_by), None as Option<&[u8]>).map_err(backend)?;
+        }
         self.durable().await?;
         Ok(seen + 1)
     }
 
     async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError> {
-        self.inner
-            .validating
-            .iter()
-            .keys()
-            .map(|k| k.map(|k| AuthzId(String::from_utf8_lossy(&k).into_owned())).map_err(backend))
-            .collect()
+        let i = &self.inner;
+        let mut ids = Vec::new();
+        for entry in i.validating.iter() {
+            let (key, set_by) = entry.map_err(backend)?;
+            let id = AuthzId(String::from_utf8_lossy(&key).into_owned());
+            let processing = match Self::get::<Authorization>(&i.authzs, "authzs", &key) {
+                Ok(a) => a.value.challenges.iter().any(|c| c.status == ChallengeStatus::Processing),
+                Err(StoreError::NotFound) => false,
+                Err(e) => return Err(e),
+            };
+            if processing {
+                ids.push(id);
+            } else {
+                // A stale hint (see update_authorization): drop it unless rewritten meanwhile.
+                let _ = i.validating.compare_and_swap(&key, Some(set_by), None as Option<&[u8]>).map_err(backend)?;
+            }
+        }
+        Ok(ids)
     }
 
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {

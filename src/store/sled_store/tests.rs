@@ -107,6 +107,33 @@ async fn processing_index_follows_the_challenges() {
     assert!(s.authorizations_processing().await.unwrap().is_empty());
 }
 
+/// The index is a hint kept without a transaction: an entry left behind (a crash between
+/// the two writes, or a lost race) is dropped when read, and a clear by an older version
+/// never removes the entry a newer processing write made.
+#[tokio::test]
+async fn stale_processing_hints_are_dropped_and_newer_ones_kept() {
+    let s = SledStore::temporary().unwrap();
+    let acct = account(4);
+    let a = authz(&acct.id);
+    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a), None).await.unwrap();
+    // As if a crash came between the hint and the authorization write.
+    s.inner.validating.insert(a.id.0.as_bytes(), &2u64.to_be_bytes()).unwrap();
+    assert!(s.authorizations_processing().await.unwrap().is_empty());
+    assert!(s.inner.validating.get(a.id.0.as_bytes()).unwrap().is_none(), "the stale hint is gone");
+    // Processing at version 2; the clear writes version 3, and a hint set by a later
+    // version (4) survives it.
+    let mut p = a.clone();
+    p.challenges[0].status = ChallengeStatus::Processing;
+    let v = s.update_authorization(&p, 1).await.unwrap();
+    s.inner.validating.insert(a.id.0.as_bytes(), &(v + 2).to_be_bytes()).unwrap();
+    p.challenges[0].status = ChallengeStatus::Valid;
+    s.update_authorization(&p, v).await.unwrap();
+    assert!(s.inner.validating.get(a.id.0.as_bytes()).unwrap().is_some(), "a newer writer's hint stays");
+    // ...until read: the authorization is not processing, so the hint goes.
+    assert!(s.authorizations_processing().await.unwrap().is_empty());
+    assert!(s.inner.validating.get(a.id.0.as_bytes()).unwrap().is_none());
+}
+
 #[tokio::test]
 async fn key_change_moves_the_index_and_refuses_taken_keys() {
     let s = SledStore::temporary().unwrap();
