@@ -8,6 +8,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::CaError;
+use super::der::tlv;
 
 /// The local names of `idca init --local-pki` (RFC 6761 `localhost`, `test`; RFC 6762
 /// `local`; ICANN's reserved `internal`), each with every name under it.
@@ -220,21 +221,6 @@ impl NameConstraints {
         ext.set_criticality(true);
         ext
     }
-}
-
-/// A DER tag-length-value.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
 }
 
 #[cfg(test)]

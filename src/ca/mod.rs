@@ -7,6 +7,7 @@
 
 mod constraints;
 mod csr;
+mod der;
 mod error;
 pub mod pkcs12;
 

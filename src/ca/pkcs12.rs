@@ -5,24 +5,10 @@
 //! crates; everything else is ring.
 
 use super::CaError;
+use super::der::tlv;
 
 /// PBKDF2 and MAC-KDF iterations (OpenSSL 3 and Java use 2048 to 10 000).
 const ITERATIONS: u32 = 10_000;
-
-/// A DER tag-length-value.
-fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    let len = content.len();
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
-        out.push(0x80 | bytes.len() as u8);
-        out.extend(bytes);
-    }
-    out.extend_from_slice(content);
-    out
-}
 
 fn seq(parts: &[&[u8]]) -> Vec<u8> {
     tlv(0x30, &parts.concat())
