@@ -427,14 +427,7 @@ impl Ca {
         now: UnixTime,
     ) -> Result<(Vec<Vec<u8>>, Vec<u8>), CaError> {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut dns = Vec::new();
-        let mut ips = Vec::new();
-        for n in names {
-            match n.parse::<IpAddr>() {
-                Ok(ip) => ips.push(ip),
-                Err(_) => dns.push(n.clone()),
-            }
-        }
+        let (dns, ips) = split_names(names);
         let spki = key.subject_public_key_info();
         let leaf = self.issue(&LeafRequest {
             spki_der: &spki,
@@ -454,6 +447,19 @@ impl Ca {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Names as configured (`ca.server_names`): IP addresses, and DNS names for the rest.
+pub fn split_names(names: &[String]) -> (Vec<String>, Vec<IpAddr>) {
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    for n in names {
+        match n.parse::<IpAddr>() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => dns.push(n.clone()),
+        }
+    }
+    (dns, ips)
 }
 
 /// The bytes of a hex serial.
@@ -495,7 +501,7 @@ pub fn is_revocation_reason(code: u8) -> bool {
 }
 
 /// Extracts the first PEM block labelled `label` and decodes it.
-fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
+pub fn pem_block(text: &str, label: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     let begin = format!("-----BEGIN {label}-----");
     let end = format!("-----END {label}-----");

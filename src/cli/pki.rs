@@ -87,7 +87,7 @@ pub async fn init(config: &Config, o: &InitOptions) -> Result<String, Fail> {
     };
     constraints.uris.clone_from(&c.identity_uri_domains);
     // idca's own TLS certificate must fit under the constraints, or the server could not start.
-    let (dns, ips) = split_names(&c.server_names);
+    let (dns, ips) = crate::ca::split_names(&c.server_names);
     constraints.check(&dns, &ips).map_err(|e| format!("ca.server_names: {e}"))?;
     let store = open_store(config).map_err(store_error)?;
     if let Some(m) = store.ca_material().await.map_err(store_error)? {
@@ -125,18 +125,6 @@ pub async fn init(config: &Config, o: &InitOptions) -> Result<String, Fail> {
     }
     report.push_str("Next: `idca trust install`, then `idca issue myapp.test localhost 127.0.0.1`.\n");
     Ok(report)
-}
-
-fn split_names(names: &[String]) -> (Vec<String>, Vec<IpAddr>) {
-    let mut dns = Vec::new();
-    let mut ips = Vec::new();
-    for n in names {
-        match n.parse::<IpAddr>() {
-            Ok(ip) => ips.push(ip),
-            Err(_) => dns.push(n.to_ascii_lowercase()),
-        }
-    }
-    (dns, ips)
 }
 
 /// "CN …, SHA-256 …, name-constrained|unconstrained".

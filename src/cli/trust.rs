@@ -131,16 +131,10 @@ fn root(config: &Config) -> Result<(PathBuf, Vec<u8>), Fail> {
             path.display()
         )
     })?;
-    let der = pem_certificate(&text).ok_or_else(|| format!("{} holds no certificate", path.display()))?;
+    let der =
+        crate::ca::pem_block(&text, "CERTIFICATE").ok_or_else(|| format!("{} holds no certificate", path.display()))?;
     // Absolute, for the printed steps (NODE_EXTRA_CA_CERTS and the like).
     Ok((std::fs::canonicalize(&path).unwrap_or(path), der))
-}
-
-fn pem_certificate(text: &str) -> Option<Vec<u8>> {
-    use base64::Engine;
-    let body = text.split("-----BEGIN CERTIFICATE-----").nth(1)?.split("-----END CERTIFICATE-----").next()?;
-    let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
 }
 
 /// This root's name in stores: `idca-root-<first 16 hex digits of its SHA-256>`.
@@ -308,7 +302,9 @@ fn sudo_user(o: &TrustOptions) -> Option<String> {
 fn retired_roots(config: &Config) -> Vec<Vec<u8>> {
     let path = config.storage.data_dir.join(crate::app::RETIRED_ROOTS_FILE);
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.split_inclusive("-----END CERTIFICATE-----").filter_map(pem_certificate).collect()
+    text.split_inclusive("-----END CERTIFICATE-----")
+        .filter_map(|block| crate::ca::pem_block(block, "CERTIFICATE"))
+        .collect()
 }
 
 /// `idca trust uninstall`: removes this data directory's roots (and only them) wherever
