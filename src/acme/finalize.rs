@@ -132,17 +132,13 @@ impl Acme {
             not_after,
             usage: if identity.is_some() { Usage::ClientIdentity } else { Usage::TlsServer },
         })?;
-        let cert = IssuedCertificate {
-            serial: leaf.serial.clone(),
-            account: Some(account.id.clone()),
-            order: Some(order.id.clone()),
-            chain_pem: leaf.chain_pem,
-            not_before,
-            not_after,
-            issued: now,
-            revoked: None,
-            replaced_by: None,
-        };
+        let cert = IssuedCertificate::new(
+            leaf.serial.clone(),
+            leaf.chain_pem,
+            (not_before, not_after),
+            now,
+            Some((account.id.clone(), order.id.clone())),
+        );
         order.phase = OrderPhase::Valid { certificate: leaf.serial };
         match self.store.finalize_order(&order, stored.version, &cert).await {
             Ok(()) => self.metrics.issuance(),

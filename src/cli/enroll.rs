@@ -6,7 +6,7 @@
 //! writes the key and the certificate chain. With `--device-grant` it logs in as a
 //! headless device does instead (RFC 8628): the user approves a code in a browser.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use reqwest::header::HeaderMap;
 use ring::signature::{Ed25519KeyPair, KeyPair};
@@ -400,11 +400,14 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     let mut chain_path = o.out.clone().into_os_string();
     chain_path.push(".pem");
     let chain_path = PathBuf::from(chain_path);
-    write(&chain_path, &enrolled.chain_pem, false)?;
     let mut key_path = o.out.clone().into_os_string();
     key_path.push("-key.pem");
     let key_path = PathBuf::from(key_path);
-    write(&key_path, &enrolled.key_pem, true)?;
+    // Both synced, then renamed into place; the key is created mode 0600.
+    let mut files = super::files::StagedFiles::default();
+    files.stage(&chain_path, enrolled.chain_pem.as_bytes(), false)?;
+    files.stage(&key_path, enrolled.key_pem.as_bytes(), true)?;
+    files.commit()?;
     println!("     wrote {} and {}", chain_path.display(), key_path.display());
     Ok(())
 }
@@ -558,26 +561,4 @@ pub async fn enroll_identity(o: &EnrollOptions, progress: &(dyn Fn(u32, &str) + 
         return Err(format!("the certificate download returned no certificate: {chain}"));
     }
     Ok(Enrolled { chain_pem: chain, key_pem: cert_key.serialize_pem() })
-}
-
-/// Writes `text` to `path`; a `secret` is created mode 0600 (and an existing file is
-/// narrowed to it before the secret goes in), so it is never readable by others.
-fn write(path: &Path, text: &str, secret: bool) -> Result<(), Fail> {
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    if secret {
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    }
-    let mut file = options.open(path).map_err(fail)?;
-    #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-    }
-    #[cfg(not(unix))]
-    let _ = secret;
-    std::io::Write::write_all(&mut file, text.as_bytes()).map_err(fail)?;
-    file.sync_all().map_err(fail)
 }

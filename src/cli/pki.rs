@@ -334,17 +334,7 @@ pub async fn issue(config: &Config, o: &IssueOptions) -> Result<String, Fail> {
             }
         }
     }
-    let record = IssuedCertificate {
-        serial: leaf.serial.clone(),
-        account: None,
-        order: None,
-        chain_pem: leaf.chain_pem,
-        not_before,
-        not_after,
-        issued: now,
-        revoked: None,
-        replaced_by: None,
-    };
+    let record = IssuedCertificate::new(leaf.serial.clone(), leaf.chain_pem, (not_before, not_after), now, None);
     store.create_certificate(&record).await.map_err(store_error)?;
     files.commit()?;
     let quoted: Vec<String> = o.names.iter().map(|n| format!("\"{n}\"")).collect();

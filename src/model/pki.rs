@@ -51,6 +51,19 @@ pub struct IssuedCertificate {
 }
 
 impl IssuedCertificate {
+    /// A certificate just signed: not revoked, not replaced. `ordered_by` is the ACME
+    /// account and order it finalized; `None` for `idca issue`.
+    pub fn new(
+        serial: Serial,
+        chain_pem: String,
+        (not_before, not_after): (UnixTime, UnixTime),
+        issued: UnixTime,
+        ordered_by: Option<(AccountId, OrderId)>,
+    ) -> Self {
+        let (account, order) = ordered_by.unzip();
+        Self { serial, account, order, chain_pem, not_before, not_after, issued, revoked: None, replaced_by: None }
+    }
+
     /// The leaf certificate, DER (the first block of the chain).
     pub fn leaf_der(&self) -> Option<Vec<u8>> {
         use base64::Engine;
