@@ -12,6 +12,7 @@ the ratios, not single runs.
     python3 scripts/bench.py            # about two minutes
     python3 scripts/bench.py --runs 5   # more runs per figure
     python3 scripts/bench.py --long     # adds the five-minute stall check
+    python3 scripts/bench.py --ab OLD NEW  # two idca binaries, alternated runs at c=32
 """
 
 import argparse
@@ -38,7 +39,8 @@ def build():
 
 
 class Server:
-    def __init__(self, data):
+    def __init__(self, data, binary=IDCA):
+        self.binary = binary
         self.data = data
         self.config = os.path.join(os.path.dirname(data), "bench.toml")
         with open(self.config, "w") as f:
@@ -50,7 +52,7 @@ class Server:
         """Starts the server; returns seconds until the directory answered."""
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [IDCA, "--config", self.config, "--data", self.data, "serve"],
+            [self.binary, "--config", self.config, "--data", self.data, "serve"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -87,12 +89,42 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
+def compare(binaries, runs, tmp):
+    """Alternates the binaries on fresh data, c=32, and prints the medians of each."""
+    results = {b: [] for b in binaries}
+    for _ in range(runs):
+        for b in binaries:
+            data = os.path.join(tmp, "data")
+            shutil.rmtree(data, ignore_errors=True)
+            server = Server(data, b)
+            try:
+                server.start()
+                load(server, 8, 200)  # warm-up
+                results[b].append(load(server, 32, 4000)[0])
+            finally:
+                server.stop()
+    for b, rs in results.items():
+        rate = median([r["per_second"] for r in rs])
+        cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
+        ratio = median([r["server"]["cpu_ms_per_op"] / r["floor_ms"] for r in rs])
+        print(f"{b}: {rate:.0f} issuances/s, {cpu:.2f} ms CPU each = {ratio:.1f}x the floor "
+              f"(runs: {', '.join('%.0f' % r['per_second'] for r in rs)})")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--long", action="store_true")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--ab", nargs=2, metavar=("OLD", "NEW"), help="compare two idca binaries")
     args = ap.parse_args()
+    if args.ab:
+        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+        try:
+            compare(args.ab, args.runs, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     if not args.no_build:
         build()
     tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)

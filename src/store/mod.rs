@@ -83,9 +83,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (`AlreadyExists` if the new key belongs to another account).
     async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError>;
 
-    /// Stores an order with the authorizations it created, in one transaction; when it
-    /// replaces a certificate (RFC 9773), also writes that certificate (if still at
-    /// its version) with `replaced_by` set.
+    /// Stores an order with the authorizations it created (a reader that finds the
+    /// order finds them); when it replaces a certificate (RFC 9773), also writes that
+    /// certificate (if still at its version) with `replaced_by` set, atomically.
     async fn create_order(
         &self,
         order: &Order,
@@ -114,7 +114,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// after a restart.
     async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError>;
 
-    /// Writes the finalized `order` (if still at `seen`) and its certificate together.
+    /// Writes the finalized `order` (if still at `seen`, `Conflict` otherwise) and its
+    /// certificate; the certificate is on record before the order names it.
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError>;
     async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError>;
     /// Stores a certificate issued outside ACME (`idca issue`); `AlreadyExists` if the

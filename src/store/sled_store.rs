@@ -1,8 +1,11 @@
 //! The embedded [`Store`] on sled 0.34.
 //!
 //! One tree per kind of record plus index trees. Values are JSON envelopes
-//! `{"version": n, "record": …}`. Multi-record changes are sled transactions (the
-//! closures have no side effects: sled may run them more than once). Durability: sled's
+//! `{"version": n, "record": …}`. The writes of every issuance are compare-and-swaps
+//! ordered so that a reader never finds a record naming one not yet written (each sled
+//! transaction takes sled's global lock exclusively and stalls every reader); the rarer
+//! multi-record changes are sled transactions (the closures have no side effects: sled
+//! may run them more than once). Durability: sled's
 //! own timer flush is off; every mutating call waits for a flush that started after its
 //! write, and a single flusher thread serves all waiters queued at once (group commit).
 
@@ -171,6 +174,29 @@ impl<'a> GrantWrite<'a> {
         }
         Ok(())
     }
+}
+
+/// Stores `value` under a key that must be new (`AlreadyExists` otherwise).
+fn insert_new(tree: &Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+    tree.compare_and_swap(key, None as Option<&[u8]>, Some(value))
+        .map_err(backend)?
+        .map_err(|_| StoreError::AlreadyExists)
+}
+
+/// Replaces the record under `key` if it is still at version `seen` (`Conflict`
+/// otherwise): a compare-and-swap against the bytes that were checked.
+fn replace_versioned(
+    tree: &Tree,
+    name: &'static str,
+    key: &[u8],
+    seen: Version,
+    value: Vec<u8>,
+) -> Result<(), StoreError> {
+    let current = tree.get(key).map_err(backend)?.ok_or(StoreError::NotFound)?;
+    if decode::<serde::de::IgnoredAny>(name, &current)?.version != seen {
+        return Err(StoreError::Conflict);
+    }
+    tree.compare_and_swap(key, Some(current), Some(value)).map_err(backend)?.map_err(|_| StoreError::Conflict)
 }
 
 fn order_index_key(account: &AccountId, created: i64, order: &OrderId) -> Vec<u8> {
@@ -371,6 +397,29 @@ impl Store for SledStore {
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError> {
         let i = &self.inner;
         let bytes = encode(account, 1)?;
+        if account.eab_kid.is_none() {
+            // No sled transaction on this path (see `update_authorization`): the record
+            // first, then its key index by compare-and-swap, so a reader that finds the
+            // key finds the account; losing the race (or a crash in between) leaves only
+            // an unreachable record, which is removed here.
+            let id = account.id.0.as_bytes();
+            insert_new(&i.accounts, id, bytes)?;
+            return match i.account_keys.compare_and_swap(account.jkt.0.as_bytes(), None as Option<&[u8]>, Some(id)) {
+                Ok(Ok(())) => {
+                    self.durable().await?;
+                    Ok(AccountCreation::Created)
+                }
+                Ok(Err(cas)) => {
+                    i.accounts.remove(id).map_err(backend)?;
+                    let owner = cas.current.ok_or(StoreError::Conflict)?;
+                    let existing = Self::get(&i.accounts, "accounts", &owner)?;
+                    // Its creator may not have flushed yet; it is not reported before it is.
+                    self.durable().await?;
+                    Ok(AccountCreation::Existing(existing))
+                }
+                Err(e) => Err(backend(e)),
+            };
+        }
         let existing = (&i.accounts, &i.account_keys, &i.eab_kids)
             .transaction(|(accounts, keys, eab_kids)| {
                 if let Some(id) = keys.get(account.jkt.0.as_bytes())? {
@@ -393,13 +442,8 @@ impl Store for SledStore {
                 Ok(None)
             })
             .map_err(tx_err)?;
-        match existing {
-            Some(a) => Ok(AccountCreation::Existing(a)),
-            None => {
-                self.durable().await?;
-                Ok(AccountCreation::Created)
-            }
-        }
+        self.durable().await?;
+        Ok(existing.map_or(AccountCreation::Created, AccountCreation::Existing))
     }
 
     async fn account(&self, id: &AccountId) -> Result<Versioned<Account>, StoreError> {
@@ -462,6 +506,32 @@ impl Store for SledStore {
             .map(|(c, seen)| Ok::<_, StoreError>((c.serial.0.as_bytes(), seen, encode(c, seen + 1)?)))
             .transpose()?;
         let index = order_index_key(&order.account, order.created, &order.id);
+        if cert_bytes.is_none() {
+            // No sled transaction on this path (see `update_authorization`): the
+            // authorizations and their index first, then the order, then its index, so
+            // a reader that finds an order finds all it names. A crash in between leaves
+            // only records nothing acknowledged points to (pending authorizations of the
+            // account, which a later order may reuse as RFC 8555 §7.4 allows). A failure
+            // removes what this call wrote.
+            let mut written = 0;
+            let result = authz_bytes
+                .iter()
+                .try_for_each(|(id, bytes, authz_index)| {
+                    insert_new(&i.authzs, id, bytes.clone())?;
+                    written += 1;
+                    i.account_authzs.insert(authz_index.as_slice(), &[]).map_err(backend).map(drop)
+                })
+                .and_then(|()| insert_new(&i.orders, order.id.0.as_bytes(), order_bytes));
+            if let Err(e) = result {
+                for (id, _, authz_index) in &authz_bytes[..written] {
+                    i.account_authzs.remove(authz_index.as_slice()).map_err(backend)?;
+                    i.authzs.remove(id).map_err(backend)?;
+                }
+                return Err(e);
+            }
+            i.account_orders.insert(index, &[]).map_err(backend)?;
+            return self.durable().await;
+        }
         (&i.orders, &i.account_orders, &i.authzs, &i.certs, &i.account_authzs)
             .transaction(|(orders, account_orders, authzs, certs, account_authzs)| {
                 if orders.get(order.id.0.as_bytes())?.is_some() {
@@ -548,18 +618,10 @@ impl Store for SledStore {
         // crash or a race leaves at most a stale entry, which `authorizations_processing`
         // drops, and never a processing authorization without one.
         let key = authz.id.0.as_bytes();
-        let current = i.authzs.get(key).map_err(backend)?.ok_or(StoreError::NotFound)?;
-        if decode::<serde::de::IgnoredAny>("authzs", &current)?.version != seen {
-            return Err(StoreError::Conflict);
-        }
-        let version = (seen + 1).to_be_bytes();
         if processing {
-            i.validating.insert(key, &version).map_err(backend)?;
+            i.validating.insert(key, &(seen + 1).to_be_bytes()).map_err(backend)?;
         }
-        i.authzs
-            .compare_and_swap(key, Some(current), Some(bytes))
-            .map_err(backend)?
-            .map_err(|_| StoreError::Conflict)?;
+        replace_versioned(&i.authzs, "authzs", key, seen, bytes)?;
         if !processing
             && let Some(set_by) = i.validating.get(key).map_err(backend)?
             && index_version(&set_by) <= seen + 1
@@ -594,22 +656,16 @@ impl Store for SledStore {
 
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {
         let i = &self.inner;
-        let order_bytes = encode(order, seen + 1)?;
-        let cert_bytes = encode(cert, 1)?;
-        (&i.orders, &i.certs)
-            .transaction(|(orders, certs)| {
-                let key = order.id.0.as_bytes();
-                if tx_version(orders, "orders", key)? != seen {
-                    return abort(StoreError::Conflict);
-                }
-                if certs.get(cert.serial.0.as_bytes())?.is_some() {
-                    return abort(StoreError::AlreadyExists);
-                }
-                orders.insert(key, order_bytes.as_slice())?;
-                certs.insert(cert.serial.0.as_bytes(), cert_bytes.as_slice())?;
-                Ok(())
-            })
-            .map_err(tx_err)?;
+        // No sled transaction (see `update_authorization`): the certificate first, then
+        // the order by compare-and-swap. A lost race removes the certificate again; a
+        // crash in between leaves a signed certificate on record that no order names,
+        // and the order still ready to finalize.
+        let serial = cert.serial.0.as_bytes();
+        insert_new(&i.certs, serial, encode(cert, 1)?)?;
+        if let Err(e) = replace_versioned(&i.orders, "orders", order.id.0.as_bytes(), seen, encode(order, seen + 1)?) {
+            i.certs.remove(serial).map_err(backend)?;
+            return Err(e);
+        }
         self.durable().await
     }
 
@@ -618,12 +674,7 @@ impl Store for SledStore {
     }
 
     async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError> {
-        let bytes = encode(cert, 1)?;
-        self.inner
-            .certs
-            .compare_and_swap(cert.serial.0.as_bytes(), None as Option<&[u8]>, Some(bytes))
-            .map_err(backend)?
-            .map_err(|_| StoreError::AlreadyExists)?;
+        insert_new(&self.inner.certs, cert.serial.0.as_bytes(), encode(cert, 1)?)?;
         self.durable().await
     }
 

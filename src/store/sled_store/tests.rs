@@ -155,7 +155,7 @@ async fn key_change_moves_the_index_and_refuses_taken_keys() {
 }
 
 #[tokio::test]
-async fn a_failed_order_transaction_writes_nothing() {
+async fn a_failed_order_creation_writes_nothing() {
     let s = SledStore::temporary().unwrap();
     let acct = account(7);
     let a = authz(&acct.id);
@@ -172,7 +172,7 @@ async fn a_failed_order_transaction_writes_nothing() {
 }
 
 #[tokio::test]
-async fn finalize_is_one_transaction_and_cas() {
+async fn finalize_is_compare_and_swap() {
     let s = SledStore::temporary().unwrap();
     let acct = account(8);
     let o = order(&acct.id, &[], 1);
@@ -330,4 +330,29 @@ async fn ca_rotation_retires_the_current_ca_once() {
     s.rotate_ca_material(&ca(2), &ca(3)).await.unwrap();
     assert_eq!(s.retired_ca_material().await.unwrap(), vec![ca(1), ca(2)]);
     assert_eq!(s.ca_material().await.unwrap(), Some(ca(3)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_creations_with_one_key_store_one_account() {
+    let s = SledStore::temporary().unwrap();
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let a = account(9);
+                (a.id.clone(), s.create_account(&a).await.unwrap())
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut existing = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, AccountCreation::Created) => created.push(id),
+            (_, AccountCreation::Existing(v)) => existing.push(v.value.id),
+        }
+    }
+    assert_eq!(created.len(), 1);
+    assert!(existing.iter().all(|id| *id == created[0]));
+    assert_eq!(s.inner.accounts.len(), 1, "the losers' records are removed");
 }
