@@ -1,4 +1,7 @@
-//! Typed identifiers. Each is random (128 bits, base64url) unless said otherwise.
+//! Typed identifiers: 16 bytes, base64url, of which the first 6 are the creation time in
+//! milliseconds and the other 10 (80 bits) come from the system CSPRNG. Time first keeps
+//! a store's inserts near each other (recent records stay in cache however large the
+//! store grows); ids are not secrets (RFC 8555 guards every object with the account key).
 
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +10,15 @@ pub fn random_token() -> String {
     let mut bytes = [0u8; 16];
     fill_random(&mut bytes);
     crate::jose::b64_encode(bytes)
+}
+
+/// 6 bytes of Unix time in milliseconds (big-endian), then 10 random bytes.
+pub fn time_ordered_bytes() -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    fill_random(&mut bytes[6..]);
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes
 }
 
 /// Fills `buf` from the system CSPRNG. ring's `SystemRandom` only fails if the OS has no
@@ -37,9 +49,9 @@ macro_rules! id_type {
         pub struct $name(pub String);
 
         impl $name {
-            /// A fresh random id.
+            /// A fresh id: creation time, then 80 random bits.
             pub fn random() -> Self {
-                Self(random_token())
+                Self(crate::jose::b64_encode(time_ordered_bytes()))
             }
 
             /// The id as a string.
@@ -79,11 +91,11 @@ id_type!(
 pub struct Serial(pub String);
 
 impl Serial {
-    /// A fresh serial: 16 random bytes, top bit clear and first byte non-zero, so the
-    /// DER INTEGER is positive and exactly 16 bytes (RFC 5280 §4.1.2.2).
+    /// A fresh serial: the creation time in milliseconds, then 80 random bits (the
+    /// CA/Browser Forum asks for at least 64), top bit clear and first byte non-zero, so
+    /// the DER INTEGER is positive and exactly 16 bytes (RFC 5280 §4.1.2.2).
     pub fn random() -> (Self, [u8; 16]) {
-        let mut bytes = [0u8; 16];
-        fill_random(&mut bytes);
+        let mut bytes = time_ordered_bytes();
         bytes[0] = (bytes[0] & 0x7f) | 0x01;
         let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
         (Self(hex), bytes)
@@ -111,6 +123,9 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.0.len(), 32);
         assert!(ab[0] & 0x80 == 0 && ab[0] != 0);
+        // Later serials sort after earlier ones (hex keeps the byte order).
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(Serial::random().0 > a);
     }
 
     #[test]
