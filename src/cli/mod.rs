@@ -1,5 +1,6 @@
 //! Subcommands other than `serve`.
 
+pub mod acme_client;
 pub mod enroll;
 mod files;
 pub mod pki;

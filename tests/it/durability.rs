@@ -106,3 +106,42 @@ async fn acknowledged_state_survives_sigkill() {
     let out = Command::new(env!("CARGO_BIN_EXE_idca")).arg("root").arg("--data").arg(&data).output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), root_before);
 }
+
+/// Runs `idca-crash` on the debug `idca` for `cycles` cycles; returns its exit code, its
+/// output, and the cells of its summary row.
+fn idca_crash(cycles: u32, args: &[&str]) -> (Option<i32>, String, Vec<String>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idca-crash"))
+        .args(["--idca", env!("CARGO_BIN_EXE_idca"), "--cycles", &cycles.to_string(), "--port", &port.to_string()])
+        .args(args)
+        .arg("--data")
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let row =
+        text.lines().find(|l| l.starts_with(&format!("| {cycles} |"))).unwrap_or_else(|| panic!("no table: {text}"));
+    let cells = row.split('|').map(|c| c.trim().to_owned()).collect();
+    (out.status.code(), text, cells)
+}
+
+/// The short form of the crash-safety program: `idca-crash` kills the real binary with
+/// SIGKILL under load three times and finds nothing acknowledged lost.
+#[test]
+fn idca_crash_short_run_loses_nothing() {
+    let (code, text, cells) = idca_crash(3, &["-c", "4", "--min-ms", "150", "--max-ms", "600"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(cells[4].parse::<u32>().unwrap() > 0, "some certificates were acknowledged: {text}");
+    assert_eq!((cells[5].as_str(), cells[6].as_str()), ("0", "unchanged"), "{text}");
+}
+
+/// The checker can fail: with the second cycle's writes rolled back behind idca's back,
+/// `idca-crash` reports them lost and exits 1.
+#[test]
+fn idca_crash_reports_rolled_back_writes_as_lost() {
+    let (code, text, cells) = idca_crash(2, &["-c", "2", "--min-ms", "400", "--max-ms", "600", "--self-check"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(cells[5].parse::<u32>().unwrap() > 0, "{text}");
+    assert!(text.contains("LOST certificate"), "{text}");
+}
