@@ -75,6 +75,7 @@ pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> 
         _ => match store.ca_material().await? {
             Some(m) => m,
             None => {
+                no_ca_was_made_here(config)?;
                 let fresh = Ca::generate(
                     &c.organization,
                     &crate::ca::NameConstraints::uri_hosts(&c.identity_uri_domains),
@@ -104,6 +105,21 @@ pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> 
         write_if_changed(&config.storage.data_dir.join(RETIRED_ROOTS_FILE), &pems)?;
     }
     Ok(material)
+}
+
+/// Before a CA is created in an empty store: refuses if `root.pem` says one was made in
+/// this data directory before (the store was removed or replaced; a new CA would
+/// silently take the old one's place).
+pub fn no_ca_was_made_here(config: &Config) -> Result<(), AppError> {
+    let root = config.storage.data_dir.join("root.pem");
+    if root.exists() {
+        return Err(AppError::Io(format!(
+            "{} exists but the store holds no CA: the store was removed or replaced. Nothing was changed; restore \
+             the store, or move the data directory away to create a new CA",
+            root.display()
+        )));
+    }
+    Ok(())
 }
 
 /// The roots retired by rotations (PEM, oldest first), in the data directory.

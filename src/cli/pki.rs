@@ -26,7 +26,7 @@ fn store_error(e: impl std::fmt::Display) -> Fail {
 /// Opens the store of an existing CA; `command` names the subcommand in messages.
 fn open_existing(config: &Config, command: &str) -> Result<SledStore, Fail> {
     let dir = &config.storage.data_dir;
-    if !dir.join("db").exists() {
+    if !["db", "db.generation", "root.pem"].iter().any(|f| dir.join(f).exists()) {
         return Err(format!(
             "no CA in {}: run `idca init --local-pki` first (or start `idca serve` once), or point --data at \
              the data directory",
@@ -52,6 +52,7 @@ async fn load_ca(config: &Config, store: &SledStore) -> Result<Ca, Fail> {
 
 async fn require_ca(config: &Config, store: &SledStore) -> Result<(), Fail> {
     if config.ca.root_cert.is_none() && store.ca_material().await.map_err(store_error)?.is_none() {
+        crate::app::no_ca_was_made_here(config).map_err(store_error)?;
         return Err(format!(
             "no CA in {}: run `idca init --local-pki` first (or start `idca serve` once)",
             config.storage.data_dir.display()

@@ -47,6 +47,12 @@ pub enum StoreError {
     /// A stored record cannot be decoded.
     #[error("corrupt record in {tree}: {message}")]
     Corrupt { tree: &'static str, message: String },
+    /// The store's files are missing, damaged or have lost writes; nothing was changed.
+    #[error(
+        "the store at {path} is damaged: {problem}. Nothing was changed; restore it from a backup, or move it away to \
+         start afresh"
+    )]
+    Damaged { path: String, problem: String },
     /// The backend failed (I/O, lock, …).
     #[error("storage failure: {0}")]
     Backend(String),

@@ -30,7 +30,11 @@ use crate::model::{
     OrderId, Serial,
 };
 
+mod guard;
+
 const CA_KEY: &[u8] = b"ca";
+/// In `meta`: the number of the last group commit (see `guard`).
+const GENERATION_KEY: &[u8] = b"generation";
 const RETIRED_CA_KEY: &[u8] = b"ca-retired";
 
 /// sled-backed store with group-committed flushes.
@@ -60,6 +64,8 @@ struct Inner {
     flusher: Option<mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>>,
     flusher_thread: Option<std::thread::JoinHandle<()>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
+    /// Last, so that it is dropped after sled has closed its files.
+    _guard: Option<guard::Guard>,
 }
 
 #[derive(Debug)]
@@ -208,44 +214,48 @@ fn order_index_key(account: &AccountId, created: i64, order: &OrderId) -> Vec<u8
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Fails clearly if another process holds it.
+    /// Opens (or creates) the store in `dir`. Refuses clearly, changing nothing, if
+    /// another process holds it or its files are missing, damaged or have lost writes
+    /// (see `guard`).
     pub fn open(dir: &Path, cache_capacity_mib: u64) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_capacity_mib.saturating_mul(1024 * 1024))
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| {
-                let text = e.to_string();
-                if text.contains("could not acquire lock") {
-                    StoreError::Backend(format!("{} is in use by another idca process", dir.display()))
-                } else {
-                    StoreError::Backend(format!("cannot open {}: {text}", dir.display()))
-                }
-            })?;
-        Self::from_db(db)
+        let cache = cache_capacity_mib.saturating_mul(1024 * 1024);
+        let (mut guard, expected) = guard::Guard::acquire(dir, cache)?;
+        let db = guard::open_db(dir, cache)?;
+        guard::check_generation(&db, expected).map_err(|e| match e {
+            StoreError::Damaged { problem, .. } => StoreError::Damaged { path: dir.display().to_string(), problem },
+            other => other,
+        })?;
+        let generations = Some((guard.generation_file()?, guard::stored_generation(&db)?));
+        guard.opened();
+        Self::from_db(db, generations, Some(guard))
     }
 
     /// A store in a temporary directory that sled deletes on drop; for tests.
     pub fn temporary() -> Result<Self, StoreError> {
         let db = sled::Config::new().temporary(true).flush_every_ms(None).open().map_err(backend)?;
-        Self::from_db(db)
+        Self::from_db(db, None, None)
     }
 
-    fn from_db(db: sled::Db) -> Result<Self, StoreError> {
+    fn from_db(
+        db: sled::Db,
+        generations: Option<(std::fs::File, u64)>,
+        guard: Option<guard::Guard>,
+    ) -> Result<Self, StoreError> {
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let (tx, rx) = mpsc::unbounded_channel();
         let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counter = flushes.clone();
+        let meta = tree("meta")?;
         let thread = std::thread::Builder::new()
             .name("idca-flush".into())
             .spawn({
                 let db = db.clone();
-                move || group_commit(db, rx, counter)
+                let generations = generations.map(|(file, n)| (meta.clone(), file, n));
+                move || group_commit(db, rx, counter, generations)
             })
             .map_err(backend)?;
         let inner = Inner {
-            meta: tree("meta")?,
+            meta,
             accounts: tree("accounts")?,
             account_keys: tree("account_keys")?,
             orders: tree("orders")?,
@@ -275,6 +285,7 @@ impl SledStore {
             flusher_thread: Some(thread),
             flushes,
             db: db.clone(),
+            _guard: guard,
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -306,18 +317,28 @@ impl SledStore {
 
 /// The flusher: takes every waiter queued so far, flushes once, answers them all. A
 /// waiter's write happened before it queued, so the flush that starts after the dequeue
-/// covers it.
+/// covers it. With `generations` (an on-disk store), each flush also carries its number
+/// into `meta`, and the number goes into the file beside the store once it is on disk.
 fn group_commit(
     db: sled::Db,
     mut rx: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
+    mut generations: Option<(Tree, std::fs::File, u64)>,
 ) {
     while let Some(first) = rx.blocking_recv() {
         let mut waiters = vec![first];
         while let Ok(w) = rx.try_recv() {
             waiters.push(w);
         }
+        let next = generations.as_ref().and_then(|(meta, _, n)| {
+            let next = n + 1;
+            meta.insert(GENERATION_KEY, &next.to_be_bytes()).ok().map(|_| next)
+        });
         let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
+        if let (Ok(()), Some(next), Some((_, file, n))) = (&result, next, generations.as_mut()) {
+            guard::record_generation(file, next);
+            *n = next;
+        }
         flushes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(e) = &result {
             tracing::error!(error = %e, "flush failed");

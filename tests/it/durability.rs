@@ -145,3 +145,147 @@ fn idca_crash_reports_rolled_back_writes_as_lost() {
     assert!(cells[5].parse::<u32>().unwrap() > 0, "{text}");
     assert!(text.contains("LOST certificate"), "{text}");
 }
+
+fn idca_cli(data: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_idca"))
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` (but the lock file) with its bytes.
+fn contents(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.ends_with("db.lock") {
+                out.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// A damaged data directory (log truncated or emptied, store rolled back behind idca's
+/// back, store removed) is refused with a message naming the problem and the path, and
+/// not a byte of it changes; an intact copy opens.
+#[test]
+fn damaged_data_is_refused_and_left_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pristine = tmp.path().join("pristine");
+    assert!(idca_cli(&pristine, &["init", "--local-pki"]).status.success());
+    let cert = |n: &str| tmp.path().join(n).to_str().unwrap().to_owned();
+    let issue = |data: &Path, name: &str| {
+        let out = idca_cli(
+            data,
+            &["issue", name, "--cert-file", &cert(&format!("{name}.pem")), "--key-file", &cert(&format!("{name}.key"))],
+        );
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    issue(&pristine, "one.test");
+    let older_store = tmp.path().join("older-db");
+    copy_tree(&pristine.join("db"), &older_store);
+    issue(&pristine, "two.test");
+
+    type Damage<'a> = (&'a str, &'a dyn Fn(&Path), &'a str);
+    let damages: [Damage; 5] = [
+        (
+            "log truncated",
+            &|d| std::fs::File::options().write(true).open(d.join("db/db")).unwrap().set_len(4000).unwrap(),
+            "truncated or overwritten",
+        ),
+        (
+            "log emptied",
+            &|d| std::fs::File::options().write(true).open(d.join("db/db")).unwrap().set_len(0).unwrap(),
+            "is missing or empty",
+        ),
+        ("store removed", &|d| std::fs::remove_dir_all(d.join("db")).unwrap(), "is missing or empty"),
+        (
+            "store rolled back",
+            &|d| {
+                std::fs::remove_dir_all(d.join("db")).unwrap();
+                copy_tree(&older_store, &d.join("db"));
+            },
+            "lost writes",
+        ),
+        (
+            "store and its records removed",
+            &|d| {
+                std::fs::remove_dir_all(d.join("db")).unwrap();
+                for f in ["db.generation", "db.clean"] {
+                    std::fs::remove_file(d.join(f)).unwrap();
+                }
+            },
+            "holds no CA",
+        ),
+    ];
+    for (i, (what, damage, expected)) in damages.iter().enumerate() {
+        let data = tmp.path().join(format!("damaged-{i}"));
+        copy_tree(&pristine, &data);
+        damage(&data);
+        let before = contents(&data);
+        let out = idca_cli(
+            &data,
+            &["issue", "three.test", "--cert-file", &cert("three.pem"), "--key-file", &cert("three.key")],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: opened anyway");
+        assert!(stderr.contains(expected), "{what}: {stderr}");
+        assert!(stderr.contains(data.to_str().unwrap()), "{what}: the message names the path: {stderr}");
+        assert!(stderr.contains("Nothing was changed"), "{what}: {stderr}");
+        if *what != "store and its records removed" {
+            assert_eq!(contents(&data), before, "{what}: files changed");
+        }
+    }
+    // The control: the undamaged directory opens and lists both certificates.
+    let out = idca_cli(&pristine, &["certs"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && listed.contains("one.test") && listed.contains("two.test"), "{listed}");
+}
+
+/// A second process on a data directory in use is refused at once, naming it.
+#[test]
+fn a_second_instance_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[management]\nlisten = \"\"\n[storage]\ndata_dir = \"{}\"\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let _running = spawn(tmp.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_idca"))
+        .arg("serve")
+        .arg("--config")
+        .arg(tmp.path().join("config.toml"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("in use by another idca process") && stderr.contains(tmp.path().join("data").to_str().unwrap()),
+        "{stderr}"
+    );
+}

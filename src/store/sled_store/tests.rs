@@ -283,7 +283,7 @@ fn queued_waiters_share_one_flush() {
     }
     drop(tx);
     let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    group_commit(db, rx, flushes.clone());
+    group_commit(db, rx, flushes.clone(), None);
     assert_eq!(flushes.load(std::sync::atomic::Ordering::Relaxed), 1);
     for mut r in answers {
         assert_eq!(r.try_recv().unwrap(), Ok(()));

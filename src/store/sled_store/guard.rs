@@ -1,0 +1,260 @@
+//! What stands around the sled files: one process at a time, damage found before
+//! anything is changed, and lost writes noticed.
+//!
+//! Beside the store directory `D` (idca's is `data/db`):
+//! - `D.lock`: an exclusive `flock` held while the store is open, taken before anything
+//!   else is read or written, so a second process is refused at once.
+//! - `D.generation`: the number of the last group commit known to be on disk. Each group
+//!   commit writes its number into the store before flushing and into this file after,
+//!   so the store never holds less than the file says unless it lost flushed writes.
+//! - `D.clean`: written after a clean close: the size and modification time of every
+//!   file of the store. When it matches, the store opens directly. Otherwise (after a
+//!   crash, or when something touched the files) it is first opened as a copy and
+//!   checked; a damaged store is reported and left exactly as it was, because sled's
+//!   recovery rewrites what it opens.
+
+use std::fs::File;
+use std::io::Write;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use super::{GENERATION_KEY, StoreError, backend};
+
+/// `D` + `suffix`, beside `D`.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn damaged(dir: &Path, problem: impl Into<String>) -> StoreError {
+    StoreError::Damaged { path: dir.display().to_string(), problem: problem.into() }
+}
+
+/// Held for as long as the store is open; on drop (after sled has closed its files)
+/// writes the clean-close fingerprint and releases the lock.
+#[derive(Debug)]
+pub(super) struct Guard {
+    dir: PathBuf,
+    lock: Option<File>,
+    /// Set once the store is open: only then is a clean close recorded.
+    opened: bool,
+}
+
+impl Guard {
+    /// Takes the lock, refuses a store whose files are missing or damaged, and checks a
+    /// store that was not closed cleanly on a copy first. Returns the guard and the
+    /// generation the store must hold at least.
+    pub(super) fn acquire(dir: &Path, cache_capacity: u64) -> Result<(Self, u64), StoreError> {
+        let lock_path = sibling(dir, ".lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", lock_path.display())))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Backend(format!("{} is in use by another idca process", dir.display())));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Backend(format!("cannot lock {}: {e}", lock_path.display())));
+            }
+        }
+        let guard = Self { dir: dir.to_owned(), lock: Some(lock), opened: false };
+        let expected = guard.recorded_generation()?;
+        let log = dir.join("db");
+        let log_len = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+        if expected > 0 && log_len == 0 {
+            return Err(damaged(
+                dir,
+                format!(
+                    "{} is missing or empty, but {} says {expected} group commits reached it",
+                    log.display(),
+                    sibling(dir, ".generation").display()
+                ),
+            ));
+        }
+        let clean = sibling(dir, ".clean");
+        let closed_cleanly =
+            std::fs::read_to_string(&clean).is_ok_and(|recorded| fingerprint(dir).is_ok_and(|now| now == recorded));
+        if !closed_cleanly && log_len > 0 {
+            guard.check_copy(cache_capacity, expected)?;
+        }
+        // From here on the files change: a crash must not find a stale fingerprint.
+        match std::fs::remove_file(&clean) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::Backend(format!("cannot remove {}: {e}", clean.display()))),
+        }
+        Ok((guard, expected))
+    }
+
+    /// The generation recorded beside the store (0 when there is none yet).
+    fn recorded_generation(&self) -> Result<u64, StoreError> {
+        let path = sibling(&self.dir, ".generation");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                text.trim().parse().map_err(|_| damaged(&self.dir, format!("{} is not a number", path.display())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(StoreError::Backend(format!("cannot read {}: {e}", path.display()))),
+        }
+    }
+
+    /// Opens a copy of the store the way the real open would, and checks it.
+    fn check_copy(&self, cache_capacity: u64, expected: u64) -> Result<(), StoreError> {
+        let copy = sibling(&self.dir, ".check");
+        let _ = std::fs::remove_dir_all(&copy);
+        if let Err(e) = copy_dir(&self.dir, &copy) {
+            let _ = std::fs::remove_dir_all(&copy);
+            tracing::warn!(store = %self.dir.display(), error = %e, "cannot copy the store to check it after an unclean stop; opening it unchecked");
+            return Ok(());
+        }
+        let result = open_db(&copy, cache_capacity).and_then(|db| check_generation(&db, expected));
+        let _ = std::fs::remove_dir_all(&copy);
+        result.map_err(|e| match e {
+            StoreError::Damaged { problem, .. } => damaged(&self.dir, problem),
+            other => other,
+        })
+    }
+
+    /// The store is open and checked: record a clean close when dropped.
+    pub(super) fn opened(&mut self) {
+        self.opened = true;
+    }
+
+    /// The file the group-commit thread records each generation in.
+    pub(super) fn generation_file(&self) -> Result<File, StoreError> {
+        let path = sibling(&self.dir, ".generation");
+        File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // sled has closed its files by now (the guard is dropped after the database).
+        if let Some(print) = self.opened.then(|| fingerprint(&self.dir).ok()).flatten() {
+            let path = sibling(&self.dir, ".clean");
+            let written = File::create(&path).and_then(|mut f| {
+                f.write_all(print.as_bytes())?;
+                f.sync_all()
+            });
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), error = %e, "cannot record the clean close");
+            }
+        }
+        self.lock.take();
+    }
+}
+
+/// Records generation `n` after its flush (no fsync: it only has to outlive the
+/// process, and a value older than the store's never raises an alarm).
+pub(super) fn record_generation(file: &File, n: u64) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        let _ = file.write_all_at(format!("{n:020}\n").as_bytes(), 0);
+    }
+    #[cfg(not(unix))]
+    let _ = (file, n);
+}
+
+/// The store must hold at least the generation recorded beside it.
+pub(super) fn check_generation(db: &sled::Db, expected: u64) -> Result<(), StoreError> {
+    let held = stored_generation(db)?;
+    if held < expected {
+        return Err(StoreError::Damaged {
+            path: String::new(),
+            problem: format!(
+                "it has lost writes that were on disk (it holds group commit {held}, but {expected} was recorded \
+                 after its flush)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The last generation written into the store (0 for a new one).
+pub(super) fn stored_generation(db: &sled::Db) -> Result<u64, StoreError> {
+    let meta = db.open_tree("meta").map_err(backend)?;
+    Ok(meta
+        .get(GENERATION_KEY)
+        .map_err(backend)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes))
+}
+
+/// Opens sled at `dir`; a panic inside sled's recovery (it panics on some damaged logs)
+/// becomes `Damaged` instead of taking the process down.
+pub(super) fn open_db(dir: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
+    static PANIC: Mutex<Option<String>> = Mutex::new(None);
+    let config = sled::Config::new().path(dir).cache_capacity(cache_capacity).flush_every_ms(None);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        if let Ok(mut p) = PANIC.lock() {
+            *p = Some(info.to_string());
+        }
+    }));
+    let opened = std::panic::catch_unwind(AssertUnwindSafe(|| config.open()));
+    std::panic::set_hook(previous);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(sled::Error::Corruption { at, .. })) => Err(damaged(
+            dir,
+            match at {
+                Some(at) => format!("sled found a corrupt log entry ({at:?})"),
+                None => "sled found its log truncated or overwritten".to_owned(),
+            },
+        )),
+        Ok(Err(e)) => Err(StoreError::Backend(format!("cannot open {}: {e}", dir.display()))),
+        Err(_) => {
+            let why = PANIC.lock().ok().and_then(|mut p| p.take()).unwrap_or_default();
+            Err(damaged(dir, format!("sled cannot recover it ({})", why.replace('\n', " "))))
+        }
+    }
+}
+
+/// Every file under `dir` with its size and modification time, one per line, sorted.
+fn fingerprint(dir: &Path) -> std::io::Result<String> {
+    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            if meta.is_dir() {
+                walk(&entry.path(), base, out)?;
+            } else {
+                let modified = meta.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let name = entry.path();
+                let name = name.strip_prefix(base).unwrap_or(&name).display().to_string();
+                out.push(format!("{name} {} {}", meta.len(), modified.as_nanos()));
+            }
+        }
+        Ok(())
+    }
+    let mut lines = Vec::new();
+    walk(dir, dir, &mut lines)?;
+    lines.sort();
+    Ok(lines.join("\n") + "\n")
+}
+
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
