@@ -245,7 +245,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         .collect::<Result<Vec<_>, _>>()?;
 
     let metrics = Arc::new(crate::metrics::Metrics::default());
-    let (queue, rx) = ValidationQueue::new();
+    let (queue, rx) = ValidationQueue::new(config.limits.queued_validations);
     let checker = NetworkChecker::new(&config.acme.validation).map_err(AppError::Io)?;
     let validator =
         Arc::new(Validator::new(store.clone(), Arc::new(checker), clock.clone(), config.acme.clone(), metrics.clone()));
@@ -269,7 +269,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
             clock.now(),
         )
         .await
-        .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?,
+        .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?
+        .with_limits(&config.limits),
     );
     let d = &config.devices;
     let oidc = if d.oidc_issuer.is_empty() {
@@ -294,7 +295,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let acme = Arc::new(
         Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics)
             .with_identity(Arc::new(IdentityKeys { own: authz.clone(), oidc: oidc.clone() }), oidc_issuer)
-            .with_retired(retired),
+            .with_retired(retired)
+            .with_limits(&config.limits),
     );
     let state = web::Data::new(AppState {
         acme,
@@ -313,9 +315,16 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     };
 
     let api_state = state.clone();
+    let limits = config.limits.clone();
+    crate::jose::json::set_max_depth(limits.json_max_depth);
     let mut server = HttpServer::new(move || {
-        App::new().app_data(api_state.clone()).wrap(from_fn(crate::http::log_request)).configure(crate::http::configure)
+        App::new()
+            .app_data(api_state.clone())
+            .wrap(from_fn(crate::http::bound_body_time))
+            .wrap(from_fn(crate::http::log_request))
+            .configure(|c| crate::http::configure(c, &limits))
     })
+    .client_request_timeout(std::time::Duration::from_millis(config.limits.request_header_timeout_ms))
     .shutdown_timeout(config.server.shutdown_timeout_secs);
     if config.server.workers > 0 {
         server = server.workers(config.server.workers);

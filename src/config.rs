@@ -468,11 +468,48 @@ impl Default for ManagementConfig {
 pub struct LimitsConfig {
     /// Largest JWS request body accepted by ACME endpoints, in bytes.
     pub jose_body_bytes: usize,
+    /// Largest form body (OAuth token, login, consent, device, introspection,
+    /// revocation), in bytes.
+    pub form_body_bytes: usize,
+    /// Largest JSON body (client and device registration), in bytes.
+    pub json_body_bytes: usize,
+    /// Deepest nesting of arrays and objects in the JSON of a JWS (header, payload) or a
+    /// token.
+    pub json_max_depth: usize,
+    /// Milliseconds a client has to send a request's headers (slow clients).
+    pub request_header_timeout_ms: u64,
+    /// Milliseconds a client has to send a request's body.
+    pub request_body_timeout_ms: u64,
+    /// Failed client authentications at the token, device, introspection and revocation
+    /// endpoints per client id and address, and per address for all client ids, before
+    /// a lockout of `token_lockout_secs`.
+    pub token_max_failures: u32,
+    pub token_max_failures_per_address: u32,
+    pub token_lockout_secs: u64,
+    /// Orders that are not yet valid or invalid one account may hold; 0: no limit.
+    pub pending_orders_per_account: usize,
+    /// Pending authorizations in those orders one account may hold; 0: no limit.
+    pub pending_authorizations_per_account: usize,
+    /// Challenges waiting for a validation slot (`acme.validation.concurrency`) at once.
+    pub queued_validations: usize,
 }
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { jose_body_bytes: 64 * 1024 }
+        Self {
+            jose_body_bytes: 64 * 1024,
+            form_body_bytes: 16 * 1024,
+            json_body_bytes: 16 * 1024,
+            json_max_depth: crate::jose::json::DEFAULT_MAX_DEPTH,
+            request_header_timeout_ms: 5_000,
+            request_body_timeout_ms: 10_000,
+            token_max_failures: 10,
+            token_max_failures_per_address: 50,
+            token_lockout_secs: 300,
+            pending_orders_per_account: 300,
+            pending_authorizations_per_account: 1000,
+            queued_validations: 1000,
+        }
     }
 }
 

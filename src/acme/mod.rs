@@ -27,7 +27,7 @@ pub use problem::{ACME_ERROR_NS, AcmeError};
 pub use ratelimit::RateLimiter;
 pub use request::{KeyRule, SignedRequest, Signer, Verified};
 pub use revoke::cert_id;
-pub use worker::{ValidationQueue, Validator};
+pub use worker::{QueuedValidations, ValidationQueue, Validator};
 
 use std::sync::Arc;
 
@@ -79,6 +79,9 @@ pub struct Acme {
     config: AcmeConfig,
     queue: ValidationQueue,
     order_limit: RateLimiter,
+    open_orders: ratelimit::OpenOrders,
+    /// `limits.pending_orders_per_account` and `pending_authorizations_per_account`.
+    pending_limits: (usize, usize),
     metrics: Arc<crate::metrics::Metrics>,
     identity_tokens: Option<Arc<dyn crate::validate::IdentityTokens>>,
     identity_issuer: String,
@@ -130,6 +133,11 @@ impl Acme {
             nonces: NonceSource::new(),
             links,
             order_limit: RateLimiter::per_minute(config.new_orders_per_minute),
+            open_orders: ratelimit::OpenOrders::default(),
+            pending_limits: {
+                let l = crate::config::LimitsConfig::default();
+                (l.pending_orders_per_account, l.pending_authorizations_per_account)
+            },
             config,
             queue,
             metrics,
@@ -137,6 +145,58 @@ impl Acme {
             identity_issuer: String::new(),
             retired: Vec::new(),
         }
+    }
+
+    /// The limits on what one account may hold pending (`[limits]`).
+    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
+        self.pending_limits = (limits.pending_orders_per_account, limits.pending_authorizations_per_account);
+        self
+    }
+
+    /// Refuses a new order with `new_authzs` fresh authorizations when the account
+    /// already holds `limits.pending_orders_per_account` unfinished orders, or would hold
+    /// more than `limits.pending_authorizations_per_account` pending authorizations in
+    /// them (Boulder's limits of the same names).
+    async fn check_pending(&self, account: &AccountId, new_authzs: usize, now: UnixTime) -> Result<(), AcmeError> {
+        let (max_orders, max_authzs) = self.pending_limits;
+        if max_orders == 0 && max_authzs == 0 {
+            return Ok(());
+        }
+        let mut open = Vec::new();
+        let mut pending_authzs = std::collections::HashSet::new();
+        for id in self.open_orders.live(account, now) {
+            let order = match self.store.order(&id).await {
+                Ok(o) => o.value,
+                Err(StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let authzs = self.order_authzs(&order).await?;
+            if matches!(
+                order_status(&order, &authzs, now),
+                wire::OrderStatus::Pending | wire::OrderStatus::Ready | wire::OrderStatus::Processing
+            ) {
+                open.push(id);
+                pending_authzs.extend(
+                    authzs.iter().filter(|a| authz_status(a, now) == AuthzStatus::Pending).map(|a| a.id.clone()),
+                );
+            }
+        }
+        self.open_orders.keep(account, &open);
+        let limited = |detail: String| AcmeError::RateLimited { detail, retry_after: 60 };
+        if max_orders > 0 && open.len() >= max_orders {
+            return Err(limited(format!(
+                "this account already has {} orders that are not finished (limits.pending_orders_per_account); \
+                 finalize them or let them expire",
+                open.len()
+            )));
+        }
+        if max_authzs > 0 && pending_authzs.len() + new_authzs > max_authzs {
+            return Err(limited(format!(
+                "this order would give this account more than {max_authzs} pending authorizations \
+                 (limits.pending_authorizations_per_account); complete or deactivate some first"
+            )));
+        }
+        Ok(())
     }
 
     /// The CAs retired by root rotations: each still signs the CRL its leaves name.
@@ -334,6 +394,7 @@ impl Acme {
             authz_ids.push(authz.id.clone());
             authzs.push(authz);
         }
+        self.check_pending(&account.id, authzs.len(), now).await?;
         let order = Order {
             id: OrderId::random(),
             account: account.id.clone(),
@@ -356,7 +417,7 @@ impl Acme {
             order.replaces = Some(r.value.serial.clone());
         }
         match self.store.create_order(&order, &authzs, replaced.as_ref().map(|r| (&r.value, r.version))).await {
-            Ok(()) => {}
+            Ok(()) => self.open_orders.add(&account.id, order.id.clone(), order.expires),
             Err(StoreError::Conflict) => {
                 return Err(AcmeError::AlreadyReplaced("another order replaced this certificate first".into()));
             }
@@ -605,6 +666,12 @@ impl Acme {
             let challenge_pending =
                 authz.value.challenges.get(idx).is_some_and(|c| c.status == ChallengeStatus::Pending);
             if pending && challenge_pending {
+                if !self.queue.has_room() {
+                    return Err(AcmeError::RateLimited {
+                        detail: "too many validations are waiting (limits.queued_validations); retry shortly".into(),
+                        retry_after: self.config.retry_after_secs.max(1),
+                    });
+                }
                 if let Some(c) = authz.value.challenges.get_mut(idx) {
                     c.status = ChallengeStatus::Processing;
                 }

@@ -1,4 +1,5 @@
-//! A per-account token bucket for new orders (RFC 8555 §6.6 `rateLimited`).
+//! A per-account token bucket for new orders (RFC 8555 §6.6 `rateLimited`), and the
+//! orders each account holds that are not finished yet.
 //!
 //! State is in memory: a restart forgives everyone, which suits a test CA. Memory is
 //! bounded: when the table grows past [`MAX_TRACKED`] accounts, buckets that are full
@@ -50,6 +51,38 @@ impl RateLimiter {
         } else {
             Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
         }
+    }
+}
+
+/// The orders each account created that may still be pending (in memory, like the
+/// bucket: a restart forgets them). `new_order` re-reads them to count what is really
+/// still open, and keeps only those, so each account's list stays as short as its limit.
+#[derive(Debug, Default)]
+pub struct OpenOrders {
+    per_account: Mutex<HashMap<AccountId, Vec<(crate::model::OrderId, crate::clock::UnixTime)>>>,
+}
+
+impl OpenOrders {
+    /// The account's orders that have not expired by `now`.
+    pub fn live(&self, account: &AccountId, now: crate::clock::UnixTime) -> Vec<crate::model::OrderId> {
+        let map = self.per_account.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(account)
+            .map_or_else(Vec::new, |v| v.iter().filter(|(_, e)| *e > now).map(|(id, _)| id.clone()).collect())
+    }
+
+    /// Keeps only `open` of the account's orders.
+    pub fn keep(&self, account: &AccountId, open: &[crate::model::OrderId]) {
+        let mut map = self.per_account.lock().unwrap_or_else(|p| p.into_inner());
+        if open.is_empty() {
+            map.remove(account);
+        } else if let Some(v) = map.get_mut(account) {
+            v.retain(|(id, _)| open.contains(id));
+        }
+    }
+
+    pub fn add(&self, account: &AccountId, order: crate::model::OrderId, expires: crate::clock::UnixTime) {
+        let mut map = self.per_account.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(account.clone()).or_default().push((order, expires));
     }
 }
 

@@ -58,10 +58,7 @@ impl Verified {
 
     /// Parses the payload as JSON of type `T`.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AcmeError> {
-        serde_json::from_slice(&self.payload).map_err(|e| {
-            let msg = e.to_string();
-            AcmeError::Malformed(format!("invalid payload: {}", msg.split(" at line").next().unwrap_or(&msg)))
-        })
+        crate::jose::json::from_slice(&self.payload).map_err(|e| AcmeError::Malformed(format!("invalid payload: {e}")))
     }
 
     /// Refuses anything but a POST-as-GET.

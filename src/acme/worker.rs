@@ -18,25 +18,45 @@ use crate::model::{AuthzId, AuthzStatus, ChallengeStatus};
 use crate::store::{Store, StoreError};
 use crate::validate::ChallengeChecker;
 
-/// Where the challenge endpoint leaves work for the validator.
+/// Where the challenge endpoint leaves work for the validator. It counts what waits
+/// for a validation slot, so that the endpoint can refuse new work past
+/// `limits.queued_validations` (what is accepted is never dropped).
 #[derive(Debug, Clone)]
 pub struct ValidationQueue {
     tx: mpsc::UnboundedSender<AuthzId>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    capacity: usize,
 }
 
 impl ValidationQueue {
-    /// A queue and the receiving end the validator runs on.
-    pub fn new() -> (Self, mpsc::UnboundedReceiver<AuthzId>) {
+    /// A queue for at most `capacity` waiting validations, and the receiving end the
+    /// validator runs on.
+    pub fn new(capacity: usize) -> (Self, QueuedValidations) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx }, rx)
+        let waiting: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        (Self { tx, waiting: waiting.clone(), capacity }, QueuedValidations { rx, waiting })
+    }
+
+    /// Whether another validation may be accepted now.
+    pub fn has_room(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed) < self.capacity
     }
 
     /// Queues an authorization with a `processing` challenge.
     pub fn push(&self, id: AuthzId) {
+        self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.tx.send(id).is_err() {
+            self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!("validation queue is closed; the challenge resumes at next start");
         }
     }
+}
+
+/// The validator's end of the [`ValidationQueue`].
+#[derive(Debug)]
+pub struct QueuedValidations {
+    rx: mpsc::UnboundedReceiver<AuthzId>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Runs validations, at most `concurrency` at once.
@@ -70,12 +90,13 @@ impl Validator {
     }
 
     /// Serves the queue until every sender is gone.
-    pub async fn run(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<AuthzId>) {
+    pub async fn run(self: Arc<Self>, mut queued: QueuedValidations) {
         let slots = Arc::new(Semaphore::new(self.config.validation.concurrency));
-        while let Some(id) = rx.recv().await {
+        while let Some(id) = queued.rx.recv().await {
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
+            queued.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let me = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = me.validate(&id).await {

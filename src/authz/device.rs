@@ -76,11 +76,12 @@ impl AuthServer {
     pub async fn device_authorization(
         &self,
         creds: &ClientCredentials,
+        from: std::net::IpAddr,
         scope: Option<&str>,
         claims: Option<&str>,
         now: UnixTime,
     ) -> Result<DeviceResponse, OAuthError> {
-        let client = self.authenticated_client(creds).await?;
+        let client = self.authenticated_client(creds, from, now).await?;
         if !client.allows_grant(DEVICE_GRANT) {
             return Err(OAuthError::UnauthorizedClient("this client may not use the device grant".into()));
         }

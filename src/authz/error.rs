@@ -64,6 +64,10 @@ pub enum OAuthError {
     /// `unsupported_response_type` (§4.1.2.1).
     #[error("{0}")]
     UnsupportedResponseType(String),
+    /// `temporarily_unavailable` with HTTP 429 and `Retry-After`: too many failed
+    /// attempts from this client or address (`limits.token_max_failures`).
+    #[error("{detail}")]
+    TooManyAttempts { detail: String, retry_after: i64 },
 }
 
 impl OAuthError {
@@ -89,6 +93,7 @@ impl OAuthError {
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::UnsupportedResponseType(_) => "unsupported_response_type",
+            Self::TooManyAttempts { .. } => "temporarily_unavailable",
         }
     }
 
@@ -98,6 +103,7 @@ impl OAuthError {
             Self::InvalidClient(_) | Self::InvalidToken(_) => 401,
             Self::Resource { status, .. } => *status,
             Self::InsufficientScope(_) => 403,
+            Self::TooManyAttempts { .. } => 429,
             Self::ServerError(_) => 500,
             _ => 400,
         }

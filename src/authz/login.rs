@@ -176,6 +176,37 @@ impl LoginLimiter {
     }
 }
 
+/// Failed client authentications (`limits.token_max_failures`): counted per client id
+/// and address, and per address over all client ids, each with its own lockout.
+#[derive(Debug)]
+pub struct ClientAuthLimiter {
+    per_client: LoginLimiter,
+    per_address: LoginLimiter,
+}
+
+impl ClientAuthLimiter {
+    pub fn new(limits: &crate::config::LimitsConfig) -> Self {
+        Self {
+            per_client: LoginLimiter::new(limits.token_max_failures, limits.token_lockout_secs),
+            per_address: LoginLimiter::new(limits.token_max_failures_per_address, limits.token_lockout_secs),
+        }
+    }
+
+    /// Seconds until `client_id` may try again from `ip`, if locked out.
+    pub fn locked(&self, client_id: &str, ip: IpAddr, now: UnixTime) -> Option<i64> {
+        self.per_client.locked(client_id, ip, now).or_else(|| self.per_address.locked("", ip, now))
+    }
+
+    pub fn failed(&self, client_id: &str, ip: IpAddr, now: UnixTime) {
+        self.per_client.failed(client_id, ip, now);
+        self.per_address.failed("", ip, now);
+    }
+
+    pub fn succeeded(&self, client_id: &str, ip: IpAddr) {
+        self.per_client.succeeded(client_id, ip);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

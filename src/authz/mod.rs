@@ -184,6 +184,7 @@ pub struct AuthServer {
     keys: Keys,
     limiter: LoginLimiter,
     device_limiter: LoginLimiter,
+    client_auth_limiter: login::ClientAuthLimiter,
     dpop: DpopVerifier,
     dpop_config: DpopConfig,
     devices: crate::config::DevicesConfig,
@@ -299,6 +300,7 @@ impl AuthServer {
             users: config.users.iter().map(User::from).collect(),
             limiter: LoginLimiter::new(config.login_max_failures, config.login_lockout_secs),
             device_limiter: LoginLimiter::new(config.device_max_user_code_failures, config.device_code_lifetime_secs),
+            client_auth_limiter: login::ClientAuthLimiter::new(&crate::config::LimitsConfig::default()),
             audience: public_url.to_owned(),
             issuer,
             keys,
@@ -308,6 +310,12 @@ impl AuthServer {
             dpop_config: dpop,
             devices,
         })
+    }
+
+    /// The limits on failed client authentications (`[limits]`).
+    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
+        self.client_auth_limiter = login::ClientAuthLimiter::new(limits);
+        self
     }
 
     /// The `DPoP-Nonce` to send now.
@@ -428,11 +436,31 @@ impl AuthServer {
     }
 
     /// The client named by `creds`, authenticated.
-    async fn authenticated_client(&self, creds: &ClientCredentials) -> Result<Client, OAuthError> {
-        let client =
-            self.client(creds.client_id()).await?.ok_or_else(|| OAuthError::InvalidClient("unknown client".into()))?;
-        client.authenticate(creds).await?;
-        Ok(client)
+    /// Client authentication (RFC 6749 §2.3), refused for a while after too many
+    /// failures from this client id and address, or from this address.
+    async fn authenticated_client(
+        &self,
+        creds: &ClientCredentials,
+        from: IpAddr,
+        now: UnixTime,
+    ) -> Result<Client, OAuthError> {
+        let id = creds.client_id();
+        if let Some(wait) = self.client_auth_limiter.locked(id, from, now) {
+            return Err(OAuthError::TooManyAttempts {
+                detail: format!("too many failed client authentications; try again in {wait} s"),
+                retry_after: wait,
+            });
+        }
+        let result = match self.client(id).await? {
+            Some(client) => client.authenticate(creds).await.map(|()| client),
+            None => Err(OAuthError::InvalidClient("unknown client".into())),
+        };
+        match &result {
+            Ok(_) => self.client_auth_limiter.succeeded(id, from),
+            Err(OAuthError::InvalidClient(_)) => self.client_auth_limiter.failed(id, from, now),
+            Err(_) => {}
+        }
+        result
     }
 
     /// The authorization endpoint (RFC 6749 §4.1.1), in order:
@@ -699,11 +727,12 @@ impl AuthServer {
     pub async fn token(
         &self,
         creds: &ClientCredentials,
+        from: IpAddr,
         form: &TokenForm,
         dpop: &[&str],
         now: UnixTime,
     ) -> Result<TokenResponse, OAuthError> {
-        let client = self.authenticated_client(creds).await?;
+        let client = self.authenticated_client(creds, from, now).await?;
         // The proof first: a refresh token is never used up by a request whose proof fails.
         let jkt = self.token_proof(dpop, now).await?;
         let jkt = jkt.as_deref();
@@ -996,10 +1025,11 @@ impl AuthServer {
     pub async fn introspect(
         &self,
         creds: &ClientCredentials,
+        from: IpAddr,
         token: &str,
         now: UnixTime,
     ) -> Result<serde_json::Value, OAuthError> {
-        let client = self.authenticated_client(creds).await?;
+        let client = self.authenticated_client(creds, from, now).await?;
         if client.is_public() {
             return Err(OAuthError::InvalidClient("introspection needs a confidential client".into()));
         }
@@ -1027,8 +1057,14 @@ impl AuthServer {
     /// Revocation (RFC 7009 §2): a client revokes one of its own tokens, which revokes
     /// its whole grant. Unknown tokens, and tokens of other clients, get the same `200`
     /// and change nothing (§2.2).
-    pub async fn revoke(&self, creds: &ClientCredentials, token: &str, now: UnixTime) -> Result<(), OAuthError> {
-        let client = self.authenticated_client(creds).await?;
+    pub async fn revoke(
+        &self,
+        creds: &ClientCredentials,
+        from: IpAddr,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<(), OAuthError> {
+        let client = self.authenticated_client(creds, from, now).await?;
         let grant = match self.store.refresh_token(&SecretHash::of(token)).await {
             Ok(r) if r.value.client_id == client.client_id => Some(r.value.grant),
             Ok(_) => None,

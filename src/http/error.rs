@@ -79,6 +79,9 @@ impl ResponseError for HttpError {
                             res.insert_header(("DPoP-Nonce", n.as_str()));
                         }
                     }
+                    OAuthError::TooManyAttempts { retry_after, .. } => {
+                        res.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
+                    }
                     OAuthError::InvalidToken(_) | OAuthError::InsufficientScope(_) => {
                         res.insert_header((
                             actix_web::http::header::WWW_AUTHENTICATE,

@@ -52,7 +52,7 @@ impl FromRequest for JosePost {
             }
             let mut body = Vec::with_capacity(declared.unwrap_or(1024).min(limit));
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| AcmeError::Malformed("cannot read the request body".into()))?;
+                let chunk = chunk.map_err(|e| AcmeError::Malformed(format!("cannot read the request body: {e}")))?;
                 if body.len() + chunk.len() > limit {
                     return Err(too_large().into());
                 }

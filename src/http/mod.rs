@@ -38,9 +38,9 @@ pub struct AppState {
 }
 
 /// Registers every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub fn configure(cfg: &mut web::ServiceConfig, limits: &LimitsConfig) {
     cfg.route("/healthz", web::get().to(healthz)).route("/metrics", web::get().to(metrics));
-    oauth::configure(cfg);
+    oauth::configure(cfg, limits);
     clients::configure(cfg);
     acme::configure(cfg);
 }
@@ -84,6 +84,38 @@ pub async fn log_request(
         micros = start.elapsed().as_micros() as u64,
     );
     Ok(res)
+}
+
+/// A request body must arrive within `limits.request_body_timeout_ms` of the request
+/// head: after that its stream fails and the extractor refuses the request, so a slow
+/// client cannot hold a worker (the head has its own timeout, `client_request_timeout`).
+pub async fn bound_body_time(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let limit = req.app_data::<web::Data<AppState>>().map_or(std::time::Duration::from_secs(10), |s| {
+        std::time::Duration::from_millis(s.limits.request_body_timeout_ms)
+    });
+    let deadline = tokio::time::Instant::now() + limit;
+    let body = actix_web::HttpMessage::take_payload(&mut req);
+    let bounded = futures_util::stream::unfold(Some(body), move |body| async move {
+        let mut body = body?;
+        match tokio::time::timeout_at(deadline, futures_util::StreamExt::next(&mut body)).await {
+            Ok(Some(chunk)) => Some((chunk, Some(body))),
+            Ok(None) => None,
+            Err(_) => {
+                let late = std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the request body did not arrive within {} ms", limit.as_millis()),
+                );
+                Some((Err(actix_web::error::PayloadError::Io(late)), None))
+            }
+        }
+    });
+    req.set_payload(actix_web::dev::Payload::from(
+        Box::pin(bounded) as std::pin::Pin<Box<dyn futures_util::Stream<Item = _>>>
+    ));
+    next.call(req).await
 }
 
 /// Adds the headers RFC 8555 asks on ACME responses: a fresh `Replay-Nonce` (§6.5),

@@ -14,12 +14,12 @@ type State = web::Data<AppState>;
 
 const SESSION_COOKIE: &str = "idca_session";
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    let form = web::FormConfig::default().limit(16 * 1024).error_handler(|e, _| {
+pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::LimitsConfig) {
+    let form = web::FormConfig::default().limit(limits.form_body_bytes).error_handler(|e, _| {
         HttpError::OAuth(OAuthError::InvalidRequest(format!("the body must be application/x-www-form-urlencoded: {e}")))
             .into()
     });
-    let json = web::JsonConfig::default().limit(16 * 1024).error_handler(|e, _| {
+    let json = web::JsonConfig::default().limit(limits.json_body_bytes).error_handler(|e, _| {
         HttpError::OAuth(OAuthError::InvalidClientMetadata(format!("the body must be JSON client metadata: {e}")))
             .into()
     });
@@ -167,7 +167,7 @@ fn dpop_headers(req: &HttpRequest) -> Result<Vec<&str>, OAuthError> {
 async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let now = st.clock.now();
-    let response = st.authz.token(&creds, &form, &dpop_headers(&req)?, now).await?;
+    let response = st.authz.token(&creds, peer_ip(&req), &form, &dpop_headers(&req)?, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -183,7 +183,10 @@ async fn device_authorization(
 ) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let now = st.clock.now();
-    let body = st.authz.device_authorization(&creds, form.scope.as_deref(), form.claims.as_deref(), now).await?;
+    let body = st
+        .authz
+        .device_authorization(&creds, peer_ip(&req), form.scope.as_deref(), form.claims.as_deref(), now)
+        .await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
@@ -256,7 +259,7 @@ async fn delete_registration(st: State, req: HttpRequest, id: web::Path<String>)
 async fn introspect(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
-    let body = st.authz.introspect(&creds, token, st.clock.now()).await?;
+    let body = st.authz.introspect(&creds, peer_ip(&req), token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
@@ -264,7 +267,7 @@ async fn introspect(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> 
 async fn revoke(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
-    st.authz.revoke(&creds, token, st.clock.now()).await?;
+    st.authz.revoke(&creds, peer_ip(&req), token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().finish())
 }
 

@@ -102,8 +102,7 @@ impl<'a> CompactJws<'a> {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(JoseError::Malformed("not a compact JWS".into()));
         };
-        let header: CompactHeader =
-            serde_json::from_slice(&b64_decode(h)?).map_err(|e| JoseError::Header(e.to_string()))?;
+        let header: CompactHeader = super::json::from_slice(&b64_decode(h)?).map_err(JoseError::Header)?;
         let signing_input = token.get(..h.len() + 1 + p.len()).unwrap_or_default();
         Ok(Self { header, signing_input, payload_b64: p, signature: b64_decode(s)? })
     }
@@ -112,7 +111,7 @@ impl<'a> CompactJws<'a> {
     pub fn verify<T: DeserializeOwned>(&self, key: &Jwk) -> Result<T, JoseError> {
         let alg = Algorithm::parse(&self.header.alg)?;
         key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
-        serde_json::from_slice(&b64_decode(self.payload_b64)?).map_err(|e| JoseError::Malformed(e.to_string()))
+        super::json::from_slice(&b64_decode(self.payload_b64)?).map_err(JoseError::Malformed)
     }
 }
 

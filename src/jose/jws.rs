@@ -53,15 +53,12 @@ impl FlattenedJws {
     /// Parses a flattened JWS body. Refuses the general serialization (`signatures`), an
     /// unprotected `header`, unknown algorithms, `crit`, and keys with private parts.
     pub fn parse(body: &[u8]) -> Result<Self, JoseError> {
-        let raw: RawJws<'_> = serde_json::from_slice(body).map_err(|e| {
-            let msg = e.to_string();
-            JoseError::Malformed(msg.split(" at line").next().unwrap_or(&msg).to_owned())
-        })?;
+        let raw: RawJws<'_> = super::json::from_slice(body).map_err(JoseError::Malformed)?;
         let (Some(protected), Some(payload), Some(signature)) = (raw.protected, raw.payload, raw.signature) else {
             return Err(JoseError::Malformed("`protected`, `payload` and `signature` are required".into()));
         };
         let header_bytes = b64_decode(protected)?;
-        let h: RawHeader = serde_json::from_slice(&header_bytes).map_err(|e| JoseError::Header(e.to_string()))?;
+        let h: RawHeader = super::json::from_slice(&header_bytes).map_err(JoseError::Header)?;
         // RFC 7515 §4.1.11: we implement no extensions, so any `crit` is unsupported;
         // RFC 7797's `b64` only has meaning with `crit`.
         if h.crit.is_some() || h.b64.is_some() {

@@ -46,8 +46,7 @@ impl MacJws {
     /// Parses a flattened JWS object (as a JSON value) protected by an HMAC.
     pub fn parse(value: &serde_json::Value) -> Result<Self, JoseError> {
         let raw: Raw = serde_json::from_value(value.clone()).map_err(|e| JoseError::Malformed(e.to_string()))?;
-        let header: Header =
-            serde_json::from_slice(&b64_decode(&raw.protected)?).map_err(|e| JoseError::Header(e.to_string()))?;
+        let header: Header = super::json::from_slice(&b64_decode(&raw.protected)?).map_err(JoseError::Header)?;
         if header.crit.is_some() {
             return Err(JoseError::UnsupportedCrit);
         }

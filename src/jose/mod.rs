@@ -7,6 +7,7 @@
 
 mod compact;
 mod error;
+pub mod json;
 mod jwk;
 mod jws;
 mod mac;

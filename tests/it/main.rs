@@ -17,6 +17,7 @@ mod harness;
 mod knobs;
 mod layering;
 mod lifecycle;
+mod limits;
 mod load;
 mod local_pki;
 mod oauth;

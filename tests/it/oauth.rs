@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::harness::{TestServer, start_with};
 
 const PASSWORD: &str = "wonderland";
-const SECRET: &str = "s3cret-s3cret-s3cret";
+pub const SECRET: &str = "s3cret-s3cret-s3cret";
 
 /// argon2 hashes are slow on purpose: make each once per test binary.
 fn hashes() -> &'static (String, String) {

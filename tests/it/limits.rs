@@ -1,0 +1,238 @@
+//! Every abuse limit of `[limits]`, hit through the real HTTP surface: a clear refusal
+//! (429 with Retry-After where waiting helps), never a hang, a crash or a lost record.
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::client::{Key, RawClient};
+use crate::harness::{TestServer, start_with};
+
+/// A client trusting the server's root, and the server's base URL.
+fn https(server: &TestServer) -> (reqwest::Client, String) {
+    let root = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
+    (
+        reqwest::Client::builder().tls_certs_only([root]).build().unwrap(),
+        server.directory_url().replace("/directory", ""),
+    )
+}
+
+async fn registered(server: &TestServer) -> RawClient {
+    let mut c = RawClient::new(server, Key::p256()).await;
+    assert_eq!(c.register().await.status, 201);
+    c
+}
+
+#[tokio::test]
+async fn deep_json_in_a_jws_payload_is_malformed() {
+    let server = start_with(|_| {}).await;
+    let c = registered(&server).await;
+    // 40 levels, past the default of 32; the same order at 4 levels is fine.
+    let mut deep = json!("x");
+    for _ in 0..40 {
+        deep = json!([deep]);
+    }
+    let r = c
+        .post(&c.url("newOrder"), Some(&json!({"identifiers": [{"type": "dns", "value": "a.test"}], "x": deep})))
+        .await;
+    r.assert_problem(400, "malformed");
+    assert!(r.text.contains("nested deeper than 32"), "{}", r.text);
+    assert_eq!(c.new_order(&["a.test"]).await.status, 201);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oauth_form_and_json_bodies_are_capped() {
+    let server = start_with(|c| {
+        c.limits.form_body_bytes = 1024;
+        c.limits.json_body_bytes = 1024;
+    })
+    .await;
+    let (http, base) = https(&server);
+    let big = "x".repeat(2000);
+    let r = http
+        .post(format!("{base}/oauth/token"))
+        .form(&[("grant_type", "client_credentials"), ("pad", &big)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    let r = http
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({"redirect_uris": ["https://a.test/cb"], "client_name": big}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client_metadata", "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("limit"), "{body}");
+    // Under the cap the same registration works.
+    let r = http
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({"redirect_uris": ["https://a.test/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    server.stop().await;
+}
+
+/// Plain HTTP, so that a raw socket can be slow on purpose.
+async fn plain_server(header_ms: u64, body_ms: u64) -> TestServer {
+    start_with(move |c| {
+        c.server.tls = false;
+        c.limits.request_header_timeout_ms = header_ms;
+        c.limits.request_body_timeout_ms = body_ms;
+    })
+    .await
+}
+
+/// Sends `first`, waits, and reads what the server answers (or that it closed).
+fn slow_exchange(addr: std::net::SocketAddr, first: &[u8]) -> (String, Duration) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    s.write_all(first).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    (String::from_utf8_lossy(&got).into_owned(), started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slow_to_send_its_headers_is_cut_off() {
+    let server = plain_server(300, 10_000).await;
+    let addr = server.server.as_ref().unwrap().addr;
+    let (answer, took) =
+        tokio::task::spawn_blocking(move || slow_exchange(addr, b"GET /directory HTTP/1.1\r\nHost: x\r\n"))
+            .await
+            .unwrap();
+    assert!(took < Duration::from_secs(5), "held for {took:?}");
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slow_to_send_its_body_is_refused() {
+    let server = plain_server(5_000, 300).await;
+    let addr = server.server.as_ref().unwrap().addr;
+    let head = b"POST /acme/new-order HTTP/1.1\r\nHost: x\r\nContent-Type: application/jose+json\r\nContent-Length: 100\r\n\r\n{\"protected\":";
+    let (answer, took) = tokio::task::spawn_blocking(move || slow_exchange(addr, head)).await.unwrap();
+    assert!(took < Duration::from_secs(5), "held for {took:?}");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive within 300 ms"), "{answer}");
+    server.stop().await;
+}
+
+async fn token_status(http: &reqwest::Client, base: &str, client: &str, secret: &str) -> reqwest::Response {
+    http.post(format!("{base}/oauth/token"))
+        .basic_auth(client, Some(secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "acme")])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn failed_client_authentications_lock_out_the_client_then_the_address() {
+    let server = crate::oauth::oauth_server(|c| {
+        c.limits.token_max_failures = 3;
+        c.limits.token_max_failures_per_address = 5;
+    })
+    .await;
+    let (http, base) = https(&server);
+    assert_eq!(token_status(&http, &base, "backend", crate::oauth::SECRET).await.status(), 200);
+    for _ in 0..3 {
+        assert_eq!(token_status(&http, &base, "backend", "wrong").await.status(), 401);
+    }
+    // Locked: even the right secret waits, with Retry-After and an RFC 6749 error.
+    let r = token_status(&http, &base, "backend", crate::oauth::SECRET).await;
+    assert_eq!(r.status(), 429);
+    let retry: i64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=300).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    // Guessing across client ids from one address: two more failures reach the
+    // per-address limit of 5, after which every client id is refused from here.
+    assert_eq!(token_status(&http, &base, "nobody-1", "x").await.status(), 401);
+    assert_eq!(token_status(&http, &base, "nobody-2", "x").await.status(), 401);
+    assert_eq!(token_status(&http, &base, "webapp", "x").await.status(), 429);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn pending_orders_and_authorizations_per_account_are_limited() {
+    let server = start_with(|c| {
+        c.limits.pending_orders_per_account = 2;
+        c.limits.pending_authorizations_per_account = 5;
+    })
+    .await;
+    let c = registered(&server).await;
+    let first = c.new_order(&["p1.test", "p2.test"]).await;
+    assert_eq!(first.status, 201);
+    // 2 pending + 4 new > 5.
+    let r = c.new_order(&["q1.test", "q2.test", "q3.test", "q4.test"]).await;
+    r.assert_problem(429, "rateLimited");
+    assert!(r.text.contains("pending_authorizations_per_account"), "{}", r.text);
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(c.new_order(&["p3.test"]).await.status, 201);
+    let r = c.new_order(&["p4.test"]).await;
+    r.assert_problem(429, "rateLimited");
+    assert!(r.text.contains("pending_orders_per_account"), "{}", r.text);
+    // Nothing was stored for the refused orders; another account is not affected.
+    let list = c.post(&format!("{}/orders", c.kid.as_ref().unwrap()), None).await.json();
+    assert_eq!(list["orders"].as_array().unwrap().len(), 2);
+    assert_eq!(registered(&server).await.new_order(&["p4.test"]).await.status, 201);
+    // Once an order is finished (here: invalid, its authorization deactivated), the
+    // account may order again.
+    let authz = first.json()["authorizations"][0].as_str().unwrap().to_owned();
+    assert_eq!(c.post(&authz, Some(&json!({"status": "deactivated"}))).await.status, 200);
+    assert_eq!(c.new_order(&["p4.test"]).await.status, 201);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn validations_waiting_past_the_queue_limit_are_refused_and_the_rest_complete() {
+    let server = start_with(|c| {
+        c.acme.validation.concurrency = 1;
+        c.acme.testing.always_valid = true;
+        c.acme.testing.validation_delay_ms = 1500;
+        c.limits.queued_validations = 1;
+    })
+    .await;
+    let c = registered(&server).await;
+    let mut statuses = Vec::new();
+    let mut accepted = Vec::new();
+    for n in 0..3 {
+        let order = c.new_order(&[&format!("v{n}.test")]).await.json();
+        let authz = c.post(order["authorizations"][0].as_str().unwrap(), None).await.json();
+        let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap().clone();
+        let r = c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await;
+        statuses.push(r.status);
+        if r.status == 200 {
+            accepted.push(order["authorizations"][0].as_str().unwrap().to_owned());
+        } else {
+            r.assert_problem(429, "rateLimited");
+            assert!(r.header("retry-after").is_some());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // One validating, one waiting, the third refused.
+    assert_eq!(statuses, vec![200, 200, 429]);
+    // What was accepted is validated in the end.
+    for a in accepted {
+        let mut status = Value::Null;
+        for _ in 0..100 {
+            status = c.post(&a, None).await.json()["status"].clone();
+            if status == "valid" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, "valid");
+    }
+    server.stop().await;
+}
