@@ -13,6 +13,7 @@ mod dpop;
 mod durability;
 mod eab;
 mod enrollment;
+mod fuzz_seeds;
 mod harness;
 mod knobs;
 mod layering;
