@@ -218,6 +218,8 @@ pub struct ValidationConfig {
     pub max_redirects: usize,
     /// Validations run at the same time.
     pub concurrency: usize,
+    /// Validation may connect to loopback and private addresses (see `validate::dial`).
+    pub dial_private_addresses: bool,
 }
 
 impl Default for ValidationConfig {
@@ -232,6 +234,7 @@ impl Default for ValidationConfig {
             max_body_bytes: 8_192,
             max_redirects: 10,
             concurrency: 16,
+            dial_private_addresses: true,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Challenge checks (RFC 8555 §8). The checks take typed inputs and reach the network
 //! through reqwest; they know nothing of the store or of ACME's state machines.
 
+mod dial;
 mod dns;
 mod dns01;
 mod http01;
@@ -105,6 +106,7 @@ pub struct NetworkChecker {
     /// The system resolver (for dns-01 when no server is configured), if it loads.
     system_dns: Option<Dns>,
     connect_to: Option<std::net::IpAddr>,
+    dial: dial::DialPolicy,
 }
 
 impl NetworkChecker {
@@ -136,6 +138,7 @@ impl NetworkChecker {
             // Pebble does with -dnsserver); `connect_to` overrides both.
             http01: Http01Checker::new(config, connect_to, dns_server.clone())?,
             tls_alpn01: TlsAlpn01Checker::new(config.tls_port, timeout)?,
+            dial: dial::DialPolicy { private: config.dial_private_addresses },
             dns_server,
             system_dns,
             connect_to,
@@ -194,6 +197,10 @@ impl ChallengeChecker for NetworkChecker {
             ChallengeType::Dns01 => dns01::check(self.dns()?, identifier, key_authorization).await,
             ChallengeType::TlsAlpn01 => {
                 let ip = self.address(identifier).await?;
+                // The operator's connect_to is exempt (see `dial`).
+                if !(identifier.kind == crate::model::IdentifierKind::Dns && self.connect_to.is_some()) {
+                    self.dial.check(ip)?;
+                }
                 self.tls_alpn01.check(ip, identifier, key_authorization).await
             }
             // Answered synchronously with tokens (acme::identity), never queued.

@@ -259,3 +259,45 @@ async fn http01_follows_a_redirect_and_ignores_trailing_whitespace() {
     assert_eq!(c.poll(&authz_url).await["status"], "valid");
     server.stop().await;
 }
+
+/// SSRF: a redirect to a link-local address (where cloud metadata services answer) is
+/// never followed, whatever the configuration.
+#[tokio::test]
+async fn http01_never_follows_a_redirect_to_link_local_metadata() {
+    let server = start().await;
+    for target in ["http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/", "http://0.0.0.0/"] {
+        let ch = fail_one(&server, "http-01", "meta.example.test", |ch, _| {
+            server.challenges.set(ch["token"].as_str().unwrap(), &format!("REDIRECT {target}"));
+        })
+        .await;
+        assert_eq!(ch["error"]["type"], "urn:ietf:params:acme:error:connection", "{ch}");
+        assert!(ch["error"]["detail"].as_str().unwrap().contains("idca does not connect to"), "{ch}");
+    }
+    server.stop().await;
+}
+
+/// SSRF: with `dial_private_addresses = false`, validation refuses loopback addresses,
+/// by IP identifier for http-01 and tls-alpn-01.
+#[tokio::test]
+async fn private_addresses_are_not_dialled_when_switched_off() {
+    let server = crate::harness::start_with(|c| c.acme.validation.dial_private_addresses = false).await;
+    for kind in ["http-01", "tls-alpn-01"] {
+        let mut c = RawClient::new(&server, Key::p256()).await;
+        c.register().await;
+        let order =
+            c.post(&c.url("newOrder"), Some(&json!({"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}))).await;
+        assert_eq!(order.status, 201, "{}", order.text);
+        let authz_url = order.json()["authorizations"][0].as_str().unwrap().to_owned();
+        let authz = c.post(&authz_url, None).await.json();
+        let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap().clone();
+        let token = ch["token"].as_str().unwrap();
+        // Served correctly: only the address policy can fail it.
+        server.challenges.set(token, &format!("{token}.{}", c.key.thumbprint()));
+        assert_eq!(c.post(ch["url"].as_str().unwrap(), Some(&json!({}))).await.status, 200);
+        let done = c.poll(&authz_url).await;
+        assert_eq!(done["status"], "invalid", "{kind}: {done}");
+        let ch = done["challenges"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap().clone();
+        assert!(ch["error"]["detail"].as_str().unwrap().contains("dial_private_addresses = false"), "{kind}: {ch}");
+    }
+    server.stop().await;
+}
