@@ -609,9 +609,18 @@ impl AuthServer {
     }
 
     /// The login form (a POST from the page): the request must be live and the CSRF
-    /// token must match; a locked-out user/address pair is refused without checking
-    /// the password; success opens a session and issues the code.
-    pub async fn login(&self, form: &LoginForm, ip: IpAddr, now: UnixTime) -> Result<AuthorizeOutcome, OAuthError> {
+    /// token must match, both in the form and in the cookie the login page set in this
+    /// browser (`browser`), so that another site cannot log a victim's browser in to the
+    /// attacker's account (login CSRF, RFC 9700 §4.7); a locked-out user/address pair is
+    /// refused without checking the password; success opens a session and issues the
+    /// code.
+    pub async fn login(
+        &self,
+        form: &LoginForm,
+        browser: Option<&str>,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<AuthorizeOutcome, OAuthError> {
         let expired = || AuthorizeOutcome::ErrorPage {
             status: 400,
             message: "This login request is unknown or has expired. Start again from the application.".into(),
@@ -625,6 +634,14 @@ impl AuthServer {
             return Ok(AuthorizeOutcome::ErrorPage {
                 status: 403,
                 message: "The form was not sent by this page.".into(),
+            });
+        }
+        if !browser.is_some_and(|b| crate::jose::ct_eq(b.as_bytes(), pending.csrf.as_bytes())) {
+            return Ok(AuthorizeOutcome::ErrorPage {
+                status: 403,
+                message: "This login form was not opened in this browser, or its cookie was blocked. Start again \
+                          from the application."
+                    .into(),
             });
         }
         let client_name = self.client(&pending.client_id).await?.map(|c| c.name).unwrap_or_default();

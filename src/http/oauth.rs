@@ -13,6 +13,8 @@ use crate::authz::{
 type State = web::Data<AppState>;
 
 const SESSION_COOKIE: &str = "idca_session";
+/// Prefix of the cookie naming a login form's request: `idca_login_{request}`.
+const LOGIN_COOKIE: &str = "idca_login_";
 
 pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::LimitsConfig) {
     let form = web::FormConfig::default().limit(limits.form_body_bytes).error_handler(|e, _| {
@@ -67,7 +69,17 @@ fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
     };
     match outcome {
         AuthorizeOutcome::ErrorPage { status, message } => pages::error(status, &message),
-        AuthorizeOutcome::Login(page) => pages::login(&page),
+        AuthorizeOutcome::Login(page) => {
+            // Binds the form to this browser (login CSRF, see `AuthServer::login`).
+            let mut res = pages::login(&page);
+            let secure = if st.secure_cookies { "; Secure" } else { "" };
+            let cookie =
+                format!("{LOGIN_COOKIE}{}={}; Path=/oauth; HttpOnly; SameSite=Lax{secure}", page.request, page.csrf);
+            if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+                res.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            res
+        }
         AuthorizeOutcome::Consent { page, session } => with_session(pages::consent(&page), session),
         AuthorizeOutcome::Redirect { url, session } => {
             // 303 after a POST (RFC 9700 §4.12); also fine after a GET.
@@ -96,7 +108,8 @@ async fn authorize(st: State, req: HttpRequest, q: web::Query<AuthorizeParams>) 
 
 /// The login form's target.
 async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, HttpError> {
-    let outcome = st.authz.login(&form, peer_ip(&req), st.clock.now()).await?;
+    let browser = cookie(&req, &format!("{LOGIN_COOKIE}{}", form.request));
+    let outcome = st.authz.login(&form, browser.as_deref(), peer_ip(&req), st.clock.now()).await?;
     Ok(render(&st, outcome))
 }
 

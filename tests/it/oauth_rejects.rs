@@ -277,6 +277,38 @@ async fn rejects_wrong_passwords_locks_out_and_refuses_forged_forms() {
     server.stop().await;
 }
 
+/// Login CSRF (RFC 9700 §4.7): a login form the attacker opened in their own browser,
+/// submitted from the victim's browser with the attacker's credentials, logs nobody in;
+/// the same form from the browser that opened it works.
+#[tokio::test]
+async fn rejects_a_login_form_opened_in_another_browser() {
+    let server = oauth_server(|_| {}).await;
+    let mut attacker = Browser::new(&server);
+    let cli = public_client(&attacker, "http://127.0.0.1/callback");
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let (url, _) = cli
+        .client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_scope(Scope::new("openid".into()))
+        .url();
+    let form = attacker.get(url.as_str()).await;
+    assert_eq!(form.status, 200);
+    // The victim's browser has no cookie for that form, or one for a form of its own.
+    let mut victim = Browser::new(&server);
+    let refused = victim.login(&form, "alice", "wonderland").await;
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert!(refused.text.contains("not opened in this browser"), "{}", refused.text);
+    assert!(refused.headers.get("set-cookie").is_none(), "no session is opened");
+    let own = victim.get(url.as_str()).await;
+    assert_eq!(own.status, 200);
+    assert_eq!(victim.login(&form, "alice", "wonderland").await.status, 403);
+    // The control: the browser that opened the form logs in.
+    let done = attacker.login(&form, "alice", "wonderland").await;
+    assert_eq!(done.status, 303, "{}", done.text);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn rejects_a_login_form_submitted_twice() {
     let server = oauth_server(|_| {}).await;
