@@ -548,6 +548,7 @@ impl AuthServer {
             id_token_claims,
             dpop_jkt: p.dpop_jkt.clone(),
             csrf: random_token(),
+            redirect_uri_sent: p.redirect_uri.is_some(),
             expires: now + self.config.login_page_lifetime_secs as i64,
         };
         // 5.
@@ -589,6 +590,7 @@ impl AuthServer {
         let record = AuthorizationCode {
             client_id: p.client_id.clone(),
             redirect_uri: p.redirect_uri.clone(),
+            redirect_uri_sent: p.redirect_uri_sent,
             code_challenge: p.code_challenge.clone(),
             scope: p.scope.clone(),
             nonce: p.nonce.clone(),
@@ -794,8 +796,14 @@ impl AuthServer {
         if record.client_id != client.client_id {
             return Err(invalid("the code was issued to another client"));
         }
-        if form.redirect_uri.as_deref().is_some_and(|u| u != record.redirect_uri) {
-            return Err(invalid("redirect_uri does not match the authorization request"));
+        match form.redirect_uri.as_deref() {
+            Some(u) if u != record.redirect_uri => {
+                return Err(invalid("redirect_uri does not match the authorization request"));
+            }
+            None if record.redirect_uri_sent => {
+                return Err(invalid("redirect_uri is required: the authorization request named one"));
+            }
+            _ => {}
         }
         // RFC 9449 §10: a code requested with dpop_jkt is redeemed only with that key.
         if let Some(bound) = &record.dpop_jkt

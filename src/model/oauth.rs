@@ -37,6 +37,10 @@ pub struct Grant {
 pub struct AuthorizationCode {
     pub client_id: String,
     pub redirect_uri: String,
+    /// The authorization request named `redirect_uri` (rather than taking the client's
+    /// only one): the token request must then repeat it (RFC 6749 §4.1.3).
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     /// S256 challenge (RFC 7636 §4.2); `None` only for confidential clients when PKCE is
     /// not required.
     pub code_challenge: Option<String>,
@@ -87,6 +91,9 @@ pub struct PendingAuthorization {
     pub dpop_jkt: Option<String>,
     /// The CSRF token the login form must echo.
     pub csrf: String,
+    /// The request named `redirect_uri` (see `AuthorizationCode`).
+    #[serde(default)]
+    pub redirect_uri_sent: bool,
     pub expires: UnixTime,
 }
 

@@ -168,6 +168,7 @@ async fn public_dpop_tokens(b: &mut Browser, key: &DpopKey, dpop_jkt: Option<&st
         ("code", code.as_str()),
         ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
         ("client_id", "idca-cli"),
+        ("redirect_uri", "http://127.0.0.1/callback"),
     ];
     send(b.http.post(&token_url).header("DPoP", key.proof("POST", &token_url, Some(&nonce), None)).form(&form)).await
 }

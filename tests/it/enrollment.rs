@@ -49,6 +49,7 @@ async fn tokens(b: &mut Browser, claims: Option<&Value>) -> Value {
         ("code", code.as_str()),
         ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
         ("client_id", "idca-cli"),
+        ("redirect_uri", "http://127.0.0.1/callback"),
     ];
     b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap().json().await.unwrap()
 }

@@ -443,6 +443,7 @@ async fn claims_requested_with_values_reach_the_id_token() {
         ("code", code.as_str()),
         ("code_verifier", verifier.secret().as_str()),
         ("client_id", "idca-cli"),
+        ("redirect_uri", "http://127.0.0.1/callback"),
     ];
     let body: Value =
         b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap().json().await.unwrap();

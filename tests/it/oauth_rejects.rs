@@ -78,6 +78,24 @@ async fn rejects_wrong_missing_and_malformed_verifiers() {
     server.stop().await;
 }
 
+/// RFC 6749 §4.1.3: a code whose authorization request named a redirect_uri is only
+/// redeemed with that redirect_uri repeated.
+#[tokio::test]
+async fn rejects_a_token_request_without_the_redirect_uri_it_needs() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let code = code_for(&mut b, "http://127.0.0.1/callback").await;
+    let mut form = exchange(&code, VERIFIER);
+    form.retain(|(k, _)| *k != "redirect_uri");
+    let (status, _, body) = token(&b, &form).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("redirect_uri is required"), "{body}");
+    // The refusal did not use the code up: with the redirect_uri it is redeemed.
+    let (status, _, body) = token(&b, &exchange(&code, VERIFIER)).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn rejects_pkce_downgrade_by_a_confidential_client() {
     // With PKCE optional for confidential clients, a verifier sent for a code that had

@@ -80,6 +80,7 @@ async fn a_registered_public_client_needs_consent_then_gets_tokens() {
             ("code", code.as_str()),
             ("code_verifier", VERIFIER),
             ("client_id", client_id.as_str()),
+            ("redirect_uri", "http://127.0.0.1/cb"),
         ])
         .send()
         .await
