@@ -489,12 +489,17 @@ pub struct LimitsConfig {
     pub token_max_failures: u32,
     pub token_max_failures_per_address: u32,
     pub token_lockout_secs: u64,
+    /// Failed logins from one address over all user names before a lockout of
+    /// `oauth.login_lockout_secs` (per user and address: `oauth.login_max_failures`).
+    pub login_max_failures_per_address: u32,
     /// Orders that are not yet valid or invalid one account may hold; 0: no limit.
     pub pending_orders_per_account: usize,
     /// Pending authorizations in those orders one account may hold; 0: no limit.
     pub pending_authorizations_per_account: usize,
     /// Challenges waiting for a validation slot (`acme.validation.concurrency`) at once.
     pub queued_validations: usize,
+    /// Outstanding ACME nonces remembered (one bit each); older ones are refused.
+    pub nonce_window: u64,
 }
 
 impl Default for LimitsConfig {
@@ -509,9 +514,11 @@ impl Default for LimitsConfig {
             token_max_failures: 10,
             token_max_failures_per_address: 50,
             token_lockout_secs: 300,
+            login_max_failures_per_address: 50,
             pending_orders_per_account: 300,
             pending_authorizations_per_account: 1000,
             queued_validations: 1000,
+            nonce_window: crate::acme::NONCE_WINDOW,
         }
     }
 }

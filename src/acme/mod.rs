@@ -21,7 +21,7 @@ mod worker;
 pub use crate::validate::KeyAuthorization;
 pub use identifier::parse_identifier;
 pub use links::{Links, paths};
-pub use nonce::{NonceError, NonceSource};
+pub use nonce::{NonceError, NonceSource, WINDOW as NONCE_WINDOW};
 pub use order::{authz_status, order_status};
 pub use problem::{ACME_ERROR_NS, AcmeError};
 pub use ratelimit::RateLimiter;
@@ -149,6 +149,7 @@ impl Acme {
 
     /// The limits on what one account may hold pending (`[limits]`).
     pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
+        self.nonces = NonceSource::with_window(limits.nonce_window);
         self.pending_limits = (limits.pending_orders_per_account, limits.pending_authorizations_per_account);
         self
     }

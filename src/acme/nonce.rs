@@ -13,7 +13,8 @@ use ring::hmac;
 
 use crate::jose::{b64_decode, b64_encode};
 
-/// How many outstanding nonces are remembered (2^20: 128 KiB of bitmap).
+/// How many outstanding nonces are remembered by default (2^20: 128 KiB of bitmap;
+/// `limits.nonce_window`).
 pub const WINDOW: u64 = 1 << 20;
 
 /// Issues and redeems nonces.
@@ -27,6 +28,8 @@ pub struct NonceSource {
 struct State {
     next: u64,
     unused: Vec<u64>,
+    /// A multiple of 64.
+    window: u64,
 }
 
 /// Why a nonce was refused.
@@ -47,6 +50,12 @@ impl Default for NonceSource {
 impl NonceSource {
     /// A source with a fresh random key.
     pub fn new() -> Self {
+        Self::with_window(WINDOW)
+    }
+
+    /// A source remembering the last `window` nonces (rounded up to a multiple of 64).
+    pub fn with_window(window: u64) -> Self {
+        let window = window.max(1).div_ceil(64) * 64;
         let mut key = [0u8; 32];
         crate::model::fill_random(&mut key);
         let mut start = [0u8; 4];
@@ -56,7 +65,8 @@ impl NonceSource {
             // Start at a random point so nonces do not reveal how many were issued.
             state: Mutex::new(State {
                 next: u64::from(u32::from_be_bytes(start)),
-                unused: vec![0; (WINDOW / 64) as usize],
+                unused: vec![0; (window / 64) as usize],
+                window,
             }),
         }
     }
@@ -80,7 +90,7 @@ impl NonceSource {
             let mut s = self.lock();
             let seq = s.next;
             s.next += 1;
-            let (word, bit) = ((seq % WINDOW / 64) as usize, seq % 64);
+            let (word, bit) = ((seq % s.window / 64) as usize, seq % 64);
             if let Some(w) = s.unused.get_mut(word) {
                 *w |= 1 << bit;
             }
@@ -107,10 +117,10 @@ impl NonceSource {
             return Err(NonceError::Unknown);
         }
         let mut s = self.lock();
-        if seq >= s.next || s.next - seq > WINDOW {
+        if seq >= s.next || s.next - seq > s.window {
             return Err(NonceError::Used);
         }
-        let (word, bit) = ((seq % WINDOW / 64) as usize, seq % 64);
+        let (word, bit) = ((seq % s.window / 64) as usize, seq % 64);
         match s.unused.get_mut(word) {
             Some(w) if *w & (1 << bit) != 0 => {
                 *w &= !(1 << bit);

@@ -176,34 +176,36 @@ impl LoginLimiter {
     }
 }
 
-/// Failed client authentications (`limits.token_max_failures`): counted per client id
-/// and address, and per address over all client ids, each with its own lockout.
+/// Failed attempts counted per (name, address) and per address over all names, each
+/// with its own lockout: logins (user names, `oauth.login_max_failures` and
+/// `limits.login_max_failures_per_address`) and client authentications (client ids,
+/// `limits.token_max_failures` and `token_max_failures_per_address`).
 #[derive(Debug)]
-pub struct ClientAuthLimiter {
-    per_client: LoginLimiter,
+pub struct AttemptLimiter {
+    per_name: LoginLimiter,
     per_address: LoginLimiter,
 }
 
-impl ClientAuthLimiter {
-    pub fn new(limits: &crate::config::LimitsConfig) -> Self {
+impl AttemptLimiter {
+    pub fn new(per_name: u32, per_address: u32, lockout_secs: u64) -> Self {
         Self {
-            per_client: LoginLimiter::new(limits.token_max_failures, limits.token_lockout_secs),
-            per_address: LoginLimiter::new(limits.token_max_failures_per_address, limits.token_lockout_secs),
+            per_name: LoginLimiter::new(per_name, lockout_secs),
+            per_address: LoginLimiter::new(per_address, lockout_secs),
         }
     }
 
-    /// Seconds until `client_id` may try again from `ip`, if locked out.
-    pub fn locked(&self, client_id: &str, ip: IpAddr, now: UnixTime) -> Option<i64> {
-        self.per_client.locked(client_id, ip, now).or_else(|| self.per_address.locked("", ip, now))
+    /// Seconds until `name` may try again from `ip`, if locked out.
+    pub fn locked(&self, name: &str, ip: IpAddr, now: UnixTime) -> Option<i64> {
+        self.per_name.locked(name, ip, now).or_else(|| self.per_address.locked("", ip, now))
     }
 
-    pub fn failed(&self, client_id: &str, ip: IpAddr, now: UnixTime) {
-        self.per_client.failed(client_id, ip, now);
+    pub fn failed(&self, name: &str, ip: IpAddr, now: UnixTime) {
+        self.per_name.failed(name, ip, now);
         self.per_address.failed("", ip, now);
     }
 
-    pub fn succeeded(&self, client_id: &str, ip: IpAddr) {
-        self.per_client.succeeded(client_id, ip);
+    pub fn succeeded(&self, name: &str, ip: IpAddr) {
+        self.per_name.succeeded(name, ip);
     }
 }
 

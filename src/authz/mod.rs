@@ -182,9 +182,9 @@ pub struct AuthServer {
     clients: Vec<Client>,
     users: Vec<User>,
     keys: Keys,
-    limiter: LoginLimiter,
+    limiter: login::AttemptLimiter,
     device_limiter: LoginLimiter,
-    client_auth_limiter: login::ClientAuthLimiter,
+    client_auth_limiter: login::AttemptLimiter,
     dpop: DpopVerifier,
     dpop_config: DpopConfig,
     devices: crate::config::DevicesConfig,
@@ -272,6 +272,14 @@ pub(crate) fn scopes(s: &str) -> Vec<String> {
     v
 }
 
+fn client_auth_limiter(limits: &crate::config::LimitsConfig) -> login::AttemptLimiter {
+    login::AttemptLimiter::new(
+        limits.token_max_failures,
+        limits.token_max_failures_per_address,
+        limits.token_lockout_secs,
+    )
+}
+
 impl AuthServer {
     /// Builds the server, creating the first signing key on first start (durably).
     pub async fn new(
@@ -298,9 +306,13 @@ impl AuthServer {
         Ok(Self {
             clients: config.clients.iter().map(Client::from).collect(),
             users: config.users.iter().map(User::from).collect(),
-            limiter: LoginLimiter::new(config.login_max_failures, config.login_lockout_secs),
+            limiter: login::AttemptLimiter::new(
+                config.login_max_failures,
+                crate::config::LimitsConfig::default().login_max_failures_per_address,
+                config.login_lockout_secs,
+            ),
             device_limiter: LoginLimiter::new(config.device_max_user_code_failures, config.device_code_lifetime_secs),
-            client_auth_limiter: login::ClientAuthLimiter::new(&crate::config::LimitsConfig::default()),
+            client_auth_limiter: client_auth_limiter(&crate::config::LimitsConfig::default()),
             audience: public_url.to_owned(),
             issuer,
             keys,
@@ -314,7 +326,12 @@ impl AuthServer {
 
     /// The limits on failed client authentications (`[limits]`).
     pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
-        self.client_auth_limiter = login::ClientAuthLimiter::new(limits);
+        self.client_auth_limiter = client_auth_limiter(limits);
+        self.limiter = login::AttemptLimiter::new(
+            self.config.login_max_failures,
+            limits.login_max_failures_per_address,
+            self.config.login_lockout_secs,
+        );
         self
     }
 

@@ -236,3 +236,45 @@ async fn validations_waiting_past_the_queue_limit_are_refused_and_the_rest_compl
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn nonces_older_than_the_window_are_refused() {
+    let server = start_with(|c| c.limits.nonce_window = 64).await;
+    let c = RawClient::new(&server, Key::p256()).await;
+    let old = c.nonce().await;
+    let mut young = String::new();
+    for i in 0..64 {
+        let n = c.nonce().await;
+        if i == 10 {
+            young = n;
+        }
+    }
+    // 64 issued after `old`: it left the window; `young` is still inside.
+    let url = c.url("newAccount");
+    let o = crate::client::Overrides { nonce: Some(Some(old)), ..Default::default() };
+    c.post_with(&url, Some(&json!({"termsOfServiceAgreed": true})), &o).await.assert_problem(400, "badNonce");
+    let o = crate::client::Overrides { nonce: Some(Some(young)), ..Default::default() };
+    assert_eq!(c.post_with(&url, Some(&json!({"termsOfServiceAgreed": true})), &o).await.status, 201);
+    server.stop().await;
+}
+
+/// Password spraying: failures across user names from one address lock the address out.
+#[tokio::test]
+async fn failed_logins_across_user_names_lock_out_the_address() {
+    let server = crate::oauth::oauth_server(|c| {
+        c.oauth.login_max_failures = 100;
+        c.limits.login_max_failures_per_address = 3;
+    })
+    .await;
+    let mut b = crate::oauth::Browser::new(&server);
+    let cli = crate::oauth::public_client(&b, "http://127.0.0.1/callback");
+    let url = crate::oauth::openid_authorize_url(&cli);
+    let login = b.get(url.as_str()).await;
+    for user in ["bob", "carol", "dave"] {
+        assert!(b.login(&login, user, "guess").await.text.contains("Wrong user name or password"));
+    }
+    let locked = b.login(&login, "alice", "wonderland").await;
+    assert_eq!(locked.status, 401);
+    assert!(locked.text.contains("Too many failed attempts"), "{}", locked.text);
+    server.stop().await;
+}

@@ -161,6 +161,18 @@ pub struct Cli {
     >,
 }
 
+/// An authorization URL for scope `openid` with a fresh PKCE challenge (its verifier
+/// dropped: for tests that stop before the token request).
+pub fn openid_authorize_url(cli: &Cli) -> oauth2::url::Url {
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    cli.client
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_scope(Scope::new("openid".into()))
+        .url()
+        .0
+}
+
 pub fn public_client(b: &Browser, redirect: &str) -> Cli {
     Cli {
         client: BasicClient::new(ClientId::new("idca-cli".into()))
@@ -274,13 +286,7 @@ async fn id_token_userinfo_and_session_reuse() {
         json!({"sub": "alice", "name": "Alice Liddell", "preferred_username": "alice", "email": "alice@example.test"})
     );
     // The browser has a session now: a second authorization skips the login page.
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = cli
-        .client
-        .authorize_url(CsrfToken::new_random)
-        .set_pkce_challenge(challenge)
-        .add_scope(Scope::new("openid".into()))
-        .url();
+    let url = openid_authorize_url(&cli);
     let again = b.get(url.as_str()).await;
     assert_eq!(again.status, 303);
     assert!(query_param(&again.location(), "code").is_some());

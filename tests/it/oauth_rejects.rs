@@ -1,6 +1,5 @@
 //! Every OAuth rule, broken one at a time (RFC 6749, RFC 7636, RFC 9700).
 
-use oauth2::{CsrfToken, PkceCodeChallenge, Scope};
 use serde_json::Value;
 
 use crate::oauth::{Browser, Page, authorize_with_login, oauth_server, public_client};
@@ -259,13 +258,7 @@ async fn rejects_wrong_passwords_locks_out_and_refuses_forged_forms() {
     let server = oauth_server(|c| c.oauth.login_max_failures = 2).await;
     let mut b = Browser::new(&server);
     let cli = public_client(&b, "http://127.0.0.1/callback");
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = cli
-        .client
-        .authorize_url(CsrfToken::new_random)
-        .set_pkce_challenge(challenge)
-        .add_scope(Scope::new("openid".into()))
-        .url();
+    let url = crate::oauth::openid_authorize_url(&cli);
     let login = b.get(url.as_str()).await;
     assert_eq!(login.headers["x-frame-options"], "DENY");
     let csp = login.headers["content-security-policy"].to_str().unwrap();
@@ -303,13 +296,7 @@ async fn rejects_a_login_form_opened_in_another_browser() {
     let server = oauth_server(|_| {}).await;
     let mut attacker = Browser::new(&server);
     let cli = public_client(&attacker, "http://127.0.0.1/callback");
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = cli
-        .client
-        .authorize_url(CsrfToken::new_random)
-        .set_pkce_challenge(challenge)
-        .add_scope(Scope::new("openid".into()))
-        .url();
+    let url = crate::oauth::openid_authorize_url(&cli);
     let form = attacker.get(url.as_str()).await;
     assert_eq!(form.status, 200);
     // The victim's browser has no cookie for that form, or one for a form of its own.
@@ -332,13 +319,7 @@ async fn rejects_a_login_form_submitted_twice() {
     let server = oauth_server(|_| {}).await;
     let mut b = Browser::new(&server);
     let cli = public_client(&b, "http://127.0.0.1/callback");
-    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
-    let (url, _) = cli
-        .client
-        .authorize_url(CsrfToken::new_random)
-        .set_pkce_challenge(challenge)
-        .add_scope(Scope::new("openid".into()))
-        .url();
+    let url = crate::oauth::openid_authorize_url(&cli);
     let login = b.get(url.as_str()).await;
     assert_eq!(b.login(&login, "alice", "wonderland").await.status, 303);
     let replay = b.login(&login, "alice", "wonderland").await;
