@@ -228,7 +228,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     crate::install_crypto_provider();
     config.check()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store: Arc<dyn Store> = Arc::new(open_store(&config)?);
+    let store = open_store(&config)?;
+    store.limit_dpop_jti(config.limits.dpop_jti_max);
+    let store: Arc<dyn Store> = Arc::new(store);
     let material = load_or_create_ca(&config, store.as_ref(), clock.now()).await?;
 
     let listener = std::net::TcpListener::bind(config.server.listen)

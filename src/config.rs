@@ -500,6 +500,8 @@ pub struct LimitsConfig {
     pub queued_validations: usize,
     /// Outstanding ACME nonces remembered (one bit each); older ones are refused.
     pub nonce_window: u64,
+    /// Unexpired DPoP proof ids (`jti`) remembered for replay detection at most.
+    pub dpop_jti_max: u64,
 }
 
 impl Default for LimitsConfig {
@@ -519,6 +521,7 @@ impl Default for LimitsConfig {
             pending_authorizations_per_account: 1000,
             queued_validations: 1000,
             nonce_window: crate::acme::NONCE_WINDOW,
+            dpop_jti_max: 1_000_000,
         }
     }
 }

@@ -116,7 +116,10 @@ impl OAuthError {
 
 impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
-        Self::server(e)
+        match e {
+            crate::store::StoreError::Full(detail) => Self::TooManyAttempts { detail, retry_after: 60 },
+            e => Self::server(e),
+        }
     }
 }
 

@@ -47,6 +47,9 @@ pub enum StoreError {
     /// A stored record cannot be decoded.
     #[error("corrupt record in {tree}: {message}")]
     Corrupt { tree: &'static str, message: String },
+    /// A bounded part of the store is full (`limits.dpop_jti_max`).
+    #[error("{0}")]
+    Full(String),
     /// The store's files are missing, damaged or have lost writes; nothing was changed.
     #[error(
         "the store at {path} is damaged: {problem}. Nothing was changed; restore it from a backup, or move it away to \
@@ -133,7 +136,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The DPoP nonce secret: the stored one, or `fresh` stored now (first start).
     async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
     /// Records a DPoP proof's replay key until `expires`; `false` if it was already
-    /// recorded and has not expired (a replay). Expired entries are purged as it goes.
+    /// recorded and has not expired (a replay). Expired entries are purged as it goes;
+    /// `Full` when as many unexpired keys as the store holds at most are recorded.
     async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError>;
 
     /// OAuth signing keys, oldest first.

@@ -60,6 +60,9 @@ struct Inner {
     oauth: OAuthTrees,
     dpop_jti: Tree,
     jti_inserts: std::sync::atomic::AtomicU64,
+    /// Replay keys held, and the most that may be (`limits.dpop_jti_max`).
+    jti_live: std::sync::atomic::AtomicU64,
+    jti_capacity: std::sync::atomic::AtomicU64,
     /// `None` only while dropping.
     flusher: Option<mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>>,
     flusher_thread: Option<std::thread::JoinHandle<()>>,
@@ -205,6 +208,11 @@ fn replace_versioned(
     tree.compare_and_swap(key, Some(current), Some(value)).map_err(backend)?.map_err(|_| StoreError::Conflict)
 }
 
+/// When a DPoP replay key's window ends (its value: big-endian seconds).
+fn jti_expiry(value: &[u8]) -> i64 {
+    <[u8; 8]>::try_from(value.get(..8).unwrap_or(&[0; 8])).map_or(0, i64::from_be_bytes)
+}
+
 fn order_index_key(account: &AccountId, created: i64, order: &OrderId) -> Vec<u8> {
     let mut key = account.0.as_bytes().to_vec();
     key.push(0);
@@ -268,6 +276,8 @@ impl SledStore {
             account_authzs: tree("account_authzs")?,
             dpop_jti: tree("dpop_jti")?,
             jti_inserts: std::sync::atomic::AtomicU64::new(0),
+            jti_live: std::sync::atomic::AtomicU64::new(db.open_tree("dpop_jti").map_err(backend)?.len() as u64),
+            jti_capacity: std::sync::atomic::AtomicU64::new(u64::MAX),
             oauth: OAuthTrees {
                 keys: tree("oauth_keys")?,
                 pending: tree("oauth_pending")?,
@@ -288,6 +298,27 @@ impl SledStore {
             _guard: guard,
         };
         Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Holds at most `max` unexpired DPoP replay keys (`limits.dpop_jti_max`).
+    pub fn limit_dpop_jti(&self, max: u64) {
+        self.inner.jti_capacity.store(max.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Drops the replay keys whose window has passed; returns how many remain.
+    fn purge_dpop_jti(&self, now: i64) -> Result<u64, StoreError> {
+        let tree = &self.inner.dpop_jti;
+        let mut remaining = 0;
+        for entry in tree.iter() {
+            let (k, v) = entry.map_err(backend)?;
+            if jti_expiry(&v) <= now {
+                let _ = tree.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?;
+            } else {
+                remaining += 1;
+            }
+        }
+        self.inner.jti_live.store(remaining, std::sync::atomic::Ordering::Relaxed);
+        Ok(remaining)
     }
 
     /// How many flushes the group-commit thread has made (for tests and metrics).
@@ -1066,33 +1097,40 @@ impl Store for SledStore {
     }
 
     async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError> {
-        let tree = &self.inner.dpop_jti;
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = &self.inner;
+        let tree = &i.dpop_jti;
         let fresh = loop {
             let current = tree.get(key.as_bytes()).map_err(backend)?;
-            let expired = current.as_ref().is_some_and(|v| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(v.get(..8).unwrap_or(&[0; 8]));
-                i64::from_be_bytes(b) <= now
-            });
+            let expired = current.as_ref().is_some_and(|v| jti_expiry(v) <= now);
             if current.is_some() && !expired {
                 break false;
             }
+            let new_entry = current.is_none();
+            if new_entry
+                && i.jti_live.load(Relaxed) >= i.jti_capacity.load(Relaxed)
+                && self.purge_dpop_jti(now)? >= i.jti_capacity.load(Relaxed)
+            {
+                return Err(StoreError::Full(
+                    "too many DPoP proofs are being remembered for replay detection (limits.dpop_jti_max); retry \
+                     later"
+                        .into(),
+                ));
+            }
             match tree.compare_and_swap(key.as_bytes(), current, Some(&expires.to_be_bytes()[..])).map_err(backend)? {
-                Ok(()) => break true,
+                Ok(()) => {
+                    if new_entry {
+                        i.jti_live.fetch_add(1, Relaxed);
+                    }
+                    break true;
+                }
                 Err(_) => continue,
             }
         };
         if fresh {
             // Every 1024 proofs, drop the entries whose window has passed.
-            if self.inner.jti_inserts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1024 == 1023 {
-                for entry in tree.iter() {
-                    let (k, v) = entry.map_err(backend)?;
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(v.get(..8).unwrap_or(&[0; 8]));
-                    if i64::from_be_bytes(b) <= now {
-                        let _ = tree.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?;
-                    }
-                }
+            if i.jti_inserts.fetch_add(1, Relaxed) % 1024 == 1023 {
+                self.purge_dpop_jti(now)?;
             }
             self.durable().await?;
         }

@@ -301,3 +301,29 @@ async fn private_addresses_are_not_dialled_when_switched_off() {
     }
     server.stop().await;
 }
+
+/// A validation target that accepts the connection and never answers: the validation
+/// ends at `acme.validation.timeout_ms` with `connection`, and holds nothing after.
+#[tokio::test]
+async fn http01_gives_up_on_a_server_that_never_answers() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            open.push(sock);
+        }
+    });
+    let server = crate::harness::start_with(|c| {
+        c.acme.validation.http_port = port;
+        c.acme.validation.timeout_ms = 500;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let ch = fail_one(&server, "http-01", "silent.example.test", |_, _| {}).await;
+    assert_eq!(ch["error"]["type"], "urn:ietf:params:acme:error:connection", "{ch}");
+    assert!(ch["error"]["detail"].as_str().unwrap().contains("timed out"), "{ch}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    held.abort();
+    server.stop().await;
+}

@@ -290,3 +290,23 @@ async fn the_acme_api_accepts_dpop_bound_tokens() {
     c.new_order(&["d.example.test"]).await.assert_problem(401, "unauthorized");
     server.stop().await;
 }
+
+/// The replay store is bounded (`limits.dpop_jti_max`): past it, fresh proofs are refused
+/// with 429 and Retry-After until older ones expire; replays are still replays.
+#[tokio::test]
+async fn the_replay_store_is_bounded() {
+    let server = oauth_server(|c| c.limits.dpop_jti_max = 2).await;
+    let b = Browser::new(&server);
+    let key = DpopKey::new();
+    let url = format!("{}/oauth/token", b.base);
+    let nonce = token_nonce(&b, &key).await;
+    let first = key.proof("POST", &url, Some(&nonce), None);
+    assert_eq!(backend_token(&b, std::slice::from_ref(&first)).await.status, 200);
+    assert_eq!(backend_token(&b, &[key.proof("POST", &url, Some(&nonce), None)]).await.status, 200);
+    let full = backend_token(&b, &[key.proof("POST", &url, Some(&nonce), None)]).await;
+    assert_eq!(full.status, 429, "{}", full.body);
+    assert_eq!(full.body["error"], "temporarily_unavailable");
+    assert!(full.headers.get("retry-after").is_some());
+    assert_eq!(backend_token(&b, &[first]).await.body["error"], "invalid_dpop_proof", "a replay stays a replay");
+    server.stop().await;
+}

@@ -278,3 +278,14 @@ async fn failed_logins_across_user_names_lock_out_the_address() {
     assert!(locked.text.contains("Too many failed attempts"), "{}", locked.text);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn orders_with_too_many_identifiers_are_refused() {
+    let server = start_with(|c| c.acme.max_identifiers = 2).await;
+    let c = registered(&server).await;
+    let r = c.new_order(&["a.test", "b.test", "c.test"]).await;
+    r.assert_problem(400, "rejectedIdentifier");
+    assert!(r.text.contains("at most 2 identifiers"), "{}", r.text);
+    assert_eq!(c.new_order(&["a.test", "b.test"]).await.status, 201);
+    server.stop().await;
+}

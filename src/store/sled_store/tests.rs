@@ -356,3 +356,16 @@ async fn racing_creations_with_one_key_store_one_account() {
     assert!(existing.iter().all(|id| *id == created[0]));
     assert_eq!(s.inner.accounts.len(), 1, "the losers' records are removed");
 }
+
+#[tokio::test]
+async fn dpop_replay_keys_are_bounded_and_expired_ones_make_room() {
+    let s = SledStore::temporary().unwrap();
+    s.limit_dpop_jti(2);
+    assert!(s.remember_dpop_jti("a", 100, 0).await.unwrap());
+    assert!(s.remember_dpop_jti("b", 200, 0).await.unwrap());
+    assert!(!s.remember_dpop_jti("a", 100, 0).await.unwrap(), "a replay");
+    assert!(matches!(s.remember_dpop_jti("c", 100, 0).await, Err(StoreError::Full(_))));
+    // Once `a` has expired, there is room again.
+    assert!(s.remember_dpop_jti("c", 300, 150).await.unwrap());
+    assert!(matches!(s.remember_dpop_jti("d", 300, 150).await, Err(StoreError::Full(_))));
+}
