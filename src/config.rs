@@ -651,6 +651,27 @@ impl Config {
                 self.acme.validation.connect_to
             )));
         }
+        let l = &self.limits;
+        for (name, value) in [
+            ("jose_body_bytes", l.jose_body_bytes as u64),
+            ("form_body_bytes", l.form_body_bytes as u64),
+            ("json_body_bytes", l.json_body_bytes as u64),
+            ("json_max_depth", l.json_max_depth as u64),
+            ("request_header_timeout_ms", l.request_header_timeout_ms),
+            ("request_body_timeout_ms", l.request_body_timeout_ms),
+            ("token_max_failures", u64::from(l.token_max_failures)),
+            ("token_max_failures_per_address", u64::from(l.token_max_failures_per_address)),
+            ("login_max_failures_per_address", u64::from(l.login_max_failures_per_address)),
+            ("queued_validations", l.queued_validations as u64),
+            ("dpop_jti_max", l.dpop_jti_max),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        if !(64..=1 << 30).contains(&l.nonce_window) {
+            return Err(ConfigError::Invalid("limits.nonce_window must be 64 to 1073741824".into()));
+        }
         Ok(())
     }
 
@@ -751,6 +772,15 @@ mod tests {
         assert!(err.to_string().contains("listen_adress"), "{err}");
         let err = Config::parse("[nope]\n").unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn rejects_limits_that_would_refuse_everything_or_overflow() {
+        let err = Config::parse("[limits]\nqueued_validations = 0\n").unwrap_err();
+        assert!(err.to_string().contains("limits.queued_validations must be at least 1"), "{err}");
+        let err = Config::parse("[limits]\nnonce_window = 18446744073709551615\n").unwrap_err();
+        assert!(err.to_string().contains("limits.nonce_window"), "{err}");
+        assert!(Config::parse("[limits]\nnonce_window = 64\n").is_ok());
     }
 
     #[test]

@@ -418,7 +418,8 @@ impl Acme {
             order.replaces = Some(r.value.serial.clone());
         }
         match self.store.create_order(&order, &authzs, replaced.as_ref().map(|r| (&r.value, r.version))).await {
-            Ok(()) => self.open_orders.add(&account.id, order.id.clone(), order.expires),
+            Ok(()) if self.pending_limits == (0, 0) => {}
+            Ok(()) => self.open_orders.add(&account.id, order.id.clone(), order.expires, now),
             Err(StoreError::Conflict) => {
                 return Err(AcmeError::AlreadyReplaced("another order replaced this certificate first".into()));
             }

@@ -80,8 +80,16 @@ impl OpenOrders {
         }
     }
 
-    pub fn add(&self, account: &AccountId, order: crate::model::OrderId, expires: crate::clock::UnixTime) {
+    /// Remembers a new order until it expires. Past [`MAX_TRACKED`] accounts, those
+    /// whose orders have all expired are forgotten.
+    pub fn add(&self, account: &AccountId, order: crate::model::OrderId, expires: crate::clock::UnixTime, now: i64) {
         let mut map = self.per_account.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= MAX_TRACKED {
+            map.retain(|_, orders| {
+                orders.retain(|(_, e)| *e > now);
+                !orders.is_empty()
+            });
+        }
         map.entry(account.clone()).or_default().push((order, expires));
     }
 }

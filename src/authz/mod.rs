@@ -324,6 +324,11 @@ impl AuthServer {
         })
     }
 
+    /// How long a login page may be filled in (its cookie lives as long).
+    pub fn login_page_lifetime_secs(&self) -> u64 {
+        self.config.login_page_lifetime_secs
+    }
+
     /// The limits on failed client authentications (`[limits]`).
     pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
         self.client_auth_limiter = client_auth_limiter(limits);

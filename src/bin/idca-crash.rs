@@ -275,7 +275,7 @@ async fn check(clients: Clients, http: &reqwest::Client, concurrency: usize) -> 
 async fn check_one(client: &mut AcmeClient, ack: &Acknowledged) -> Result<Option<String>, String> {
     let (what, url) = match ack {
         Acknowledged::Account { url } => ("account", url),
-        Acknowledged::Order { url } => ("order", url),
+        Acknowledged::Order { url } | Acknowledged::Finalized { order: url, .. } => ("order", url),
         Acknowledged::Certificate { url, .. } => ("certificate", url),
     };
     let (body, _, text) = match client.post("check", url, None).await {
@@ -286,6 +286,9 @@ async fn check_one(client: &mut AcmeClient, ack: &Acknowledged) -> Result<Option
     Ok(match ack {
         Acknowledged::Account { .. } if body["status"] != "valid" => Some(format!("account {url}: {}", body["status"])),
         Acknowledged::Certificate { pem, .. } if text != *pem => Some(format!("certificate {url}: different bytes")),
+        Acknowledged::Finalized { certificate, .. } => (body["status"] != "valid"
+            || body["certificate"] != certificate.as_str())
+        .then(|| format!("order {url}: finalized with {certificate}, now {} {}", body["status"], body["certificate"])),
         Acknowledged::Certificate { order, url: cert, .. } => {
             let (order_body, _, _) = match client.post("check", order, None).await {
                 Ok(found) => found,
@@ -319,6 +322,8 @@ fn count(clients: &Clients) -> (usize, usize, usize) {
         match ack {
             Acknowledged::Account { .. } => n.0 += 1,
             Acknowledged::Order { .. } => n.1 += 1,
+            // Checked (the order is still valid with that certificate), counted as its order.
+            Acknowledged::Finalized { .. } => {}
             Acknowledged::Certificate { .. } => n.2 += 1,
         }
     }

@@ -35,6 +35,9 @@ pub enum Acknowledged {
     Account { url: String },
     /// newOrder answered 201 with this order URL.
     Order { url: String },
+    /// finalize answered that the order at `order` is valid with the certificate at
+    /// `certificate`.
+    Finalized { order: String, certificate: String },
     /// The order at `order` became valid and its certificate at `url` was downloaded.
     Certificate { order: String, url: String, pem: String },
 }
@@ -207,6 +210,10 @@ impl AcmeClient {
         let csr = csr(name)?;
         let finalize = order["finalize"].as_str().ok_or_else(|| fail("order: no finalize"))?.to_owned();
         let (done, _, _) = self.post("finalize", &finalize, Some(&json!({"csr": csr}))).await?;
+        if let (Some("valid"), Some(certificate)) = (done["status"].as_str(), done["certificate"].as_str()) {
+            self.acknowledged
+                .push(Acknowledged::Finalized { order: order_url.clone(), certificate: certificate.to_owned() });
+        }
         let done =
             if done["status"] == "valid" { done } else { self.poll("pollValid", &order_url, &["valid"]).await? };
         let cert_url = done["certificate"].as_str().ok_or_else(|| fail("order: no certificate"))?.to_owned();

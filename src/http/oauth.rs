@@ -73,8 +73,12 @@ fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
             // Binds the form to this browser (login CSRF, see `AuthServer::login`).
             let mut res = pages::login(&page);
             let secure = if st.secure_cookies { "; Secure" } else { "" };
-            let cookie =
-                format!("{LOGIN_COOKIE}{}={}; Path=/oauth; HttpOnly; SameSite=Lax{secure}", page.request, page.csrf);
+            let cookie = format!(
+                "{LOGIN_COOKIE}{}={}; Path=/oauth; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+                page.request,
+                page.csrf,
+                st.authz.login_page_lifetime_secs()
+            );
             if let Ok(v) = header::HeaderValue::from_str(&cookie) {
                 res.headers_mut().insert(header::SET_COOKIE, v);
             }
@@ -108,9 +112,16 @@ async fn authorize(st: State, req: HttpRequest, q: web::Query<AuthorizeParams>) 
 
 /// The login form's target.
 async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, HttpError> {
-    let browser = cookie(&req, &format!("{LOGIN_COOKIE}{}", form.request));
+    let name = format!("{LOGIN_COOKIE}{}", form.request);
+    let browser = cookie(&req, &name);
     let outcome = st.authz.login(&form, browser.as_deref(), peer_ip(&req), st.clock.now()).await?;
-    Ok(render(&st, outcome))
+    let done = matches!(outcome, AuthorizeOutcome::Redirect { .. } | AuthorizeOutcome::Consent { .. });
+    let mut res = render(&st, outcome);
+    if done && let Ok(v) = header::HeaderValue::from_str(&format!("{name}=; Path=/oauth; Max-Age=0")) {
+        // The form is used: its cookie goes (after the session cookie, which stays first).
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(res)
 }
 
 /// Client authentication (RFC 6749 §2.3.1): HTTP Basic with form-urlencoded id and

@@ -29,5 +29,29 @@ pub fn check_dns_name(name: &str) -> Result<(), &'static str> {
     if base.contains('*') {
         return Err("a wildcard must be the whole leftmost label");
     }
+    // WHATWG URL parsing (and so HTTP clients) reads a host whose last label is a number
+    // (`2852039166`, `0xa9fea9fe`, `169.254.43518`) as an IPv4 address: no top-level
+    // domain is numeric, so such a name is an address in disguise.
+    let last = base.rsplit('.').next().unwrap_or(base);
+    if last.bytes().all(|b| b.is_ascii_digit())
+        || (last.len() > 2 && last[..2].eq_ignore_ascii_case("0x") && last[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err("the last label may not be a number (that is an IP address)");
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_parse_as_addresses_are_refused() {
+        for name in ["2852039166", "0xa9fea9fe", "169.254.43518", "a.b.123", "0XA9FEA9FE"] {
+            assert!(check_dns_name(name).is_err(), "{name}");
+        }
+        for name in ["a.test", "1a.test", "x.0xnotanumber", "123.example", "*.a.test"] {
+            assert!(check_dns_name(name).is_ok(), "{name}");
+        }
+    }
 }

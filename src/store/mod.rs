@@ -52,8 +52,8 @@ pub enum StoreError {
     Full(String),
     /// The store's files are missing, damaged or have lost writes; nothing was changed.
     #[error(
-        "the store at {path} is damaged: {problem}. Nothing was changed; restore it from a backup, or move it away to \
-         start afresh"
+        "the store at {path} is damaged: {problem}. Nothing was changed; restore it (with the db.* files beside it) \
+         from a backup, or move it away to start afresh"
     )]
     Damaged { path: String, problem: String },
     /// The backend failed (I/O, lock, …).

@@ -63,12 +63,15 @@ struct Inner {
     /// Replay keys held, and the most that may be (`limits.dpop_jti_max`).
     jti_live: std::sync::atomic::AtomicU64,
     jti_capacity: std::sync::atomic::AtomicU64,
+    /// When a full store last purged (at most once a second, so that a full store
+    /// answers at once instead of scanning for every proof).
+    jti_purged_at: std::sync::atomic::AtomicI64,
     /// `None` only while dropping.
     flusher: Option<mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>>,
     flusher_thread: Option<std::thread::JoinHandle<()>>,
     flushes: Arc<std::sync::atomic::AtomicU64>,
     /// Last, so that it is dropped after sled has closed its files.
-    _guard: Option<guard::Guard>,
+    guard: Option<guard::Guard>,
 }
 
 #[derive(Debug)]
@@ -233,7 +236,8 @@ impl SledStore {
             StoreError::Damaged { problem, .. } => StoreError::Damaged { path: dir.display().to_string(), problem },
             other => other,
         })?;
-        let generations = Some((guard.generation_file()?, guard::stored_generation(&db)?));
+        let held = guard::stored_generation(&db)?;
+        let generations = Some((guard.generation_file(held)?, held));
         guard.opened();
         Self::from_db(db, generations, Some(guard))
     }
@@ -278,6 +282,7 @@ impl SledStore {
             jti_inserts: std::sync::atomic::AtomicU64::new(0),
             jti_live: std::sync::atomic::AtomicU64::new(db.open_tree("dpop_jti").map_err(backend)?.len() as u64),
             jti_capacity: std::sync::atomic::AtomicU64::new(u64::MAX),
+            jti_purged_at: std::sync::atomic::AtomicI64::new(0),
             oauth: OAuthTrees {
                 keys: tree("oauth_keys")?,
                 pending: tree("oauth_pending")?,
@@ -295,7 +300,7 @@ impl SledStore {
             flusher_thread: Some(thread),
             flushes,
             db: db.clone(),
-            _guard: guard,
+            guard,
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -1107,9 +1112,10 @@ impl Store for SledStore {
                 break false;
             }
             let new_entry = current.is_none();
+            let capacity = i.jti_capacity.load(Relaxed);
             if new_entry
-                && i.jti_live.load(Relaxed) >= i.jti_capacity.load(Relaxed)
-                && self.purge_dpop_jti(now)? >= i.jti_capacity.load(Relaxed)
+                && i.jti_live.load(Relaxed) >= capacity
+                && (i.jti_purged_at.swap(now, Relaxed) >= now || self.purge_dpop_jti(now)? >= capacity)
             {
                 return Err(StoreError::Full(
                     "too many DPoP proofs are being remembered for replay detection (limits.dpop_jti_max); retry \
@@ -1173,8 +1179,13 @@ impl Store for SledStore {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Best effort on shutdown; acknowledged writes were flushed already.
-        let _ = self.db.flush();
+        // Best effort on shutdown; acknowledged writes were flushed already. A failed
+        // flush is not a clean close: the next open checks the store first.
+        if self.db.flush().is_err()
+            && let Some(g) = self.guard.as_mut()
+        {
+            g.not_clean();
+        }
         // Stop the flusher and wait for it, so the database (and its lock) is released
         // when the store is dropped, not some time later.
         self.flusher.take();

@@ -22,10 +22,7 @@ pub struct DialPolicy {
 impl DialPolicy {
     /// `Err` naming the address when validation must not connect to it.
     pub fn check(&self, ip: IpAddr) -> Result<(), ValidationError> {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = embedded_ipv4(ip);
         let refuse = |why: &str| Err(ValidationError::Connection(format!("idca does not connect to {ip}: {why}")));
         let never = match ip {
             IpAddr::V4(v4) => v4.is_unspecified() || v4.is_link_local() || v4.is_multicast() || v4.is_broadcast(),
@@ -45,6 +42,23 @@ impl DialPolicy {
             return refuse("a loopback or private address (acme.validation.dial_private_addresses = false)");
         }
         Ok(())
+    }
+}
+
+/// The IPv4 address an IPv6 address carries and routes to: IPv4-mapped (::ffff:0:0/96),
+/// IPv4-compatible (::/96, deprecated) and NAT64 (64:ff9b::/96, RFC 6052).
+fn embedded_ipv4(ip: IpAddr) -> IpAddr {
+    let IpAddr::V6(v6) = ip else { return ip };
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        return IpAddr::V4(v4);
+    }
+    let s = v6.segments();
+    let low = std::net::Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
+    match s[..6] {
+        // ::, ::1 stay what they are.
+        [0, 0, 0, 0, 0, 0] if !v6.is_unspecified() && !v6.is_loopback() => IpAddr::V4(low),
+        [0x64, 0xff9b, 0, 0, 0, 0] => IpAddr::V4(low),
+        _ => ip,
     }
 }
 
@@ -68,6 +82,8 @@ mod tests {
                 "::",
                 "ff02::1",
                 "::ffff:169.254.169.254",
+                "::169.254.169.254",
+                "64:ff9b::169.254.169.254",
             ] {
                 assert!(!ok(p, ip), "{ip} with {p:?}");
             }
@@ -80,9 +96,17 @@ mod tests {
     #[test]
     fn private_addresses_only_when_allowed() {
         let (open, closed) = (DialPolicy { private: true }, DialPolicy { private: false });
-        for ip in
-            ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "::1", "fd00::1", "::ffff:127.0.0.1"]
-        {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::10.0.0.1",
+        ] {
             assert!(ok(open, ip), "{ip}");
             assert!(!ok(closed, ip), "{ip}");
         }

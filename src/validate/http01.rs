@@ -137,6 +137,14 @@ impl Http01Checker {
             }
         };
         let url = format!("http://{host}:{}/.well-known/acme-challenge/{token}", self.port);
+        // A host the URL parser reads as an address skips the resolver: check it here
+        // (names are refused at newOrder when they look like one; this is the backstop).
+        if let Some(ip) = reqwest::Url::parse(&url)
+            .ok()
+            .and_then(|u| u.host_str().and_then(|h| h.trim_start_matches('[').trim_end_matches(']').parse().ok()))
+        {
+            self.dial.check(ip)?;
+        }
         let mut resp = self.client.get(&url).send().await.map_err(|e| describe(&e, &url))?;
         if resp.status() != reqwest::StatusCode::OK {
             return Err(ValidationError::Unauthorized(format!("{url} answered HTTP {}", resp.status().as_u16())));

@@ -327,6 +327,10 @@ async fn rejects_bad_identifiers() {
     let cases = [
         (json!([{"type":"dns","value":"bad_name.test"}]), "rejectedIdentifier"),
         (json!([{"type":"dns","value":"a..test"}]), "rejectedIdentifier"),
+        // Names an HTTP client would read as 169.254.169.254 (SSRF in disguise).
+        (json!([{"type":"dns","value":"2852039166"}]), "rejectedIdentifier"),
+        (json!([{"type":"dns","value":"0xa9fea9fe"}]), "rejectedIdentifier"),
+        (json!([{"type":"dns","value":"169.254.43518"}]), "rejectedIdentifier"),
         (json!([{"type":"email","value":"a@b.test"}]), "unsupportedIdentifier"),
         (json!([]), "malformed"),
     ];

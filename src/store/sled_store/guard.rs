@@ -96,6 +96,8 @@ impl Guard {
     fn recorded_generation(&self) -> Result<u64, StoreError> {
         let path = sibling(&self.dir, ".generation");
         match std::fs::read_to_string(&path) {
+            // Empty: created, but the process ended before it recorded anything.
+            Ok(text) if text.trim().is_empty() => Ok(0),
             Ok(text) => {
                 text.trim().parse().map_err(|_| damaged(&self.dir, format!("{} is not a number", path.display())))
             }
@@ -126,15 +128,23 @@ impl Guard {
         self.opened = true;
     }
 
-    /// The file the group-commit thread records each generation in.
-    pub(super) fn generation_file(&self) -> Result<File, StoreError> {
+    /// The close will not be clean (a final flush failed): record none.
+    pub(super) fn not_clean(&mut self) {
+        self.opened = false;
+    }
+
+    /// The file the group-commit thread records each generation in, holding `current`
+    /// (what the open store holds) from the start.
+    pub(super) fn generation_file(&self, current: u64) -> Result<File, StoreError> {
         let path = sibling(&self.dir, ".generation");
-        File::options()
+        let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        record_generation(&file, current);
+        Ok(file)
     }
 }
 
@@ -196,6 +206,10 @@ pub(super) fn stored_generation(db: &sled::Db) -> Result<u64, StoreError> {
 /// becomes `Damaged` instead of taking the process down.
 pub(super) fn open_db(dir: &Path, cache_capacity: u64) -> Result<sled::Db, StoreError> {
     static PANIC: Mutex<Option<String>> = Mutex::new(None);
+    // One open at a time swaps the process's panic hook, so that two opens never leave
+    // the capturing hook installed.
+    static OPENING: Mutex<()> = Mutex::new(());
+    let _one = OPENING.lock().unwrap_or_else(|p| p.into_inner());
     let config = sled::Config::new().path(dir).cache_capacity(cache_capacity).flush_every_ms(None);
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|info| {

@@ -369,3 +369,22 @@ async fn dpop_replay_keys_are_bounded_and_expired_ones_make_room() {
     assert!(s.remember_dpop_jti("c", 300, 150).await.unwrap());
     assert!(matches!(s.remember_dpop_jti("d", 300, 150).await, Err(StoreError::Full(_))));
 }
+
+/// A process that ended before its first flush leaves an empty generation file: the
+/// next open is not refused, and the file holds a number from then on.
+#[tokio::test]
+async fn an_empty_generation_file_is_not_damage() {
+    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".generation");
+    std::fs::write(&name, "").unwrap();
+    let s = SledStore::open(&dir, 8).unwrap();
+    assert_eq!(std::fs::read_to_string(&name).unwrap().trim().parse::<u64>().unwrap(), 0);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+    for suffix in [".generation", ".lock", ".clean"] {
+        let mut f = dir.as_os_str().to_owned();
+        f.push(suffix);
+        let _ = std::fs::remove_file(f);
+    }
+}
