@@ -289,15 +289,15 @@ impl AuthServer {
         if !crate::jose::ct_eq(form.csrf.as_bytes(), d.csrf.as_bytes()) {
             return Err(OAuthError::AccessDenied("the form was not sent by this page".into()));
         }
-        if let Some(wait) = self.limiter.locked(&form.username, ip, now) {
+        if let Err(wait) = self.limiter.begin(&form.username, ip, now) {
             let error = Some(format!("Too many failed attempts. Try again in {wait} seconds."));
             return self.confirm(&d, form.username.clone(), error).await;
         }
         let Some(user) = super::login::check_credentials(&self.users, &form.username, &form.password).await else {
-            self.limiter.failed(&form.username, ip, now);
+            self.limiter.end(&form.username, ip, now, super::login::Attempt::Failed);
             return self.confirm(&d, form.username.clone(), Some("Wrong user name or password.".into())).await;
         };
-        self.limiter.succeeded(&form.username, ip);
+        self.limiter.end(&form.username, ip, now, super::login::Attempt::Succeeded);
         let approved = match form.action.as_str() {
             "approve" => true,
             "deny" => false,

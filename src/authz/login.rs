@@ -128,12 +128,25 @@ pub async fn check_credentials<'a>(users: &'a [User], username: &str, password: 
 }
 
 /// Counts failed logins per (user, address) and locks the pair out for a while after
-/// too many (in memory: a restart clears it).
+/// too many (in memory: a restart clears it). With [`LoginLimiter::try_begin`], attempts
+/// still being checked count too, so a burst of parallel guesses cannot pass the limit.
 #[derive(Debug)]
 pub struct LoginLimiter {
     max_failures: u32,
     lockout_secs: i64,
-    failures: Mutex<HashMap<(String, IpAddr), (u32, UnixTime)>>,
+    failures: Mutex<Attempts>,
+}
+
+/// Per (name, address): failures, the last failure, attempts being checked.
+type Attempts = HashMap<(String, IpAddr), (u32, UnixTime, u32)>;
+
+/// How a counted attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Failed,
+    Succeeded,
+    /// Neither (the request failed for another reason).
+    Abandoned,
 }
 
 impl LoginLimiter {
@@ -145,34 +158,77 @@ impl LoginLimiter {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, IpAddr), (u32, UnixTime)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Attempts> {
         self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Seconds until `username` may try again from `ip`, if locked out.
     pub fn locked(&self, username: &str, ip: IpAddr, now: UnixTime) -> Option<i64> {
         let map = self.lock();
-        let (count, last) = map.get(&(username.to_owned(), ip))?;
+        let (count, last, _) = map.get(&(username.to_owned(), ip))?;
         let until = last + self.lockout_secs;
         (*count >= self.max_failures && now < until).then_some(until - now)
     }
 
     pub fn failed(&self, username: &str, ip: IpAddr, now: UnixTime) {
-        let mut map = self.lock();
-        if map.len() > 100_000 {
-            let lockout = self.lockout_secs;
-            map.retain(|_, (_, last)| now < *last + lockout);
-        }
-        let entry = map.entry((username.to_owned(), ip)).or_insert((0, now));
-        if now >= entry.1 + self.lockout_secs {
-            *entry = (0, now);
-        }
-        entry.0 += 1;
-        entry.1 = now;
+        self.end(username, ip, now, Attempt::Failed, false);
     }
 
     pub fn succeeded(&self, username: &str, ip: IpAddr) {
-        self.lock().remove(&(username.to_owned(), ip));
+        self.end(username, ip, 0, Attempt::Succeeded, false);
+    }
+
+    /// Bounds memory: past 100,000 pairs, those with no attempt in flight and no lockout
+    /// running are forgotten.
+    fn forget_idle(&self, map: &mut Attempts, now: UnixTime) {
+        if map.len() > 100_000 {
+            let lockout = self.lockout_secs;
+            map.retain(|_, (_, last, flying)| *flying > 0 || now < *last + lockout);
+        }
+    }
+
+    /// Counts an attempt about to be checked, unless failures and attempts in flight
+    /// already reach the limit: then the seconds to wait.
+    pub fn try_begin(&self, username: &str, ip: IpAddr, now: UnixTime) -> Result<(), i64> {
+        let mut map = self.lock();
+        self.forget_idle(&mut map, now);
+        let entry = map.entry((username.to_owned(), ip)).or_insert((0, now, 0));
+        if now >= entry.1 + self.lockout_secs {
+            entry.0 = 0;
+        }
+        if entry.0 >= self.max_failures {
+            return Err((entry.1 + self.lockout_secs - now).max(1));
+        }
+        if entry.0 + entry.2 >= self.max_failures {
+            return Err(1);
+        }
+        entry.2 += 1;
+        Ok(())
+    }
+
+    /// Ends an attempt (`begun`: counted by `try_begin`).
+    pub fn end(&self, username: &str, ip: IpAddr, now: UnixTime, how: Attempt, begun: bool) {
+        let mut map = self.lock();
+        self.forget_idle(&mut map, now);
+        let key = (username.to_owned(), ip);
+        let entry = map.entry(key.clone()).or_insert((0, now, 0));
+        if begun {
+            entry.2 = entry.2.saturating_sub(1);
+        }
+        match how {
+            Attempt::Failed => {
+                if now >= entry.1 + self.lockout_secs {
+                    entry.0 = 0;
+                }
+                entry.0 += 1;
+                entry.1 = now;
+            }
+            Attempt::Succeeded => entry.0 = 0,
+            Attempt::Abandoned => {}
+        }
+        if entry.0 == 0 && entry.2 == 0 {
+            map.remove(&key);
+        }
     }
 }
 
@@ -194,24 +250,57 @@ impl AttemptLimiter {
         }
     }
 
-    /// Seconds until `name` may try again from `ip`, if locked out.
-    pub fn locked(&self, name: &str, ip: IpAddr, now: UnixTime) -> Option<i64> {
-        self.per_name.locked(name, ip, now).or_else(|| self.per_address.locked("", ip, now))
+    /// Counts an attempt about to be checked; the seconds to wait if `name` or `ip` is
+    /// locked out (failures and attempts in flight both count). Each `Ok` must be
+    /// followed by one [`AttemptLimiter::end`].
+    pub fn begin(&self, name: &str, ip: IpAddr, now: UnixTime) -> Result<(), i64> {
+        self.per_name.try_begin(name, ip, now)?;
+        if let Err(wait) = self.per_address.try_begin("", ip, now) {
+            self.per_name.end(name, ip, now, Attempt::Abandoned, true);
+            return Err(wait);
+        }
+        Ok(())
     }
 
-    pub fn failed(&self, name: &str, ip: IpAddr, now: UnixTime) {
-        self.per_name.failed(name, ip, now);
-        self.per_address.failed("", ip, now);
-    }
-
-    pub fn succeeded(&self, name: &str, ip: IpAddr) {
-        self.per_name.succeeded(name, ip);
+    /// Ends an attempt counted by `begin`. A success clears the name's failures, not the
+    /// address's.
+    pub fn end(&self, name: &str, ip: IpAddr, now: UnixTime, how: Attempt) {
+        self.per_name.end(name, ip, now, how, true);
+        let for_address = if how == Attempt::Succeeded { Attempt::Abandoned } else { how };
+        self.per_address.end("", ip, now, for_address, true);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parallel guesses: attempts still being checked count, so a burst stops at the
+    /// limit even before any of them has failed.
+    #[test]
+    fn attempts_in_flight_count_against_the_limit() {
+        let ip = IpAddr::from([10, 0, 0, 1]);
+        let l = AttemptLimiter::new(3, 100, 300);
+        for _ in 0..3 {
+            l.begin("alice", ip, 0).unwrap();
+        }
+        assert!(l.begin("alice", ip, 0).is_err(), "a fourth parallel guess waits");
+        l.end("alice", ip, 0, Attempt::Failed);
+        assert!(l.begin("alice", ip, 0).is_err(), "one failure and two in flight");
+        l.end("alice", ip, 0, Attempt::Abandoned);
+        l.end("alice", ip, 0, Attempt::Succeeded);
+        l.begin("alice", ip, 1).unwrap();
+        l.end("alice", ip, 1, Attempt::Succeeded);
+        // Per address: names do not matter.
+        let l = AttemptLimiter::new(100, 2, 300);
+        l.begin("a", ip, 0).unwrap();
+        l.begin("b", ip, 0).unwrap();
+        assert!(l.begin("c", ip, 0).is_err());
+        l.end("a", ip, 0, Attempt::Failed);
+        l.end("b", ip, 0, Attempt::Failed);
+        assert_eq!(l.begin("c", ip, 10), Err(290), "two failures lock the address out");
+        assert!(l.begin("c", ip, 301).is_ok(), "and the lockout ends");
+    }
 
     #[test]
     fn hashes_verify_and_fail_closed() {

@@ -467,21 +467,23 @@ impl AuthServer {
         now: UnixTime,
     ) -> Result<Client, OAuthError> {
         let id = creds.client_id();
-        if let Some(wait) = self.client_auth_limiter.locked(id, from, now) {
+        if let Err(wait) = self.client_auth_limiter.begin(id, from, now) {
             return Err(OAuthError::TooManyAttempts {
                 detail: format!("too many failed client authentications; try again in {wait} s"),
                 retry_after: wait,
             });
         }
-        let result = match self.client(id).await? {
-            Some(client) => client.authenticate(creds).await.map(|()| client),
-            None => Err(OAuthError::InvalidClient("unknown client".into())),
+        let result = match self.client(id).await {
+            Ok(Some(client)) => client.authenticate(creds).await.map(|()| client),
+            Ok(None) => Err(OAuthError::InvalidClient("unknown client".into())),
+            Err(e) => Err(e),
         };
-        match &result {
-            Ok(_) => self.client_auth_limiter.succeeded(id, from),
-            Err(OAuthError::InvalidClient(_)) => self.client_auth_limiter.failed(id, from, now),
-            Err(_) => {}
-        }
+        let how = match &result {
+            Ok(_) => login::Attempt::Succeeded,
+            Err(OAuthError::InvalidClient(_)) => login::Attempt::Failed,
+            Err(_) => login::Attempt::Abandoned,
+        };
+        self.client_auth_limiter.end(id, from, now, how);
         result
     }
 
@@ -680,15 +682,15 @@ impl AuthServer {
                 error: Some(error),
             })
         };
-        if let Some(wait) = self.limiter.locked(&form.username, ip, now) {
+        if let Err(wait) = self.limiter.begin(&form.username, ip, now) {
             return Ok(again(format!("Too many failed attempts. Try again in {wait} seconds.")));
         }
         let Some(user) = login::check_credentials(&self.users, &form.username, &form.password).await else {
-            self.limiter.failed(&form.username, ip, now);
+            self.limiter.end(&form.username, ip, now, login::Attempt::Failed);
             tracing::info!(username = %form.username, "login failed");
             return Ok(again("Wrong user name or password.".into()));
         };
-        self.limiter.succeeded(&form.username, ip);
+        self.limiter.end(&form.username, ip, now, login::Attempt::Succeeded);
         let session_id = format!("{}{}", random_token(), random_token());
         let lifetime = self.config.session_lifetime_secs as i64;
         let session = Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime };
