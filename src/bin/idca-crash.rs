@@ -302,20 +302,6 @@ async fn check_one(client: &mut AcmeClient, ack: &Acknowledged) -> Result<Option
     })
 }
 
-fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
-    for entry in std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))? {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let target = to.join(entry.file_name());
-        if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target).map_err(|e| format!("cannot copy {}: {e}", entry.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
 fn count(clients: &Clients) -> (usize, usize, usize) {
     let mut n = (0, 0, 0);
     for ack in clients.iter().flat_map(|c| &c.acknowledged) {
@@ -385,7 +371,7 @@ async fn cycles(server: &mut Server, args: &Args) -> Result<bool, String> {
         if args.self_check {
             let saved = server.data.with_extension("saved");
             match cycle {
-                1 => copy_dir(&server.data, &saved)?,
+                1 => idca::store::copy_dir(&server.data, &saved).map_err(|e| format!("cannot copy the data: {e}"))?,
                 2 => {
                     std::fs::remove_dir_all(&server.data).map_err(|e| e.to_string())?;
                     std::fs::rename(&saved, &server.data).map_err(|e| e.to_string())?;

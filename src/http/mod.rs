@@ -93,6 +93,13 @@ pub async fn bound_body_time(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // Most requests (GET, HEAD, newNonce) carry no body: nothing to bound.
+    let h = req.headers();
+    let has_body = h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
+    if !has_body {
+        return next.call(req).await;
+    }
     let limit = req.app_data::<web::Data<AppState>>().map_or(std::time::Duration::from_secs(10), |s| {
         std::time::Duration::from_millis(s.limits.request_body_timeout_ms)
     });

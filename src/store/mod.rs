@@ -8,7 +8,7 @@
 
 mod sled_store;
 
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, copy_dir};
 
 use async_trait::async_trait;
 

@@ -32,6 +32,8 @@ use crate::model::{
 
 mod guard;
 
+pub use guard::copy_dir;
+
 const CA_KEY: &[u8] = b"ca";
 /// In `meta`: the number of the last group commit (see `guard`).
 const GENERATION_KEY: &[u8] = b"generation";

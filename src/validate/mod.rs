@@ -153,14 +153,15 @@ impl NetworkChecker {
     }
 
     /// The address to dial for an identifier: an IP identifier's own address; for a
-    /// name, `connect_to` or the first address it resolves to (through the configured
-    /// DNS server, else the system).
+    /// name, `connect_to` (always allowed, see `dial`) or the first address it resolves
+    /// to (through the configured DNS server, else the system), if the dial policy
+    /// allows it.
     async fn address(&self, identifier: &Identifier) -> Result<std::net::IpAddr, ValidationError> {
         let name = identifier.value.as_str();
         if let (crate::model::IdentifierKind::Dns, Some(ip)) = (identifier.kind, self.connect_to) {
             return Ok(ip);
         }
-        match (identifier.kind, &self.dns_server) {
+        let ip = match (identifier.kind, &self.dns_server) {
             (crate::model::IdentifierKind::WireappDevice | crate::model::IdentifierKind::WireappUser, _) => {
                 Err(ValidationError::Unsupported("not a network identifier".into()))
             }
@@ -179,7 +180,9 @@ impl NetworkChecker {
                 .map(|a| a.ip())
                 .next()
                 .ok_or_else(|| ValidationError::Dns(format!("no address for {name}"))),
-        }
+        }?;
+        self.dial.check(ip)?;
+        Ok(ip)
     }
 }
 
@@ -197,10 +200,6 @@ impl ChallengeChecker for NetworkChecker {
             ChallengeType::Dns01 => dns01::check(self.dns()?, identifier, key_authorization).await,
             ChallengeType::TlsAlpn01 => {
                 let ip = self.address(identifier).await?;
-                // The operator's connect_to is exempt (see `dial`).
-                if !(identifier.kind == crate::model::IdentifierKind::Dns && self.connect_to.is_some()) {
-                    self.dial.check(ip)?;
-                }
                 self.tls_alpn01.check(ip, identifier, key_authorization).await
             }
             // Answered synchronously with tokens (acme::identity), never queued.

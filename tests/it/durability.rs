@@ -173,18 +173,6 @@ fn contents(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8
     out
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    }
-}
-
 /// A damaged data directory (log truncated or emptied, store rolled back behind idca's
 /// back, store removed) is refused with a message naming the problem and the path, and
 /// not a byte of it changes; an intact copy opens.
@@ -203,7 +191,7 @@ fn damaged_data_is_refused_and_left_as_it_was() {
     };
     issue(&pristine, "one.test");
     let older_store = tmp.path().join("older-db");
-    copy_tree(&pristine.join("db"), &older_store);
+    idca::store::copy_dir(&pristine.join("db"), &older_store).unwrap();
     issue(&pristine, "two.test");
 
     type Damage<'a> = (&'a str, &'a dyn Fn(&Path), &'a str);
@@ -223,7 +211,7 @@ fn damaged_data_is_refused_and_left_as_it_was() {
             "store rolled back",
             &|d| {
                 std::fs::remove_dir_all(d.join("db")).unwrap();
-                copy_tree(&older_store, &d.join("db"));
+                idca::store::copy_dir(&older_store, &d.join("db")).unwrap();
             },
             "lost writes",
         ),
@@ -240,7 +228,7 @@ fn damaged_data_is_refused_and_left_as_it_was() {
     ];
     for (i, (what, damage, expected)) in damages.iter().enumerate() {
         let data = tmp.path().join(format!("damaged-{i}"));
-        copy_tree(&pristine, &data);
+        idca::store::copy_dir(&pristine, &data).unwrap();
         damage(&data);
         let before = contents(&data);
         let out = idca_cli(

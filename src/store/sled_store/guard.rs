@@ -28,6 +28,16 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Opens (creating, never truncating) a file beside the store for writing.
+fn open_beside(path: &Path) -> Result<File, StoreError> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))
+}
+
 fn damaged(dir: &Path, problem: impl Into<String>) -> StoreError {
     StoreError::Damaged { path: dir.display().to_string(), problem: problem.into() }
 }
@@ -48,12 +58,7 @@ impl Guard {
     /// generation the store must hold at least.
     pub(super) fn acquire(dir: &Path, cache_capacity: u64) -> Result<(Self, u64), StoreError> {
         let lock_path = sibling(dir, ".lock");
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", lock_path.display())))?;
+        let lock = open_beside(&lock_path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -136,13 +141,7 @@ impl Guard {
     /// The file the group-commit thread records each generation in, holding `current`
     /// (what the open store holds) from the start.
     pub(super) fn generation_file(&self, current: u64) -> Result<File, StoreError> {
-        let path = sibling(&self.dir, ".generation");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let file = open_beside(&sibling(&self.dir, ".generation"))?;
         record_generation(&file, current);
         Ok(file)
     }
@@ -259,7 +258,9 @@ fn fingerprint(dir: &Path) -> std::io::Result<String> {
     Ok(lines.join("\n") + "\n")
 }
 
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Copies a directory tree (a store, to check it before opening; `idca-crash` and the
+/// durability tests use it too).
+pub fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
