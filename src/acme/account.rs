@@ -68,7 +68,7 @@ impl Acme {
         let jkt = key.thumbprint();
         let existing = |a: crate::store::Versioned<Account>| -> Result<Reply<wire::Account>, AcmeError> {
             if a.value.status != AccountStatus::Valid {
-                return Err(AcmeError::Unauthorized("the account for this key is deactivated".into()));
+                return Err(AcmeError::AccountDeactivated("the account for this key is deactivated".into()));
             }
             if let (Some(bound), Some(who)) = (&a.value.subject, who)
                 && *bound != who.sub

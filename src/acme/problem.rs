@@ -76,6 +76,14 @@ pub enum AcmeError {
     /// ACME API is a protected resource and the request carries no valid access token.
     #[error("{detail}")]
     Unauthenticated { detail: String, challenge: String, dpop_nonce: Option<String> },
+    /// `unauthorized` with status 401 (§7.3.6): the request is signed by a deactivated
+    /// (or revoked) account.
+    #[error("{0}")]
+    AccountDeactivated(String),
+    /// `malformed` with status 405 and `Allow: POST` (§6.3): a plain GET (or another
+    /// method) on a resource that takes POST-as-GET.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// `unauthorized` (§6.7): the client lacks authorization for this request.
     #[error("{0}")]
     Unauthorized(String),
@@ -98,7 +106,7 @@ impl AcmeError {
             Self::AlreadyReplaced(_) => "alreadyReplaced",
             Self::AlreadyRevoked(_) => "alreadyRevoked",
             Self::BadRevocationReason(_) => "badRevocationReason",
-            Self::Conflict { .. } => "malformed",
+            Self::Conflict { .. } | Self::MethodNotAllowed(_) => "malformed",
             Self::ExternalAccountRequired(_) => "externalAccountRequired",
             Self::InvalidProfile(_) => "invalidProfile",
             Self::RateLimited { .. } => "rateLimited",
@@ -113,7 +121,7 @@ impl AcmeError {
             Self::OrderNotReady(_) => "orderNotReady",
             Self::RejectedIdentifier(_) => "rejectedIdentifier",
             Self::ServerInternal(_) => "serverInternal",
-            Self::Unauthorized(_) | Self::Unauthenticated { .. } => "unauthorized",
+            Self::Unauthorized(_) | Self::Unauthenticated { .. } | Self::AccountDeactivated(_) => "unauthorized",
             Self::UnsupportedContact(_) => "unsupportedContact",
             Self::UnsupportedIdentifier(_) => "unsupportedIdentifier",
             Self::UserActionRequired(_) => "userActionRequired",
@@ -133,7 +141,8 @@ impl AcmeError {
             Self::PayloadTooLarge(_) => 413,
             Self::Conflict { .. } | Self::AlreadyReplaced(_) => 409,
             Self::RateLimited { .. } => 429,
-            Self::Unauthenticated { .. } => 401,
+            Self::Unauthenticated { .. } | Self::AccountDeactivated(_) => 401,
+            Self::MethodNotAllowed(_) => 405,
             Self::OrderNotReady(_) | Self::Unauthorized(_) | Self::UserActionRequired(_) => 403,
             Self::ServerInternal(_) => 500,
             _ => 400,

@@ -167,7 +167,7 @@ impl Acme {
         if let Signer::Account(a) = &signer
             && a.value.status != AccountStatus::Valid
         {
-            return Err(AcmeError::Unauthorized(format!("account is {:?}", a.value.status).to_lowercase()));
+            return Err(AcmeError::AccountDeactivated(format!("account is {:?}", a.value.status).to_lowercase()));
         }
         Ok(Verified { signer, payload: jws.payload })
     }

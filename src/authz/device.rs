@@ -92,7 +92,7 @@ impl AuthServer {
         if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
             return Err(OAuthError::InvalidScope(format!("scope `{s}` is not allowed for this client")));
         }
-        let id_token_claims = claims.map(super::requested_claims).transpose()?.unwrap_or_default();
+        let id_token_claims = claims.map(super::claims::requested_claims).transpose()?.unwrap_or_default();
         let device_code = format!("{}{}", random_token(), random_token());
         let hash = SecretHash::of(&device_code);
         let interval = self.config.device_poll_interval_secs.max(1);

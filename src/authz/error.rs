@@ -64,6 +64,14 @@ pub enum OAuthError {
     /// `unsupported_response_type` (§4.1.2.1).
     #[error("{0}")]
     UnsupportedResponseType(String),
+    /// `unmet_authentication_requirements` (OpenID Connect Core Error Code
+    /// unmet_authentication_requirements 1.0): an essential `acr` idca cannot satisfy.
+    #[error("{0}")]
+    UnmetAuthenticationRequirements(String),
+    /// `login_required`, `consent_required`, `interaction_required` (OIDC Core
+    /// §3.1.2.6): `prompt=none` and the request needs a page.
+    #[error("{detail}")]
+    PromptNone { code: &'static str, detail: String },
     /// `temporarily_unavailable` with HTTP 429 and `Retry-After`: too many failed
     /// attempts from this client or address (`limits.token_max_failures`).
     #[error("{detail}")]
@@ -93,6 +101,8 @@ impl OAuthError {
             Self::UnauthorizedClient(_) => "unauthorized_client",
             Self::UnsupportedGrantType(_) => "unsupported_grant_type",
             Self::UnsupportedResponseType(_) => "unsupported_response_type",
+            Self::UnmetAuthenticationRequirements(_) => "unmet_authentication_requirements",
+            Self::PromptNone { code, .. } => code,
             Self::TooManyAttempts { .. } => "temporarily_unavailable",
         }
     }
@@ -107,6 +117,21 @@ impl OAuthError {
             Self::ServerError(_) => 500,
             _ => 400,
         }
+    }
+
+    /// The `error_description` (RFC 6749 §4.1.2.1, §5.2): only %x20-21 / %x23-5B /
+    /// %x5D-7E may appear, so a message quoting client input keeps its printable ASCII
+    /// and every other character (`"`, `\`, controls, non-ASCII) becomes `?`; at most
+    /// 200 characters.
+    pub fn description(&self) -> String {
+        self.to_string()
+            .chars()
+            .take(200)
+            .map(|c| match c {
+                ' '..='~' if c != '"' && c != '\\' => c,
+                _ => '?',
+            })
+            .collect()
     }
 
     pub(crate) fn server(e: impl std::error::Error + Send + Sync + 'static) -> Self {
@@ -126,5 +151,19 @@ impl From<crate::store::StoreError> for OAuthError {
 impl From<crate::jose::JoseError> for OAuthError {
     fn from(e: crate::jose::JoseError) -> Self {
         Self::server(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OAuthError;
+
+    #[test]
+    fn descriptions_hold_only_the_allowed_characters() {
+        let e = OAuthError::InvalidScope("scope `a\"b\\c\u{e9}\r\n\u{7f}` is not allowed".into());
+        let d = e.description();
+        assert_eq!(d, "scope `a?b?c????` is not allowed");
+        assert!(d.bytes().all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)));
+        assert_eq!(OAuthError::InvalidRequest("x".repeat(500)).description().len(), 200);
     }
 }

@@ -4,6 +4,7 @@
 //! typed inputs here and renders the outcomes: redirects, pages, JSON. Grants, codes,
 //! refresh tokens and sessions go through the [`Store`]; secrets are stored hashed.
 
+mod claims;
 mod clients;
 mod device;
 mod devices;
@@ -53,7 +54,10 @@ pub struct AuthorizeParams {
     pub code_challenge: Option<String>,
     pub code_challenge_method: Option<String>,
     pub nonce: Option<String>,
+    /// OIDC Core §3.1.2.1: space-separated `none`, `login`, `consent`, `select_account`.
     pub prompt: Option<String>,
+    /// OIDC Core §3.1.2.1: the most seconds since the user last logged in.
+    pub max_age: Option<String>,
     /// OIDC Core §5.5, a JSON object.
     pub claims: Option<String>,
     /// RFC 9449 §10: the thumbprint of the key the token request will prove.
@@ -128,6 +132,9 @@ pub struct LoginPage {
     pub scope: Vec<String>,
     pub username: String,
     pub error: Option<String>,
+    /// Set while the user/address is locked out: the page answers 429 with
+    /// `Retry-After` (RFC 6585 §4).
+    pub retry_after: Option<i64>,
 }
 
 /// The consent page to show (dynamically registered clients).
@@ -138,6 +145,8 @@ pub struct ConsentPage {
     pub client_name: String,
     pub redirect_uri: String,
     pub scope: Vec<String>,
+    /// Dynamically registered, not configured by the administrator.
+    pub third_party: bool,
 }
 
 fn consent_page(request: String, p: &PendingAuthorization, client: &Client) -> ConsentPage {
@@ -147,6 +156,37 @@ fn consent_page(request: String, p: &PendingAuthorization, client: &Client) -> C
         client_name: client.name.clone(),
         redirect_uri: p.redirect_uri.clone(),
         scope: p.scope.clone(),
+        third_party: client.dynamic,
+    }
+}
+
+/// The `prompt` parameter (OIDC Core §3.1.2.1).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Prompt {
+    /// Show no page: answer at once, or with an error.
+    none: bool,
+    /// Log in again even with a live session (`login`, and `select_account`, which with
+    /// one account per browser session means the same).
+    login: bool,
+    /// Ask for consent even where it is not otherwise asked.
+    consent: bool,
+}
+
+impl Prompt {
+    fn parse(s: Option<&str>) -> Result<Self, OAuthError> {
+        let mut p = Self::default();
+        for v in s.unwrap_or("").split(' ').filter(|v| !v.is_empty()) {
+            match v {
+                "none" => p.none = true,
+                "login" | "select_account" => p.login = true,
+                "consent" => p.consent = true,
+                _ => return Err(OAuthError::InvalidRequest("prompt holds an unsupported value".into())),
+            }
+        }
+        if p.none && (p.login || p.consent) {
+            return Err(OAuthError::InvalidRequest("prompt=none cannot be combined with other values".into()));
+        }
+        Ok(p)
     }
 }
 
@@ -194,50 +234,6 @@ impl std::fmt::Debug for AuthServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthServer").field("issuer", &self.issuer).finish()
     }
-}
-
-/// Claims idca sets itself; a `claims` request cannot set them (OIDC Core §5.5).
-const REGISTERED_CLAIMS: [&str; 13] = [
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "iat",
-    "auth_time",
-    "nonce",
-    "at_hash",
-    "azp",
-    "name",
-    "email",
-    "handle",
-    "preferred_username",
-];
-
-/// Reads the `claims` request parameter (OIDC Core §5.5) and keeps the id_token claims
-/// asked for with a `value`: those are echoed in the id_token (what Wire's
-/// `wire-oidc-01` uses for `keyauth` and `acme_aud`). At most 16 claims of 1 KiB.
-fn requested_claims(json: &str) -> Result<std::collections::BTreeMap<String, serde_json::Value>, OAuthError> {
-    let bad = |m: &str| OAuthError::InvalidRequest(format!("claims: {m}"));
-    if json.len() > 8 * 1024 {
-        return Err(bad("too large"));
-    }
-    let v: serde_json::Value = serde_json::from_str(json).map_err(|_| bad("not a JSON object"))?;
-    let mut out = std::collections::BTreeMap::new();
-    let Some(obj) = v.as_object() else { return Err(bad("not a JSON object")) };
-    if let Some(id_token) = obj.get("id_token") {
-        let members = id_token.as_object().ok_or_else(|| bad("`id_token` must be an object"))?;
-        for (name, spec) in members {
-            let Some(value) = spec.as_object().and_then(|s| s.get("value")) else { continue };
-            if REGISTERED_CLAIMS.contains(&name.as_str()) {
-                return Err(bad(&format!("`{name}` cannot be requested with a value")));
-            }
-            if out.len() >= 16 || name.len() > 64 || value.to_string().len() > 1024 {
-                return Err(bad("too many or too large claims"));
-            }
-            out.insert(name.clone(), value.clone());
-        }
-    }
-    Ok(out)
 }
 
 /// Percent-encodes everything but RFC 3986 §2.3 unreserved characters.
@@ -494,8 +490,12 @@ impl AuthServer {
     /// 3. `scope` must be non-empty and allowed for the client;
     /// 4. PKCE (RFC 7636): S256 only; required from public clients, and from all when
     ///    `oauth.require_pkce`;
-    /// 5. with a live session (and no `prompt=login`) a code is issued at once, else the
-    ///    request is kept and the login page shown.
+    /// 5. `prompt` and `max_age` (OIDC Core §3.1.2.1): `prompt=login`, `max_age=0` or a
+    ///    session older than `max_age` need a fresh login; `prompt=consent` and
+    ///    dynamically registered clients need consent; `prompt=none` shows no page and
+    ///    answers `login_required` or `consent_required` instead;
+    /// 6. with a usable session (and no consent to ask) a code is issued at once, else
+    ///    the request is kept and the login (or consent) page shown.
     pub async fn authorize(
         &self,
         p: &AuthorizeParams,
@@ -516,9 +516,16 @@ impl AuthServer {
             (None, [only]) => only.clone(),
             _ => return page("The redirect URI is not registered for this client."),
         };
+        // Records written before the RFC 3986 check: never a redirect to what would not
+        // make a valid `Location`.
+        if crate::config::check_redirect_uri(&redirect_uri).is_err() {
+            return page(
+                "The redirect URI registered for this client is not valid. Ask its developer to register it again.",
+            );
+        }
         let state = p.state.clone();
         let error_redirect = |e: OAuthError| {
-            let description = e.to_string();
+            let description = e.description();
             let mut params = vec![("error", e.code()), ("error_description", description.as_str())];
             if let Some(s) = &state {
                 params.push(("state", s));
@@ -553,7 +560,7 @@ impl AuthServer {
             }
             None => None,
         };
-        let id_token_claims = match p.claims.as_deref().map(requested_claims).transpose() {
+        let id_token_claims = match p.claims.as_deref().map(claims::requested_claims).transpose() {
             Ok(c) => c.unwrap_or_default(),
             Err(e) => return error_redirect(e),
         };
@@ -561,6 +568,38 @@ impl AuthServer {
             return error_redirect(OAuthError::InvalidRequest(
                 "dpop_jkt must be a base64url SHA-256 thumbprint".into(),
             ));
+        }
+        // 5.
+        let prompt = match Prompt::parse(p.prompt.as_deref()) {
+            Ok(prompt) => prompt,
+            Err(e) => return error_redirect(e),
+        };
+        let max_age = match p.max_age.as_deref().map(str::parse::<i64>) {
+            None => None,
+            Some(Ok(m)) if m >= 0 => Some(m),
+            Some(_) => {
+                return error_redirect(OAuthError::InvalidRequest("max_age must be a non-negative integer".into()));
+            }
+        };
+        let session = match session {
+            Some(id) => match self.store.session(&SecretHash::of(id)).await {
+                Ok(s) if s.expires > now => Some(s),
+                Ok(_) | Err(StoreError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let session = session.filter(|s| !prompt.login && max_age.is_none_or(|m| m > 0 && now - s.auth_time <= m));
+        let consent = client.dynamic || prompt.consent;
+        if prompt.none {
+            let (code, detail) = match &session {
+                None => ("login_required", "the user must log in"),
+                Some(_) if consent => ("consent_required", "the user must consent to this client"),
+                Some(_) => ("", ""),
+            };
+            if !code.is_empty() {
+                return error_redirect(OAuthError::PromptNone { code, detail: detail.into() });
+            }
         }
         let pending = PendingAuthorization {
             client_id: client.client_id.clone(),
@@ -573,15 +612,12 @@ impl AuthServer {
             dpop_jkt: p.dpop_jkt.clone(),
             csrf: random_token(),
             redirect_uri_sent: p.redirect_uri.is_some(),
+            consent,
             expires: now + self.config.login_page_lifetime_secs as i64,
         };
-        // 5.
-        if p.prompt.as_deref() != Some("login")
-            && let Some(id) = session
-            && let Ok(s) = self.store.session(&SecretHash::of(id)).await
-            && s.expires > now
-        {
-            if client.dynamic {
+        // 6.
+        if let Some(s) = session {
+            if consent {
                 let request = random_token();
                 self.store.put_pending_authorization(&request, &pending).await?;
                 return Ok(AuthorizeOutcome::Consent { page: consent_page(request, &pending, &client), session: None });
@@ -598,6 +634,7 @@ impl AuthServer {
             scope: pending.scope,
             username: String::new(),
             error: None,
+            retry_after: None,
         }))
     }
 
@@ -671,7 +708,7 @@ impl AuthServer {
             });
         }
         let client_name = self.client(&pending.client_id).await?.map(|c| c.name).unwrap_or_default();
-        let again = |error: String| {
+        let again = |error: String, retry_after: Option<i64>| {
             let client_name = client_name.clone();
             AuthorizeOutcome::Login(LoginPage {
                 request: form.request.clone(),
@@ -680,22 +717,23 @@ impl AuthServer {
                 scope: pending.scope.clone(),
                 username: form.username.clone(),
                 error: Some(error),
+                retry_after,
             })
         };
         if let Err(wait) = self.limiter.begin(&form.username, ip, now) {
-            return Ok(again(format!("Too many failed attempts. Try again in {wait} seconds.")));
+            return Ok(again(format!("Too many failed attempts. Try again in {wait} seconds."), Some(wait)));
         }
         let Some(user) = login::check_credentials(&self.users, &form.username, &form.password).await else {
             self.limiter.end(&form.username, ip, now, login::Attempt::Failed);
             tracing::info!(username = %form.username, "login failed");
-            return Ok(again("Wrong user name or password.".into()));
+            return Ok(again("Wrong user name or password.".into(), None));
         };
         self.limiter.end(&form.username, ip, now, login::Attempt::Succeeded);
         let session_id = format!("{}{}", random_token(), random_token());
         let lifetime = self.config.session_lifetime_secs as i64;
         let session = Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime };
         let client = self.client(&pending.client_id).await?;
-        if let Some(client) = client.filter(|c| c.dynamic) {
+        if let Some(client) = client.filter(|c| c.dynamic || pending.consent) {
             // A third-party client: the user consents on the next page, which the same
             // pending request (and its CSRF token) carries.
             self.store.put_session(&SecretHash::of(&session_id), &session).await?;
@@ -782,10 +820,7 @@ impl AuthServer {
         let grant_type =
             form.grant_type.as_deref().ok_or_else(|| OAuthError::InvalidRequest("grant_type is required".into()))?;
         if !GRANT_TYPES.contains(&grant_type) {
-            return Err(OAuthError::UnsupportedGrantType(format!(
-                "grant_type `{}` is not supported",
-                grant_type.chars().take(60).collect::<String>()
-            )));
+            return Err(OAuthError::UnsupportedGrantType("this grant_type is not supported".into()));
         }
         if !client.allows_grant(grant_type) {
             return Err(OAuthError::UnauthorizedClient(format!("this client may not use {grant_type}")));
@@ -1030,7 +1065,9 @@ impl AuthServer {
                     handle: user
                         .filter(|u| !u.handle.is_empty() && !u.domain.is_empty())
                         .map(|u| format!("wireapp://%40{}@{}", u.handle, u.domain)),
-                    requested: requested.clone(),
+                    amr: claims::AMR.iter().map(|m| (*m).to_owned()).collect(),
+                    keyauth: claims::echoed(requested, "keyauth"),
+                    acme_aud: claims::echoed(requested, "acme_aud"),
                 };
                 Some(self.keys.sign("JWT", &id)?)
             }
@@ -1195,7 +1232,7 @@ impl AuthServer {
             "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],
-            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "name", "email", "preferred_username"],
+            "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "amr", "name", "email", "preferred_username", "handle", "keyauth", "acme_aud"],
             "authorization_response_iss_parameter_supported": true,
             "dpop_signing_alg_values_supported": crate::dpop::ALGS,
             "claims_parameter_supported": true,

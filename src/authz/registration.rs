@@ -68,22 +68,21 @@ impl AuthServer {
         let bad = |msg: String| OAuthError::InvalidClientMetadata(msg);
         // 1.
         for uri in &m.redirect_uris {
-            crate::config::check_redirect_uri(uri).map_err(|why| {
-                OAuthError::InvalidRedirectUri(format!("{}: {why}", uri.chars().take(200).collect::<String>()))
-            })?;
+            crate::config::check_redirect_uri(uri)
+                .map_err(|why| OAuthError::InvalidRedirectUri(format!("redirect_uris: {why}")))?;
         }
         let method = m.token_endpoint_auth_method.clone().unwrap_or_else(|| "client_secret_basic".into());
         if !AUTH_METHODS.contains(&method.as_str()) {
-            return Err(bad(format!("token_endpoint_auth_method must be one of {AUTH_METHODS:?}")));
+            return Err(bad(format!("token_endpoint_auth_method must be one of {}", AUTH_METHODS.join(", "))));
         }
         // 2.
         let grants = m.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
         for g in &grants {
             if !["authorization_code", "refresh_token", DEVICE_GRANT].contains(&g.as_str()) {
-                return Err(bad(format!(
-                    "grant type `{}` is not available to registered clients",
-                    g.chars().take(80).collect::<String>()
-                )));
+                return Err(bad(
+                    "grant_types: registered clients may use authorization_code, refresh_token and the device grant"
+                        .into(),
+                ));
             }
         }
         if grants.iter().any(|g| g == "authorization_code") && m.redirect_uris.is_empty() {

@@ -62,9 +62,16 @@ pub struct IdTokenClaims {
     /// The user's Wire handle, `wireapp://%40{handle}@{domain}` (set from the user's record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handle: Option<String>,
-    /// Claims the client asked for with a value (OIDC Core §5.5), echoed as asked.
-    #[serde(flatten)]
-    pub requested: std::collections::BTreeMap<String, serde_json::Value>,
+    /// How the user authenticated (OIDC Core §2, RFC 8176): what idca did, never what a
+    /// request asked for.
+    pub amr: Vec<String>,
+    /// Wire `wire-oidc-01`: the challenge's key authorization, echoed from the `claims`
+    /// request (the only echoed claims, `claims::ECHOED_CLAIMS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyauth: Option<String>,
+    /// Wire `wire-oidc-01`: the challenge URL, echoed from the `claims` request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme_aud: Option<String>,
 }
 
 /// `at_hash` for an ES256-signed id_token.

@@ -14,30 +14,57 @@ use crate::model::{AccountId, AuthzId, ChallengeId, OrderId, Serial};
 type State = web::Data<AppState>;
 type Res = Result<HttpResponse, HttpError>;
 
+/// The resources that take only POST (and POST-as-GET, RFC 8555 §6.3).
+const POST_ONLY: [&str; 11] = [
+    paths::NEW_ACCOUNT,
+    "/acme/acct/{id}",
+    "/acme/acct/{id}/orders",
+    paths::NEW_ORDER,
+    "/acme/order/{id}",
+    "/acme/order/{id}/finalize",
+    "/acme/authz/{id}",
+    "/acme/chall/{authz}/{id}",
+    "/acme/cert/{serial}",
+    paths::REVOKE_CERT,
+    paths::KEY_CHANGE,
+];
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("")
-            .wrap(from_fn(acme_headers))
-            .route(paths::DIRECTORY, web::get().to(directory))
-            // Pebble's directory path, so Pebble users can switch by changing the binary.
-            .route("/dir", web::get().to(directory))
-            .route(paths::NEW_NONCE, web::head().to(new_nonce_head))
-            .route(paths::NEW_NONCE, web::get().to(new_nonce_get))
-            .route(paths::NEW_ACCOUNT, web::post().to(new_account))
-            .route("/acme/acct/{id}", web::post().to(account))
-            .route("/acme/acct/{id}/orders", web::post().to(account_orders))
-            .route(paths::NEW_ORDER, web::post().to(new_order))
-            .route("/acme/order/{id}", web::post().to(order))
-            .route("/acme/order/{id}/finalize", web::post().to(finalize))
-            .route("/acme/authz/{id}", web::post().to(authorization))
-            .route("/acme/chall/{authz}/{id}", web::post().to(challenge))
-            .route("/acme/cert/{serial}", web::post().to(certificate))
-            .route(paths::REVOKE_CERT, web::post().to(revoke_cert))
-            .route(paths::KEY_CHANGE, web::post().to(key_change))
-            .route("/acme/renewal-info/{id}", web::get().to(renewal_info))
-            .route(paths::CRL, web::get().to(crl))
-            .route(&format!("{}/{{id}}", paths::CRL), web::get().to(crl_of)),
-    );
+    let mut acme = web::scope("")
+        .wrap(from_fn(acme_headers))
+        .route(paths::DIRECTORY, web::get().to(directory))
+        // Pebble's directory path, so Pebble users can switch by changing the binary.
+        .route("/dir", web::get().to(directory))
+        .route(paths::NEW_NONCE, web::head().to(new_nonce_head))
+        .route(paths::NEW_NONCE, web::get().to(new_nonce_get))
+        .route(paths::NEW_ACCOUNT, web::post().to(new_account))
+        .route("/acme/acct/{id}", web::post().to(account))
+        .route("/acme/acct/{id}/orders", web::post().to(account_orders))
+        .route(paths::NEW_ORDER, web::post().to(new_order))
+        .route("/acme/order/{id}", web::post().to(order))
+        .route("/acme/order/{id}/finalize", web::post().to(finalize))
+        .route("/acme/authz/{id}", web::post().to(authorization))
+        .route("/acme/chall/{authz}/{id}", web::post().to(challenge))
+        .route("/acme/cert/{serial}", web::post().to(certificate))
+        .route(paths::REVOKE_CERT, web::post().to(revoke_cert))
+        .route(paths::KEY_CHANGE, web::post().to(key_change))
+        .route("/acme/renewal-info/{id}", web::get().to(renewal_info))
+        .route(paths::CRL, web::get().to(crl))
+        .route(&format!("{}/{{id}}", paths::CRL), web::get().to(crl_of));
+    // Registered after the POST routes, so only other methods reach it.
+    for path in POST_ONLY {
+        acme = acme.route(path, web::route().to(post_only));
+    }
+    cfg.service(acme);
+}
+
+/// §6.3: these resources are fetched with POST-as-GET; any other method gets 405 with
+/// `Allow: POST` and a `malformed` problem.
+async fn post_only(req: actix_web::HttpRequest) -> Res {
+    Err(HttpError::Acme(crate::acme::AcmeError::MethodNotAllowed(format!(
+        "{} is not allowed here: use POST (POST-as-GET to fetch, RFC 8555 §6.3)",
+        req.method()
+    ))))
 }
 
 /// Renders a core reply: status, `Location`, `Link`, `Retry-After`, JSON body.

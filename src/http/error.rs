@@ -51,6 +51,9 @@ impl ResponseError for HttpError {
                             res.insert_header(("DPoP-Nonce", n.as_str()));
                         }
                     }
+                    AcmeError::MethodNotAllowed(_) => {
+                        res.insert_header((actix_web::http::header::ALLOW, "POST"));
+                    }
                     AcmeError::RateLimited { retry_after, .. } => {
                         res.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
                     }
@@ -91,7 +94,7 @@ impl ResponseError for HttpError {
                     _ => {}
                 }
                 res.insert_header((actix_web::http::header::CACHE_CONTROL, "no-store"))
-                    .json(json!({"error": e.code(), "error_description": e.to_string()}))
+                    .json(json!({"error": e.code(), "error_description": e.description()}))
             }
         }
     }

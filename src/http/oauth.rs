@@ -32,6 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::LimitsCon
         .route("/oauth/register/{client_id}", web::put().to(update_registration))
         .route("/oauth/register/{client_id}", web::delete().to(delete_registration))
         .route(paths::AUTHORIZE, web::get().to(authorize))
+        .route(paths::AUTHORIZE, web::post().to(authorize_form))
         .route(paths::LOGIN, web::post().to(login))
         .route(paths::CONSENT, web::post().to(consent))
         .route(paths::TOKEN, web::post().to(token))
@@ -86,9 +87,12 @@ fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
         }
         AuthorizeOutcome::Consent { page, session } => with_session(pages::consent(&page), session),
         AuthorizeOutcome::Redirect { url, session } => {
+            let Ok(location) = header::HeaderValue::from_str(&url) else {
+                return pages::error(400, "The redirect URI of this client cannot be used.");
+            };
             // 303 after a POST (RFC 9700 §4.12); also fine after a GET.
             let res = HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, url))
+                .insert_header((header::LOCATION, location))
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish();
             with_session(res, session)
@@ -108,6 +112,16 @@ async fn authorize(st: State, req: HttpRequest, q: web::Query<AuthorizeParams>) 
     let session = cookie(&req, SESSION_COOKIE);
     let outcome = st.authz.authorize(&q, session.as_deref(), st.clock.now()).await?;
     Ok(render(&st, outcome))
+}
+
+/// The authorization endpoint by POST (OIDC Core §3.1.2.1: form-encoded, same
+/// parameters).
+async fn authorize_form(
+    st: State,
+    req: HttpRequest,
+    form: web::Form<AuthorizeParams>,
+) -> Result<HttpResponse, HttpError> {
+    authorize(st, req, web::Query(form.into_inner())).await
 }
 
 /// The login form's target.

@@ -70,15 +70,28 @@ pub fn login(p: &LoginPage) -> HttpResponse {
         csrf = escape(&p.csrf),
         username = escape(&p.username),
     );
-    let status = if p.error.is_some() { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
-    page(status, "Sign in", &body)
+    match (p.retry_after, &p.error) {
+        // RFC 6585 §4: locked out for a while.
+        (Some(wait), _) => {
+            let mut res = page(StatusCode::TOO_MANY_REQUESTS, "Sign in", &body);
+            if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&wait.to_string()) {
+                res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, v);
+            }
+            res
+        }
+        (None, Some(_)) => page(StatusCode::UNAUTHORIZED, "Sign in", &body),
+        (None, None) => page(StatusCode::OK, "Sign in", &body),
+    }
 }
 
-/// The consent page for a third-party (dynamically registered) client.
+/// The consent page: for a third-party (dynamically registered) client, or when the
+/// client asked for it (`prompt=consent`).
 pub fn consent(p: &crate::authz::ConsentPage) -> HttpResponse {
+    let who =
+        if p.third_party { " (a registered application, not configured by this server's administrator)" } else { "" };
     let body = format!(
-        "<h1>Allow access?</h1><p><strong>{client}</strong> (a registered application, not configured by this \
-         server's administrator) asks to access your account.</p><p class=\"scopes\">Scopes: {scopes}</p>\
+        "<h1>Allow access?</h1><p><strong>{client}</strong>{who} asks to access your account.</p>\
+         <p class=\"scopes\">Scopes: {scopes}</p>\
          <p class=\"scopes\">It will be sent to: {redirect}</p>\
          <form method=\"post\" action=\"{action}\">\
          <input type=\"hidden\" name=\"request\" value=\"{request}\">\

@@ -94,6 +94,10 @@ pub struct PendingAuthorization {
     /// The request named `redirect_uri` (see `AuthorizationCode`).
     #[serde(default)]
     pub redirect_uri_sent: bool,
+    /// The user must consent on a page first (a dynamically registered client, or
+    /// `prompt=consent`, OIDC Core §3.1.2.1).
+    #[serde(default)]
+    pub consent: bool,
     pub expires: UnixTime,
 }
 

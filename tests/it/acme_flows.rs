@@ -245,7 +245,15 @@ async fn account_update_and_deactivation() {
     assert_eq!(c.post(&acct_url, None).await.json()["contact"], json!(["mailto:new@example.com"]));
     let r = c.post(&acct_url, Some(&json!({"status": "deactivated"}))).await;
     assert_eq!(r.json()["status"], "deactivated");
-    c.new_order(&["x.example.test"]).await.assert_problem(403, "unauthorized");
+    // RFC 8555 §7.3.6: every request it signs is refused with 401 `unauthorized`.
+    c.new_order(&["x.example.test"]).await.assert_problem(401, "unauthorized");
+    c.post(&acct_url, None).await.assert_problem(401, "unauthorized");
+    c.post(&acct_url, Some(&json!({"contact": []}))).await.assert_problem(401, "unauthorized");
+    c.post(&format!("{acct_url}/orders"), None).await.assert_problem(401, "unauthorized");
+    let o = crate::client::Overrides { kid: Some(None), ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&json!({"onlyReturnExisting": true})), &o)
+        .await
+        .assert_problem(401, "unauthorized");
     server.stop().await;
 }
 

@@ -353,6 +353,54 @@ async fn rejects_post_as_get_violations_and_unknown_resources() {
     server.stop().await;
 }
 
+/// RFC 8555 §6.3: a plain GET on a POST-as-GET resource is 405 with `Allow: POST` and a
+/// `malformed` problem (not 404); the GET resources stay GET.
+#[tokio::test]
+async fn answers_plain_get_on_post_as_get_resources_with_405() {
+    let server = start().await;
+    let c = registered(&server).await;
+    let order = ready_order(&server, &c, "get.example.test").await;
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_owned();
+    let chall_url = c.post(&authz_url, None).await.json()["challenges"][0]["url"].as_str().unwrap().to_owned();
+    let (der, _) = csr(&["get.example.test"]);
+    let fin = c.post(order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&der)}))).await;
+    let cert_url = c.poll(order["url"].as_str().unwrap()).await["certificate"].as_str().unwrap().to_owned();
+    assert_eq!(fin.status, 200, "{}", fin.text);
+    let kid = c.kid.clone().unwrap();
+    let urls = [
+        c.url("newAccount"),
+        kid.clone(),
+        format!("{kid}/orders"),
+        c.url("newOrder"),
+        order["url"].as_str().unwrap().to_owned(),
+        order["finalize"].as_str().unwrap().to_owned(),
+        authz_url,
+        chall_url,
+        cert_url.clone(),
+        c.url("revokeCert"),
+        c.url("keyChange"),
+    ];
+    for url in &urls {
+        let r = c.http.get(url).send().await.unwrap();
+        let status = r.status().as_u16();
+        let allow = r.headers().get("allow").map(|v| v.to_str().unwrap().to_owned());
+        let nonce = r.headers().get("replay-nonce").is_some();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(status, 405, "GET {url}: {body}");
+        assert_eq!(allow.as_deref(), Some("POST"), "GET {url}");
+        assert_eq!(body["type"], "urn:ietf:params:acme:error:malformed", "GET {url}");
+        assert!(nonce, "GET {url} without a Replay-Nonce");
+        // Other methods too.
+        assert_eq!(c.http.put(url).send().await.unwrap().status(), 405, "PUT {url}");
+    }
+    // POST still works on the same resource; the GET resources answer GET.
+    assert_eq!(c.post(&cert_url, None).await.status, 200);
+    assert_eq!(c.http.get(c.url("newNonce")).send().await.unwrap().status(), 204);
+    assert_eq!(c.http.get(server.directory_url()).send().await.unwrap().status(), 200);
+    assert_eq!(c.http.get(format!("{}x", c.url("newOrder"))).send().await.unwrap().status(), 404);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn rejects_bad_contacts_and_stores_nothing() {
     let server = start().await;

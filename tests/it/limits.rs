@@ -274,7 +274,10 @@ async fn failed_logins_across_user_names_lock_out_the_address() {
         assert!(b.login(&login, user, "guess").await.text.contains("Wrong user name or password"));
     }
     let locked = b.login(&login, "alice", "wonderland").await;
-    assert_eq!(locked.status, 401);
+    // RFC 6585 §4: 429 with Retry-After while locked out.
+    assert_eq!(locked.status, 429);
+    let wait: u64 = locked.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait > 0, "Retry-After {wait}");
     assert!(locked.text.contains("Too many failed attempts"), "{}", locked.text);
     server.stop().await;
 }

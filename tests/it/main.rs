@@ -23,6 +23,7 @@ mod load;
 mod local_pki;
 mod oauth;
 mod oauth_rejects;
+mod oidc_requests;
 mod ops;
 mod pebble_compat;
 mod registration;

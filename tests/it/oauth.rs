@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestServer, start_with};
 
-const PASSWORD: &str = "wonderland";
+pub const PASSWORD: &str = "wonderland";
 pub const SECRET: &str = "s3cret-s3cret-s3cret";
 
 /// argon2 hashes are slow on purpose: make each once per test binary.
@@ -143,7 +143,7 @@ pub fn oauth_http(
     }
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -216,6 +216,12 @@ pub async fn authorize_with_login(b: &mut Browser, cli: &Cli, scopes: &[&str]) -
     (query_param(&redirect, "code").unwrap(), verifier, redirect)
 }
 
+/// GET userinfo with a bearer token.
+pub async fn userinfo(b: &Browser, access_token: &str) -> Value {
+    let r = b.http.get(format!("{}/oauth/userinfo", b.base)).bearer_auth(access_token).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
 /// Checks a JWT with the server's JWKS and returns its claims.
 pub async fn verify_jwt(b: &Browser, token: &str, typ: &str) -> Value {
     let jwks: Value = b.http.get(format!("{}/oauth/jwks", b.base)).send().await.unwrap().json().await.unwrap();
@@ -271,16 +277,7 @@ async fn id_token_userinfo_and_session_reuse() {
     assert_eq!(id["email"], "alice@example.test");
     let digest = ring::digest::digest(&ring::digest::SHA256, body["access_token"].as_str().unwrap().as_bytes());
     assert_eq!(id["at_hash"], crate::client::b64(&digest.as_ref()[..16]));
-    let info: Value = b
-        .http
-        .get(format!("{}/oauth/userinfo", b.base))
-        .bearer_auth(body["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let info = crate::oauth::userinfo(&b, body["access_token"].as_str().unwrap()).await;
     assert_eq!(
         info,
         json!({"sub": "alice", "name": "Alice Liddell", "preferred_username": "alice", "email": "alice@example.test"})

@@ -278,7 +278,10 @@ async fn rejects_wrong_passwords_locks_out_and_refuses_forged_forms() {
         assert!(again.text.contains("Wrong user name or password"));
     }
     let locked = b.login(&login, "alice", "wonderland").await;
-    assert_eq!(locked.status, 401);
+    // RFC 6585 §4: 429 with Retry-After while locked out.
+    assert_eq!(locked.status, 429);
+    let wait: u64 = locked.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait > 0, "Retry-After {wait}");
     assert!(locked.text.contains("Too many failed attempts"), "{}", locked.text);
     // An unknown user gets the same answer as a wrong password.
     let mut other = Browser::new(&server);
