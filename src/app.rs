@@ -227,6 +227,10 @@ pub struct StartOptions {
 pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppError> {
     crate::install_crypto_provider();
     config.check()?;
+    if config.acme.eab.required && config.acme.eab.keys.is_empty() {
+        // As Pebble: it starts, and every newAccount is refused with externalAccountRequired.
+        tracing::warn!("acme.eab.required is set but acme.eab.keys is empty: no account can be created");
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open_store(&config)?;
     store.limit_dpop_jti(config.limits.dpop_jti_max);

@@ -622,9 +622,6 @@ impl Config {
                 )));
             }
         }
-        if self.acme.eab.required && self.acme.eab.keys.is_empty() {
-            return Err(ConfigError::Invalid("acme.eab.required needs at least one key in acme.eab.keys".into()));
-        }
         for c in &self.oauth.clients {
             for uri in &c.redirect_uris {
                 crate::config::check_redirect_uri(uri).map_err(|why| {

@@ -168,6 +168,7 @@ mod tests {
             phase: OrderPhase::Open,
             created: 0,
             replaces: None,
+            replaces_cert_id: None,
             profile: None,
         }
     }

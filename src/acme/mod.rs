@@ -304,9 +304,37 @@ impl Acme {
                 self.config.max_identifiers
             )));
         }
-        let mut identifiers = p.identifiers.iter().map(parse_identifier).collect::<Result<Vec<_>, _>>()?;
+        // §6.7.1: every refused identifier is named in its own subproblem.
+        let mut refused = Vec::new();
+        let mut identifiers = Vec::with_capacity(p.identifiers.len());
+        for payload in &p.identifiers {
+            match parse_identifier(payload) {
+                Ok(i) => identifiers.push(i),
+                Err(e) => refused.push(((payload.kind.clone(), payload.value.clone()), e)),
+            }
+        }
         identifiers.sort();
         identifiers.dedup();
+        // A local-PKI CA (`idca init --local-pki`) issues only for local names.
+        let constraints = self.ca.constraints();
+        for i in &identifiers {
+            let outside = match i.kind {
+                IdentifierKind::Dns => !constraints.permits_dns(&i.value),
+                IdentifierKind::Ip => i.value.parse().is_ok_and(|ip| !constraints.permits_ip(&ip)),
+                _ => false,
+            };
+            let why = if outside {
+                format!("`{}` is outside this CA's name constraints (permitted: {})", i.value, constraints.describe())
+            } else if is_blocked(&self.config.blocked_domains, &i.value) {
+                format!("`{}` is on this server's block list (acme.blocked_domains)", i.value)
+            } else {
+                continue;
+            };
+            refused.push(((i.kind.as_str().to_owned(), i.value.clone()), AcmeError::RejectedIdentifier(why)));
+        }
+        if !refused.is_empty() {
+            return Err(AcmeError::for_identifiers(refused));
+        }
         let identity = identity::check_identity_order(&identifiers)?;
         // A name-constrained intermediate (ca.identity_uri_domains) can only issue for its
         // domains: refuse others now rather than issue a certificate that cannot verify.
@@ -319,25 +347,6 @@ impl Acme {
                 "this CA's intermediate is name-constrained to {}; `{}` is not among them",
                 permitted.join(", "),
                 device.domain
-            )));
-        }
-        // A local-PKI CA (`idca init --local-pki`) issues only for local names.
-        let constraints = self.ca.constraints();
-        if let Some(outside) = identifiers.iter().find(|i| match i.kind {
-            IdentifierKind::Dns => !constraints.permits_dns(&i.value),
-            IdentifierKind::Ip => i.value.parse().is_ok_and(|ip| !constraints.permits_ip(&ip)),
-            _ => false,
-        }) {
-            return Err(AcmeError::RejectedIdentifier(format!(
-                "`{}` is outside this CA's name constraints (permitted: {})",
-                outside.value,
-                constraints.describe()
-            )));
-        }
-        if let Some(blocked) = identifiers.iter().find(|i| is_blocked(&self.config.blocked_domains, &i.value)) {
-            return Err(AcmeError::RejectedIdentifier(format!(
-                "`{}` is on this server's block list (acme.blocked_domains)",
-                blocked.value
             )));
         }
         let parse_time = |s: &Option<String>, field: &str| -> Result<Option<UnixTime>, AcmeError> {
@@ -407,6 +416,7 @@ impl Acme {
             phase: OrderPhase::Open,
             created: now,
             replaces: None,
+            replaces_cert_id: None,
             profile: Some(profile),
         };
         let mut order = order;
@@ -416,6 +426,7 @@ impl Acme {
         };
         if let Some(r) = &replaced {
             order.replaces = Some(r.value.serial.clone());
+            order.replaces_cert_id = p.replaces.clone();
         }
         match self.store.create_order(&order, &authzs, replaced.as_ref().map(|r| (&r.value, r.version))).await {
             Ok(()) if self.pending_limits == (0, 0) => {}
@@ -540,6 +551,7 @@ impl Acme {
             finalize: self.links.finalize(&order.id),
             certificate,
             profile: order.profile.clone(),
+            replaces: order.replaces_cert_id.clone(),
         }
     }
 

@@ -67,6 +67,7 @@ mod tests {
             phase,
             created: 0,
             replaces: None,
+            replaces_cert_id: None,
             profile: None,
         }
     }

@@ -76,6 +76,10 @@ pub enum AcmeError {
     /// ACME API is a protected resource and the request carries no valid access token.
     #[error("{detail}")]
     Unauthenticated { detail: String, challenge: String, dpop_nonce: Option<String> },
+    /// Some identifiers of an order are refused (§6.7.1): one subproblem each, with its
+    /// `identifier`; the top-level type is theirs when they share one, else `compound`.
+    #[error("{detail}")]
+    Identifiers { detail: String, subproblems: Vec<Subproblem> },
     /// `unauthorized` with status 401 (§7.3.6): the request is signed by a deactivated
     /// (or revoked) account.
     #[error("{0}")]
@@ -102,6 +106,10 @@ impl AcmeError {
     /// The error type, without the namespace.
     pub fn short_type(&self) -> &'static str {
         match self {
+            Self::Identifiers { subproblems, .. } => match subproblems.split_first() {
+                Some((first, rest)) if rest.iter().all(|s| s.short_type == first.short_type) => first.short_type,
+                _ => "compound",
+            },
             Self::AccountDoesNotExist(_) => "accountDoesNotExist",
             Self::AlreadyReplaced(_) => "alreadyReplaced",
             Self::AlreadyRevoked(_) => "alreadyRevoked",
@@ -159,6 +167,36 @@ impl AcmeError {
     }
 }
 
+/// One identifier's problem (RFC 8555 §6.7.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subproblem {
+    /// The short type (`rejectedIdentifier`, `unsupportedIdentifier`, ...).
+    pub short_type: &'static str,
+    pub detail: String,
+    /// The identifier's `type` and `value`, as the client sent them.
+    pub identifier: (String, String),
+}
+
+impl AcmeError {
+    /// The error for an order some of whose identifiers are refused, each with why; the
+    /// detail names them all, the subproblems one by one.
+    pub fn for_identifiers(refused: Vec<((String, String), AcmeError)>) -> Self {
+        let detail = match refused.as_slice() {
+            [(_, only)] => only.to_string(),
+            many => format!(
+                "{} identifiers were refused: {}",
+                many.len(),
+                many.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; ")
+            ),
+        };
+        let subproblems = refused
+            .into_iter()
+            .map(|(identifier, e)| Subproblem { short_type: e.short_type(), detail: e.to_string(), identifier })
+            .collect();
+        Self::Identifiers { detail, subproblems }
+    }
+}
+
 impl From<StoreError> for AcmeError {
     fn from(e: StoreError) -> Self {
         Self::internal(e)
@@ -187,6 +225,17 @@ mod tests {
         assert_eq!(AcmeError::NotFound("x".into()).problem_type(), "urn:ietf:params:acme:error:malformed");
         assert_eq!(AcmeError::NotFound("x".into()).status(), 404);
         assert_eq!(AcmeError::OrderNotReady("x".into()).status(), 403);
+        let one = AcmeError::for_identifiers(vec![(
+            ("dns".into(), "a.blocked.test".into()),
+            AcmeError::RejectedIdentifier("blocked".into()),
+        )]);
+        assert_eq!((one.short_type(), one.to_string().as_str()), ("rejectedIdentifier", "blocked"));
+        let two = AcmeError::for_identifiers(vec![
+            (("dns".into(), "a.blocked.test".into()), AcmeError::RejectedIdentifier("blocked".into())),
+            (("email".into(), "a@b".into()), AcmeError::UnsupportedIdentifier("email".into())),
+        ]);
+        assert_eq!(two.short_type(), "compound");
+        assert_eq!(two.to_string(), "2 identifiers were refused: blocked; email");
         let internal = AcmeError::from(StoreError::Backend("disk on fire".into()));
         assert_eq!(internal.to_string(), "internal server error");
     }

@@ -66,6 +66,9 @@ pub struct Order {
     /// draft-ietf-acme-profiles.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// RFC 9773 §5: the CertID of the certificate this order replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
 }
 
 /// Order states (§7.1.6).

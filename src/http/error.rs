@@ -40,6 +40,19 @@ impl ResponseError for HttpError {
                 if matches!(e, AcmeError::BadSignatureAlgorithm(_)) {
                     body["algorithms"] = json!(crate::jose::Algorithm::ALL);
                 }
+                // RFC 8555 §6.7.1.
+                if let AcmeError::Identifiers { subproblems, .. } = e {
+                    body["subproblems"] = subproblems
+                        .iter()
+                        .map(|s| {
+                            json!({
+                                "type": format!("{}{}", crate::acme::ACME_ERROR_NS, s.short_type),
+                                "detail": s.detail,
+                                "identifier": {"type": s.identifier.0, "value": s.identifier.1},
+                            })
+                        })
+                        .collect();
+                }
                 let mut res = HttpResponse::build(self.status_code());
                 match e {
                     AcmeError::Conflict { location, .. } => {

@@ -55,6 +55,18 @@ pub enum IdentifierKind {
     WireappUser,
 }
 
+impl IdentifierKind {
+    /// The `type` of the identifier object (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Ip => "ip",
+            Self::WireappDevice => "wireapp-device",
+            Self::WireappUser => "wireapp-user",
+        }
+    }
+}
+
 /// An order (RFC 8555 §7.1.3). Its `pending`/`ready`/`invalid` status is derived from
 /// its authorizations (see `acme::order`); only the finalization phase is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,6 +83,10 @@ pub struct Order {
     /// The certificate this order replaces (RFC 9773 §5).
     #[serde(default)]
     pub replaces: Option<Serial>,
+    /// Its CertID as the client sent it in `replaces` (RFC 9773 §5), shown in the
+    /// order object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces_cert_id: Option<String>,
     /// The certificate profile (draft-ietf-acme-profiles); `None` on orders stored
     /// before profiles existed, which use the default.
     #[serde(default)]

@@ -342,6 +342,52 @@ async fn rejects_bad_identifiers() {
     server.stop().await;
 }
 
+/// RFC 8555 §6.7.1: an order with some refused identifiers among acceptable ones names
+/// each refused one in a subproblem with its `identifier`; mixed types are `compound`.
+#[tokio::test]
+async fn refused_identifiers_each_get_a_subproblem() {
+    let server = crate::harness::start_with(|c| c.acme.blocked_domains = vec!["blocked.example".into()]).await;
+    let c = registered(&server).await;
+    let url = c.url("newOrder");
+    let ids = json!([
+        {"type":"dns","value":"ok.example.test"},
+        {"type":"dns","value":"www.blocked.example"},
+        {"type":"dns","value":"blocked.example"},
+    ]);
+    let r = c.post(&url, Some(&json!({"identifiers": ids}))).await;
+    r.assert_problem(400, "rejectedIdentifier");
+    let sub = r.json()["subproblems"].as_array().unwrap().clone();
+    assert_eq!(sub.len(), 2, "{}", r.text);
+    // Subproblems follow the order's (sorted) identifier list.
+    for (s, name) in sub.iter().zip(["blocked.example", "www.blocked.example"]) {
+        assert_eq!(s["type"], "urn:ietf:params:acme:error:rejectedIdentifier");
+        assert_eq!(s["identifier"], json!({"type": "dns", "value": name}));
+        assert!(s["detail"].as_str().unwrap().contains(name), "{s}");
+    }
+    // Different reasons: the top-level type is compound, each subproblem keeps its own.
+    let ids = json!([
+        {"type":"dns","value":"ok.example.test"},
+        {"type":"email","value":"a@b.test"},
+        {"type":"dns","value":"x.blocked.example"},
+    ]);
+    let r = c.post(&url, Some(&json!({"identifiers": ids}))).await;
+    r.assert_problem(400, "compound");
+    let types: Vec<_> = r.json()["subproblems"].as_array().unwrap().iter().map(|s| s["type"].clone()).collect();
+    assert_eq!(
+        types,
+        [
+            json!("urn:ietf:params:acme:error:unsupportedIdentifier"),
+            json!("urn:ietf:params:acme:error:rejectedIdentifier")
+        ]
+    );
+    // One refused identifier alone still gets its subproblem.
+    let r = c.post(&url, Some(&json!({"identifiers": [{"type":"dns","value":"bad_name.test"}]}))).await;
+    assert_eq!(r.json()["subproblems"][0]["identifier"]["value"], "bad_name.test");
+    let orders = c.post(&format!("{}/orders", c.kid.as_ref().unwrap()), None).await.json();
+    assert_eq!(orders["orders"], json!([]), "rejected orders were stored");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn rejects_post_as_get_violations_and_unknown_resources() {
     let server = start().await;

@@ -77,3 +77,17 @@ async fn rejects_missing_wrong_or_reused_bindings() {
     assert_eq!(new_account(&d, Some(binding("kid-2", SECRET, &url, &d.key.jwk()))).await.status, 201);
     server.stop().await;
 }
+
+/// As Pebble: required with no keys starts, and newAccount gets externalAccountRequired.
+#[tokio::test]
+async fn required_without_keys_starts_and_refuses_every_new_account() {
+    let server = start_with(|c| c.acme.eab.required = true).await;
+    let c = RawClient::new(&server, Key::p256()).await;
+    assert_eq!(c.dir["meta"]["externalAccountRequired"], true);
+    new_account(&c, None).await.assert_problem(400, "externalAccountRequired");
+    let jwk = c.key.jwk();
+    new_account(&c, Some(binding("kid-1", SECRET, &c.url("newAccount"), &jwk)))
+        .await
+        .assert_problem(403, "unauthorized");
+    server.stop().await;
+}

@@ -261,6 +261,10 @@ async fn ari_window_and_replacement_orders() {
     let ids = json!([{"type":"dns","value":"ari.example.test"}]);
     let first = c.post(&c.url("newOrder"), Some(&json!({"identifiers": ids, "replaces": id}))).await;
     assert_eq!(first.status, 201, "{}", first.text);
+    // The order object says what it replaces, when created and on every later fetch.
+    assert_eq!(first.json()["replaces"], id.as_str(), "{}", first.text);
+    assert_eq!(c.post(&first.location(), None).await.json()["replaces"], id.as_str());
+    assert!(c.new_order(&["plain.example.test"]).await.json().get("replaces").is_none());
     c.post(&c.url("newOrder"), Some(&json!({"identifiers": ids, "replaces": id})))
         .await
         .assert_problem(409, "alreadyReplaced");

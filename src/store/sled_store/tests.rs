@@ -54,6 +54,7 @@ fn order(account: &AccountId, authzs: &[Authorization], created: i64) -> Order {
         phase: OrderPhase::Open,
         created,
         replaces: None,
+        replaces_cert_id: None,
         profile: None,
     }
 }
