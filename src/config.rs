@@ -4,7 +4,7 @@
 //! one and a test checks that it parses to exactly [`Config::default`]. Unknown keys are
 //! rejected with a message naming the key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -672,18 +672,47 @@ impl Config {
         Ok(())
     }
 
-    /// The base URL clients reach idca at, without a trailing slash.
+    /// The base URL clients reach idca at, without a trailing slash: `server.public_url`,
+    /// else derived from the bound address. A loopback or unspecified bind advertises
+    /// `localhost` only when every address `localhost` resolves to here is one idca
+    /// listens on; otherwise the loopback literal of the bound family (`[::1]`,
+    /// `127.0.0.1`), so a client never dials an address nothing listens on.
     pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.public_url_with(bound, || {
+            use std::net::ToSocketAddrs;
+            ("localhost", 0).to_socket_addrs().map(|a| a.map(|a| a.ip()).collect()).unwrap_or_default()
+        })
+    }
+
+    /// [`Config::public_url`] with `localhost`'s addresses from `resolve_localhost`.
+    fn public_url_with(&self, bound: SocketAddr, resolve_localhost: impl FnOnce() -> Vec<IpAddr>) -> String {
         if !self.server.public_url.is_empty() {
             return self.server.public_url.clone();
         }
         let scheme = if self.server.tls { "https" } else { "http" };
-        let host = if bound.ip().is_loopback() || bound.ip().is_unspecified() {
-            "localhost".to_owned()
+        let ip = bound.ip();
+        let host = if ip.is_loopback() || ip.is_unspecified() {
+            let localhost = resolve_localhost();
+            // An unspecified IPv6 bind is taken to cover IPv6 only: whether it also
+            // accepts IPv4 depends on the host's `bindv6only`.
+            let covered = |a: &IpAddr| match ip {
+                IpAddr::V4(v4) if v4.is_unspecified() => a.is_ipv4(),
+                IpAddr::V6(v6) if v6.is_unspecified() => a.is_ipv6(),
+                _ => *a == ip,
+            };
+            if !localhost.is_empty() && localhost.iter().all(covered) {
+                "localhost".to_owned()
+            } else if ip.is_ipv6() {
+                "[::1]".to_owned()
+            } else if ip.is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                ip.to_string()
+            }
         } else if bound.is_ipv6() {
-            format!("[{}]", bound.ip())
+            format!("[{ip}]")
         } else {
-            bound.ip().to_string()
+            ip.to_string()
         };
         format!("{scheme}://{host}:{}", bound.port())
     }
@@ -898,10 +927,34 @@ mod tests {
     #[test]
     fn public_url_defaults_to_localhost() {
         let c = Config::default();
-        assert_eq!(c.public_url("127.0.0.1:14000".parse().unwrap()), "https://localhost:14000");
+        let v4 = || vec!["127.0.0.1".parse().unwrap()];
+        assert_eq!(c.public_url_with("127.0.0.1:14000".parse().unwrap(), v4), "https://localhost:14000");
+        assert_eq!(c.public_url_with("0.0.0.0:1".parse().unwrap(), v4), "https://localhost:1");
         let mut c = Config::default();
         c.server.public_url = "https://acme.example:8443".into();
         assert_eq!(c.public_url("0.0.0.0:1".parse().unwrap()), "https://acme.example:8443");
+    }
+
+    /// Issue 20: `localhost` only when it resolves to nothing but addresses idca is on.
+    #[test]
+    fn public_url_never_names_a_host_resolving_elsewhere() {
+        let mut c = Config::default();
+        c.server.tls = false;
+        let v4 = || vec!["127.0.0.1".parse().unwrap()];
+        let both = || vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let v6 = || vec!["::1".parse().unwrap()];
+        let url = |bound: &str, r: fn() -> Vec<IpAddr>| c.public_url_with(bound.parse().unwrap(), r);
+        assert_eq!(url("[::1]:14000", v4), "http://[::1]:14000");
+        assert_eq!(url("[::1]:14000", both), "http://[::1]:14000");
+        assert_eq!(url("[::1]:14000", v6), "http://localhost:14000");
+        assert_eq!(url("[::]:5", v4), "http://[::1]:5");
+        assert_eq!(url("[::]:5", v6), "http://localhost:5");
+        assert_eq!(url("127.0.0.1:7", both), "http://127.0.0.1:7");
+        assert_eq!(url("127.0.0.2:7", v4), "http://127.0.0.2:7");
+        assert_eq!(url("0.0.0.0:7", both), "http://127.0.0.1:7");
+        assert_eq!(url("127.0.0.1:7", Vec::new), "http://127.0.0.1:7");
+        assert_eq!(url("10.1.2.3:7", v4), "http://10.1.2.3:7");
+        assert_eq!(url("[2001:db8::1]:7", v4), "http://[2001:db8::1]:7");
     }
 
     #[test]

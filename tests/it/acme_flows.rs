@@ -104,6 +104,52 @@ async fn instant_acme_gets_a_certificate_with_http01() {
     server.stop().await;
 }
 
+/// Issue 20: listening on either loopback family, the advertised URLs name a host that
+/// resolves only to the bound address (`[::1]`, not a `localhost` that resolves to
+/// 127.0.0.1 first), and a real client gets a certificate through them.
+#[tokio::test]
+async fn each_loopback_family_advertises_what_it_bound() {
+    use std::net::ToSocketAddrs;
+    for listen in ["127.0.0.1:0", "[::1]:0"] {
+        if std::net::TcpListener::bind(listen).is_err() {
+            eprintln!("skipping {listen}: no such loopback on this machine");
+            continue;
+        }
+        let server = crate::harness::start_with(|c| c.server.listen = listen.parse().unwrap()).await;
+        let bound = server.server.as_ref().unwrap().addr;
+        let url = reqwest::Url::parse(&server.directory_url()).unwrap();
+        let resolved: Vec<_> = (url.host_str().unwrap().trim_matches(['[', ']']), bound.port())
+            .to_socket_addrs()
+            .unwrap()
+            .map(|a| a.ip())
+            .collect();
+        assert!(!resolved.is_empty() && resolved.iter().all(|ip| *ip == bound.ip()), "{url} for {bound}: {resolved:?}");
+        if bound.is_ipv6() {
+            assert!(
+                url.as_str().starts_with(&format!("https://[::1]:{}/", bound.port()))
+                    || url.as_str().starts_with("https://localhost:"),
+                "{url}"
+            );
+        }
+        let account = instant_acme_account(&server).await;
+        let name = "family.example.test";
+        let mut order = account.new_order(&NewOrder::new(&[Identifier::Dns(name.into())])).await.unwrap();
+        let mut authzs = order.authorizations();
+        while let Some(a) = authzs.next().await {
+            let mut a = a.unwrap();
+            let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+            server.challenges.set(&ch.token, ch.key_authorization().as_str());
+            ch.set_ready().await.unwrap();
+        }
+        let retry = RetryPolicy::default().initial_delay(std::time::Duration::from_millis(20));
+        assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
+        order.finalize().await.unwrap();
+        let chain = order.poll_certificate(&retry).await.unwrap();
+        assert_chain(&chain, &server.root_pem(), &[name]);
+        server.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn directory_and_nonce_follow_rfc8555() {
     let server = start().await;
@@ -261,8 +307,9 @@ async fn account_update_and_deactivation() {
 async fn plain_http_when_tls_is_off() {
     let server = crate::harness::start_with(|c| c.server.tls = false).await;
     let url = server.directory_url();
-    assert!(url.starts_with("http://localhost:"), "{url}");
+    let base = reqwest::Url::parse(&url).unwrap().origin().ascii_serialization();
+    assert!(base.starts_with("http://localhost:") || base.starts_with("http://127.0.0.1:"), "{url}");
     let dir: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
-    assert!(dir["newAccount"].as_str().unwrap().starts_with("http://localhost:"));
+    assert!(dir["newAccount"].as_str().unwrap().starts_with(&base));
     server.stop().await;
 }
