@@ -107,6 +107,39 @@ pub async fn load_or_create_ca(config: &Config, store: &dyn Store, now: i64) -> 
     Ok(material)
 }
 
+/// `ca.chain_length` and `ca.alternate_roots` applied to `ca`: the stored chains when
+/// they fit the CA and the configuration, else built (keeping the chains that fit, so a
+/// root once handed out stays) and stored first, by one compare-and-swap, so instances
+/// starting together all serve the winner's.
+pub async fn with_configured_chains(
+    config: &Config,
+    store: &dyn Store,
+    material: &CaMaterial,
+    ca: Ca,
+    now: i64,
+) -> Result<Ca, AppError> {
+    let (length, alternates) = (config.ca.chain_length, config.ca.alternate_roots);
+    if (length, alternates) == (1, 0) {
+        return Ok(ca);
+    }
+    for _ in 0..8 {
+        let stored = store.ca_chains().await?;
+        if let Some(fit) = stored.as_ref().filter(|s| crate::ca::chains_fit(s, material, length, alternates)) {
+            let mut used = fit.clone();
+            used.chains.truncate(1 + alternates as usize);
+            return Ok(ca.with_chains(&used)?);
+        }
+        let fresh =
+            crate::ca::build_chains(material, &config.ca.organization, (length, alternates), stored.as_ref(), now)?;
+        match store.swap_ca_chains(stored.as_ref(), &fresh).await {
+            Ok(()) => return Ok(ca.with_chains(&fresh)?),
+            Err(StoreError::Conflict) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::Store(StoreError::Conflict))
+}
+
 /// Before a CA is created in an empty store: refuses if `root.pem` says one was made in
 /// this data directory before (the store was removed or replaced; a new CA would
 /// silently take the old one's place).
@@ -242,7 +275,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let addr = listener.local_addr().map_err(|e| AppError::Io(e.to_string()))?;
     let public_url = config.public_url(addr);
     let crl_base = format!("{public_url}{}", crate::acme::paths::CRL);
-    let ca = Arc::new(Ca::load(&material, Some(crl_base.clone()))?);
+    let ca = Ca::load(&material, Some(crl_base.clone()))?;
+    let ca = Arc::new(with_configured_chains(&config, store.as_ref(), &material, ca, clock.now()).await?);
     let retired = store
         .retired_ca_material()
         .await?

@@ -96,6 +96,14 @@ pub struct CaConfig {
     /// (RFC 5280 §4.2.1.10), so client identity certificates can only name
     /// `wireapp://…@{host}`. Empty: no constraints.
     pub identity_uri_domains: Vec<String>,
+    /// Intermediates between a leaf and the root in every chain, the issuing one
+    /// included (Pebble's `PEBBLE_CHAIN_LENGTH`). Above 1, extra intermediates certify
+    /// the issuing intermediate's key again; the default chain then needs the root key.
+    pub chain_length: u32,
+    /// Extra roots that cross-sign the issuing intermediate (Pebble's
+    /// `PEBBLE_ALTERNATE_ROOTS`): each is an alternate chain for every certificate, at
+    /// `{certificate URL}/alternate/N`, and its root is at the management `/roots/N`.
+    pub alternate_roots: u32,
 }
 
 impl Default for CaConfig {
@@ -108,9 +116,16 @@ impl Default for CaConfig {
             intermediate_cert: None,
             intermediate_key: None,
             identity_uri_domains: Vec::new(),
+            chain_length: 1,
+            alternate_roots: 0,
         }
     }
 }
+
+/// Most intermediates in one chain (`ca.chain_length`).
+pub const MAX_CHAIN_LENGTH: u8 = 8;
+/// Most alternate roots (`ca.alternate_roots`).
+pub const MAX_ALTERNATE_ROOTS: u8 = 16;
 
 /// `[acme]`: the ACME server (RFC 8555).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -610,6 +625,13 @@ impl Config {
                 "acme.testing.nonce_reject_percent is 0-99 and authz_reuse_percent 0-100".to_owned(),
             ));
         }
+        if !(1..=u32::from(MAX_CHAIN_LENGTH)).contains(&self.ca.chain_length)
+            || self.ca.alternate_roots > u32::from(MAX_ALTERNATE_ROOTS)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "ca.chain_length is 1-{MAX_CHAIN_LENGTH} and ca.alternate_roots 0-{MAX_ALTERNATE_ROOTS}"
+            )));
+        }
         if self.acme.validation.concurrency == 0 || self.acme.orders_per_page == 0 {
             return Err(ConfigError::Invalid(
                 "acme.validation.concurrency and acme.orders_per_page must be at least 1".to_owned(),
@@ -720,7 +742,8 @@ impl Config {
     /// Applies Pebble's environment variables as overrides, so idca can replace Pebble
     /// in a CI job unchanged: `PEBBLE_VA_ALWAYS_VALID`, `PEBBLE_VA_NOSLEEP`,
     /// `PEBBLE_VA_SLEEPTIME` (seconds; a random delay below it), `PEBBLE_WFE_NONCEREJECT`,
-    /// `PEBBLE_AUTHZREUSE`, `PEBBLE_WFE_ORDERS_PER_PAGE`. Unparseable values are ignored.
+    /// `PEBBLE_AUTHZREUSE`, `PEBBLE_WFE_ORDERS_PER_PAGE`, `PEBBLE_CHAIN_LENGTH`,
+    /// `PEBBLE_ALTERNATE_ROOTS` (clamped to idca's limits). Unparseable values are ignored.
     pub fn apply_pebble_env(&mut self, get: impl Fn(&str) -> Option<String>) {
         let truthy = |v: Option<String>| matches!(v.as_deref(), Some("1") | Some("true"));
         let number = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok());
@@ -743,6 +766,12 @@ impl Config {
         }
         if let Some(n) = number("PEBBLE_WFE_ORDERS_PER_PAGE").filter(|n| *n > 0) {
             self.acme.orders_per_page = n as usize;
+        }
+        if let Some(n) = number("PEBBLE_CHAIN_LENGTH").filter(|n| *n > 0) {
+            self.ca.chain_length = n.min(MAX_CHAIN_LENGTH.into()) as u32;
+        }
+        if let Some(n) = number("PEBBLE_ALTERNATE_ROOTS") {
+            self.ca.alternate_roots = n.min(MAX_ALTERNATE_ROOTS.into()) as u32;
         }
     }
 }
@@ -966,8 +995,11 @@ mod tests {
             "PEBBLE_WFE_NONCEREJECT" => Some("250".into()),
             "PEBBLE_AUTHZREUSE" => Some("100".into()),
             "PEBBLE_WFE_ORDERS_PER_PAGE" => Some("3".into()),
+            "PEBBLE_CHAIN_LENGTH" => Some("3".into()),
+            "PEBBLE_ALTERNATE_ROOTS" => Some("99".into()),
             _ => None,
         });
+        assert_eq!((c.ca.chain_length, c.ca.alternate_roots), (3, 16));
         assert!(c.acme.testing.always_valid);
         assert_eq!(c.acme.testing.validation_delay_ms, 0);
         assert_eq!(c.acme.testing.nonce_reject_percent, 99);

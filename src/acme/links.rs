@@ -72,6 +72,14 @@ impl Links {
         format!("{}{}{serial}", self.base, paths::CERT)
     }
 
+    /// Chain `n` of a certificate: its URL for 0, `{URL}/alternate/{n}` for the others.
+    pub fn certificate_chain(&self, serial: &Serial, n: usize) -> String {
+        match n {
+            0 => self.certificate(serial),
+            n => format!("{}/alternate/{n}", self.certificate(serial)),
+        }
+    }
+
     /// The account id named by a JWS `kid`, if the kid is one of our account URLs.
     pub fn account_id_from_kid(&self, kid: &str) -> Option<AccountId> {
         let id = kid.strip_prefix(&self.base)?.strip_prefix(paths::ACCOUNT)?;

@@ -259,6 +259,21 @@ impl Acme {
         self.ca.root_pem()
     }
 
+    /// How many chains certificates are offered with (1 + `ca.alternate_roots`).
+    pub fn chain_count(&self) -> usize {
+        self.ca.chain_count()
+    }
+
+    /// The root chain `n` ends at, PEM.
+    pub fn chain_root_pem(&self, n: usize) -> Option<String> {
+        self.ca.chain_root_pem(n).map(str::to_owned)
+    }
+
+    /// The issuing intermediate's certificate in chain `n`, PEM.
+    pub fn chain_intermediate_pem(&self, n: usize) -> Option<String> {
+        self.ca.chain_intermediate_pem(n)
+    }
+
     /// Creates an order and one authorization per identifier (§7.4). Durable before
     /// this returns.
     pub async fn new_order(
@@ -763,8 +778,15 @@ impl Acme {
         })
     }
 
-    /// The certificate chain (§7.4.2), PEM, fetched with POST-as-GET by its account.
-    pub async fn certificate(&self, req: SignedRequest, serial: &Serial) -> Result<Reply<String>, AcmeError> {
+    /// The certificate chain (§7.4.2), PEM, fetched with POST-as-GET by its account:
+    /// chain `alternate` (0: the default, as stored at issuance), with a
+    /// `Link: rel="alternate"` to each other chain (Pebble's `/alternate/N` URLs).
+    pub async fn certificate(
+        &self,
+        req: SignedRequest,
+        serial: &Serial,
+        alternate: usize,
+    ) -> Result<Reply<String>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         v.require_post_as_get()?;
         let cert = self.issued(serial).await?.value;
@@ -772,7 +794,22 @@ impl Acme {
             Some(owner) => owned_by(owner, &v, "certificate")?,
             None => return Err(AcmeError::Unauthorized("this certificate was not issued through ACME".into())),
         }
-        Ok(Reply::ok(cert.chain_pem))
+        // Alternates exist for the current CA's leaves only (not a rotated-out one's).
+        let leaf = cert.leaf_der().unwrap_or_default();
+        let chains = if self.ca.chain_pem(&leaf, 0).is_some() { self.ca.chain_count() } else { 1 };
+        let body = match alternate {
+            0 => cert.chain_pem,
+            n => self
+                .ca
+                .chain_pem(&leaf, n)
+                .filter(|_| n < chains)
+                .ok_or_else(|| AcmeError::NotFound(format!("certificate {serial} has no alternate chain {n}")))?,
+        };
+        let mut reply = Reply::ok(body);
+        for n in (0..chains).filter(|n| *n != alternate) {
+            reply = reply.link(self.links.certificate_chain(serial, n), "alternate");
+        }
+        Ok(reply)
     }
 }
 

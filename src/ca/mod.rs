@@ -5,12 +5,14 @@
 //! from a request is its public key. This module does no I/O besides reading PEM files
 //! named in the configuration; key material is passed in and returned.
 
+mod chains;
 mod constraints;
 mod csr;
 mod der;
 mod error;
 pub mod pkcs12;
 
+pub use chains::{build_chains, chains_fit};
 pub use constraints::{IpRange, LOCAL_DOMAINS, LOCAL_IP_RANGES, NameConstraints};
 pub use csr::{CsrInfo, KeyType, modulus_bits, parse_csr, spki_key_type};
 pub use error::CaError;
@@ -26,7 +28,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 
 use crate::clock::UnixTime;
-use crate::model::{CaMaterial, Revocation, Serial};
+use crate::model::{CaChains, CaMaterial, Revocation, Serial};
 
 /// The loaded CA: certificates, and the intermediate's key ready to sign.
 pub struct Ca {
@@ -39,6 +41,25 @@ pub struct Ca {
     intermediate_ski: Vec<u8>,
     issuer: Issuer<'static, KeyPair>,
     crl_url: Option<String>,
+    /// Issuance chain 0, the default download.
+    default_chain: LoadedChain,
+    /// Chains 1.. : each ends at an alternate root.
+    alternate_chains: Vec<LoadedChain>,
+}
+
+/// One issuance chain, ready to append to a leaf.
+struct LoadedChain {
+    /// What follows the leaf, DER and PEM.
+    intermediates: Vec<Vec<u8>>,
+    intermediates_pem: String,
+    root_pem: String,
+}
+
+impl LoadedChain {
+    fn new(intermediates: Vec<Vec<u8>>, root: &[u8]) -> Self {
+        let intermediates_pem = intermediates.iter().map(|d| cert_pem(d)).collect();
+        Self { intermediates, intermediates_pem, root_pem: cert_pem(root) }
+    }
 }
 
 impl std::fmt::Debug for Ca {
@@ -283,6 +304,8 @@ impl Ca {
         let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(m.intermediate_cert.as_slice()), key)?;
         let crl_url = crl_base.map(|base| format!("{base}/{}", hex(&intermediate_ski)));
         Ok(Self {
+            default_chain: LoadedChain::new(vec![m.intermediate_cert.clone()], &m.root_cert),
+            alternate_chains: Vec::new(),
             root_pem: cert_pem(&m.root_cert),
             constraints: NameConstraints::from_cert(&m.intermediate_cert)?,
             intermediate_pem: cert_pem(&m.intermediate_cert),
@@ -291,6 +314,89 @@ impl Ca {
             intermediate_ski,
             issuer,
             crl_url,
+        })
+    }
+
+    /// Serves `chains` (built by [`build_chains`] for this intermediate) instead of the
+    /// direct one, after checking each path: the first certificate carries the
+    /// intermediate's key, each is signed by the next, the last by a self-signed root.
+    pub fn with_chains(mut self, chains: &CaChains) -> Result<Self, CaError> {
+        use x509_parser::prelude::*;
+        if chains.intermediate_cert != self.intermediate_der || chains.chains.is_empty() {
+            return Err(CaError::Material("the stored chains were built for another intermediate".into()));
+        }
+        let parse = |der: &[u8]| -> Result<(Vec<u8>, Vec<u8>), CaError> {
+            // (subject public key info, the whole certificate) of one link.
+            let (_, c) = X509Certificate::from_der(der).map_err(|e| CaError::Material(format!("chain: {e}")))?;
+            Ok((c.public_key().raw.to_vec(), der.to_vec()))
+        };
+        let (int_spki, _) = parse(&self.intermediate_der)?;
+        let mut loaded = Vec::new();
+        for (n, chain) in chains.chains.iter().enumerate() {
+            let bad = |why: &str| CaError::Material(format!("stored chain {n}: {why}"));
+            let first = chain.intermediates.first().ok_or_else(|| bad("empty"))?;
+            if parse(&first.0)?.0 != int_spki {
+                return Err(bad("does not certify the intermediate's key"));
+            }
+            let links: Vec<&[u8]> =
+                chain.intermediates.iter().map(|d| d.0.as_slice()).chain([chain.root.0.as_slice()]).collect();
+            for pair in links.windows(2) {
+                let (_, child) = X509Certificate::from_der(pair[0]).map_err(|e| bad(&e.to_string()))?;
+                let (_, parent) = X509Certificate::from_der(pair[1]).map_err(|e| bad(&e.to_string()))?;
+                child
+                    .verify_signature(Some(parent.public_key()))
+                    .map_err(|_| bad("a link is not signed by the next"))?;
+            }
+            let (_, root) = X509Certificate::from_der(&chain.root.0).map_err(|e| bad(&e.to_string()))?;
+            root.verify_signature(None).map_err(|_| bad("the root is not self-signed"))?;
+            loaded.push(LoadedChain::new(chain.intermediates.iter().map(|d| d.0.clone()).collect(), &chain.root.0));
+        }
+        let mut loaded = loaded.into_iter();
+        if let Some(default) = loaded.next() {
+            self.default_chain = default;
+        }
+        self.alternate_chains = loaded.collect();
+        Ok(self)
+    }
+
+    /// How many chains a leaf of this CA can be downloaded with (1 + alternate roots).
+    pub fn chain_count(&self) -> usize {
+        1 + self.alternate_chains.len()
+    }
+
+    fn chain(&self, n: usize) -> Option<&LoadedChain> {
+        match n {
+            0 => Some(&self.default_chain),
+            n => self.alternate_chains.get(n - 1),
+        }
+    }
+
+    /// The root chain `n` ends at, PEM (management `/roots/{n}`).
+    pub fn chain_root_pem(&self, n: usize) -> Option<&str> {
+        self.chain(n).map(|c| c.root_pem.as_str())
+    }
+
+    /// The certificate of the issuing intermediate in chain `n`, PEM (management
+    /// `/intermediates/{n}`).
+    pub fn chain_intermediate_pem(&self, n: usize) -> Option<String> {
+        self.chain(n).and_then(|c| c.intermediates.first()).map(|d| cert_pem(d))
+    }
+
+    /// `leaf` followed by chain `n`, PEM, if this CA signed `leaf` and chain `n` exists.
+    pub fn chain_pem(&self, leaf: &[u8], n: usize) -> Option<String> {
+        let chain = self.chain(n)?;
+        self.signed(leaf).then(|| format!("{}{}", cert_pem(leaf), chain.intermediates_pem))
+    }
+
+    /// Whether `leaf` names this CA's intermediate as its authority key.
+    fn signed(&self, leaf: &[u8]) -> bool {
+        use x509_parser::prelude::*;
+        let Ok((_, c)) = X509Certificate::from_der(leaf) else { return false };
+        c.extensions().iter().any(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().is_some_and(|k| k.0 == self.intermediate_ski.as_slice())
+            }
+            _ => false,
         })
     }
 
@@ -415,7 +521,7 @@ impl Ca {
             .map_err(|e| CaError::BadCsr(format!("unsupported public key: {e}")))?;
         let cert = p.signed_by(&spki, &self.issuer)?;
         let der = cert.der().to_vec();
-        let chain_pem = format!("{}{}", cert_pem(&der), self.intermediate_pem);
+        let chain_pem = format!("{}{}", cert_pem(&der), self.default_chain.intermediates_pem);
         Ok(IssuedLeaf { serial, der, chain_pem })
     }
 
@@ -441,7 +547,9 @@ impl Ca {
             not_after: now + 397 * 86_400,
             usage: Usage::TlsServer,
         })?;
-        Ok((vec![leaf.der, self.intermediate_der.clone()], key.serialize_der()))
+        let mut chain = vec![leaf.der];
+        chain.extend(self.default_chain.intermediates.iter().cloned());
+        Ok((chain, key.serialize_der()))
     }
 }
 

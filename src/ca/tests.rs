@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::Der;
 use x509_parser::prelude::*;
 
 const NOW: UnixTime = 1_800_000_000;
@@ -238,4 +239,115 @@ fn the_intermediate_can_be_name_constrained_to_identity_domains() {
     let (ok, text) = verify(&outside);
     assert!(!ok && text.contains("subtree"), "{text}");
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// webpki's verdict on `chain_pem` (leaf first) for `name`, trusting only `root_pem`.
+fn webpki(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), String> {
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls::pki_types::{ServerName, UnixTime as Time};
+    let blocks = |pem: &str| -> Vec<CertificateDer<'static>> {
+        pem.split_inclusive("-----END CERTIFICATE-----\n")
+            .filter_map(|b| pem_block(b, "CERTIFICATE"))
+            .map(CertificateDer::from)
+            .collect()
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(blocks(root_pem).remove(0)).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(std::sync::Arc::new(roots), provider)
+        .build()
+        .unwrap();
+    let mut chain = blocks(chain_pem);
+    let leaf = chain.remove(0);
+    let at = Time::since_unix_epoch(std::time::Duration::from_secs(NOW as u64 + 60));
+    verifier
+        .verify_server_cert(&leaf, &chain, &ServerName::try_from(name.to_owned()).unwrap(), &[], at)
+        .map(|_| ())
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn tls_leaf(ca: &Ca, name: &str) -> IssuedLeaf {
+    let key = leaf_key();
+    ca.issue(&LeafRequest {
+        spki_der: &key.subject_public_key_info(),
+        key_type: KeyType::P256,
+        dns_names: &[name.to_owned()],
+        ip_addresses: &[],
+        uris: &[],
+        emails: &[],
+        subject: None,
+        not_before: NOW,
+        not_after: NOW + 86_400,
+        usage: Usage::TlsServer,
+    })
+    .unwrap()
+}
+
+/// Issue 20: one leaf verifies under every chain, each to its own root and only to it.
+#[test]
+fn alternate_chains_each_verify_a_leaf_to_their_own_root() {
+    let (_, m) = ca();
+    let chains = build_chains(&m, "idca", (2, 2), None, NOW).unwrap();
+    assert_eq!(chains.chains.len(), 3);
+    assert!(chains.chains.iter().all(|c| c.intermediates.len() == 2));
+    let ca = Ca::load(&m, None).unwrap().with_chains(&chains).unwrap();
+    assert_eq!(ca.chain_count(), 3);
+    let leaf = tls_leaf(&ca, "chain.example");
+    assert_eq!(Some(leaf.chain_pem.clone()), ca.chain_pem(&leaf.der, 0), "the stored chain is chain 0");
+    let mut root_names = Vec::new();
+    for n in 0..3 {
+        let pem = ca.chain_pem(&leaf.der, n).unwrap();
+        let root = ca.chain_root_pem(n).unwrap();
+        webpki(&pem, root, "chain.example").unwrap_or_else(|e| panic!("chain {n}: {e}"));
+        let other = ca.chain_root_pem((n + 1) % 3).unwrap();
+        assert!(webpki(&pem, other, "chain.example").is_err(), "chain {n} must not reach another root");
+        let (_, r) = X509Certificate::from_der(&chains.chains[n].root.0).unwrap();
+        root_names.push(r.subject().to_string());
+    }
+    assert_eq!(chains.chains[0].root.0, m.root_cert, "chain 0 ends at idca's root");
+    root_names.dedup();
+    assert_eq!(root_names.len(), 3, "{root_names:?}");
+    assert!(ca.chain_pem(&leaf.der, 3).is_none());
+    assert_eq!(ca.chain_intermediate_pem(1).unwrap(), cert_pem(&chains.chains[1].intermediates[0].0));
+    // A leaf of another CA gets no chain here.
+    let (other, _) = super::tests::ca();
+    assert!(ca.chain_pem(&tls_leaf(&other, "x.example").der, 1).is_none());
+}
+
+#[test]
+fn chains_are_kept_extended_or_rebuilt_as_the_configuration_changes() {
+    let (_, m) = ca();
+    let one = build_chains(&m, "idca", (1, 1), None, NOW).unwrap();
+    assert_eq!(one.chains[0].intermediates, vec![Der(m.intermediate_cert.clone())], "length 1: the direct path");
+    assert!(chains_fit(&one, &m, 1, 1) && chains_fit(&one, &m, 1, 0) && !chains_fit(&one, &m, 1, 2));
+    let more = build_chains(&m, "idca", (1, 3), Some(&one), NOW).unwrap();
+    assert_eq!(more.chains.len(), 4);
+    assert_eq!(more.chains[..2], one.chains[..], "roots handed out stay");
+    let longer = build_chains(&m, "idca", (3, 1), Some(&more), NOW).unwrap();
+    assert_ne!(longer.chains[1], more.chains[1]);
+    assert_eq!(longer.chains[1].intermediates.len(), 3);
+    let ca = Ca::load(&m, None).unwrap().with_chains(&longer).unwrap();
+    let leaf = tls_leaf(&ca, "long.example");
+    for n in 0..2 {
+        webpki(&ca.chain_pem(&leaf.der, n).unwrap(), ca.chain_root_pem(n).unwrap(), "long.example").unwrap();
+    }
+    // idca's own TLS chain follows chain 0.
+    let (server_chain, _) = ca.issue_server_certificate(&["localhost".into()], NOW).unwrap();
+    assert_eq!(server_chain.len(), 4);
+}
+
+#[test]
+fn chains_refuse_what_they_cannot_build_or_trust() {
+    let (_, m) = ca();
+    let offline = CaMaterial { root_key: Vec::new(), ..m.clone() };
+    let e = build_chains(&offline, "idca", (2, 0), None, NOW).unwrap_err();
+    assert!(e.to_string().contains("root key"), "{e}");
+    assert_eq!(build_chains(&offline, "idca", (1, 1), None, NOW).unwrap().chains.len(), 2);
+    let chains = build_chains(&m, "idca", (1, 2), None, NOW).unwrap();
+    let (_, other) = ca();
+    assert!(Ca::load(&other, None).unwrap().with_chains(&chains).is_err(), "built for another intermediate");
+    let mut swapped = chains.clone();
+    swapped.chains[1].root = chains.chains[2].root.clone();
+    let e = Ca::load(&m, None).unwrap().with_chains(&swapped).unwrap_err();
+    assert!(e.to_string().contains("chain 1"), "{e}");
 }

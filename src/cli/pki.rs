@@ -47,7 +47,8 @@ async fn load_ca(config: &Config, store: &SledStore) -> Result<Ca, Fail> {
     require_ca(config, store).await?;
     let material = load_or_create_ca(config, store, now()).await.map_err(store_error)?;
     let crl = format!("{}{}", config.public_url(config.server.listen), crate::acme::paths::CRL);
-    Ca::load(&material, Some(crl)).map_err(store_error)
+    let ca = Ca::load(&material, Some(crl)).map_err(store_error)?;
+    crate::app::with_configured_chains(config, store, &material, ca, now()).await.map_err(store_error)
 }
 
 async fn require_ca(config: &Config, store: &SledStore) -> Result<(), Fail> {

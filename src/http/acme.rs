@@ -15,7 +15,7 @@ type State = web::Data<AppState>;
 type Res = Result<HttpResponse, HttpError>;
 
 /// The resources that take only POST (and POST-as-GET, RFC 8555 §6.3).
-const POST_ONLY: [&str; 11] = [
+const POST_ONLY: [&str; 12] = [
     paths::NEW_ACCOUNT,
     "/acme/acct/{id}",
     "/acme/acct/{id}/orders",
@@ -25,6 +25,7 @@ const POST_ONLY: [&str; 11] = [
     "/acme/authz/{id}",
     "/acme/chall/{authz}/{id}",
     "/acme/cert/{serial}",
+    "/acme/cert/{serial}/alternate/{n}",
     paths::REVOKE_CERT,
     paths::KEY_CHANGE,
 ];
@@ -46,6 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/acme/authz/{id}", web::post().to(authorization))
         .route("/acme/chall/{authz}/{id}", web::post().to(challenge))
         .route("/acme/cert/{serial}", web::post().to(certificate))
+        .route("/acme/cert/{serial}/alternate/{n}", web::post().to(alternate_certificate))
         .route(paths::REVOKE_CERT, web::post().to(revoke_cert))
         .route(paths::KEY_CHANGE, web::post().to(key_change))
         .route("/acme/renewal-info/{id}", web::get().to(renewal_info))
@@ -143,9 +145,18 @@ async fn challenge(st: State, post: JosePost, ids: web::Path<(String, String)>) 
 
 /// Certificate download (§7.4.2): `application/pem-certificate-chain`.
 async fn certificate(st: State, post: JosePost, serial: web::Path<String>) -> Res {
-    let r = st.acme.certificate(post.0, &Serial(serial.into_inner())).await?;
+    Ok(pem_reply(st.acme.certificate(post.0, &Serial(serial.into_inner()), 0).await?))
+}
+
+/// An alternate chain of a certificate (§7.4.2), linked from the default one.
+async fn alternate_certificate(st: State, post: JosePost, path: web::Path<(String, usize)>) -> Res {
+    let (serial, n) = path.into_inner();
+    Ok(pem_reply(st.acme.certificate(post.0, &Serial(serial), n).await?))
+}
+
+fn pem_reply(r: Reply<String>) -> HttpResponse {
     let mut res = reply_builder(&r);
-    Ok(res.content_type("application/pem-certificate-chain").body(r.body))
+    res.content_type("application/pem-certificate-chain").body(r.body)
 }
 
 /// revokeCert (§7.6): `200` with an empty body.

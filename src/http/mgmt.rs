@@ -1,8 +1,9 @@
 //! The management listener: what Pebble serves on its port 15000 for test harnesses.
-//! Read-only: root and intermediate PEMs and certificate status. Unlike Pebble, idca
+//! Read-only: root and intermediate PEMs of every chain and certificate status. Unlike Pebble, idca
 //! never serves private keys here: its CA persists and may be trusted.
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, HttpError};
 
@@ -15,17 +16,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(|| async { HttpResponse::Ok().body("ok\n") }));
 }
 
-fn pem(body: &str) -> HttpResponse {
-    HttpResponse::Ok().content_type("application/pem-certificate-chain").body(body.to_owned())
+/// `/roots/{n}`: the root chain `n` ends at (0: idca's root, 1..: alternate roots),
+/// with a `Link: rel="alternate"` to each other root, as Pebble.
+async fn root(st: State, req: HttpRequest, n: web::Path<usize>) -> HttpResponse {
+    chain_member(&req, st.acme.chain_count(), *n, "/roots/", st.acme.chain_root_pem(*n))
 }
 
-/// `/roots/0`: idca has one chain, so only index 0 exists.
-async fn root(st: State, n: web::Path<u32>) -> HttpResponse {
-    if *n == 0 { pem(st.acme.root_pem()) } else { HttpResponse::NotFound().finish() }
+/// `/intermediates/{n}`: the issuing intermediate's certificate in chain `n`.
+async fn intermediate(st: State, req: HttpRequest, n: web::Path<usize>) -> HttpResponse {
+    chain_member(&req, st.acme.chain_count(), *n, "/intermediates/", st.acme.chain_intermediate_pem(*n))
 }
 
-async fn intermediate(st: State, n: web::Path<u32>) -> HttpResponse {
-    if *n == 0 { pem(st.acme.intermediate_pem()) } else { HttpResponse::NotFound().finish() }
+fn chain_member(req: &HttpRequest, count: usize, n: usize, prefix: &str, pem: Option<String>) -> HttpResponse {
+    let Some(pem) = pem else { return HttpResponse::NotFound().finish() };
+    let info = req.connection_info();
+    let mut res = HttpResponse::Ok();
+    res.content_type("application/pem-certificate-chain");
+    for other in (0..count).filter(|m| *m != n) {
+        let link = format!("<{}://{}{prefix}{other}>;rel=\"alternate\"", info.scheme(), info.host());
+        res.append_header((header::LINK, link));
+    }
+    res.body(pem)
 }
 
 async fn cert_status(st: State, serial: web::Path<String>) -> Result<HttpResponse, HttpError> {

@@ -29,6 +29,35 @@ impl std::fmt::Debug for CaMaterial {
     }
 }
 
+/// A certificate, DER (base64url in the store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Der(#[serde(with = "b64")] pub Vec<u8>);
+
+/// One path from the issuing intermediate's key to a root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuerChain {
+    /// From the certificate of the issuing intermediate's key (its name, its key) up to
+    /// the one the root signed: what follows the leaf in a download.
+    pub intermediates: Vec<Der>,
+    /// The self-signed root the path ends at (not sent in downloads).
+    pub root: Der,
+}
+
+/// The issuance chains built for one intermediate (Pebble's `PEBBLE_CHAIN_LENGTH` and
+/// `PEBBLE_ALTERNATE_ROOTS`): chain 0 is the default download, each further one ends at
+/// an alternate root and is offered with `Link: rel="alternate"` (RFC 8555 §7.4.2).
+/// Certificates only: the keys of extra intermediates and alternate roots are dropped
+/// once they have signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaChains {
+    /// The issuing intermediate these chains certify (DER), so a rotation is noticed.
+    #[serde(with = "b64")]
+    pub intermediate_cert: Vec<u8>,
+    /// Intermediates per chain, the issuing one included.
+    pub chain_length: u32,
+    pub chains: Vec<IssuerChain>,
+}
+
 /// A certificate idca issued, kept byte for byte as it was served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuedCertificate {

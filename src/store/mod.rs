@@ -18,7 +18,8 @@ use crate::model::oauth::{
     RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
-    Account, AccountId, Authorization, AuthzId, CaMaterial, Identifier, IssuedCertificate, Order, OrderId, Serial,
+    Account, AccountId, Authorization, AuthzId, CaChains, CaMaterial, Identifier, IssuedCertificate, Order, OrderId,
+    Serial,
 };
 
 /// A record's version, bumped by every write; the token of compare-and-swap updates.
@@ -82,6 +83,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn rotate_ca_material(&self, seen: &CaMaterial, new: &CaMaterial) -> Result<(), StoreError>;
     /// The CAs retired by rotations, oldest first.
     async fn retired_ca_material(&self) -> Result<Vec<CaMaterial>, StoreError>;
+    /// The issuance chains built for the CA (alternate roots, longer chains), if any.
+    async fn ca_chains(&self) -> Result<Option<CaChains>, StoreError>;
+    /// Stores `new` as the chains if `seen` is still what is stored (`None`: nothing
+    /// is), in one compare-and-swap; `Conflict` otherwise, when another instance built
+    /// them first (read them again).
+    async fn swap_ca_chains(&self, seen: Option<&CaChains>, new: &CaChains) -> Result<(), StoreError>;
 
     /// Stores a new account unless one with the same key exists; `AlreadyExists` if its
     /// external account binding kid is bound to another account already.

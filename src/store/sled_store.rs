@@ -26,8 +26,8 @@ use crate::model::oauth::{
     PendingAuthorization, RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
-    Account, AccountId, Authorization, AuthzId, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate, Order,
-    OrderId, Serial,
+    Account, AccountId, Authorization, AuthzId, CaChains, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate,
+    Order, OrderId, Serial,
 };
 
 mod guard;
@@ -38,6 +38,7 @@ const CA_KEY: &[u8] = b"ca";
 /// In `meta`: the number of the last group commit (see `guard`).
 const GENERATION_KEY: &[u8] = b"generation";
 const RETIRED_CA_KEY: &[u8] = b"ca-retired";
+const CA_CHAINS_KEY: &[u8] = b"ca-chains";
 
 /// sled-backed store with group-committed flushes.
 #[derive(Debug, Clone)]
@@ -451,6 +452,28 @@ impl Store for SledStore {
             Err(StoreError::NotFound) => Ok(Vec::new()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn ca_chains(&self) -> Result<Option<CaChains>, StoreError> {
+        match Self::get(&self.inner.meta, "meta", CA_CHAINS_KEY) {
+            Ok(v) => Ok(Some(v.value)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn swap_ca_chains(&self, seen: Option<&CaChains>, new: &CaChains) -> Result<(), StoreError> {
+        let meta = &self.inner.meta;
+        // The bytes `seen` was read from decide the swap: a decoded match is checked
+        // first, then those exact bytes must still be there.
+        let current = meta.get(CA_CHAINS_KEY).map_err(backend)?;
+        let current_value = current.as_ref().map(|b| decode::<CaChains>("meta", b)).transpose()?.map(|v| v.value);
+        if current_value.as_ref() != seen {
+            return Err(StoreError::Conflict);
+        }
+        let swapped = meta.compare_and_swap(CA_CHAINS_KEY, current, Some(encode(new, 1)?)).map_err(backend)?;
+        swapped.map_err(|_| StoreError::Conflict)?;
+        self.durable().await
     }
 
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError> {

@@ -5,6 +5,7 @@ mod acme_flows;
 mod acme_gated;
 mod acme_rejects;
 mod certs;
+mod chains;
 mod challenges;
 mod client;
 mod device;

@@ -334,6 +334,36 @@ async fn ca_rotation_retires_the_current_ca_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ca_chains_are_swapped_by_one_winner() {
+    let s = SledStore::temporary().unwrap();
+    let chains = |n: u8| CaChains {
+        intermediate_cert: vec![1],
+        chain_length: 1,
+        chains: vec![IssuerChain { intermediates: vec![Der(vec![n])], root: Der(vec![n, n]) }],
+    };
+    assert_eq!(s.ca_chains().await.unwrap(), None);
+    // Many instances starting at once: exactly one stores its chains.
+    let tasks: Vec<_> = (0..16u8)
+        .map(|n| {
+            let s = s.clone();
+            tokio::spawn(async move { s.swap_ca_chains(None, &chains(n)).await.is_ok().then_some(n) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert_eq!(s.ca_chains().await.unwrap(), Some(chains(winners[0])));
+    // A swap from a stale read loses and changes nothing; from the current one wins.
+    let stale = chains(winners[0].wrapping_add(1));
+    assert!(matches!(s.swap_ca_chains(Some(&stale), &chains(99)).await, Err(StoreError::Conflict)));
+    assert!(matches!(s.swap_ca_chains(None, &chains(99)).await, Err(StoreError::Conflict)));
+    s.swap_ca_chains(Some(&chains(winners[0])), &chains(99)).await.unwrap();
+    assert_eq!(s.ca_chains().await.unwrap(), Some(chains(99)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_creations_with_one_key_store_one_account() {
     let s = SledStore::temporary().unwrap();
     let tasks: Vec<_> = (0..16)
