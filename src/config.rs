@@ -272,6 +272,9 @@ pub struct EabConfig {
     pub required: bool,
     /// Key identifiers and their HMAC keys (base64url). Each kid binds one account.
     pub keys: std::collections::BTreeMap<String, String>,
+    /// A kid may bind any number of accounts, as in Pebble (on for a Pebble JSON
+    /// configuration). Off: the first account a kid binds is its only one.
+    pub reusable_keys: bool,
 }
 
 /// `[acme.testing]`: knobs for a test CA (Pebble's).

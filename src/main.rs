@@ -247,6 +247,10 @@ fn load_config(cli: &Cli, serve: &ServeArgs) -> Result<Config, String> {
     };
     if let Some(dir) = &cli.data {
         config.storage.data_dir = dir.clone();
+    } else if serve.pebble_config.is_some() {
+        // As Pebble: a fresh CA and empty state on every start, so that suites starting
+        // one instance per test, side by side in one directory, do not share a store.
+        config.storage.data_dir = ephemeral_data_dir()?;
     }
     if let Some(dns) = &serve.dnsserver {
         config.acme.validation.dns_resolver = dns.clone();
@@ -282,9 +286,9 @@ async fn main() -> ExitCode {
         }
     };
     let result = match command {
-        Command::Serve(_) => {
+        Command::Serve(a) => {
             init_tracing(&config);
-            serve(config).await
+            serve(config, a.pebble_config.is_some() && cli.data.is_none()).await
         }
         Command::Root => idca::cli::root(&config).await.map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
         Command::HashPassword => hash_password(),
@@ -369,14 +373,42 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
+/// Runs the server; `ephemeral`: the data directory is removed when it stops.
+async fn serve(config: Config, ephemeral: bool) -> Result<(), String> {
     let data_dir = config.storage.data_dir.clone();
-    let server =
-        idca::app::start(config, idca::app::StartOptions { handle_signals: true }).await.map_err(|e| e.to_string())?;
-    // One line on stdout that scripts (and the tests) can read.
-    println!("idca listening on {} directory {}", server.addr, server.directory_url());
-    eprintln!("idca: root certificate at {}", data_dir.join("root.pem").display());
-    server.wait().await.map_err(|e| e.to_string())
+    let result = async {
+        let server = idca::app::start(config, idca::app::StartOptions { handle_signals: true })
+            .await
+            .map_err(|e| e.to_string())?;
+        // One line on stdout that scripts (and the tests) can read.
+        println!("idca listening on {} directory {}", server.addr, server.directory_url());
+        eprintln!("idca: root certificate at {}", data_dir.join("root.pem").display());
+        server.wait().await.map_err(|e| e.to_string())
+    }
+    .await;
+    if ephemeral {
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+    result
+}
+
+/// A new private directory under the system's temporary directory, for a Pebble-mode
+/// start without `--data`.
+fn ephemeral_data_dir() -> Result<PathBuf, String> {
+    let base = std::env::temp_dir();
+    for attempt in 0..16u32 {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let dir = base.join(format!("idca-pebble-{}-{nanos:08x}{attempt}", std::process::id()));
+        let mut builder = std::fs::DirBuilder::new();
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        match builder.create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(format!("cannot create a data directory under {}: {e}", base.display())),
+        }
+    }
+    Err(format!("cannot create a data directory under {}", base.display()))
 }
 
 fn hash_password() -> Result<(), String> {

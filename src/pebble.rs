@@ -6,7 +6,8 @@
 //! `managementListenAddress` → `management.listen`; `certificate`/`privateKey` →
 //! `server.tls_cert`/`server.tls_key` (clients keep trusting the same TLS certificate);
 //! `httpPort`/`tlsPort` → `acme.validation.http_port`/`tls_port`;
-//! `externalAccountBindingRequired`/`externalAccountMACKeys` → `acme.eab`;
+//! `externalAccountBindingRequired`/`externalAccountMACKeys` → `acme.eab` (with
+//! `reusable_keys`, as Pebble binds no account to a kid);
 //! `caaIdentities`; `domainBlocklist` → `acme.blocked_domains`; `profiles`
 //! (`validityPeriod` seconds) → `acme.profiles`; `certificateValidityPeriod` → the
 //! default profile's validity; `retryAfter.authz` → `acme.retry_after_secs`.
@@ -98,6 +99,8 @@ pub fn parse(text: &str) -> Result<Config, String> {
     }
     c.acme.eab.required = p.external_account_binding_required.unwrap_or(false);
     c.acme.eab.keys = p.external_account_mac_keys.unwrap_or_default();
+    // Pebble binds no account to a kid: suites reuse one key for many accounts.
+    c.acme.eab.reusable_keys = true;
     if let Some(caa) = p.caa_identities {
         c.acme.caa_identities = caa;
     }

@@ -86,7 +86,10 @@ impl Acme {
             return Err(AcmeError::AccountDoesNotExist("no account exists for this key".into()));
         }
         let eab_kid = match &p.external_account_binding {
-            Some(binding) => Some(self.check_binding(binding, key, &req.url)?),
+            // A reusable kid is checked but not recorded, so it binds no account.
+            Some(binding) => {
+                Some(self.check_binding(binding, key, &req.url)?).filter(|_| !self.config.eab.reusable_keys)
+            }
             None if self.config.eab.required => {
                 return Err(AcmeError::ExternalAccountRequired(
                     "this server requires an external account binding (externalAccountBinding)".into(),

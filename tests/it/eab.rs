@@ -91,3 +91,25 @@ async fn required_without_keys_starts_and_refuses_every_new_account() {
         .assert_problem(403, "unauthorized");
     server.stop().await;
 }
+
+/// `acme.eab.reusable_keys` (Pebble's behaviour): one kid binds many accounts, each
+/// binding still checked.
+#[tokio::test]
+async fn reusable_keys_bind_many_accounts() {
+    let server = start_with(|c| {
+        c.acme.eab.required = true;
+        c.acme.eab.reusable_keys = true;
+        c.acme.eab.keys.insert("kid-1".into(), b64(SECRET));
+    })
+    .await;
+    for key in [Key::p256(), Key::ed25519(), Key::p384()] {
+        let c = RawClient::new(&server, key).await;
+        let url = c.url("newAccount");
+        let jwk = c.key.jwk();
+        new_account(&c, Some(binding("kid-1", b"wrong-secret-wrong-secret", &url, &jwk)))
+            .await
+            .assert_problem(403, "unauthorized");
+        assert_eq!(new_account(&c, Some(binding("kid-1", SECRET, &url, &jwk))).await.status, 201);
+    }
+    server.stop().await;
+}

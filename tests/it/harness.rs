@@ -147,17 +147,24 @@ impl ChallengeResponder {
 pub struct DnsResponder {
     pub addr: std::net::SocketAddr,
     txt: Arc<Mutex<HashMap<String, Vec<String>>>>,
+    /// The A record of every name, once set (pebble-challtestsrv's `-defaultIPv4`).
+    default_a: Arc<Mutex<Option<std::net::Ipv4Addr>>>,
 }
 
 impl DnsResponder {
     pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0").await
+    }
+
+    pub async fn start_on(bind: &str) -> Self {
         use hickory_resolver::proto::op::{Message, MessageType};
-        use hickory_resolver::proto::rr::rdata::TXT;
+        use hickory_resolver::proto::rr::rdata::{A, TXT};
         use hickory_resolver::proto::rr::{RData, Record, RecordType};
-        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::UdpSocket::bind(bind).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let txt: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-        let map = txt.clone();
+        let default_a: Arc<Mutex<Option<std::net::Ipv4Addr>>> = Arc::default();
+        let (map, a_record) = (txt.clone(), default_a.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -169,6 +176,10 @@ impl DnsResponder {
                 for q in &query.queries {
                     reply.queries.push(q.clone());
                     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+                    let a = *a_record.lock().unwrap();
+                    if let (RecordType::A, Some(ip)) = (q.query_type(), a) {
+                        reply.answers.push(Record::from_rdata(q.name().clone(), 0, RData::A(A(ip))));
+                    }
                     if q.query_type() == RecordType::TXT {
                         for value in map.lock().unwrap().get(&name).cloned().unwrap_or_default() {
                             reply.answers.push(Record::from_rdata(
@@ -184,7 +195,12 @@ impl DnsResponder {
                 }
             }
         });
-        Self { addr, txt }
+        Self { addr, txt, default_a }
+    }
+
+    /// Answers every A query with `ip`.
+    pub fn set_default_a(&self, ip: std::net::Ipv4Addr) {
+        *self.default_a.lock().unwrap() = Some(ip);
     }
 
     /// Sets the TXT records at `name` (no trailing dot).

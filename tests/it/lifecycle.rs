@@ -228,17 +228,8 @@ async fn renewal_info(c: &RawClient, cert_id: &str) -> reqwest::Response {
 }
 
 fn cert_id_of(chain: &str) -> String {
-    let der = first_cert_der(chain);
-    let (_, cert) = X509Certificate::from_der(&der).unwrap();
-    let aki = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-            _ => None,
-        })
-        .unwrap();
-    format!("{}.{}", b64(aki), b64(cert.raw_serial()))
+    let (aki, serial) = crate::certs::aki_and_serial(chain);
+    format!("{}.{}", b64(aki), b64(serial))
 }
 
 #[tokio::test]
