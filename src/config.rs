@@ -293,6 +293,9 @@ pub struct TestingConfig {
     /// Percentage of new orders' identifiers that reuse a valid authorization of the same
     /// account (`PEBBLE_AUTHZREUSE`; Pebble's default is 50). 0-100.
     pub authz_reuse_percent: u8,
+    /// The management listener accepts `POST /set-renewal-info/` (Pebble's): a body a
+    /// certificate's renewal information is then answered with, verbatim.
+    pub set_renewal_info: bool,
 }
 
 /// `[oauth]`: the OAuth 2.0 / OpenID Connect authorization server.

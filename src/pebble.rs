@@ -101,6 +101,8 @@ pub fn parse(text: &str) -> Result<Config, String> {
     c.acme.eab.keys = p.external_account_mac_keys.unwrap_or_default();
     // Pebble binds no account to a kid: suites reuse one key for many accounts.
     c.acme.eab.reusable_keys = true;
+    // Pebble's management API sets renewal information.
+    c.acme.testing.set_renewal_info = true;
     if let Some(caa) = p.caa_identities {
         c.acme.caa_identities = caa;
     }
@@ -129,12 +131,15 @@ pub fn parse(text: &str) -> Result<Config, String> {
     Ok(c)
 }
 
-/// Rewrites Pebble's single-dash flags (`-config F`, `-dnsserver A`, `-strict`,
-/// `-version`) into idca's (`serve --pebble-config F --dnsserver A --strict`), so
-/// `idca` can be invoked exactly as `pebble` was. Other arguments pass through.
+/// Rewrites Pebble's flags (`-config F`, `-dnsserver A`, `-strict`, `-version`, and Go's
+/// `-flag=value` forms: `-config=F`, `-dnsserver=A`, `-strict=false`) into idca's
+/// (`serve --pebble-config F --dnsserver A --strict`), so `idca` can be invoked exactly
+/// as `pebble` was. A `-dnsserver` without a host (`:5053`) means this machine, as in Go.
+/// Other arguments pass through.
 pub fn translate_args(args: Vec<String>) -> Vec<String> {
+    let flag = |a: &str| a.split_once('=').map_or(a, |(f, _)| f).to_owned();
     let pebble_style =
-        args.iter().skip(1).any(|a| matches!(a.as_str(), "-config" | "-dnsserver" | "-strict" | "-version"));
+        args.iter().skip(1).any(|a| matches!(flag(a).as_str(), "-config" | "-dnsserver" | "-strict" | "-version"));
     if !pebble_style {
         return args;
     }
@@ -144,15 +149,38 @@ pub fn translate_args(args: Vec<String>) -> Vec<String> {
         return out;
     }
     out.push("serve".into());
+    let mut dns_next = false;
     for a in args.into_iter().skip(1) {
-        out.push(match a.as_str() {
-            "-config" => "--pebble-config".into(),
-            "-dnsserver" => "--dnsserver".into(),
-            "-strict" => "--strict".into(),
-            _ => a,
-        });
+        if std::mem::take(&mut dns_next) {
+            out.push(resolver_address(&a));
+            continue;
+        }
+        match (a.as_str(), a.split_once('=')) {
+            ("-config", _) => out.push("--pebble-config".into()),
+            ("-dnsserver", _) => {
+                out.push("--dnsserver".into());
+                dns_next = true;
+            }
+            ("-strict", _) => out.push("--strict".into()),
+            (_, Some(("-config", file))) => out.extend(["--pebble-config".to_owned(), file.to_owned()]),
+            (_, Some(("-dnsserver", addr))) => out.extend(["--dnsserver".to_owned(), resolver_address(addr)]),
+            (_, Some(("-strict", value))) => {
+                if matches!(value, "true" | "1" | "t" | "T" | "TRUE" | "True") {
+                    out.push("--strict".into());
+                }
+            }
+            _ => out.push(a),
+        }
     }
     out
+}
+
+/// `:PORT` (Go: this machine) as `127.0.0.1:PORT`; anything else unchanged.
+fn resolver_address(a: &str) -> String {
+    match a.strip_prefix(':') {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => a.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -214,6 +242,14 @@ mod tests {
             args(&["idca", "serve", "--pebble-config", "p.json", "--dnsserver", "127.0.0.1:8053", "--strict"])
         );
         assert_eq!(translate_args(args(&["idca", "serve"])), args(&["idca", "serve"]));
+        assert_eq!(
+            translate_args(args(&["idca", "-config=p.json", "-dnsserver=:5053", "-strict=false"])),
+            args(&["idca", "serve", "--pebble-config", "p.json", "--dnsserver", "127.0.0.1:5053"])
+        );
+        assert_eq!(
+            translate_args(args(&["idca", "-strict=true", "-dnsserver", ":8053"])),
+            args(&["idca", "serve", "--strict", "--dnsserver", "127.0.0.1:8053"])
+        );
         assert_eq!(translate_args(args(&["idca", "-version"])), args(&["idca", "--version"]));
     }
 }

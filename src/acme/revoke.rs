@@ -183,20 +183,62 @@ impl Acme {
 
     /// renewalInfo (RFC 9773 §4): when to renew. The window starts two thirds into the
     /// validity and lasts a tenth of it; a revoked certificate should be renewed now.
-    pub async fn renewal_info(&self, cert_id: &str, now: UnixTime) -> Result<Reply<wire::RenewalInfo>, AcmeError> {
+    pub async fn renewal_info(&self, cert_id: &str, now: UnixTime) -> Result<Reply<String>, AcmeError> {
         let cert = self.by_cert_id(cert_id).await?.value;
-        let (start, end) = if cert.revoked.is_some() {
-            (now - 3600, now - 3599)
-        } else {
-            let lifetime = (cert.not_after - cert.not_before).max(1);
-            let start = cert.not_after - lifetime / 3;
-            (start, (start + lifetime / 10).min(cert.not_after).max(start + 1))
+        let body = match cert.renewal_info {
+            Some(set) => set,
+            None => {
+                let (start, end) = if cert.revoked.is_some() {
+                    (now - 3600, now - 3599)
+                } else {
+                    let lifetime = (cert.not_after - cert.not_before).max(1);
+                    let start = cert.not_after - lifetime / 3;
+                    (start, (start + lifetime / 10).min(cert.not_after).max(start + 1))
+                };
+                let window = wire::SuggestedWindow { start: rfc3339(start), end: rfc3339(end) };
+                serde_json::to_string(&wire::RenewalInfo { suggested_window: window }).map_err(AcmeError::internal)?
+            }
         };
-        let mut reply = Reply::ok(wire::RenewalInfo {
-            suggested_window: wire::SuggestedWindow { start: rfc3339(start), end: rfc3339(end) },
-        });
+        let mut reply = Reply::ok(body);
         reply.retry_after = Some(ARI_RETRY_AFTER_SECS);
         Ok(reply)
+    }
+
+    /// Pebble's management `POST /set-renewal-info/` (`acme.testing.set_renewal_info`):
+    /// `{"certificate": PEM, "ARIResponse": text}` (keys in any case, as Go decodes
+    /// them); the certificate's renewal information is then `text`, verbatim.
+    pub async fn set_renewal_info(&self, body: &[u8]) -> Result<(), AcmeError> {
+        if !self.config.testing.set_renewal_info {
+            return Err(AcmeError::NotFound("set-renewal-info is off (acme.testing.set_renewal_info)".into()));
+        }
+        let v: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| AcmeError::Malformed(format!("the body is not JSON: {e}")))?;
+        let field = |name: &str| {
+            v.as_object()
+                .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
+                .and_then(|(_, v)| v.as_str())
+        };
+        let pem = field("certificate").ok_or_else(|| AcmeError::Malformed("`certificate` (PEM) is missing".into()))?;
+        let response = field("ARIResponse").unwrap_or_default().to_owned();
+        let der = crate::ca::pem_block(pem, "CERTIFICATE")
+            .ok_or_else(|| AcmeError::Malformed("`certificate` holds no PEM CERTIFICATE".into()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| AcmeError::Malformed(format!("`certificate` does not parse: {e}")))?;
+        let serial = Serial(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect());
+        let mut stored = self.issued(&serial).await?;
+        if stored.value.leaf_der().as_deref() != Some(der.as_slice()) {
+            return Err(AcmeError::NotFound("idca did not issue this certificate".into()));
+        }
+        for _ in 0..3 {
+            let mut updated = stored.value.clone();
+            updated.renewal_info = Some(response.clone());
+            match self.store.update_certificate(&updated, stored.version).await {
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict) => stored = self.issued(&serial).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AcmeError::internal(StoreError::Conflict))
     }
 }
 

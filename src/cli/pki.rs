@@ -621,6 +621,7 @@ mod tests {
             issued: 0,
             revoked: None,
             replaced_by: None,
+            renewal_info: None,
         };
         let s = summarize(&cert, 50);
         assert_eq!((s.status, s.via.as_str()), ("valid", "acme acct1"));

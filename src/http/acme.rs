@@ -171,7 +171,9 @@ async fn key_change(st: State, post: JosePost) -> Res {
 
 /// renewalInfo (RFC 9773 §4): an unauthenticated GET.
 async fn renewal_info(st: State, id: web::Path<String>) -> Res {
-    Ok(json_reply(st.acme.renewal_info(&id, st.clock.now()).await?))
+    let r = st.acme.renewal_info(&id, st.clock.now()).await?;
+    let mut res = reply_builder(&r);
+    Ok(res.content_type("application/json").body(r.body))
 }
 
 /// The CRL (RFC 5280 §5), DER, at the URL every leaf names as its distribution point.

@@ -1,5 +1,6 @@
 //! The management listener: what Pebble serves on its port 15000 for test harnesses.
-//! Read-only: root and intermediate PEMs of every chain and certificate status. Unlike Pebble, idca
+//! Root and intermediate PEMs of every chain, certificate status, and (a test knob, off
+//! by default) Pebble's renewal-information override. Unlike Pebble, idca
 //! never serves private keys here: its CA persists and may be trusted.
 
 use actix_web::http::header;
@@ -13,6 +14,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/roots/{n}", web::get().to(root))
         .route("/intermediates/{n}", web::get().to(intermediate))
         .route("/cert-status-by-serial/{serial}", web::get().to(cert_status))
+        .route("/set-renewal-info/", web::post().to(set_renewal_info))
         .route("/healthz", web::get().to(|| async { HttpResponse::Ok().body("ok\n") }));
 }
 
@@ -37,6 +39,12 @@ fn chain_member(req: &HttpRequest, count: usize, n: usize, prefix: &str, pem: Op
         res.append_header((header::LINK, link));
     }
     res.body(pem)
+}
+
+/// Pebble's `POST /set-renewal-info/` (`acme.testing.set_renewal_info`).
+async fn set_renewal_info(st: State, body: web::Bytes) -> Result<HttpResponse, HttpError> {
+    st.acme.set_renewal_info(&body).await?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 async fn cert_status(st: State, serial: web::Path<String>) -> Result<HttpResponse, HttpError> {

@@ -77,6 +77,10 @@ pub struct IssuedCertificate {
     /// The order that replaces this certificate (RFC 9773 §5), if any.
     #[serde(default)]
     pub replaced_by: Option<OrderId>,
+    /// A renewal-information body set through the management API (Pebble's
+    /// `/set-renewal-info/`), served verbatim instead of the computed window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_info: Option<String>,
 }
 
 impl IssuedCertificate {
@@ -90,7 +94,18 @@ impl IssuedCertificate {
         ordered_by: Option<(AccountId, OrderId)>,
     ) -> Self {
         let (account, order) = ordered_by.unzip();
-        Self { serial, account, order, chain_pem, not_before, not_after, issued, revoked: None, replaced_by: None }
+        Self {
+            serial,
+            account,
+            order,
+            chain_pem,
+            not_before,
+            not_after,
+            issued,
+            revoked: None,
+            replaced_by: None,
+            renewal_info: None,
+        }
     }
 
     /// The leaf certificate, DER (the first block of the chain).

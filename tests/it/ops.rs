@@ -59,3 +59,45 @@ async fn healthz_and_metrics() {
     assert!(text.contains("idca_http_request_duration_seconds_count{route=\"/acme/new-order\"} 1"), "{text}");
     server.stop().await;
 }
+
+/// Pebble's management `POST /set-renewal-info/`: off by default; on, a certificate's
+/// renewal information is answered with the given text, verbatim (even broken JSON).
+#[tokio::test]
+async fn set_renewal_info_overrides_the_window_when_switched_on() {
+    for on in [false, true] {
+        let server = crate::harness::start_with(|c| c.acme.testing.set_renewal_info = on).await;
+        let mut c = RawClient::new(&server, Key::p256()).await;
+        c.register().await;
+        let (der, _) = csr(&["ari.example.test"]);
+        let (_, _, chain) = c.issue(&server, &["ari.example.test"], &der).await;
+        let (aki, serial) = crate::certs::aki_and_serial(&chain);
+        let ari = format!("{}/{}.{}", c.url("renewalInfo"), b64(aki), b64(serial));
+        let mgmt = format!("https://localhost:{}", server.server.as_ref().unwrap().management_addr().unwrap().port());
+        let set = |body: serde_json::Value| c.http.post(format!("{mgmt}/set-renewal-info/")).json(&body).send();
+        let leaf_pem = chain.split_inclusive("-----END CERTIFICATE-----\n").next().unwrap().to_owned();
+        let computed: serde_json::Value = c.http.get(&ari).send().await.unwrap().json().await.unwrap();
+        assert!(computed["suggestedWindow"]["start"].is_string(), "{computed}");
+        let r = set(json!({"certificate": leaf_pem, "ARIResponse": "{not json"})).await.unwrap();
+        if !on {
+            assert_eq!(r.status(), 404);
+            let again: serde_json::Value = c.http.get(&ari).send().await.unwrap().json().await.unwrap();
+            assert_eq!(again, computed, "switched off, nothing changes");
+            server.stop().await;
+            continue;
+        }
+        assert_eq!(r.status(), 200);
+        let answer = c.http.get(&ari).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.text().await.unwrap(), "{not json");
+        // Bad requests change nothing.
+        assert_eq!(set(json!({"ARIResponse": "x"})).await.unwrap().status(), 400);
+        assert_eq!(set(json!({"Certificate": "junk", "ARIResponse": "x"})).await.unwrap().status(), 400);
+        let foreign = rcgen::CertificateParams::new(vec!["x.test".to_owned()])
+            .unwrap()
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        assert_eq!(set(json!({"CERTIFICATE": foreign.pem(), "ariresponse": "x"})).await.unwrap().status(), 404);
+        assert_eq!(c.http.get(&ari).send().await.unwrap().text().await.unwrap(), "{not json");
+        server.stop().await;
+    }
+}

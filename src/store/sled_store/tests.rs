@@ -189,6 +189,7 @@ async fn finalize_is_compare_and_swap() {
         issued: 0,
         revoked: None,
         replaced_by: None,
+        renewal_info: None,
     };
     let mut done = o.clone();
     done.phase = OrderPhase::Valid { certificate: serial.clone() };
@@ -215,6 +216,7 @@ async fn certificates_issued_outside_acme_are_stored_once_and_listed() {
         issued: 0,
         revoked: None,
         replaced_by: None,
+        renewal_info: None,
     };
     s.create_certificate(&cert).await.unwrap();
     assert!(matches!(s.create_certificate(&cert).await, Err(StoreError::AlreadyExists)));
