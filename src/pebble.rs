@@ -60,6 +60,53 @@ struct RetryAfter {
     authz: Option<u64>,
 }
 
+/// Go matches JSON keys to struct fields case-insensitively (`ListenAddress`,
+/// `listenaddress`); this renames such keys to the spelling serde expects, in the
+/// objects Pebble decodes into structs (not in maps such as `externalAccountMACKeys`).
+fn canonical_keys(v: &mut serde_json::Value) {
+    const TOP: &[&str] = &["pebble"];
+    const PEBBLE: &[&str] = &[
+        "listenAddress",
+        "managementListenAddress",
+        "certificate",
+        "privateKey",
+        "httpPort",
+        "tlsPort",
+        "ocspResponderURL",
+        "externalAccountBindingRequired",
+        "externalAccountMACKeys",
+        "caaIdentities",
+        "domainBlocklist",
+        "keyAlgorithm",
+        "profiles",
+        "retryAfter",
+        "certificateValidityPeriod",
+    ];
+    fn rename(v: &mut serde_json::Value, names: &[&str]) {
+        if let Some(o) = v.as_object_mut() {
+            let keys: Vec<String> = o.keys().cloned().collect();
+            for k in keys {
+                if let Some(canonical) = names.iter().find(|n| n.eq_ignore_ascii_case(&k) && **n != k)
+                    && let Some(x) = o.remove(&k)
+                {
+                    o.insert((*canonical).to_owned(), x);
+                }
+            }
+        }
+    }
+    rename(v, TOP);
+    let Some(p) = v.get_mut("pebble") else { return };
+    rename(p, PEBBLE);
+    if let Some(r) = p.get_mut("retryAfter") {
+        rename(r, &["authz", "order"]);
+    }
+    if let Some(profiles) = p.get_mut("profiles").and_then(|x| x.as_object_mut()) {
+        for profile in profiles.values_mut() {
+            rename(profile, &["description", "validityPeriod"]);
+        }
+    }
+}
+
 /// Pebble's default certificate validity (`validityPeriod` 0 or missing).
 const PEBBLE_DEFAULT_VALIDITY: u64 = 7_776_000;
 
@@ -72,15 +119,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses Pebble JSON into a [`Config`] starting from idca's defaults.
 pub fn parse(text: &str) -> Result<Config, String> {
-    let file: File = serde_json::from_str(text).map_err(|e| format!("not a Pebble configuration: {e}"))?;
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not a Pebble configuration: {e}"))?;
+    canonical_keys(&mut value);
+    let file: File = serde_json::from_value(value).map_err(|e| format!("not a Pebble configuration: {e}"))?;
     let p = file.pebble;
     let mut c = Config::default();
     if let Some(listen) = p.listen_address {
         c.server.listen = listen.parse().map_err(|_| format!("listenAddress `{listen}` is not ip:port"))?;
     }
-    if let Some(m) = p.management_listen_address {
-        c.management.listen = m;
-    }
+    // Missing or null is Go's zero value "": no management listener, as in Pebble.
+    c.management.listen = p.management_listen_address.unwrap_or_default();
     if let (Some(cert), Some(key)) = (p.certificate, p.private_key) {
         c.server.tls_cert = Some(cert.into());
         c.server.tls_key = Some(key.into());
@@ -219,6 +268,23 @@ mod tests {
         assert_eq!(c.acme.retry_after_secs, 3);
         assert_eq!(c.acme.profiles["shortlived"].validity_secs, 518_400);
         assert_eq!(c.acme.default_profile, "default");
+    }
+
+    #[test]
+    fn reads_keys_in_any_case_and_a_missing_management_address_as_off() {
+        let c = parse(
+            r#"{"Pebble": {"ListenAddress": "127.0.0.1:1", "HTTPPORT": 7, "externalaccountmackeys": {"Kid-A": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"},
+              "RetryAfter": {"Authz": 9}, "Profiles": {"Short": {"ValidityPeriod": 60}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:1");
+        assert_eq!(c.acme.validation.http_port, 7);
+        assert!(c.acme.eab.keys.contains_key("Kid-A"), "map keys keep their case");
+        assert_eq!(c.acme.retry_after_secs, 9);
+        assert_eq!(c.acme.profiles["Short"].validity_secs, 60);
+        assert_eq!(c.management.listen, "");
+        let c = parse(r#"{"pebble": {"managementListenAddress": null}}"#).unwrap();
+        assert_eq!(c.management.listen, "");
     }
 
     #[test]
