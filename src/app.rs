@@ -62,7 +62,12 @@ pub fn open_store(config: &Config) -> Result<SledStore, AppError> {
         std::fs::set_permissions(dir, private)
             .map_err(|e| AppError::Io(format!("cannot make {} private: {e}", dir.display())))?;
     }
-    Ok(SledStore::open(&dir.join("db"), config.storage.cache_capacity_mib)?)
+    let store = SledStore::open(&dir.join("db"), config.storage.cache_capacity_mib)?;
+    // The data directory's name and the store's in theirs, on stable storage.
+    for d in [crate::files::parent_dir(dir), dir.as_path()] {
+        crate::files::sync_dir(d).map_err(|e| AppError::Io(format!("cannot sync {}: {e}", d.display())))?;
+    }
+    Ok(store)
 }
 
 /// The CA material: from the PEM files named in config, else from the store, else
@@ -180,6 +185,7 @@ fn demo_user(data_dir: &Path) -> Result<crate::config::UserConfig, AppError> {
             let mut file = options.open(&path).map_err(io)?;
             std::io::Write::write_all(&mut file, format!("{password}\n").as_bytes()).map_err(io)?;
             file.sync_all().map_err(io)?;
+            crate::files::sync_dir(data_dir).map_err(io)?;
             tracing::info!(file = %path.display(), "created the demo user `demo`; its password is in the file");
             password
         }
@@ -197,10 +203,7 @@ fn demo_user(data_dir: &Path) -> Result<crate::config::UserConfig, AppError> {
 }
 
 fn write_if_changed(path: &Path, text: &str) -> Result<(), AppError> {
-    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
-        return Ok(());
-    }
-    std::fs::write(path, text).map_err(|e| AppError::Io(format!("cannot write {}: {e}", path.display())))
+    crate::files::write_if_changed(path, text).map_err(AppError::Io)
 }
 
 /// A running server.
@@ -214,6 +217,8 @@ pub struct Server {
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     management: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
+    /// The store, to close it here once the listeners and their tasks let go of it.
+    store: Arc<dyn Store>,
 }
 
 impl Server {
@@ -234,6 +239,7 @@ impl Server {
         }
         self.handle.stop(true).await;
         let _ = self.task.await;
+        close(self.store).await;
     }
 
     /// Runs until the server stops (on SIGINT/SIGTERM when signals are handled).
@@ -242,11 +248,28 @@ impl Server {
         if let Some((_, h)) = &self.management {
             h.stop(true).await;
         }
+        close(self.store).await;
         match result {
             Ok(r) => r.map_err(|e| AppError::Io(e.to_string())),
             Err(e) => Err(AppError::Io(e.to_string())),
         }
     }
+}
+
+/// Waits (up to 10 s) until the server's is the last reference to the store, then drops
+/// it here, so that when `stop` or `wait` returns the store is closed: flushed, its clean
+/// close recorded, its lock released (a restart in the same process, or removing the
+/// data directory, is then safe). The validation worker lets go once the listeners'
+/// state is dropped.
+async fn close(store: Arc<dyn Store>) {
+    for _ in 0..200 {
+        if Arc::strong_count(&store) == 1 {
+            drop(store);
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tracing::warn!("the store is still in use 10 s after the server stopped");
 }
 
 /// Start-up options that are not configuration.
@@ -408,5 +431,5 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
             Some((mgmt_addr, mgmt_handle))
         }
     };
-    Ok(Server { addr, public_url, root_pem: ca.root_pem().to_owned(), handle, task, management })
+    Ok(Server { addr, public_url, root_pem: ca.root_pem().to_owned(), handle, task, management, store })
 }

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod dpop;
+pub mod files;
 pub mod http;
 pub mod jose;
 pub mod metrics;

@@ -404,7 +404,7 @@ pub async fn enroll(o: &EnrollOptions) -> Result<(), Fail> {
     key_path.push("-key.pem");
     let key_path = PathBuf::from(key_path);
     // Both synced, then renamed into place; the key is created mode 0600.
-    let mut files = super::files::StagedFiles::default();
+    let mut files = crate::files::StagedFiles::default();
     files.stage(&chain_path, enrolled.chain_pem.as_bytes(), false)?;
     files.stage(&key_path, enrolled.key_pem.as_bytes(), true)?;
     files.commit()?;

@@ -2,7 +2,6 @@
 
 pub mod acme_client;
 pub mod enroll;
-mod files;
 pub mod pki;
 pub mod trust;
 

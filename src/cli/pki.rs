@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::model::{IssuedCertificate, Revocation, Serial};
 use crate::store::{SledStore, Store, StoreError};
 
-use super::files::StagedFiles;
+use crate::files::StagedFiles;
 
 type Fail = String;
 

@@ -9,8 +9,8 @@ use std::process::Command;
 use crate::ca::NameConstraints;
 use crate::config::Config;
 
-use super::files::StagedFiles;
 use super::pki::fingerprint;
+use crate::files::StagedFiles;
 
 type Fail = String;
 

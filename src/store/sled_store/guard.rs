@@ -154,7 +154,8 @@ impl Drop for Guard {
             let path = sibling(&self.dir, ".clean");
             let written = File::create(&path).and_then(|mut f| {
                 f.write_all(print.as_bytes())?;
-                f.sync_all()
+                f.sync_all()?;
+                crate::files::sync_dir(crate::files::parent_dir(&path))
             });
             if let Err(e) = written {
                 tracing::warn!(path = %path.display(), error = %e, "cannot record the clean close");

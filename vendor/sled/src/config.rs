@@ -573,7 +573,13 @@ impl Config {
             options.create_new(true);
         }
 
-        self.try_lock(options.open(&self.db_path())?)
+        let file = self.try_lock(options.open(&self.db_path())?)?;
+        // idca patch 5: a new database file's name (and the blobs directory's)
+        // survive a crash of the machine, not only of the process.
+        if !self.temporary {
+            sync_dir(&self.get_path())?;
+        }
+        Ok(file)
     }
 
     fn try_lock(&self, file: File) -> Result<File> {
@@ -678,6 +684,9 @@ impl Config {
         io_fail!(self, "write_config crc");
         f.write_all(&crc_arr)?;
         io_fail!(self, "write_config post");
+        // idca patch 5: the file and its name on stable storage.
+        f.sync_all()?;
+        sync_dir(&self.get_path())?;
         Ok(())
     }
 
@@ -862,4 +871,18 @@ fn crate_version() -> (usize, usize) {
     let major = parts.next().unwrap().parse().unwrap();
     let minor = parts.next().unwrap().parse().unwrap();
     (major, minor)
+}
+
+/// idca patch 5: fsyncs a directory, so the names created or renamed in it are on
+/// stable storage (a file's own fsync does not cover its directory entry).
+pub(crate) fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }

@@ -1,5 +1,7 @@
-//! Output files written all or nothing: each is staged beside its destination, synced,
-//! and renamed into place only when every one is ready; staged files that are never
+//! Files written all or nothing and durably: each is staged beside its destination,
+//! synced, and renamed into place only when every one is ready, then the directories
+//! holding them are synced, so the new names survive a crash of the machine too (a
+//! file's own fsync does not cover its directory entry). Staged files that are never
 //! committed are removed.
 
 use std::path::{Path, PathBuf};
@@ -48,7 +50,8 @@ impl StagedFiles {
         file.sync_all().map_err(fail)
     }
 
-    /// Moves every staged file into place and syncs the directories.
+    /// Moves every staged file into place and syncs the directories; an error if a
+    /// directory cannot be synced (the files are in place, but not known durable).
     pub fn commit(mut self) -> Result<(), String> {
         let files = std::mem::take(&mut self.files);
         for (i, (staged, dest)) in files.iter().enumerate() {
@@ -59,15 +62,42 @@ impl StagedFiles {
                 return Err(format!("cannot write {}: {e}", dest.display()));
             }
         }
-        #[cfg(unix)]
         for (_, dest) in &files {
-            let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
+            let dir = parent_dir(dest);
+            sync_dir(dir)
+                .map_err(|e| format!("cannot sync {} after writing {}: {e}", dir.display(), dest.display()))?;
         }
         Ok(())
     }
+}
+
+/// fsyncs directory `dir`, so the names created or renamed in it are on stable storage.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+}
+
+/// Writes `text` to `path` unless it already holds exactly that: staged, synced,
+/// renamed into place, directory synced.
+pub fn write_if_changed(path: &Path, text: &str) -> Result<(), String> {
+    if std::fs::read_to_string(path).is_ok_and(|t| t == text) {
+        return Ok(());
+    }
+    let mut files = StagedFiles::default();
+    files.stage(path, text.as_bytes(), false)?;
+    files.commit()
 }
 
 impl Drop for StagedFiles {
