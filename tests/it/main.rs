@@ -28,3 +28,4 @@ mod oidc_requests;
 mod ops;
 mod pebble_compat;
 mod registration;
+mod syscalls;
