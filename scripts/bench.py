@@ -13,6 +13,7 @@ the ratios, not single runs.
     python3 scripts/bench.py --runs 5   # more runs per figure
     python3 scripts/bench.py --long     # adds the five-minute stall check
     python3 scripts/bench.py --ab OLD NEW  # two idca binaries, alternated runs at c=32
+    python3 scripts/bench.py --ab OLD NEW --concurrency 1  # ... one flow at a time
 """
 
 import argparse
@@ -89,8 +90,8 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def compare(binaries, runs, tmp):
-    """Alternates the binaries on fresh data, c=32, and prints the medians of each."""
+def compare(binaries, runs, tmp, concurrency=32):
+    """Alternates the binaries on fresh data and prints the medians of each."""
     results = {b: [] for b in binaries}
     for _ in range(runs):
         for b in binaries:
@@ -100,15 +101,17 @@ def compare(binaries, runs, tmp):
             try:
                 server.start()
                 load(server, 8, 200)  # warm-up
-                results[b].append(load(server, 32, 4000)[0])
+                orders = 4000 if concurrency >= 8 else 500 * concurrency
+                results[b].append(load(server, concurrency, orders)[0])
             finally:
                 server.stop()
     for b, rs in results.items():
         rate = median([r["per_second"] for r in rs])
         cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
         ratio = median([r["server"]["cpu_ms_per_op"] / r["floor_ms"] for r in rs])
-        print(f"{b}: {rate:.0f} issuances/s, {cpu:.2f} ms CPU each = {ratio:.1f}x the floor "
-              f"(runs: {', '.join('%.0f' % r['per_second'] for r in rs)})")
+        p50 = median([r["flow_ms"]["p50"] for r in rs])
+        print(f"{b}: c={concurrency} {rate:.0f} issuances/s, flow p50 {p50:.2f} ms, {cpu:.2f} ms CPU each "
+              f"= {ratio:.1f}x the floor (runs: {', '.join('%.0f' % r['per_second'] for r in rs)})")
 
 
 def main():
@@ -117,11 +120,12 @@ def main():
     ap.add_argument("--long", action="store_true")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--ab", nargs=2, metavar=("OLD", "NEW"), help="compare two idca binaries")
+    ap.add_argument("--concurrency", type=int, default=32, help="workers for --ab")
     args = ap.parse_args()
     if args.ab:
         tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
         try:
-            compare(args.ab, args.runs, tmp)
+            compare(args.ab, args.runs, tmp, args.concurrency)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return 0
