@@ -33,7 +33,7 @@ pub enum AppError {
 /// The ACME identity challenges check access tokens against the authorization server's
 /// keys, and id_tokens against an external OpenID provider's when one is configured.
 struct IdentityKeys {
-    own: Arc<crate::authz::AuthServer>,
+    own: Arc<crate::oauth::AuthServer>,
     oidc: Option<Arc<crate::validate::OidcProvider>>,
 }
 
@@ -193,7 +193,7 @@ fn demo_user(data_dir: &Path) -> Result<crate::config::UserConfig, AppError> {
     };
     Ok(crate::config::UserConfig {
         username: "demo".into(),
-        password_hash: crate::authz::hash_password(&password).map_err(AppError::Io)?,
+        password_hash: crate::oauth::hash_password(&password).map_err(AppError::Io)?,
         name: "Demo User".into(),
         email: "demo@localhost".into(),
         handle: "demo".into(),
@@ -323,7 +323,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         oauth.users.push(demo_user(&config.storage.data_dir)?);
     }
     let authz = Arc::new(
-        crate::authz::AuthServer::new(
+        crate::oauth::AuthServer::new(
             store.clone(),
             oauth,
             config.dpop.clone(),

@@ -541,7 +541,8 @@ impl Default for LimitsConfig {
             pending_orders_per_account: 300,
             pending_authorizations_per_account: 1000,
             queued_validations: 1000,
-            nonce_window: crate::acme::NONCE_WINDOW,
+            // 1 Mi outstanding nonces: a 128 KiB bitmap (acme::nonce).
+            nonce_window: 1 << 20,
             dpop_jti_max: 1_000_000,
         }
     }

@@ -10,7 +10,6 @@
 
 pub mod acme;
 pub mod app;
-pub mod authz;
 pub mod ca;
 pub mod cli;
 pub mod clock;
@@ -21,6 +20,7 @@ pub mod http;
 pub mod jose;
 pub mod metrics;
 pub mod model;
+pub mod oauth;
 pub mod pebble;
 pub mod store;
 pub mod validate;

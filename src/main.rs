@@ -418,6 +418,6 @@ fn hash_password() -> Result<(), String> {
     if password.is_empty() {
         return Err("no password on standard input".into());
     }
-    println!("{}", idca::authz::hash_password(password)?);
+    println!("{}", idca::oauth::hash_password(password)?);
     Ok(())
 }

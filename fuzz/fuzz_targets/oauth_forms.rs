@@ -4,7 +4,7 @@
 #![no_main]
 use std::sync::{Arc, OnceLock};
 
-use idca::authz::{AuthServer, ClientCredentials, ClientMetadata, TokenForm};
+use idca::oauth::{AuthServer, ClientCredentials, ClientMetadata, TokenForm};
 use libfuzzer_sys::fuzz_target;
 
 struct Fixture {

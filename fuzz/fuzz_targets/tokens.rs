@@ -5,20 +5,20 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-fn keys() -> &'static idca::authz::Keys {
-    static K: OnceLock<idca::authz::Keys> = OnceLock::new();
+fn keys() -> &'static idca::oauth::Keys {
+    static K: OnceLock<idca::oauth::Keys> = OnceLock::new();
     K.get_or_init(|| {
         let pkcs8 = idca::jose::SigningKey::generate_pkcs8().expect("key");
         let kid = idca::jose::SigningKey::from_pkcs8(&pkcs8).expect("key").kid().to_owned();
-        idca::authz::Keys::load(&[idca::model::oauth::OAuthKey { kid, pkcs8, created: 0, retired: None }])
+        idca::oauth::Keys::load(&[idca::model::oauth::OAuthKey { kid, pkcs8, created: 0, retired: None }])
             .expect("keys")
     })
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else { return };
-    let _ = keys().verify::<idca::authz::AccessTokenClaims>(token, idca::authz::AT_JWT);
-    let _ = keys().verify::<idca::authz::IdTokenClaims>(token, "JWT");
+    let _ = keys().verify::<idca::oauth::AccessTokenClaims>(token, idca::oauth::AT_JWT);
+    let _ = keys().verify::<idca::oauth::IdTokenClaims>(token, "JWT");
     if let Ok(jws) = idca::jose::CompactJws::parse(token)
         && let Some(key) = jws.header.jwk.as_ref().and_then(|v| idca::jose::Jwk::from_value(v).ok())
     {

@@ -12,8 +12,8 @@ use reqwest::header::HeaderMap;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
-use crate::authz::percent_encode as pct;
 use crate::jose::b64_encode;
+use crate::oauth::percent_encode as pct;
 
 /// What `idca enroll` needs.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{AppState, HttpError};
-use crate::authz::{AccessTokenClaims, OAuthError};
+use crate::oauth::{AccessTokenClaims, OAuthError};
 
 type State = web::Data<AppState>;
 

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::acme::AcmeError;
-use crate::authz::OAuthError;
+use crate::oauth::OAuthError;
 
 /// An error on its way to the client.
 #[derive(Debug, thiserror::Error)]

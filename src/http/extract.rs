@@ -8,7 +8,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::{AppState, HttpError};
 use crate::acme::{AcmeError, SignedRequest};
-use crate::authz::OAuthError;
+use crate::oauth::OAuthError;
 
 /// A JWS POST (RFC 8555 §6.2): `Content-Type: application/jose+json` (else 415), a body
 /// no larger than `limits.jose_body_bytes` (else 413), and the absolute URL it was sent

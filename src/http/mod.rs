@@ -30,7 +30,7 @@ use crate::config::LimitsConfig;
 /// What handlers share.
 pub struct AppState {
     pub acme: Arc<crate::acme::Acme>,
-    pub authz: Arc<crate::authz::AuthServer>,
+    pub authz: Arc<crate::oauth::AuthServer>,
     /// Session cookies carry `Secure` (the listener is HTTPS).
     pub secure_cookies: bool,
     pub clock: Arc<dyn Clock>,

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 
 use super::{AppState, HttpError, pages};
-use crate::authz::{
+use crate::oauth::{
     AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm, DeviceOutcome,
     LoginForm, OAuthError, TokenForm, paths,
 };

@@ -4,7 +4,7 @@
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 
-use crate::authz::LoginPage;
+use crate::oauth::LoginPage;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -65,7 +65,7 @@ pub fn login(p: &LoginPage) -> HttpResponse {
          <button type=\"submit\">Sign in and allow</button></form>",
         client = escape(&p.client_name),
         scopes = escape(&p.scope.join(" ")),
-        action = crate::authz::paths::LOGIN,
+        action = crate::oauth::paths::LOGIN,
         request = escape(&p.request),
         csrf = escape(&p.csrf),
         username = escape(&p.username),
@@ -86,7 +86,7 @@ pub fn login(p: &LoginPage) -> HttpResponse {
 
 /// The consent page: for a third-party (dynamically registered) client, or when the
 /// client asked for it (`prompt=consent`).
-pub fn consent(p: &crate::authz::ConsentPage) -> HttpResponse {
+pub fn consent(p: &crate::oauth::ConsentPage) -> HttpResponse {
     let who =
         if p.third_party { " (a registered application, not configured by this server's administrator)" } else { "" };
     let body = format!(
@@ -101,7 +101,7 @@ pub fn consent(p: &crate::authz::ConsentPage) -> HttpResponse {
         client = escape(&p.client_name),
         scopes = escape(&p.scope.join(" ")),
         redirect = escape(&p.redirect_uri),
-        action = crate::authz::paths::CONSENT,
+        action = crate::oauth::paths::CONSENT,
         request = escape(&p.request),
         csrf = escape(&p.csrf),
     );
@@ -109,9 +109,9 @@ pub fn consent(p: &crate::authz::ConsentPage) -> HttpResponse {
 }
 
 /// The device verification pages (RFC 8628 §3.3).
-pub fn device(outcome: &crate::authz::DeviceOutcome) -> HttpResponse {
-    use crate::authz::DeviceOutcome;
-    let verify = crate::authz::paths::DEVICE_VERIFY;
+pub fn device(outcome: &crate::oauth::DeviceOutcome) -> HttpResponse {
+    use crate::oauth::DeviceOutcome;
+    let verify = crate::oauth::paths::DEVICE_VERIFY;
     let error_html = |e: &Option<String>| {
         e.as_deref().map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default()
     };

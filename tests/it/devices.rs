@@ -122,7 +122,7 @@ async fn a_device_gets_a_client_identity_access_token() {
     let cid = f.cid().to_owned();
     assert!(cid.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{cid}");
     let client_id = f.device["client_id"].as_str().unwrap().to_owned();
-    assert_eq!(client_id, format!("wireapp://{}!{cid}@wire.example.test", idca::authz::wire_user_id("alice")));
+    assert_eq!(client_id, format!("wireapp://{}!{cid}@wire.example.test", idca::oauth::wire_user_id("alice")));
     // HEAD 200 and GET 204, both with a 22-character Replay-Nonce and no caching.
     let head = f.b.http.head(format!("{}/clients/{cid}/nonce", f.b.base)).bearer_auth(&f.token).send().await.unwrap();
     let get = f.b.http.get(format!("{}/clients/{cid}/nonce", f.b.base)).bearer_auth(&f.token).send().await.unwrap();

@@ -18,7 +18,7 @@ pub const SECRET: &str = "s3cret-s3cret-s3cret";
 /// argon2 hashes are slow on purpose: make each once per test binary.
 fn hashes() -> &'static (String, String) {
     static H: OnceLock<(String, String)> = OnceLock::new();
-    H.get_or_init(|| (idca::authz::hash_password(PASSWORD).unwrap(), idca::authz::hash_password(SECRET).unwrap()))
+    H.get_or_init(|| (idca::oauth::hash_password(PASSWORD).unwrap(), idca::oauth::hash_password(SECRET).unwrap()))
 }
 
 pub async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) -> TestServer {

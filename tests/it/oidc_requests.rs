@@ -154,7 +154,7 @@ async fn claims_requests_cannot_make_idca_sign_what_it_does_not_vouch_for() {
     // Core §5.5.1.1: an essential acr with values idca cannot satisfy fails the
     // authentication; so does a `sub` value (§3.1.2.2), and at the device endpoint too.
     let acr = json!({"id_token": {"acr": {"essential": true, "values": ["urn:mace:incommon:iap:silver"]}}});
-    let enc = |v: &Value| idca::authz::percent_encode(&v.to_string());
+    let enc = |v: &Value| idca::oauth::percent_encode(&v.to_string());
     let url = authorize_url(&b, &format!("&claims={}", enc(&acr)));
     let page = b.get(&url).await;
     assert_error_redirect(&b, &page, "unmet_authentication_requirements");
@@ -340,7 +340,7 @@ async fn error_descriptions_never_echo_raw_input() {
     }
     // Authorization endpoint: a scope that is not allowed, echoed in a redirect.
     let url = authorize_url(&b, "")
-        .replace("scope=openid", &format!("scope=openid%20{}", idca::authz::percent_encode(hostile)));
+        .replace("scope=openid", &format!("scope=openid%20{}", idca::oauth::percent_encode(hostile)));
     let page = b.get(&url).await;
     assert_error_redirect(&b, &page, "invalid_scope");
     // Device endpoint and registration.
@@ -435,7 +435,7 @@ async fn redirect_uris_must_parse_and_authorize_never_fails_for_a_registered_cli
                 "{}/oauth/authorize?response_type=code&client_id={id}&redirect_uri={}&scope=openid\
                  &code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
                 b.base,
-                idca::authz::percent_encode(good)
+                idca::oauth::percent_encode(good)
             );
             let page = b.get(&url).await;
             assert!(page.status < 500, "{good} {extra}: {} {}", page.status, page.text);

@@ -6,21 +6,21 @@
 
 mod claims;
 mod clients;
-mod device;
-mod devices;
+mod device_grant;
 mod error;
 mod login;
 mod pkce;
 mod registration;
 mod tokens;
+mod wire_clients;
 
 pub use clients::{Client, ClientCredentials};
-pub use device::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
-pub use devices::{DeviceInfo, DeviceTokenResponse, wire_user_id};
+pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
 pub use login::{LoginLimiter, User, hash_password, verify_password};
 pub use registration::{ClientMetadata, RegistrationResponse};
 pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, Keys};
+pub use wire_clients::{DeviceInfo, DeviceTokenResponse, wire_user_id};
 
 use std::net::IpAddr;
 use std::sync::Arc;
