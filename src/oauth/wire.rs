@@ -1,0 +1,140 @@
+//! What the OAuth endpoints read and answer: forms, responses, page models.
+
+use super::*;
+
+/// Scopes idca understands.
+pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "offline_access", "acme"];
+
+/// Grant types idca implements.
+pub const GRANT_TYPES: [&str; 4] =
+    ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"];
+
+/// Query parameters of the authorization endpoint (RFC 6749 §4.1.1, RFC 7636 §4.3,
+/// OIDC Core §3.1.2.1).
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct AuthorizeParams {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub nonce: Option<String>,
+    /// OIDC Core §3.1.2.1: space-separated `none`, `login`, `consent`, `select_account`.
+    pub prompt: Option<String>,
+    /// OIDC Core §3.1.2.1: the most seconds since the user last logged in.
+    pub max_age: Option<String>,
+    /// OIDC Core §5.5, a JSON object.
+    pub claims: Option<String>,
+    /// RFC 9449 §10: the thumbprint of the key the token request will prove.
+    pub dpop_jkt: Option<String>,
+}
+
+/// The login form (fields of the page `http::oauth` renders).
+#[derive(Clone, Deserialize)]
+pub struct LoginForm {
+    pub request: String,
+    pub csrf: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for LoginForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginForm").field("username", &self.username).field("password", &"[elided]").finish()
+    }
+}
+
+/// The token request form (RFC 6749 §4.1.3, §4.4.2, §6).
+#[derive(Default, Clone, Deserialize)]
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    /// The token to introspect or revoke (RFC 7662, RFC 7009).
+    pub token: Option<String>,
+    pub token_type_hint: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub device_code: Option<String>,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    /// The OIDC `claims` parameter of a device authorization request.
+    pub claims: Option<String>,
+}
+
+impl std::fmt::Debug for TokenForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenForm").field("grant_type", &self.grant_type).field("client_id", &self.client_id).finish()
+    }
+}
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenResponse([elided])")
+    }
+}
+
+/// The login page to show.
+#[derive(Debug, Clone)]
+pub struct LoginPage {
+    pub request: String,
+    pub csrf: String,
+    pub client_name: String,
+    pub scope: Vec<String>,
+    pub username: String,
+    pub error: Option<String>,
+    /// Set while the user/address is locked out: the page answers 429 with
+    /// `Retry-After` (RFC 6585 §4).
+    pub retry_after: Option<i64>,
+}
+
+/// The consent page to show (dynamically registered clients).
+#[derive(Debug, Clone)]
+pub struct ConsentPage {
+    pub request: String,
+    pub csrf: String,
+    pub client_name: String,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    /// Dynamically registered, not configured by the administrator.
+    pub third_party: bool,
+}
+
+/// The consent form.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsentForm {
+    pub request: String,
+    pub csrf: String,
+    /// `allow` or `deny`.
+    pub action: String,
+}
+
+/// What the authorization endpoint (or the login form) leads to.
+#[derive(Debug, Clone)]
+pub enum AuthorizeOutcome {
+    /// An error that must not be redirected (unknown client, bad redirect URI, RFC 6749
+    /// §4.1.2.1): shown to the user.
+    ErrorPage { status: u16, message: String },
+    /// Back to the client, with a code or an error; optionally a new session cookie.
+    Redirect { url: String, session: Option<(String, i64)> },
+    /// The user must log in.
+    Login(LoginPage),
+    /// The user must consent (third-party client); maybe with a new session cookie.
+    Consent { page: ConsentPage, session: Option<(String, i64)> },
+}
