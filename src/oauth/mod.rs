@@ -238,6 +238,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn grant_types_parse_to_what_they_name() {
+        for name in GRANT_TYPES {
+            assert_eq!(GrantType::parse(name).map(GrantType::as_str), Some(name));
+        }
+        for bad in ["", "password", "implicit", "AUTHORIZATION_CODE", "authorization_code "] {
+            assert_eq!(GrantType::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn query_building_encodes() {
         assert_eq!(
             with_query("https://a/cb", &[("code", "x y"), ("state", "s&t")]),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AuthServer, DEVICE_GRANT, OAuthError, scopes};
+use super::{AuthServer, GrantType, OAuthError, scopes};
 use crate::clock::UnixTime;
 use crate::model::oauth::{RegisteredClient, SecretHash};
 use crate::model::random_token;
@@ -78,7 +78,8 @@ impl AuthServer {
         // 2.
         let grants = m.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
         for g in &grants {
-            if !["authorization_code", "refresh_token", DEVICE_GRANT].contains(&g.as_str()) {
+            let allowed = [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::DeviceCode];
+            if !GrantType::parse(g).is_some_and(|g| allowed.contains(&g)) {
                 return Err(bad(
                     "grant_types: registered clients may use authorization_code, refresh_token and the device grant"
                         .into(),

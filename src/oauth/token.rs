@@ -37,17 +37,16 @@ impl AuthServer {
         let jkt = jkt.as_deref();
         let grant_type =
             form.grant_type.as_deref().ok_or_else(|| OAuthError::InvalidRequest("grant_type is required".into()))?;
-        if !GRANT_TYPES.contains(&grant_type) {
-            return Err(OAuthError::UnsupportedGrantType("this grant_type is not supported".into()));
-        }
-        if !client.allows_grant(grant_type) {
+        let grant = GrantType::parse(grant_type)
+            .ok_or_else(|| OAuthError::UnsupportedGrantType("this grant_type is not supported".into()))?;
+        if !client.allows_grant(grant.as_str()) {
             return Err(OAuthError::UnauthorizedClient(format!("this client may not use {grant_type}")));
         }
-        match grant_type {
-            "authorization_code" => self.code_grant(&client, form, jkt, now).await,
-            "refresh_token" => self.refresh_grant(&client, form, jkt, now).await,
-            DEVICE_GRANT => self.device_grant(&client, form, jkt, now).await,
-            _ => self.client_credentials_grant(&client, form, jkt, now).await,
+        match grant {
+            GrantType::AuthorizationCode => self.code_grant(&client, form, jkt, now).await,
+            GrantType::RefreshToken => self.refresh_grant(&client, form, jkt, now).await,
+            GrantType::DeviceCode => self.device_grant(&client, form, jkt, now).await,
+            GrantType::ClientCredentials => self.client_credentials_grant(&client, form, jkt, now).await,
         }
     }
 

@@ -6,8 +6,40 @@ use super::*;
 pub const SCOPES: [&str; 5] = ["openid", "profile", "email", "offline_access", "acme"];
 
 /// Grant types idca implements.
-pub const GRANT_TYPES: [&str; 4] =
-    ["authorization_code", "refresh_token", "client_credentials", "urn:ietf:params:oauth:grant-type:device_code"];
+pub const GRANT_TYPES: [&str; 4] = [
+    GrantType::AuthorizationCode.as_str(),
+    GrantType::RefreshToken.as_str(),
+    GrantType::ClientCredentials.as_str(),
+    GrantType::DeviceCode.as_str(),
+];
+
+/// The token form's `grant_type` (RFC 6749 §4.1.3, §6, §4.4; RFC 8628 §3.4), parsed once
+/// so the token endpoint dispatches on a type, not on strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantType {
+    AuthorizationCode,
+    RefreshToken,
+    ClientCredentials,
+    DeviceCode,
+}
+
+impl GrantType {
+    /// `None` for a grant type idca does not implement.
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::AuthorizationCode, Self::RefreshToken, Self::ClientCredentials, Self::DeviceCode]
+            .into_iter()
+            .find(|g| g.as_str() == s)
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+            Self::DeviceCode => super::DEVICE_GRANT,
+        }
+    }
+}
 
 /// Query parameters of the authorization endpoint (RFC 6749 §4.1.1, RFC 7636 §4.3,
 /// OIDC Core §3.1.2.1).
