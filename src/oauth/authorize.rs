@@ -88,12 +88,9 @@ impl AuthServer {
         let state = p.state.clone();
         let error_redirect = |e: OAuthError| {
             let description = e.description();
-            let mut params = vec![("error", e.code()), ("error_description", description.as_str())];
-            if let Some(s) = &state {
-                params.push(("state", s));
-            }
-            params.push(("iss", &self.issuer));
-            Ok(AuthorizeOutcome::Redirect { url: with_query(&redirect_uri, &params), session: None })
+            let params = [("error", e.code()), ("error_description", description.as_str())];
+            let url = self.redirect_to_client(&redirect_uri, &params, state.as_deref());
+            Ok(AuthorizeOutcome::Redirect { url, session: None })
         };
         // 2.
         if p.response_type.as_deref() != Some("code") {
@@ -225,12 +222,18 @@ impl AuthServer {
             redeemed: None,
         };
         self.store.put_code(&SecretHash::of(&code), &record).await?;
-        let mut params = vec![("code", code.as_str())];
-        if let Some(s) = &p.state {
-            params.push(("state", s));
+        Ok(self.redirect_to_client(&p.redirect_uri, &[("code", code.as_str())], p.state.as_deref()))
+    }
+
+    /// The redirect back to the client: `params`, then the request's `state` (RFC 6749
+    /// §4.1.2) and `iss` (RFC 9207 §2).
+    fn redirect_to_client(&self, redirect_uri: &str, params: &[(&str, &str)], state: Option<&str>) -> String {
+        let mut all = params.to_vec();
+        if let Some(s) = state {
+            all.push(("state", s));
         }
-        params.push(("iss", &self.issuer));
-        Ok(with_query(&p.redirect_uri, &params))
+        all.push(("iss", &self.issuer));
+        with_query(redirect_uri, &all)
     }
 
     /// The login form (a POST from the page): the request must be live and the CSRF
@@ -356,12 +359,9 @@ impl AuthServer {
                 Ok(AuthorizeOutcome::Redirect { url, session: None })
             }
             _ => {
-                let mut params = vec![("error", "access_denied"), ("error_description", "the user denied the request")];
-                if let Some(s) = &pending.state {
-                    params.push(("state", s));
-                }
-                params.push(("iss", &self.issuer));
-                Ok(AuthorizeOutcome::Redirect { url: with_query(&pending.redirect_uri, &params), session: None })
+                let params = [("error", "access_denied"), ("error_description", "the user denied the request")];
+                let url = self.redirect_to_client(&pending.redirect_uri, &params, pending.state.as_deref());
+                Ok(AuthorizeOutcome::Redirect { url, session: None })
             }
         }
     }
