@@ -1,16 +1,18 @@
-//! Finalization (RFC 8555 §7.4): check the CSR against the order, issue, store both.
+//! Finalization (RFC 8555 §7.4): check the CSR against the order, issue, store both;
+//! and the certificate download (§7.4.2) with its alternate chains.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use super::wire::OrderStatus;
 use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, found, order_status, owned_by, wire};
+
 #[cfg(test)]
 use crate::ca::KeyType;
 use crate::ca::{CsrInfo, LeafRequest, Usage, parse_csr};
 use crate::clock::UnixTime;
 use crate::jose::{Jwk, b64_decode};
-use crate::model::{IdentifierKind, IssuedCertificate, Order, OrderId, OrderPhase};
+use crate::model::{IdentifierKind, IssuedCertificate, Order, OrderId, OrderPhase, Serial};
 use crate::store::StoreError;
 
 /// Checks a CSR against an order (§7.4):
@@ -148,6 +150,42 @@ impl Acme {
             Err(e) => return Err(e.into()),
         }
         Ok(Reply::ok(self.order_json(&order, &authzs, now)).at(self.links.order(&order.id)))
+    }
+}
+
+impl Acme {
+    /// The certificate chain (§7.4.2), PEM, fetched with POST-as-GET by its account:
+    /// chain `alternate` (0: the default, as stored at issuance), with a
+    /// `Link: rel="alternate"` to each other chain (Pebble's `/alternate/N` URLs).
+    pub async fn certificate(
+        &self,
+        req: SignedRequest,
+        serial: &Serial,
+        alternate: usize,
+    ) -> Result<Reply<String>, AcmeError> {
+        let v = self.verify(&req, KeyRule::Kid).await?;
+        v.require_post_as_get()?;
+        let cert = self.issued(serial).await?.value;
+        match &cert.account {
+            Some(owner) => owned_by(owner, &v, "certificate")?,
+            None => return Err(AcmeError::Unauthorized("this certificate was not issued through ACME".into())),
+        }
+        // Alternates exist for the current CA's leaves only (not a rotated-out one's).
+        let leaf = cert.leaf_der().unwrap_or_default();
+        let chains = if self.ca.chain_pem(&leaf, 0).is_some() { self.ca.chain_count() } else { 1 };
+        let body = match alternate {
+            0 => cert.chain_pem,
+            n => self
+                .ca
+                .chain_pem(&leaf, n)
+                .filter(|_| n < chains)
+                .ok_or_else(|| AcmeError::NotFound(format!("certificate {serial} has no alternate chain {n}")))?,
+        };
+        let mut reply = Reply::ok(body);
+        for n in (0..chains).filter(|n| *n != alternate) {
+            reply = reply.link(self.links.certificate_chain(serial, n), "alternate");
+        }
+        Ok(reply)
     }
 }
 
