@@ -5,7 +5,7 @@
 use super::wire::OrderStatus;
 use super::*;
 use crate::clock::UnixTime;
-use crate::model::{Authorization, AuthzStatus, Order, OrderPhase};
+use crate::model::{Authorization, AuthzStatus, Identifier, Order, OrderPhase};
 
 /// An authorization's status at `now`: pending and valid authorizations expire (§7.1.6).
 pub fn authz_status(a: &Authorization, now: UnixTime) -> AuthzStatus {
@@ -68,7 +68,54 @@ impl Acme {
             });
         }
         let p: wire::NewOrderPayload = v.json()?;
-        let profile = match &p.profile {
+        let profile = self.order_profile(&p)?;
+        let identifiers = self.order_identifiers(&p)?;
+        let identity = self.order_identity(&identifiers)?;
+        let (not_before, not_after) = self.order_validity(&p, identity.is_some(), &profile, now)?;
+        let expires = now + self.config.order_lifetime_secs as i64;
+        let (authzs, authz_ids) = self.make_authorizations(&account.id, &identifiers, &identity, expires, now).await?;
+        self.check_pending(&account.id, authzs.len(), now).await?;
+        let order = Order {
+            id: OrderId::random(),
+            account: account.id.clone(),
+            identifiers,
+            authorizations: authz_ids,
+            expires,
+            not_before,
+            not_after,
+            phase: OrderPhase::Open,
+            created: now,
+            replaces: None,
+            replaces_cert_id: None,
+            profile: Some(profile),
+        };
+        let mut order = order;
+        let replaced = match &p.replaces {
+            Some(id) => Some(self.replacement(id, &order, now).await?),
+            None => None,
+        };
+        if let Some(r) = &replaced {
+            order.replaces = Some(r.value.serial.clone());
+            order.replaces_cert_id = p.replaces.clone();
+        }
+        match self.store.create_order(&order, &authzs, replaced.as_ref().map(|r| (&r.value, r.version))).await {
+            Ok(()) if self.pending_limits == (0, 0) => {}
+            Ok(()) => self.open_orders.add(&account.id, order.id.clone(), order.expires, now),
+            Err(StoreError::Conflict) => {
+                return Err(AcmeError::AlreadyReplaced("another order replaced this certificate first".into()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let all = self.order_authzs(&order).await?;
+        let mut reply = Reply::ok(self.order_json(&order, &all, now)).at(self.links.order(&order.id));
+        reply.created = true;
+        Ok(reply)
+    }
+
+    /// The order's profile (draft-aaron-acme-profiles): the one named, if offered, or
+    /// the default.
+    fn order_profile(&self, p: &wire::NewOrderPayload) -> Result<String, AcmeError> {
+        Ok(match &p.profile {
             Some(name) if self.config.profiles.contains_key(name) => name.clone(),
             Some(name) => {
                 return Err(AcmeError::InvalidProfile(format!(
@@ -77,7 +124,13 @@ impl Acme {
                 )));
             }
             None => self.config.default_profile.clone(),
-        };
+        })
+    }
+
+    /// The order's identifiers, parsed, sorted and deduplicated; refused all at once with
+    /// one subproblem per refused identifier (§6.7.1): unparseable or unsupported, outside
+    /// a local-PKI CA's name constraints, or on the block list.
+    fn order_identifiers(&self, p: &wire::NewOrderPayload) -> Result<Vec<Identifier>, AcmeError> {
         if p.identifiers.is_empty() {
             return Err(AcmeError::Malformed("an order needs at least one identifier".into()));
         }
@@ -118,7 +171,16 @@ impl Acme {
         if !refused.is_empty() {
             return Err(AcmeError::for_identifiers(refused));
         }
-        let identity = identity::check_identity_order(&identifiers)?;
+        Ok(identifiers)
+    }
+
+    /// A Wire identity order's device and user (`wireapp-device`, `wireapp-user`), checked
+    /// against the intermediate's URI name constraints; `None` for other orders.
+    fn order_identity(
+        &self,
+        identifiers: &[Identifier],
+    ) -> Result<Option<(identity::WireIdentity, identity::WireIdentity)>, AcmeError> {
+        let identity = identity::check_identity_order(identifiers)?;
         // A name-constrained intermediate (ca.identity_uri_domains) can only issue for its
         // domains: refuse others now rather than issue a certificate that cannot verify.
         let permitted = self.ca.permitted_uri_hosts();
@@ -132,6 +194,18 @@ impl Acme {
                 device.domain
             )));
         }
+        Ok(identity)
+    }
+
+    /// `notBefore` / `notAfter` (§7.1.3): RFC 3339 if given, in the future and in order;
+    /// identity orders always carry both (Wire clients read them).
+    fn order_validity(
+        &self,
+        p: &wire::NewOrderPayload,
+        identity: bool,
+        profile: &str,
+        now: UnixTime,
+    ) -> Result<(Option<UnixTime>, Option<UnixTime>), AcmeError> {
         let parse_time = |s: &Option<String>, field: &str| -> Result<Option<UnixTime>, AcmeError> {
             s.as_deref()
                 .map(|t| {
@@ -142,9 +216,9 @@ impl Acme {
         };
         let mut not_before = parse_time(&p.not_before, "notBefore")?;
         let mut not_after = parse_time(&p.not_after, "notAfter")?;
-        if identity.is_some() {
+        if identity {
             // Wire clients read notBefore and notAfter from every identity order.
-            let validity = self.config.profiles.get(&profile).map_or(90 * 86_400, |p| p.validity_secs as i64);
+            let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| p.validity_secs as i64);
             let nb = *not_before.get_or_insert(now - 60);
             not_after.get_or_insert(nb + validity);
         }
@@ -153,12 +227,25 @@ impl Acme {
         {
             return Err(AcmeError::Malformed("`notAfter` must be in the future and after `notBefore`".into()));
         }
-        let expires = now + self.config.order_lifetime_secs as i64;
+        Ok((not_before, not_after))
+    }
+
+    /// One authorization per identifier (reusing a valid one when
+    /// `acme.testing.authz_reuse_percent` says so), each with the challenges its
+    /// identifier allows (Pebble's makeAuthorizations / makeChallenges).
+    async fn make_authorizations(
+        &self,
+        account: &AccountId,
+        identifiers: &[Identifier],
+        identity: &Option<(identity::WireIdentity, identity::WireIdentity)>,
+        expires: UnixTime,
+        now: UnixTime,
+    ) -> Result<(Vec<Authorization>, Vec<AuthzId>), AcmeError> {
         let mut authzs = Vec::with_capacity(identifiers.len());
         let mut authz_ids = Vec::with_capacity(identifiers.len());
-        for ident in &identifiers {
+        for ident in identifiers {
             if percent_chance(self.config.testing.authz_reuse_percent)
-                && let Some(reused) = self.reusable_authz(&account.id, ident, now).await?
+                && let Some(reused) = self.reusable_authz(account, ident, now).await?
             {
                 authz_ids.push(reused);
                 continue;
@@ -166,7 +253,7 @@ impl Acme {
             let wildcard = ident.kind == IdentifierKind::Dns && ident.value.starts_with("*.");
             let authz = Authorization {
                 id: AuthzId::random(),
-                account: account.id.clone(),
+                account: account.clone(),
                 identifier: ident.clone(),
                 status: AuthzStatus::Pending,
                 expires,
@@ -180,49 +267,14 @@ impl Acme {
                         status: ChallengeStatus::Pending,
                         validated: None,
                         error: None,
-                        target: self.challenge_target(*kind, &identity),
+                        target: self.challenge_target(*kind, identity),
                     })
                     .collect(),
             };
             authz_ids.push(authz.id.clone());
             authzs.push(authz);
         }
-        self.check_pending(&account.id, authzs.len(), now).await?;
-        let order = Order {
-            id: OrderId::random(),
-            account: account.id.clone(),
-            identifiers,
-            authorizations: authz_ids,
-            expires,
-            not_before,
-            not_after,
-            phase: OrderPhase::Open,
-            created: now,
-            replaces: None,
-            replaces_cert_id: None,
-            profile: Some(profile),
-        };
-        let mut order = order;
-        let replaced = match &p.replaces {
-            Some(id) => Some(self.replacement(id, &order, now).await?),
-            None => None,
-        };
-        if let Some(r) = &replaced {
-            order.replaces = Some(r.value.serial.clone());
-            order.replaces_cert_id = p.replaces.clone();
-        }
-        match self.store.create_order(&order, &authzs, replaced.as_ref().map(|r| (&r.value, r.version))).await {
-            Ok(()) if self.pending_limits == (0, 0) => {}
-            Ok(()) => self.open_orders.add(&account.id, order.id.clone(), order.expires, now),
-            Err(StoreError::Conflict) => {
-                return Err(AcmeError::AlreadyReplaced("another order replaced this certificate first".into()));
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let all = self.order_authzs(&order).await?;
-        let mut reply = Reply::ok(self.order_json(&order, &all, now)).at(self.links.order(&order.id));
-        reply.created = true;
-        Ok(reply)
+        Ok((authzs, authz_ids))
     }
 
     /// The `target` of a Wire challenge: the device's access-token URL, or the issuer.
