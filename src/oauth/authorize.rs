@@ -44,6 +44,15 @@ impl Prompt {
     }
 }
 
+/// An authorization request that passed steps 2 to 5 of [`AuthServer::authorize`].
+struct CheckedRequest {
+    scope: Vec<String>,
+    code_challenge: Option<String>,
+    id_token_claims: std::collections::BTreeMap<String, serde_json::Value>,
+    prompt: Prompt,
+    max_age: Option<i64>,
+}
+
 impl AuthServer {
     /// The authorization endpoint (RFC 6749 §4.1.1), in order:
     /// 1. an unknown client or a redirect URI that is not registered for it is shown as
@@ -65,26 +74,10 @@ impl AuthServer {
         now: UnixTime,
     ) -> Result<AuthorizeOutcome, OAuthError> {
         // 1.
-        let page = |m: &str| Ok(AuthorizeOutcome::ErrorPage { status: 400, message: m.to_owned() });
-        let client = match &p.client_id {
-            Some(id) => self.client(id).await?,
-            None => None,
+        let (client, redirect_uri) = match self.client_and_redirect_uri(p).await? {
+            Ok(found) => found,
+            Err(message) => return Ok(AuthorizeOutcome::ErrorPage { status: 400, message: message.to_owned() }),
         };
-        let Some(client) = client else {
-            return page("Unknown client. Check the client_id the application sent.");
-        };
-        let redirect_uri = match (&p.redirect_uri, client.redirect_uris.as_slice()) {
-            (Some(uri), _) if client.matches_redirect_uri(uri) => uri.clone(),
-            (None, [only]) => only.clone(),
-            _ => return page("The redirect URI is not registered for this client."),
-        };
-        // Records written before the RFC 3986 check: never a redirect to what would not
-        // make a valid `Location`.
-        if crate::config::check_redirect_uri(&redirect_uri).is_err() {
-            return page(
-                "The redirect URI registered for this client is not valid. Ask its developer to register it again.",
-            );
-        }
         let state = p.state.clone();
         let error_redirect = |e: OAuthError| {
             let description = e.description();
@@ -92,63 +85,15 @@ impl AuthServer {
             let url = self.redirect_to_client(&redirect_uri, &params, state.as_deref());
             Ok(AuthorizeOutcome::Redirect { url, session: None })
         };
-        // 2.
-        if p.response_type.as_deref() != Some("code") {
-            return error_redirect(OAuthError::UnsupportedResponseType("response_type must be code".into()));
-        }
-        // 3.
-        let scope = scopes(p.scope.as_deref().unwrap_or(""));
-        if scope.is_empty() {
-            return error_redirect(OAuthError::InvalidScope("scope is required".into()));
-        }
-        if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
-            return error_redirect(OAuthError::InvalidScope(format!("scope `{s}` is not allowed for this client")));
-        }
-        // 4.
-        let code_challenge = match &p.code_challenge {
-            Some(c) => {
-                if let Err(e) = pkce::check_challenge(c, p.code_challenge_method.as_deref()) {
-                    return error_redirect(e);
-                }
-                Some(c.clone())
-            }
-            None if client.is_public() || self.config.require_pkce => {
-                return error_redirect(OAuthError::InvalidRequest(
-                    "PKCE is required: send code_challenge (S256)".into(),
-                ));
-            }
-            None => None,
-        };
-        let id_token_claims = match p.claims.as_deref().map(claims::requested_claims).transpose() {
-            Ok(c) => c.unwrap_or_default(),
-            Err(e) => return error_redirect(e),
-        };
-        if p.dpop_jkt.as_deref().is_some_and(|j| j.len() != 43 || crate::jose::b64_decode(j).is_err()) {
-            return error_redirect(OAuthError::InvalidRequest(
-                "dpop_jkt must be a base64url SHA-256 thumbprint".into(),
-            ));
-        }
-        // 5.
-        let prompt = match Prompt::parse(p.prompt.as_deref()) {
-            Ok(prompt) => prompt,
-            Err(e) => return error_redirect(e),
-        };
-        let max_age = match p.max_age.as_deref().map(str::parse::<i64>) {
-            None => None,
-            Some(Ok(m)) if m >= 0 => Some(m),
-            Some(_) => {
-                return error_redirect(OAuthError::InvalidRequest("max_age must be a non-negative integer".into()));
-            }
-        };
-        let session = match session {
-            Some(id) => match self.store.session(&SecretHash::of(id)).await {
-                Ok(s) if s.expires > now => Some(s),
-                Ok(_) | Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e.into()),
-            },
-            None => None,
-        };
-        let session = session.filter(|s| !prompt.login && max_age.is_none_or(|m| m > 0 && now - s.auth_time <= m));
+        let CheckedRequest { scope, code_challenge, id_token_claims, prompt, max_age } =
+            match self.check_request(p, &client) {
+                Ok(checked) => checked,
+                Err(e) => return error_redirect(e),
+            };
+        let session = self
+            .live_session(session, now)
+            .await?
+            .filter(|s| !prompt.login && max_age.is_none_or(|m| m > 0 && now - s.auth_time <= m));
         let consent = client.dynamic || prompt.consent;
         if prompt.none {
             let (code, detail) = match &session {
@@ -195,6 +140,86 @@ impl AuthServer {
             error: None,
             retry_after: None,
         }))
+    }
+
+    /// Step 1 of [`AuthServer::authorize`]: the client and the redirect URI to answer
+    /// at, or the message of the error page to show instead (never a redirect).
+    async fn client_and_redirect_uri(
+        &self,
+        p: &AuthorizeParams,
+    ) -> Result<Result<(Client, String), &'static str>, OAuthError> {
+        let client = match &p.client_id {
+            Some(id) => self.client(id).await?,
+            None => None,
+        };
+        let Some(client) = client else {
+            return Ok(Err("Unknown client. Check the client_id the application sent."));
+        };
+        let redirect_uri = match (&p.redirect_uri, client.redirect_uris.as_slice()) {
+            (Some(uri), _) if client.matches_redirect_uri(uri) => uri.clone(),
+            (None, [only]) => only.clone(),
+            _ => return Ok(Err("The redirect URI is not registered for this client.")),
+        };
+        // Records written before the RFC 3986 check: never a redirect to what would not
+        // make a valid `Location`.
+        if crate::config::check_redirect_uri(&redirect_uri).is_err() {
+            return Ok(Err(
+                "The redirect URI registered for this client is not valid. Ask its developer to register it again.",
+            ));
+        }
+        Ok(Ok((client, redirect_uri)))
+    }
+
+    /// The browser session named by the cookie, if it exists and has not expired.
+    async fn live_session(&self, id: Option<&str>, now: UnixTime) -> Result<Option<Session>, OAuthError> {
+        let Some(id) = id else { return Ok(None) };
+        match self.store.session(&SecretHash::of(id)).await {
+            Ok(s) if s.expires > now => Ok(Some(s)),
+            Ok(_) | Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Steps 2 to 5 of [`AuthServer::authorize`] for a known client and redirect URI:
+    /// what the request asks for, or the error to redirect back with.
+    fn check_request(&self, p: &AuthorizeParams, client: &Client) -> Result<CheckedRequest, OAuthError> {
+        // 2.
+        if p.response_type.as_deref() != Some("code") {
+            return Err(OAuthError::UnsupportedResponseType("response_type must be code".into()));
+        }
+        // 3.
+        let scope = scopes(p.scope.as_deref().unwrap_or(""));
+        if scope.is_empty() {
+            return Err(OAuthError::InvalidScope("scope is required".into()));
+        }
+        if let Some(s) = scope.iter().find(|s| !client.scopes.contains(s)) {
+            return Err(OAuthError::InvalidScope(format!("scope `{s}` is not allowed for this client")));
+        }
+        // 4.
+        let code_challenge = match &p.code_challenge {
+            Some(c) => {
+                pkce::check_challenge(c, p.code_challenge_method.as_deref())?;
+                Some(c.clone())
+            }
+            None if client.is_public() || self.config.require_pkce => {
+                return Err(OAuthError::InvalidRequest("PKCE is required: send code_challenge (S256)".into()));
+            }
+            None => None,
+        };
+        let id_token_claims = p.claims.as_deref().map(claims::requested_claims).transpose()?.unwrap_or_default();
+        if p.dpop_jkt.as_deref().is_some_and(|j| j.len() != 43 || crate::jose::b64_decode(j).is_err()) {
+            return Err(OAuthError::InvalidRequest("dpop_jkt must be a base64url SHA-256 thumbprint".into()));
+        }
+        // 5.
+        let prompt = Prompt::parse(p.prompt.as_deref())?;
+        let max_age = match p.max_age.as_deref().map(str::parse::<i64>) {
+            None => None,
+            Some(Ok(m)) if m >= 0 => Some(m),
+            Some(_) => {
+                return Err(OAuthError::InvalidRequest("max_age must be a non-negative integer".into()));
+            }
+        };
+        Ok(CheckedRequest { scope, code_challenge, id_token_claims, prompt, max_age })
     }
 
     /// Issues a code for a completed authorization and returns the redirect URL with
