@@ -258,7 +258,7 @@ fn load_config(cli: &Cli, serve: &ServeArgs) -> Result<Config, String> {
     if serve.strict {
         config.acme.strict = true;
     }
-    config.apply_pebble_env(|k| std::env::var(k).ok());
+    idca::pebble::apply_env(&mut config, |k| std::env::var(k).ok());
     config.check().map_err(|e| e.to_string())?;
     Ok(config)
 }

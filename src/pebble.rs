@@ -19,7 +19,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::config::{Config, ConfigError, ProfileConfig};
+use crate::config::{Config, ConfigError, MAX_ALTERNATE_ROOTS, MAX_CHAIN_LENGTH, ProfileConfig};
 
 #[derive(Deserialize)]
 struct File {
@@ -232,6 +232,42 @@ fn resolver_address(a: &str) -> String {
     }
 }
 
+/// Applies Pebble's environment variables as overrides, so idca can replace Pebble
+/// in a CI job unchanged: `PEBBLE_VA_ALWAYS_VALID`, `PEBBLE_VA_NOSLEEP`,
+/// `PEBBLE_VA_SLEEPTIME` (seconds; a random delay below it), `PEBBLE_WFE_NONCEREJECT`,
+/// `PEBBLE_AUTHZREUSE`, `PEBBLE_WFE_ORDERS_PER_PAGE`, `PEBBLE_CHAIN_LENGTH`,
+/// `PEBBLE_ALTERNATE_ROOTS` (clamped to idca's limits). Unparseable values are ignored.
+pub fn apply_env(config: &mut Config, get: impl Fn(&str) -> Option<String>) {
+    let truthy = |v: Option<String>| matches!(v.as_deref(), Some("1") | Some("true"));
+    let number = |k: &str| get(k).and_then(|v| v.trim().parse::<u64>().ok());
+    let testing = &mut config.acme.testing;
+    if truthy(get("PEBBLE_VA_ALWAYS_VALID")) {
+        testing.always_valid = true;
+    }
+    if let Some(secs) = number("PEBBLE_VA_SLEEPTIME") {
+        testing.validation_delay_ms = secs.saturating_mul(1000);
+        testing.random_delay = true;
+    }
+    if truthy(get("PEBBLE_VA_NOSLEEP")) {
+        testing.validation_delay_ms = 0;
+    }
+    if let Some(p) = number("PEBBLE_WFE_NONCEREJECT") {
+        testing.nonce_reject_percent = p.min(99) as u8;
+    }
+    if let Some(p) = number("PEBBLE_AUTHZREUSE") {
+        testing.authz_reuse_percent = p.min(100) as u8;
+    }
+    if let Some(n) = number("PEBBLE_WFE_ORDERS_PER_PAGE").filter(|n| *n > 0) {
+        config.acme.orders_per_page = n as usize;
+    }
+    if let Some(n) = number("PEBBLE_CHAIN_LENGTH").filter(|n| *n > 0) {
+        config.ca.chain_length = n.min(MAX_CHAIN_LENGTH.into()) as u32;
+    }
+    if let Some(n) = number("PEBBLE_ALTERNATE_ROOTS") {
+        config.ca.alternate_roots = n.min(MAX_ALTERNATE_ROOTS.into()) as u32;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +353,29 @@ mod tests {
             args(&["idca", "serve", "--strict", "--dnsserver", "127.0.0.1:8053"])
         );
         assert_eq!(translate_args(args(&["idca", "-version"])), args(&["idca", "--version"]));
+    }
+
+    #[test]
+    fn pebble_env_sets_always_valid() {
+        let mut c = Config::default();
+        c.acme.testing.validation_delay_ms = 500;
+        apply_env(&mut c, |k| match k {
+            "PEBBLE_VA_ALWAYS_VALID" | "PEBBLE_VA_NOSLEEP" => Some("1".into()),
+            "PEBBLE_WFE_NONCEREJECT" => Some("250".into()),
+            "PEBBLE_AUTHZREUSE" => Some("100".into()),
+            "PEBBLE_WFE_ORDERS_PER_PAGE" => Some("3".into()),
+            "PEBBLE_CHAIN_LENGTH" => Some("3".into()),
+            "PEBBLE_ALTERNATE_ROOTS" => Some("99".into()),
+            _ => None,
+        });
+        assert_eq!((c.ca.chain_length, c.ca.alternate_roots), (3, 16));
+        assert!(c.acme.testing.always_valid);
+        assert_eq!(c.acme.testing.validation_delay_ms, 0);
+        assert_eq!(c.acme.testing.nonce_reject_percent, 99);
+        assert_eq!(c.acme.testing.authz_reuse_percent, 100);
+        assert_eq!(c.acme.orders_per_page, 3);
+        let mut c = Config::default();
+        apply_env(&mut c, |k| (k == "PEBBLE_VA_SLEEPTIME").then(|| "4".into()));
+        assert_eq!((c.acme.testing.validation_delay_ms, c.acme.testing.random_delay), (4000, true));
     }
 }
