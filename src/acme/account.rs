@@ -193,7 +193,7 @@ impl Acme {
         // 4.
         jws.verify(&secret).map_err(|_| AcmeError::Unauthorized("externalAccountBinding MAC is invalid".into()))?;
         // 5.
-        let bound: serde_json::Value = serde_json::from_slice(&jws.payload)
+        let bound: serde_json::Value = crate::jose::json::from_slice(&jws.payload)
             .map_err(|_| AcmeError::Malformed("externalAccountBinding payload is not a JWK".into()))?;
         let bound = crate::jose::Jwk::from_value(&bound)
             .map_err(|e| AcmeError::Malformed(format!("externalAccountBinding payload: {e}")))?;
@@ -283,7 +283,7 @@ impl Acme {
         // 3.
         inner.verify(&new_key).map_err(|_| AcmeError::Malformed("the inner JWS signature is invalid".into()))?;
         // 4.
-        let p: wire::KeyChangePayload = serde_json::from_slice(&inner.payload)
+        let p: wire::KeyChangePayload = crate::jose::json::from_slice(&inner.payload)
             .map_err(|e| AcmeError::Malformed(format!("invalid keyChange payload: {e}")))?;
         if p.account != self.links.account(&account.value.id) {
             return Err(AcmeError::Malformed("`account` does not name the signing account".into()));

@@ -211,8 +211,8 @@ impl Acme {
         if !self.config.testing.set_renewal_info {
             return Err(AcmeError::NotFound("set-renewal-info is off (acme.testing.set_renewal_info)".into()));
         }
-        let v: serde_json::Value =
-            serde_json::from_slice(body).map_err(|e| AcmeError::Malformed(format!("the body is not JSON: {e}")))?;
+        let v: serde_json::Value = crate::jose::json::from_slice(body)
+            .map_err(|e| AcmeError::Malformed(format!("the body is not JSON: {e}")))?;
         let field = |name: &str| {
             v.as_object()
                 .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
