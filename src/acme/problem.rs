@@ -153,7 +153,21 @@ impl AcmeError {
             Self::MethodNotAllowed(_) => 405,
             Self::OrderNotReady(_) | Self::Unauthorized(_) | Self::UserActionRequired(_) => 403,
             Self::ServerInternal(_) => 500,
-            _ => 400,
+            Self::AccountDoesNotExist(_)
+            | Self::AlreadyRevoked(_)
+            | Self::BadCsr(_)
+            | Self::BadNonce(_)
+            | Self::BadRevocationReason(_)
+            | Self::BadPublicKey(_)
+            | Self::BadSignatureAlgorithm(_)
+            | Self::ExternalAccountRequired(_)
+            | Self::InvalidContact(_)
+            | Self::Malformed(_)
+            | Self::InvalidProfile(_)
+            | Self::RejectedIdentifier(_)
+            | Self::Identifiers { .. }
+            | Self::UnsupportedContact(_)
+            | Self::UnsupportedIdentifier(_) => 400,
         }
     }
 

@@ -115,7 +115,22 @@ impl OAuthError {
             Self::InsufficientScope(_) => 403,
             Self::TooManyAttempts { .. } => 429,
             Self::ServerError(_) => 500,
-            _ => 400,
+            Self::AuthorizationPending(_)
+            | Self::ExpiredToken(_)
+            | Self::SlowDown(_)
+            | Self::AccessDenied(_)
+            | Self::InvalidClientMetadata(_)
+            | Self::InvalidRedirectUri(_)
+            | Self::InvalidDpopProof(_)
+            | Self::UseDpopNonce { .. }
+            | Self::InvalidGrant(_)
+            | Self::InvalidRequest(_)
+            | Self::InvalidScope(_)
+            | Self::UnauthorizedClient(_)
+            | Self::UnsupportedGrantType(_)
+            | Self::UnsupportedResponseType(_)
+            | Self::UnmetAuthenticationRequirements(_)
+            | Self::PromptNone { .. } => 400,
         }
     }
 
