@@ -12,6 +12,7 @@ use idca::acme::NonceSource;
 use idca::ca::{Ca, LeafRequest, NameConstraints, Usage, parse_csr};
 use idca::jose::{CompactJws, FlattenedJws, Jwk, SigningKey, b64_encode};
 use idca::model::{Account, AccountId, AccountStatus};
+use idca::store::prelude::*;
 use idca::store::{SledStore, Store};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use idca::cli::acme_client::{Acknowledged, AcmeClient};
-use idca::store::Store;
+use idca::store::prelude::*;
 use ring::rand::SecureRandom;
 use serde_json::Value;
 use tokio::sync::Mutex;

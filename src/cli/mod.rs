@@ -31,7 +31,7 @@ pub async fn rotate_oauth_key(config: &Config) -> Result<String, AppError> {
     let bad = |e: crate::jose::JoseError| AppError::Io(e.to_string());
     let pkcs8 = crate::jose::SigningKey::generate_pkcs8().map_err(bad)?;
     let kid = crate::jose::SigningKey::from_pkcs8(&pkcs8).map_err(bad)?.kid().to_owned();
-    use crate::store::Store;
+    use crate::store::prelude::*;
     store
         .rotate_oauth_key(&crate::model::oauth::OAuthKey { kid: kid.clone(), pkcs8, created: now, retired: None })
         .await?;

@@ -9,9 +9,10 @@ use crate::ca::{Ca, KeyType, LeafRequest, NameConstraints, Usage};
 use crate::clock::{UnixTime, rfc3339};
 use crate::config::Config;
 use crate::model::{IssuedCertificate, Revocation, Serial};
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{SledStore, StoreError};
 
 use crate::files::StagedFiles;
+use crate::store::prelude::*;
 
 type Fail = String;
 

@@ -71,30 +71,23 @@ pub enum AccountCreation {
     Existing(Versioned<Account>),
 }
 
-/// idca's state. Object-safe so that the application can hold an `Arc<dyn Store>`.
-#[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
-    /// The CA's keys and certificates, if created.
-    async fn ca_material(&self) -> Result<Option<CaMaterial>, StoreError>;
-    /// Stores `material` unless some is already stored; returns what is stored after.
-    async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError>;
-    /// Root rotation: makes `new` the CA if `seen` is still it (`Conflict` otherwise),
-    /// and keeps `seen` among the retired CAs, in one transaction.
-    async fn rotate_ca_material(&self, seen: &CaMaterial, new: &CaMaterial) -> Result<(), StoreError>;
-    /// The CAs retired by rotations, oldest first.
-    async fn retired_ca_material(&self) -> Result<Vec<CaMaterial>, StoreError>;
-    /// The issuance chains built for the CA (alternate roots, longer chains), if any.
-    async fn ca_chains(&self) -> Result<Option<CaChains>, StoreError>;
-    /// Stores `new` as the chains if `seen` is still what is stored (`None`: nothing
-    /// is), in one compare-and-swap; `Conflict` otherwise, when another instance built
-    /// them first (read them again).
-    async fn swap_ca_chains(&self, seen: Option<&CaChains>, new: &CaChains) -> Result<(), StoreError>;
+/// idca's state: the four domains' stores together. Object-safe, so the application
+/// holds an `Arc<dyn Store>`; every backend implements the four traits and gets this one.
+pub trait Store: AcmeStore + OAuthStore + PkiStore + ReplayStore + Send + Sync + std::fmt::Debug {}
 
+impl<T: AcmeStore + OAuthStore + PkiStore + ReplayStore + Send + Sync + std::fmt::Debug> Store for T {}
+
+/// ACME accounts, orders and authorizations (RFC 8555).
+#[async_trait]
+pub trait AcmeStore: Send + Sync {
     /// Stores a new account unless one with the same key exists; `AlreadyExists` if its
     /// external account binding kid is bound to another account already.
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError>;
+
     async fn account(&self, id: &AccountId) -> Result<Versioned<Account>, StoreError>;
+
     async fn account_by_key(&self, jkt: &Jkt) -> Result<Versioned<Account>, StoreError>;
+
     /// Writes `account` if it is still at `seen`; keeps the key index in step
     /// (`AlreadyExists` if the new key belongs to another account).
     async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError>;
@@ -108,7 +101,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         new_authzs: &[Authorization],
         replaces: Option<(&IssuedCertificate, Version)>,
     ) -> Result<(), StoreError>;
+
     async fn order(&self, id: &OrderId) -> Result<Versioned<Order>, StoreError>;
+
     /// One page of an account's orders, oldest first.
     async fn account_orders(
         &self,
@@ -118,14 +113,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<(Vec<OrderId>, bool), StoreError>;
 
     async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError>;
+
     /// The authorizations an account holds for an identifier, oldest first.
     async fn account_authorizations(
         &self,
         account: &AccountId,
         identifier: &Identifier,
     ) -> Result<Vec<AuthzId>, StoreError>;
+
     /// Writes `authz` if it is still at `seen`.
     async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError>;
+
     /// Authorizations with a challenge in `processing`, whose validation must resume
     /// after a restart.
     async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError>;
@@ -133,35 +131,34 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes the finalized `order` (if still at `seen`, `Conflict` otherwise) and its
     /// certificate; the certificate is on record before the order names it.
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError>;
-    async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError>;
-    /// Stores a certificate issued outside ACME (`idca issue`); `AlreadyExists` if the
-    /// serial is taken.
-    async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError>;
-    /// Every issued certificate, in serial order.
-    async fn certificates(&self) -> Result<Vec<Versioned<IssuedCertificate>>, StoreError>;
+}
 
-    /// The DPoP nonce secret: the stored one, or `fresh` stored now (first start).
-    async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
-    /// Records a DPoP proof's replay key until `expires`; `false` if it was already
-    /// recorded and has not expired (a replay). Expired entries are purged as it goes;
-    /// `Full` when as many unexpired keys as the store holds at most are recorded.
-    async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError>;
-
+/// The authorization server: signing keys, pending authorizations, sessions, codes,
+/// grants and refresh tokens, devices, registered clients, device authorizations.
+#[async_trait]
+pub trait OAuthStore: Send + Sync {
     /// OAuth signing keys, oldest first.
     async fn oauth_keys(&self) -> Result<Vec<OAuthKey>, StoreError>;
+
     /// Adds a signing key and retires every other active one (key rotation).
     async fn rotate_oauth_key(&self, key: &OAuthKey) -> Result<(), StoreError>;
 
     /// Keeps an authorization request while the user logs in.
     async fn put_pending_authorization(&self, id: &str, p: &PendingAuthorization) -> Result<(), StoreError>;
+
     async fn pending_authorization(&self, id: &str) -> Result<PendingAuthorization, StoreError>;
+
     /// Removes and returns it, once.
     async fn take_pending_authorization(&self, id: &str) -> Result<PendingAuthorization, StoreError>;
+
     async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError>;
+
     async fn session(&self, id: &SecretHash) -> Result<Session, StoreError>;
 
     async fn put_code(&self, hash: &SecretHash, code: &AuthorizationCode) -> Result<(), StoreError>;
+
     async fn code(&self, hash: &SecretHash) -> Result<AuthorizationCode, StoreError>;
+
     /// Redeems a code exactly once, storing the grant (and its first refresh token) it
     /// produces in the same transaction; a second redemption revokes that grant.
     async fn redeem_code(
@@ -178,33 +175,39 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         grant: &Grant,
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<(), StoreError>;
+
     async fn grant(&self, id: &str) -> Result<Grant, StoreError>;
+
     /// Revokes a grant: its refresh tokens and access tokens stop working.
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError>;
+
     async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError>;
 
     /// Stores a new device.
     async fn create_device(&self, device: &Device) -> Result<(), StoreError>;
+
     async fn device(&self, id: &str) -> Result<Device, StoreError>;
-    /// Sets the device's one backend nonce (a new one replaces the old).
-    async fn put_device_nonce(&self, device: &str, nonce: &str, expires: i64) -> Result<(), StoreError>;
-    /// Removes and returns the device's backend nonce and its expiry, once.
-    async fn take_device_nonce(&self, device: &str) -> Result<(String, i64), StoreError>;
 
     /// Stores a dynamically registered client (`AlreadyExists` if the id is taken).
     async fn create_client(&self, client: &RegisteredClient) -> Result<(), StoreError>;
+
     async fn registered_client(&self, client_id: &str) -> Result<Versioned<RegisteredClient>, StoreError>;
+
     async fn update_client(&self, client: &RegisteredClient, seen: Version) -> Result<Version, StoreError>;
+
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError>;
 
     /// Stores a device authorization under its device-code hash, indexed by user code
     /// (`AlreadyExists` if that user code is taken).
     async fn create_device_authorization(&self, hash: &SecretHash, d: &DeviceAuthorization) -> Result<(), StoreError>;
+
     async fn device_authorization(&self, hash: &SecretHash) -> Result<Versioned<DeviceAuthorization>, StoreError>;
+
     async fn device_authorization_by_user_code(
         &self,
         user_code: &str,
     ) -> Result<(SecretHash, Versioned<DeviceAuthorization>), StoreError>;
+
     /// Writes `d` if still at `seen`.
     async fn update_device_authorization(
         &self,
@@ -212,6 +215,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         d: &DeviceAuthorization,
         seen: Version,
     ) -> Result<Version, StoreError>;
+
     /// Marks an approved device authorization redeemed (if still at `seen`) and stores
     /// the grant and refresh token it produces, together.
     async fn redeem_device_authorization(
@@ -221,6 +225,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         grant: &Grant,
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<(), StoreError>;
+
     /// Marks `old` used (if still at `seen`) and stores its successor, together.
     async fn rotate_refresh_token(
         &self,
@@ -228,8 +233,68 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         seen: Version,
         new: (&SecretHash, &RefreshToken),
     ) -> Result<(), StoreError>;
+}
+
+/// The CA and the certificates it issued.
+#[async_trait]
+pub trait PkiStore: Send + Sync {
+    /// The CA's keys and certificates, if created.
+    async fn ca_material(&self) -> Result<Option<CaMaterial>, StoreError>;
+
+    /// Stores `material` unless some is already stored; returns what is stored after.
+    async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError>;
+
+    /// Root rotation: makes `new` the CA if `seen` is still it (`Conflict` otherwise),
+    /// and keeps `seen` among the retired CAs, in one transaction.
+    async fn rotate_ca_material(&self, seen: &CaMaterial, new: &CaMaterial) -> Result<(), StoreError>;
+
+    /// The CAs retired by rotations, oldest first.
+    async fn retired_ca_material(&self) -> Result<Vec<CaMaterial>, StoreError>;
+
+    /// The issuance chains built for the CA (alternate roots, longer chains), if any.
+    async fn ca_chains(&self) -> Result<Option<CaChains>, StoreError>;
+
+    /// Stores `new` as the chains if `seen` is still what is stored (`None`: nothing
+    /// is), in one compare-and-swap; `Conflict` otherwise, when another instance built
+    /// them first (read them again).
+    async fn swap_ca_chains(&self, seen: Option<&CaChains>, new: &CaChains) -> Result<(), StoreError>;
+
+    async fn certificate(&self, serial: &Serial) -> Result<Versioned<IssuedCertificate>, StoreError>;
+
+    /// Stores a certificate issued outside ACME (`idca issue`); `AlreadyExists` if the
+    /// serial is taken.
+    async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError>;
+
+    /// Every issued certificate, in serial order.
+    async fn certificates(&self) -> Result<Vec<Versioned<IssuedCertificate>>, StoreError>;
+
     /// Writes `cert` if it is still at `seen`; keeps the revoked index in step.
     async fn update_certificate(&self, cert: &IssuedCertificate, seen: Version) -> Result<Version, StoreError>;
+
     /// Every revoked certificate's serial and revocation (for the CRL).
     async fn revoked_certificates(&self) -> Result<Vec<(Serial, crate::model::Revocation)>, StoreError>;
+}
+
+/// Single-use values shared by every instance: the DPoP nonce secret, DPoP proof
+/// replay keys (`jti`), device nonces.
+#[async_trait]
+pub trait ReplayStore: Send + Sync {
+    /// The DPoP nonce secret: the stored one, or `fresh` stored now (first start).
+    async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Records a DPoP proof's replay key until `expires`; `false` if it was already
+    /// recorded and has not expired (a replay). Expired entries are purged as it goes;
+    /// `Full` when as many unexpired keys as the store holds at most are recorded.
+    async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError>;
+
+    /// Sets the device's one backend nonce (a new one replaces the old).
+    async fn put_device_nonce(&self, device: &str, nonce: &str, expires: i64) -> Result<(), StoreError>;
+
+    /// Removes and returns the device's backend nonce and its expiry, once.
+    async fn take_device_nonce(&self, device: &str) -> Result<(String, i64), StoreError>;
+}
+
+/// The store traits, to call their methods on a `dyn Store` (`use crate::store::prelude::*`).
+pub mod prelude {
+    pub use super::{AcmeStore as _, OAuthStore as _, PkiStore as _, ReplayStore as _};
 }

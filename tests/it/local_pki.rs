@@ -234,7 +234,7 @@ async fn key_types_client_certificates_and_pkcs12() {
 async fn forge_leaf(data: &Path, name: &str) -> String {
     use rcgen::{CertificateParams, Issuer, KeyPair};
     let store = idca::store::SledStore::open(&data.join("db"), 16).unwrap();
-    let material = idca::store::Store::ca_material(&store).await.unwrap().unwrap();
+    let material = idca::store::PkiStore::ca_material(&store).await.unwrap().unwrap();
     let key = KeyPair::try_from(material.intermediate_key.as_slice()).unwrap();
     let issuer =
         Issuer::from_ca_cert_der(&rustls::pki_types::CertificateDer::from(material.intermediate_cert.clone()), key)
@@ -390,7 +390,7 @@ fn offline_root_key_stays_out_of_the_store() {
     {
         let store = idca::store::SledStore::open(&data.join("db"), 16).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let material = rt.block_on(idca::store::Store::ca_material(&store)).unwrap().unwrap();
+        let material = rt.block_on(idca::store::PkiStore::ca_material(&store)).unwrap().unwrap();
         assert!(material.root_key.is_empty() && !material.intermediate_key.is_empty());
     }
     // The intermediate still issues.
