@@ -6,6 +6,8 @@
 //! [`StoreError::Conflict`], never a silent overwrite. [`SledStore`] is the embedded
 //! implementation.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 mod sled_store;
 
 pub use sled_store::{SledStore, copy_dir};

@@ -7,20 +7,7 @@ fn jwk(seed: u8) -> Jwk {
     Jwk::from_value(&serde_json::json!({"kty":"OKP","crv":"Ed25519","x": crate::jose::b64_encode([seed; 32])})).unwrap()
 }
 
-fn account(seed: u8) -> Account {
-    let key = jwk(seed);
-    Account {
-        id: AccountId::random(),
-        status: AccountStatus::Valid,
-        jkt: key.thumbprint(),
-        key,
-        contact: vec![],
-        terms_of_service_agreed: true,
-        created: 1,
-        eab_kid: None,
-        subject: None,
-    }
-}
+use crate::store::conformance::account;
 
 fn authz(account: &AccountId) -> Authorization {
     Authorization {
@@ -420,4 +407,10 @@ async fn an_empty_generation_file_is_not_damage() {
         f.push(suffix);
         let _ = std::fs::remove_file(f);
     }
+}
+
+/// The store conformance suite (`store::conformance`), on sled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sled_passes_the_conformance_suite() {
+    crate::store::conformance::run_all(|| std::sync::Arc::new(SledStore::temporary().unwrap())).await;
 }
