@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::Der;
+use crate::model::{Der, Revocation};
 use x509_parser::prelude::*;
 
 const NOW: UnixTime = 1_800_000_000;
