@@ -1,0 +1,113 @@
+//! The checks a loaded configuration must pass before anything starts.
+
+use super::*;
+
+impl Config {
+    /// Checks values that the types alone cannot.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.server.public_url.is_empty() {
+            let u = &self.server.public_url;
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.ends_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "server.public_url `{u}` must be an http(s) URL without a trailing slash"
+                )));
+            }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "server.tls_cert and server.tls_key are set together or not at all".into(),
+            ));
+        }
+        let ca = &self.ca;
+        let given = [&ca.root_cert, &ca.root_key, &ca.intermediate_cert, &ca.intermediate_key]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
+        if given != 0 && given != 4 {
+            return Err(ConfigError::Invalid(
+                "ca.root_cert, ca.root_key, ca.intermediate_cert and ca.intermediate_key are set together or not at all".to_owned(),
+            ));
+        }
+        if !self.acme.profiles.contains_key(&self.acme.default_profile) {
+            return Err(ConfigError::Invalid(format!(
+                "acme.default_profile `{}` is not one of acme.profiles",
+                self.acme.default_profile
+            )));
+        }
+        if let Some((name, _)) = self.acme.profiles.iter().find(|(_, p)| p.validity_secs == 0) {
+            return Err(ConfigError::Invalid(format!("acme.profiles.{name}.validity_secs must be at least 1")));
+        }
+        if self.acme.testing.nonce_reject_percent > 99 || self.acme.testing.authz_reuse_percent > 100 {
+            return Err(ConfigError::Invalid(
+                "acme.testing.nonce_reject_percent is 0-99 and authz_reuse_percent 0-100".to_owned(),
+            ));
+        }
+        if !(1..=u32::from(MAX_CHAIN_LENGTH)).contains(&self.ca.chain_length)
+            || self.ca.alternate_roots > u32::from(MAX_ALTERNATE_ROOTS)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "ca.chain_length is 1-{MAX_CHAIN_LENGTH} and ca.alternate_roots 0-{MAX_ALTERNATE_ROOTS}"
+            )));
+        }
+        if self.acme.validation.concurrency == 0 || self.acme.orders_per_page == 0 {
+            return Err(ConfigError::Invalid(
+                "acme.validation.concurrency and acme.orders_per_page must be at least 1".to_owned(),
+            ));
+        }
+        for (kid, key) in &self.acme.eab.keys {
+            if crate::jose::b64_decode(key).map_or(true, |k| k.len() < 16) {
+                return Err(ConfigError::Invalid(format!(
+                    "acme.eab.keys.{kid}: the key must be base64url, at least 16 bytes"
+                )));
+            }
+        }
+        for c in &self.oauth.clients {
+            for uri in &c.redirect_uris {
+                crate::config::check_redirect_uri(uri).map_err(|why| {
+                    ConfigError::Invalid(format!("oauth client {}: redirect URI {uri}: {why}", c.client_id))
+                })?;
+            }
+        }
+        if !self.management.listen.is_empty() && self.management.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!("management.listen `{}` is not ip:port", self.management.listen)));
+        }
+        if !self.acme.validation.dns_resolver.is_empty()
+            && self.acme.validation.dns_resolver.parse::<SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "acme.validation.dns_resolver `{}` is not ip:port",
+                self.acme.validation.dns_resolver
+            )));
+        }
+        if !self.acme.validation.connect_to.is_empty()
+            && self.acme.validation.connect_to.parse::<std::net::IpAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "acme.validation.connect_to `{}` is not an IP address",
+                self.acme.validation.connect_to
+            )));
+        }
+        let l = &self.limits;
+        for (name, value) in [
+            ("jose_body_bytes", l.jose_body_bytes as u64),
+            ("form_body_bytes", l.form_body_bytes as u64),
+            ("json_body_bytes", l.json_body_bytes as u64),
+            ("json_max_depth", l.json_max_depth as u64),
+            ("request_header_timeout_ms", l.request_header_timeout_ms),
+            ("request_body_timeout_ms", l.request_body_timeout_ms),
+            ("token_max_failures", u64::from(l.token_max_failures)),
+            ("token_max_failures_per_address", u64::from(l.token_max_failures_per_address)),
+            ("login_max_failures_per_address", u64::from(l.login_max_failures_per_address)),
+            ("queued_validations", l.queued_validations as u64),
+            ("dpop_jti_max", l.dpop_jti_max),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{name} must be at least 1")));
+            }
+        }
+        if !(64..=1 << 30).contains(&l.nonce_window) {
+            return Err(ConfigError::Invalid("limits.nonce_window must be 64 to 1073741824".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+use super::*;
+
+#[test]
+fn committed_config_parses_to_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let loaded = Config::load(&path).unwrap();
+    assert_eq!(loaded, Config::default());
+}
+
+#[test]
+fn rejects_unknown_keys_by_name() {
+    let err = Config::parse("[server]\nlisten_adress = \"127.0.0.1:1\"\n").unwrap_err();
+    assert!(err.to_string().contains("listen_adress"), "{err}");
+    let err = Config::parse("[nope]\n").unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+}
+
+#[test]
+fn rejects_limits_that_would_refuse_everything_or_overflow() {
+    let err = Config::parse("[limits]\nqueued_validations = 0\n").unwrap_err();
+    assert!(err.to_string().contains("limits.queued_validations must be at least 1"), "{err}");
+    let err = Config::parse("[limits]\nnonce_window = 18446744073709551615\n").unwrap_err();
+    assert!(err.to_string().contains("limits.nonce_window"), "{err}");
+    assert!(Config::parse("[limits]\nnonce_window = 64\n").is_ok());
+}
+
+#[test]
+fn redirect_uris_follow_rfc_3986() {
+    for good in [
+        "https://app.example/cb",
+        "https://app.example:8443/cb?x=1&y=%20",
+        "https://[2001:db8::1]:443/cb",
+        "http://127.0.0.1/callback",
+        "http://127.0.0.1:51004/callback",
+        "http://[::1]:8080/cb",
+        "http://localhost:3000/cb",
+        "com.example.app:/oauth2redirect",
+        "https://app.example/c!$&'()*+,;=:@b",
+    ] {
+        assert_eq!(check_redirect_uri(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "https://app.example/c b",
+        "https://app.example/cb\r\nSet-Cookie: x=1",
+        "https://app.example/\u{e9}",
+        "https://app.example/\"",
+        "https://app.example/<",
+        "https://app.example/>",
+        "https://app.example/\\",
+        "https://app.example/{",
+        "https://app.example/}",
+        "https://app.example/|",
+        "https://app.example/^",
+        "https://app.example/`",
+        "https://app.example/\t",
+        "https://app.example/\u{7f}",
+        "https://app.example/cb#frag",
+        "https://app.example:99999/cb",
+        "https://app.example:0/cb",
+        "https://app.example:/cb",
+        "https://app.example:8x/cb",
+        "https://user:pw@app.example/cb",
+        "https://[not-v6]/cb",
+        "https://[::1/cb",
+        "https://a[b]/cb",
+        "https://app.example/[x]",
+        "https://app.example/%zz",
+        "https:///cb",
+        "http://evil.example/cb",
+        "1https://app.example/cb",
+        "relative/path",
+        "javascript:alert(1)",
+    ] {
+        assert!(check_redirect_uri(bad).is_err(), "{bad:?} was accepted");
+    }
+}
+
+#[test]
+fn rejects_partial_ca_paths() {
+    let err = Config::parse("[ca]\nroot_cert = \"r.pem\"\n").unwrap_err();
+    assert!(err.to_string().contains("together"), "{err}");
+}
+
+#[test]
+fn public_url_defaults_to_localhost() {
+    let c = Config::default();
+    let v4 = || vec!["127.0.0.1".parse().unwrap()];
+    assert_eq!(c.public_url_with("127.0.0.1:14000".parse().unwrap(), v4), "https://localhost:14000");
+    assert_eq!(c.public_url_with("0.0.0.0:1".parse().unwrap(), v4), "https://localhost:1");
+    let mut c = Config::default();
+    c.server.public_url = "https://acme.example:8443".into();
+    assert_eq!(c.public_url("0.0.0.0:1".parse().unwrap()), "https://acme.example:8443");
+}
+
+/// Issue 20: `localhost` only when it resolves to nothing but addresses idca is on.
+#[test]
+fn public_url_never_names_a_host_resolving_elsewhere() {
+    let mut c = Config::default();
+    c.server.tls = false;
+    let v4 = || vec!["127.0.0.1".parse().unwrap()];
+    let both = || vec!["::1".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+    let v6 = || vec!["::1".parse().unwrap()];
+    let url = |bound: &str, r: fn() -> Vec<IpAddr>| c.public_url_with(bound.parse().unwrap(), r);
+    assert_eq!(url("[::1]:14000", v4), "http://[::1]:14000");
+    assert_eq!(url("[::1]:14000", both), "http://[::1]:14000");
+    assert_eq!(url("[::1]:14000", v6), "http://localhost:14000");
+    assert_eq!(url("[::]:5", v4), "http://[::1]:5");
+    assert_eq!(url("[::]:5", v6), "http://localhost:5");
+    assert_eq!(url("127.0.0.1:7", both), "http://127.0.0.1:7");
+    assert_eq!(url("127.0.0.2:7", v4), "http://127.0.0.2:7");
+    assert_eq!(url("0.0.0.0:7", both), "http://127.0.0.1:7");
+    assert_eq!(url("127.0.0.1:7", Vec::new), "http://127.0.0.1:7");
+    assert_eq!(url("10.1.2.3:7", v4), "http://10.1.2.3:7");
+    assert_eq!(url("[2001:db8::1]:7", v4), "http://[2001:db8::1]:7");
+}
