@@ -172,7 +172,7 @@ impl Acme {
         }
         // Alternates exist for the current CA's leaves only (not a rotated-out one's).
         let leaf = cert.leaf_der().unwrap_or_default();
-        let chains = if self.ca.chain_pem(&leaf, 0).is_some() { self.ca.chain_count() } else { 1 };
+        let chains = self.ca.chains_for(&leaf);
         let body = match alternate {
             0 => cert.chain_pem,
             n => self

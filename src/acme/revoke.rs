@@ -92,11 +92,7 @@ impl Acme {
             b64_decode(&p.certificate).map_err(|_| AcmeError::Malformed("`certificate` is not base64url".into()))?;
         let (_, cert) = X509Certificate::from_der(&der)
             .map_err(|_| AcmeError::Malformed("`certificate` is not a certificate".into()))?;
-        let serial = Serial(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect());
-        let mut stored = self.issued(&serial).await?;
-        if stored.value.leaf_der().as_deref() != Some(der.as_slice()) {
-            return Err(AcmeError::NotFound("no such certificate".into()));
-        }
+        let stored = self.issued_exactly(&der, &cert).await?;
         // 3.
         match &v.signer {
             Signer::Account(a) if Some(&a.value.id) == stored.value.account.as_ref() => {}
@@ -114,18 +110,45 @@ impl Acme {
             other => return Err(AcmeError::BadRevocationReason(format!("reason {other} is not allowed"))),
         };
         // 5. and 6.
-        for _ in 0..3 {
-            if stored.value.revoked.is_some() {
+        self.update_issued(stored, |c| {
+            if c.revoked.is_some() {
                 return Err(AcmeError::AlreadyRevoked("the certificate is already revoked".into()));
             }
+            c.revoked = Some(Revocation { reason, at: now });
+            Ok(())
+        })
+        .await?;
+        self.metrics.revocation();
+        Ok(Reply::ok(()))
+    }
+
+    /// The stored record of exactly `der` (parsed as `cert`): same serial, same bytes.
+    async fn issued_exactly(
+        &self,
+        der: &[u8],
+        cert: &X509Certificate<'_>,
+    ) -> Result<Versioned<IssuedCertificate>, AcmeError> {
+        let serial = Serial(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect());
+        let stored = self.issued(&serial).await?;
+        if stored.value.leaf_der().as_deref() != Some(der) {
+            return Err(AcmeError::NotFound("no such certificate".into()));
+        }
+        Ok(stored)
+    }
+
+    /// Applies `change` to a stored certificate by compare-and-swap, reading it again
+    /// after a lost race (three tries); `change` may refuse, on any of them.
+    async fn update_issued(
+        &self,
+        mut stored: Versioned<IssuedCertificate>,
+        change: impl Fn(&mut IssuedCertificate) -> Result<(), AcmeError>,
+    ) -> Result<(), AcmeError> {
+        for _ in 0..3 {
             let mut updated = stored.value.clone();
-            updated.revoked = Some(Revocation { reason, at: now });
+            change(&mut updated)?;
             match self.store.update_certificate(&updated, stored.version).await {
-                Ok(_) => {
-                    self.metrics.revocation();
-                    return Ok(Reply::ok(()));
-                }
-                Err(StoreError::Conflict) => stored = self.issued(&serial).await?,
+                Ok(_) => return Ok(()),
+                Err(StoreError::Conflict) => stored = self.issued(&updated.serial).await?,
                 Err(e) => return Err(e.into()),
             }
         }
@@ -224,21 +247,12 @@ impl Acme {
             .ok_or_else(|| AcmeError::Malformed("`certificate` holds no PEM CERTIFICATE".into()))?;
         let (_, cert) = x509_parser::parse_x509_certificate(&der)
             .map_err(|e| AcmeError::Malformed(format!("`certificate` does not parse: {e}")))?;
-        let serial = Serial(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect());
-        let mut stored = self.issued(&serial).await?;
-        if stored.value.leaf_der().as_deref() != Some(der.as_slice()) {
-            return Err(AcmeError::NotFound("idca did not issue this certificate".into()));
-        }
-        for _ in 0..3 {
-            let mut updated = stored.value.clone();
-            updated.renewal_info = Some(response.clone());
-            match self.store.update_certificate(&updated, stored.version).await {
-                Ok(_) => return Ok(()),
-                Err(StoreError::Conflict) => stored = self.issued(&serial).await?,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(AcmeError::internal(StoreError::Conflict))
+        let stored = self.issued_exactly(&der, &cert).await?;
+        self.update_issued(stored, |c| {
+            c.renewal_info = Some(response.clone());
+            Ok(())
+        })
+        .await
     }
 }
 

@@ -383,22 +383,18 @@ impl Ca {
         self.chain(n).and_then(|c| c.intermediates.first()).map(|d| cert_pem(d))
     }
 
-    /// `leaf` followed by chain `n`, PEM, if this CA signed `leaf` and chain `n` exists.
-    pub fn chain_pem(&self, leaf: &[u8], n: usize) -> Option<String> {
-        let chain = self.chain(n)?;
-        self.signed(leaf).then(|| format!("{}{}", cert_pem(leaf), chain.intermediates_pem))
+    /// The chains `leaf` can be downloaded with: all of them when this CA's intermediate
+    /// signed it, only the one stored with it (chain 0) for a rotated-out CA's leaf.
+    pub fn chains_for(&self, leaf: &[u8]) -> usize {
+        let ours = authority_key_id(leaf).is_some_and(|aki| aki == self.intermediate_ski);
+        if ours { self.chain_count() } else { 1 }
     }
 
-    /// Whether `leaf` names this CA's intermediate as its authority key.
-    fn signed(&self, leaf: &[u8]) -> bool {
-        use x509_parser::prelude::*;
-        let Ok((_, c)) = X509Certificate::from_der(leaf) else { return false };
-        c.extensions().iter().any(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().is_some_and(|k| k.0 == self.intermediate_ski.as_slice())
-            }
-            _ => false,
-        })
+    /// `leaf` followed by chain `n`, PEM, if chain `n` exists; for leaves this CA signed
+    /// (see [`Ca::chains_for`]).
+    pub fn chain_pem(&self, leaf: &[u8], n: usize) -> Option<String> {
+        let chain = self.chain(n)?;
+        Some(format!("{}{}", cert_pem(leaf), chain.intermediates_pem))
     }
 
     /// The root certificate, PEM: what users trust.
@@ -526,6 +522,16 @@ impl Ca {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The authority key identifier (RFC 5280 §4.2.1.1) of a certificate, if it has one.
+pub fn authority_key_id(der: &[u8]) -> Option<Vec<u8>> {
+    use x509_parser::prelude::*;
+    let (_, c) = X509Certificate::from_der(der).ok()?;
+    c.extensions().iter().find_map(|e| match e.parsed_extension() {
+        ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
+        _ => None,
+    })
 }
 
 /// Names as configured (`ca.server_names`): IP addresses, and DNS names for the rest.

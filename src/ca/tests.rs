@@ -64,15 +64,7 @@ fn leaf_takes_only_the_key_and_has_chosen_names() {
             _ => None,
         })
         .unwrap();
-    let aki = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-            _ => None,
-        })
-        .unwrap();
-    assert_eq!(aki, ski);
+    assert_eq!(authority_key_id(&leaf.der).unwrap(), ski);
     assert_eq!(cert.raw_serial().len(), 16);
     assert_eq!(leaf.serial.0, cert.raw_serial_as_string().replace(':', ""));
     assert!(leaf.chain_pem.ends_with(ca.intermediate_pem()));
@@ -311,7 +303,8 @@ fn alternate_chains_each_verify_a_leaf_to_their_own_root() {
     assert_eq!(ca.chain_intermediate_pem(1).unwrap(), cert_pem(&chains.chains[1].intermediates[0].0));
     // A leaf of another CA gets no chain here.
     let (other, _) = super::tests::ca();
-    assert!(ca.chain_pem(&tls_leaf(&other, "x.example").der, 1).is_none());
+    assert_eq!(ca.chains_for(&tls_leaf(&other, "x.example").der), 1);
+    assert_eq!(ca.chains_for(&leaf.der), 3);
 }
 
 #[test]

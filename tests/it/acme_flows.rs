@@ -134,17 +134,7 @@ async fn each_loopback_family_advertises_what_it_bound() {
         let account = instant_acme_account(&server).await;
         let name = "family.example.test";
         let mut order = account.new_order(&NewOrder::new(&[Identifier::Dns(name.into())])).await.unwrap();
-        let mut authzs = order.authorizations();
-        while let Some(a) = authzs.next().await {
-            let mut a = a.unwrap();
-            let mut ch = a.challenge(ChallengeType::Http01).unwrap();
-            server.challenges.set(&ch.token, ch.key_authorization().as_str());
-            ch.set_ready().await.unwrap();
-        }
-        let retry = RetryPolicy::default().initial_delay(std::time::Duration::from_millis(20));
-        assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
-        order.finalize().await.unwrap();
-        let chain = order.poll_certificate(&retry).await.unwrap();
+        let chain = crate::harness::finish_with_http01(&server, &mut order).await;
         assert_chain(&chain, &server.root_pem(), &[name]);
         server.stop().await;
     }

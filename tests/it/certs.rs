@@ -45,13 +45,5 @@ pub fn aki_and_serial(chain: &str) -> (Vec<u8>, Vec<u8>) {
     use x509_parser::prelude::*;
     let der = first_cert_der(chain);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
-    let aki = cert
-        .extensions()
-        .iter()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => a.key_identifier.as_ref().map(|k| k.0.to_vec()),
-            _ => None,
-        })
-        .unwrap();
-    (aki, cert.raw_serial().to_vec())
+    (idca::ca::authority_key_id(&der).expect("an authority key identifier"), cert.raw_serial().to_vec())
 }

@@ -72,6 +72,23 @@ pub async fn start() -> TestServer {
     start_with(|_| {}).await
 }
 
+/// Answers every authorization of `order` with http-01 through `server`'s responder,
+/// finalizes it (instant-acme makes the key and CSR) and returns the chain.
+pub async fn finish_with_http01(server: &TestServer, order: &mut instant_acme::Order) -> String {
+    use instant_acme::{ChallengeType, OrderStatus, RetryPolicy};
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a.unwrap();
+        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
+        server.challenges.set(&ch.token, ch.key_authorization().as_str());
+        ch.set_ready().await.unwrap();
+    }
+    let retry = RetryPolicy::default().initial_delay(std::time::Duration::from_millis(20));
+    assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
+    order.finalize().await.unwrap();
+    order.poll_certificate(&retry).await.unwrap()
+}
+
 /// A tiny HTTP server answering `/.well-known/acme-challenge/{token}` with whatever
 /// the test registered for that token (404 otherwise).
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use instant_acme::{Account, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus, RetryPolicy};
+use instant_acme::{Account, Identifier, NewAccount, NewOrder};
 use x509_parser::prelude::*;
 
 use crate::certs::{leaf_sans, pem_blocks};
@@ -288,24 +288,8 @@ async fn names_outside_the_constraints_are_refused_at_issuance_and_by_verifiers(
     let inside = forge_leaf(&data, "ok.test").await;
     std::fs::write(d.join("inside.pem"), &inside).unwrap();
     assert!(openssl_verify(&data, &d.join("inside.pem"), &[]).status.success(), "the control must verify");
-    let webpki = |chain: &str, name: &str| {
-        use rustls::client::danger::ServerCertVerifier;
-        use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-        let mut roots = rustls::RootCertStore::empty();
-        let root = pem_blocks(&std::fs::read_to_string(data.join("root.pem")).unwrap()).remove(0);
-        roots.add(CertificateDer::from(root)).unwrap();
-        let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots)).build().unwrap();
-        let mut blocks: Vec<CertificateDer<'static>> =
-            pem_blocks(chain).into_iter().map(CertificateDer::from).collect();
-        let leaf = blocks.remove(0);
-        verifier.verify_server_cert(
-            &leaf,
-            &blocks,
-            &ServerName::try_from(name.to_owned()).unwrap(),
-            &[],
-            UnixTime::now(),
-        )
-    };
+    let root_pem = std::fs::read_to_string(data.join("root.pem")).unwrap();
+    let webpki = |chain: &str, name: &str| crate::chains::webpki(chain, &root_pem, name);
     assert!(webpki(&inside, "ok.test").is_ok());
     let e = webpki(&forged, "www.example.com").unwrap_err();
     assert!(format!("{e:?}").contains("NameConstraint"), "{e:?}");
@@ -357,17 +341,7 @@ async fn acme_on_a_local_pki_refuses_outside_names_and_serves_the_crl_of_cli_cer
     assert!(format!("{err:?}").contains("rejectedIdentifier"), "{err:?}");
     // A local name goes through the whole flow.
     let mut order = account.new_order(&NewOrder::new(&[Identifier::Dns("app.test".into())])).await.unwrap();
-    let mut authzs = order.authorizations();
-    while let Some(a) = authzs.next().await {
-        let mut a = a.unwrap();
-        let mut ch = a.challenge(ChallengeType::Http01).unwrap();
-        server.challenges.set(&ch.token, ch.key_authorization().as_str());
-        ch.set_ready().await.unwrap();
-    }
-    let retry = RetryPolicy::default().initial_delay(std::time::Duration::from_millis(20));
-    assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
-    order.finalize().await.unwrap();
-    let chain = order.poll_certificate(&retry).await.unwrap();
+    let chain = crate::harness::finish_with_http01(&server, &mut order).await;
     assert_eq!(leaf_sans(&chain), vec!["app.test"]);
     server.stop().await;
 }
