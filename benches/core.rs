@@ -10,7 +10,7 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use idca::acme::NonceSource;
 use idca::ca::{Ca, LeafRequest, NameConstraints, Usage, parse_csr};
-use idca::jose::{CompactJws, FlattenedJws, Jwk, SigningKey, b64_encode};
+use idca::jose::{CompactJws, FlattenedJws, JsonDepth, Jwk, SigningKey, b64_encode};
 use idca::model::{Account, AccountId, AccountStatus};
 use idca::store::prelude::*;
 use idca::store::{SledStore, Store};
@@ -48,7 +48,7 @@ fn jose(c: &mut Criterion) {
     let (key, jwk) = es256();
     let body = jws_body(&key);
     c.bench_function("jws: parse + verify a flattened ES256 request", |b| {
-        b.iter(|| FlattenedJws::parse(black_box(&body)).unwrap().verify(&jwk).unwrap())
+        b.iter(|| FlattenedJws::parse(black_box(&body), JsonDepth::default()).unwrap().verify(&jwk).unwrap())
     });
     c.bench_function("jwk: thumbprint (RFC 7638)", |b| b.iter(|| black_box(&jwk).thumbprint()));
     let signer = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
@@ -60,7 +60,12 @@ fn jose(c: &mut Criterion) {
         )
         .unwrap();
     c.bench_function("token: verify an ES256 access token (at+jwt)", |b| {
-        b.iter(|| CompactJws::parse(black_box(&token)).unwrap().verify::<serde_json::Value>(signer.jwk()).unwrap())
+        b.iter(|| {
+            CompactJws::parse(black_box(&token), JsonDepth::default())
+                .unwrap()
+                .verify::<serde_json::Value>(signer.jwk())
+                .unwrap()
+        })
     });
 }
 
@@ -77,7 +82,12 @@ fn nonces(c: &mut Criterion) {
 fn dpop(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-    let verifier = idca::dpop::DpopVerifier::new(store, idca::dpop::DpopNonces::new(&[7; 32]), 300);
+    let verifier = idca::dpop::DpopVerifier::new(
+        store,
+        idca::dpop::DpopNonces::new(&[7; 32]),
+        std::time::Duration::from_secs(300),
+        idca::jose::JsonDepth::default(),
+    );
     let signer = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
     let expected = idca::dpop::Expected { htm: "POST", htu: "https://localhost:14000/oauth/token", access_token: None };
     // Each proof has its own jti (a repeated one is a replay): sign them beforehand.

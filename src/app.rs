@@ -8,11 +8,12 @@ use std::sync::Arc;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
-use crate::acme::{Acme, Links, ValidationQueue, Validator};
+use crate::acme::{Acme, AcmeParts, AcmeSettings, ClientIdentity, Links, ValidationQueue, Validator};
 use crate::ca::{Ca, CaError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::AppState;
+use crate::jose::JsonDepth;
 use crate::model::CaMaterial;
 use crate::store::{SledStore, Store, StoreError};
 use crate::validate::NetworkChecker;
@@ -318,30 +319,27 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     }
     tokio::spawn(validator.run(rx));
 
-    let mut oauth = config.oauth.clone();
-    if oauth.users.is_empty() && oauth.demo_user {
-        oauth.users.push(demo_user(&config.storage.data_dir)?);
+    let mut oauth = crate::oauth::OAuthSettings::from(&config);
+    if oauth.oauth.users.is_empty() && oauth.oauth.demo_user {
+        oauth.oauth.users.push(demo_user(&config.storage.data_dir)?);
     }
     let authz = Arc::new(
-        crate::oauth::AuthServer::new(
-            store.clone(),
-            oauth,
-            config.dpop.clone(),
-            config.devices.clone(),
-            &public_url,
-            clock.now(),
-        )
-        .await
-        .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?
-        .with_limits(&config.limits),
+        crate::oauth::AuthServer::new(store.clone(), oauth, &public_url, clock.now())
+            .await
+            .map_err(|e| AppError::Io(format!("OAuth: {e:?}")))?,
     );
     let d = &config.devices;
     let oidc = if d.oidc_issuer.is_empty() {
         None
     } else {
-        let provider =
-            crate::validate::OidcProvider::new(&d.oidc_issuer, &d.oidc_jwks_uri, &d.oidc_client_id, &d.oidc_ca_file)
-                .map_err(|e| AppError::Io(format!("devices.oidc_issuer: {e}")))?;
+        let provider = crate::validate::OidcProvider::new(
+            &d.oidc_issuer,
+            &d.oidc_jwks_uri,
+            &d.oidc_client_id,
+            &d.oidc_ca_file,
+            JsonDepth::new(config.limits.json_max_depth),
+        )
+        .map_err(|e| AppError::Io(format!("devices.oidc_issuer: {e}")))?;
         let provider = Arc::new(provider);
         let fetched = match provider.refresh().await {
             Ok(_) => true,
@@ -355,12 +353,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     };
     let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());
     let links = Links::new(public_url.clone());
-    let acme = Arc::new(
-        Acme::new(store.clone(), ca.clone(), links, config.acme.clone(), queue, metrics)
-            .with_identity(Arc::new(IdentityKeys { own: authz.clone(), oidc: oidc.clone() }), oidc_issuer)
-            .with_retired(retired)
-            .with_limits(&config.limits),
-    );
+    let identity = ClientIdentity { tokens: Arc::new(IdentityKeys { own: authz.clone(), oidc }), issuer: oidc_issuer };
+    let parts =
+        AcmeParts { store: store.clone(), ca: ca.clone(), retired, links, queue, metrics, identity: Some(identity) };
+    let acme = Arc::new(Acme::new(parts, AcmeSettings::from(&config)));
     let state = web::Data::new(AppState {
         acme,
         authz,
@@ -379,7 +375,6 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
 
     let api_state = state.clone();
     let limits = config.limits.clone();
-    crate::jose::json::set_max_depth(limits.json_max_depth);
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(api_state.clone())

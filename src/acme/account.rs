@@ -168,7 +168,7 @@ impl Acme {
     ) -> Result<String, AcmeError> {
         use crate::jose::{JoseError, MacJws};
         // 1.
-        let jws = MacJws::parse(binding).map_err(|e| match e {
+        let jws = MacJws::parse(binding, self.json_depth).map_err(|e| match e {
             JoseError::UnsupportedAlgorithm(_) => {
                 AcmeError::BadSignatureAlgorithm(format!("externalAccountBinding: {e}; use HS256, HS384 or HS512"))
             }
@@ -193,7 +193,7 @@ impl Acme {
         // 4.
         jws.verify(&secret).map_err(|_| AcmeError::Unauthorized("externalAccountBinding MAC is invalid".into()))?;
         // 5.
-        let bound: serde_json::Value = crate::jose::json::from_slice(&jws.payload)
+        let bound: serde_json::Value = crate::jose::json::from_slice(&jws.payload, self.json_depth)
             .map_err(|_| AcmeError::Malformed("externalAccountBinding payload is not a JWK".into()))?;
         let bound = crate::jose::Jwk::from_value(&bound)
             .map_err(|e| AcmeError::Malformed(format!("externalAccountBinding payload: {e}")))?;
@@ -260,7 +260,7 @@ impl Acme {
         let v = self.verify(&req, KeyRule::Kid).await?;
         let mut account = v.account()?.clone();
         // 2.
-        let inner = crate::jose::FlattenedJws::parse(&v.payload).map_err(|e| match e {
+        let inner = crate::jose::FlattenedJws::parse(&v.payload, self.json_depth).map_err(|e| match e {
             crate::jose::JoseError::UnsupportedAlgorithm(_) => {
                 AcmeError::BadSignatureAlgorithm(format!("inner JWS: {e}"))
             }
@@ -283,7 +283,7 @@ impl Acme {
         // 3.
         inner.verify(&new_key).map_err(|_| AcmeError::Malformed("the inner JWS signature is invalid".into()))?;
         // 4.
-        let p: wire::KeyChangePayload = crate::jose::json::from_slice(&inner.payload)
+        let p: wire::KeyChangePayload = crate::jose::json::from_slice(&inner.payload, self.json_depth)
             .map_err(|e| AcmeError::Malformed(format!("invalid keyChange payload: {e}")))?;
         if p.account != self.links.account(&account.value.id) {
             return Err(AcmeError::Malformed("`account` does not name the signing account".into()));

@@ -194,6 +194,7 @@ impl Acme {
                     client_id: ident.client_id.as_deref().unwrap_or_default(),
                     handle: &ident.handle,
                     name: &ident.name,
+                    depth: self.json_depth,
                 },
                 now,
             ),

@@ -34,12 +34,15 @@ use std::sync::Arc;
 
 use crate::ca::Ca;
 use crate::clock::{UnixTime, rfc3339};
-use crate::config::AcmeConfig;
+use crate::config::{AcmeConfig, Config};
+use crate::jose::JsonDepth;
+use crate::metrics::Metrics;
 use crate::model::{
     AccountId, Authorization, AuthzId, AuthzStatus, Challenge, ChallengeId, ChallengeStatus, ChallengeType,
     IdentifierKind, OrderId, percent_chance,
 };
 use crate::store::{Store, StoreError, Versioned};
+use crate::validate::IdentityTokens;
 
 /// What a successful request answers: a body plus the headers RFC 8555 asks for.
 #[derive(Debug)]
@@ -83,8 +86,9 @@ pub struct Acme {
     open_orders: ratelimit::OpenOrders,
     /// `limits.pending_orders_per_account` and `pending_authorizations_per_account`.
     pending_limits: (usize, usize),
-    metrics: Arc<crate::metrics::Metrics>,
-    identity_tokens: Option<Arc<dyn crate::validate::IdentityTokens>>,
+    json_depth: JsonDepth,
+    metrics: Arc<Metrics>,
+    identity_tokens: Option<Arc<dyn IdentityTokens>>,
     identity_issuer: String,
     /// CAs retired by root rotations (their CRLs are still served).
     retired: Vec<Arc<Ca>>,
@@ -119,40 +123,78 @@ fn owned_by(owner: &AccountId, verified: &Verified, what: &str) -> Result<(), Ac
     }
 }
 
+/// What the ACME core is configured with: `[acme]` and the `[limits]` it applies.
+#[derive(Debug, Clone)]
+pub struct AcmeSettings {
+    pub acme: AcmeConfig,
+    /// Outstanding nonces remembered (`limits.nonce_window`).
+    pub nonce_window: u64,
+    /// Unfinished orders per account; 0: no limit (`limits.pending_orders_per_account`).
+    pub pending_orders_per_account: usize,
+    /// Pending authorizations per account; 0: no limit
+    /// (`limits.pending_authorizations_per_account`).
+    pub pending_authorizations_per_account: usize,
+    /// How deeply a JWS's JSON may nest (`limits.json_max_depth`).
+    pub json_depth: JsonDepth,
+}
+
+impl From<&Config> for AcmeSettings {
+    fn from(config: &Config) -> Self {
+        let l = &config.limits;
+        Self {
+            acme: config.acme.clone(),
+            nonce_window: l.nonce_window,
+            pending_orders_per_account: l.pending_orders_per_account,
+            pending_authorizations_per_account: l.pending_authorizations_per_account,
+            json_depth: JsonDepth::new(l.json_max_depth),
+        }
+    }
+}
+
+/// The client-identity challenges' trust: tokens are checked against `tokens` (the
+/// authorization server's keys, or an OpenID provider's) and id_tokens must come from
+/// `issuer`.
+pub struct ClientIdentity {
+    pub tokens: Arc<dyn IdentityTokens>,
+    pub issuer: String,
+}
+
+/// What the ACME core works with.
+pub struct AcmeParts {
+    pub store: Arc<dyn Store>,
+    pub ca: Arc<Ca>,
+    /// CAs retired by root rotations: each still signs the CRL its leaves name.
+    pub retired: Vec<Arc<Ca>>,
+    pub links: Links,
+    pub queue: ValidationQueue,
+    pub metrics: Arc<Metrics>,
+    /// `None`: the client-identity challenges are not offered.
+    pub identity: Option<ClientIdentity>,
+}
+
 impl Acme {
-    pub fn new(
-        store: Arc<dyn Store>,
-        ca: Arc<Ca>,
-        links: Links,
-        config: AcmeConfig,
-        queue: ValidationQueue,
-        metrics: Arc<crate::metrics::Metrics>,
-    ) -> Self {
+    pub fn new(parts: AcmeParts, settings: AcmeSettings) -> Self {
+        let AcmeParts { store, ca, retired, links, queue, metrics, identity } = parts;
+        let (identity_tokens, identity_issuer) = match identity {
+            Some(ClientIdentity { tokens, issuer }) => (Some(tokens), issuer),
+            None => (None, String::new()),
+        };
         Self {
             store,
             ca,
-            nonces: NonceSource::new(),
+            nonces: NonceSource::with_window(settings.nonce_window),
             links,
-            order_limit: RateLimiter::per_minute(config.new_orders_per_minute),
+            order_limit: RateLimiter::per_minute(settings.acme.new_orders_per_minute),
             open_orders: ratelimit::OpenOrders::default(),
-            pending_limits: {
-                let l = crate::config::LimitsConfig::default();
-                (l.pending_orders_per_account, l.pending_authorizations_per_account)
-            },
-            config,
+            pending_limits: (settings.pending_orders_per_account, settings.pending_authorizations_per_account),
+            json_depth: settings.json_depth,
+            config: settings.acme,
             queue,
             metrics,
-            identity_tokens: None,
-            identity_issuer: String::new(),
-            retired: Vec::new(),
+            identity_tokens,
+            identity_issuer,
+            retired,
         }
-    }
-
-    /// The limits on what one account may hold pending (`[limits]`).
-    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
-        self.nonces = NonceSource::with_window(limits.nonce_window);
-        self.pending_limits = (limits.pending_orders_per_account, limits.pending_authorizations_per_account);
-        self
     }
 
     /// Refuses a new order with `new_authzs` fresh authorizations when the account
@@ -201,22 +243,8 @@ impl Acme {
         Ok(())
     }
 
-    /// The CAs retired by root rotations: each still signs the CRL its leaves name.
-    pub fn with_retired(mut self, retired: Vec<Arc<Ca>>) -> Self {
-        self.retired = retired;
-        self
-    }
-
-    /// Enables the client-identity challenges: tokens are checked against `tokens` (the
-    /// authorization server's keys) and id_tokens must come from `issuer`.
-    pub fn with_identity(mut self, tokens: Arc<dyn crate::validate::IdentityTokens>, issuer: String) -> Self {
-        self.identity_tokens = Some(tokens);
-        self.identity_issuer = issuer;
-        self
-    }
-
     /// The metrics the cores and the HTTP layer record into.
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
+    pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 

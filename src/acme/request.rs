@@ -1,7 +1,7 @@
 //! Authenticating ACME requests (RFC 8555 §6.2-6.4): the JWS rules, step by step.
 
 use super::{Acme, AcmeError};
-use crate::jose::{FlattenedJws, JoseError, Jwk};
+use crate::jose::{FlattenedJws, JoseError, JsonDepth, Jwk};
 use crate::model::{Account, AccountStatus};
 use crate::store::{StoreError, Versioned};
 
@@ -40,6 +40,8 @@ pub struct Verified {
     pub signer: Signer,
     /// The payload; empty for POST-as-GET (§6.3).
     pub payload: Vec<u8>,
+    /// The nesting limit its JSON is parsed within.
+    pub depth: JsonDepth,
 }
 
 impl Verified {
@@ -58,7 +60,8 @@ impl Verified {
 
     /// Parses the payload as JSON of type `T`.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, AcmeError> {
-        crate::jose::json::from_slice(&self.payload).map_err(|e| AcmeError::Malformed(format!("invalid payload: {e}")))
+        crate::jose::json::from_slice(&self.payload, self.depth)
+            .map_err(|e| AcmeError::Malformed(format!("invalid payload: {e}")))
     }
 
     /// Refuses anything but a POST-as-GET.
@@ -97,7 +100,7 @@ impl Acme {
     /// 8. a `kid` account is `valid` (§7.3.6), else `unauthorized`.
     pub async fn verify(&self, req: &SignedRequest, rule: KeyRule) -> Result<Verified, AcmeError> {
         // 1.
-        let jws = FlattenedJws::parse(&req.body).map_err(jose_error)?;
+        let jws = FlattenedJws::parse(&req.body, self.json_depth).map_err(jose_error)?;
         let h = &jws.header;
         // 2.
         match (&h.jwk, &h.kid, rule) {
@@ -169,6 +172,6 @@ impl Acme {
         {
             return Err(AcmeError::AccountDeactivated(format!("account is {:?}", a.value.status).to_lowercase()));
         }
-        Ok(Verified { signer, payload: jws.payload })
+        Ok(Verified { signer, payload: jws.payload, depth: self.json_depth })
     }
 }

@@ -234,7 +234,7 @@ impl Acme {
         if !self.config.testing.set_renewal_info {
             return Err(AcmeError::NotFound("set-renewal-info is off (acme.testing.set_renewal_info)".into()));
         }
-        let v: serde_json::Value = crate::jose::json::from_slice(body)
+        let v: serde_json::Value = crate::jose::json::from_slice(body, self.json_depth)
             .map_err(|e| AcmeError::Malformed(format!("the body is not JSON: {e}")))?;
         let field = |name: &str| {
             v.as_object()

@@ -12,11 +12,12 @@ pub use nonce::DpopNonces;
 pub use wire::{WireExpected, WireProof, verify_wire_proof};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::clock::UnixTime;
-use crate::jose::{Algorithm, CompactJws, Jkt, Jwk, b64_encode};
+use crate::jose::{Algorithm, CompactJws, Jkt, JsonDepth, Jwk, b64_encode};
 use crate::store::{Store, StoreError};
 
 /// Why a proof was refused.
@@ -101,6 +102,8 @@ pub struct DpopVerifier {
     nonces: DpopNonces,
     /// How far in the past (and, a little, the future) `iat` may be (§11.1).
     max_age_secs: i64,
+    /// How deeply a proof's JSON may nest.
+    depth: JsonDepth,
 }
 
 impl std::fmt::Debug for DpopVerifier {
@@ -113,8 +116,10 @@ impl std::fmt::Debug for DpopVerifier {
 const FUTURE_SKEW_SECS: i64 = 60;
 
 impl DpopVerifier {
-    pub fn new(store: Arc<dyn Store>, nonces: DpopNonces, max_age_secs: u64) -> Self {
-        Self { store, nonces, max_age_secs: max_age_secs as i64 }
+    /// `max_age`: how old a proof's `iat` may be (§11.1).
+    pub fn new(store: Arc<dyn Store>, nonces: DpopNonces, max_age: Duration, depth: JsonDepth) -> Self {
+        let max_age_secs = i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX);
+        Self { store, nonces, max_age_secs, depth }
     }
 
     /// The nonce to send in `DPoP-Nonce` now.
@@ -133,7 +138,7 @@ impl DpopVerifier {
     ) -> Result<VerifiedProof, DpopError> {
         let invalid = |m: &str| DpopError::InvalidProof(m.to_owned());
         // 2. A single well-formed JWT.
-        let jws = CompactJws::parse(proof).map_err(|_| invalid("the DPoP proof is not a JWT"))?;
+        let jws = CompactJws::parse(proof, self.depth).map_err(|_| invalid("the DPoP proof is not a JWT"))?;
         // 4. typ.
         if jws.header.typ.as_deref() != Some("dpop+jwt") {
             return Err(invalid("the DPoP proof must have typ dpop+jwt"));

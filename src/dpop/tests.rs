@@ -8,7 +8,12 @@ const RFC_NOW: i64 = 1_562_262_616;
 
 fn verifier() -> DpopVerifier {
     let store: Arc<dyn Store> = Arc::new(SledStore::temporary().unwrap());
-    DpopVerifier::new(store, DpopNonces::new(b"0123456789abcdef0123456789abcdef"), 300)
+    DpopVerifier::new(
+        store,
+        DpopNonces::new(b"0123456789abcdef0123456789abcdef"),
+        std::time::Duration::from_secs(300),
+        crate::jose::JsonDepth::default(),
+    )
 }
 
 fn at_token() -> Expected<'static> {
@@ -117,6 +122,7 @@ fn golden_expected(v: &serde_json::Value) -> (WireExpected<'_>, i64) {
             team: s("team"),
             name: s("name"),
             max_exp: now + 3600,
+            depth: crate::jose::JsonDepth::default(),
         },
         now,
     )
@@ -168,7 +174,8 @@ fn wire_golden_proof_rejects_each_changed_binding() {
 #[test]
 fn wire_golden_access_token_is_signed_by_its_header_key() {
     let v = golden();
-    let jws = crate::jose::CompactJws::parse(v["access_token"].as_str().unwrap()).unwrap();
+    let jws =
+        crate::jose::CompactJws::parse(v["access_token"].as_str().unwrap(), crate::jose::JsonDepth::default()).unwrap();
     assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
     let key = crate::jose::Jwk::from_value(jws.header.jwk.as_ref().unwrap()).unwrap();
     let claims: serde_json::Value = jws.verify(&key).unwrap();

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{DpopError, normalize_htu};
 use crate::clock::UnixTime;
-use crate::jose::{Algorithm, CompactJws, Jkt, Jwk};
+use crate::jose::{Algorithm, CompactJws, Jkt, JsonDepth, Jwk};
 
 /// What the proof must say.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct WireExpected<'a> {
     pub name: &'a str,
     /// The latest `exp` accepted.
     pub max_exp: UnixTime,
+    /// How deeply the proof's JSON may nest.
+    pub depth: JsonDepth,
 }
 
 /// A verified Wire proof.
@@ -71,7 +73,7 @@ const LEEWAY_SECS: i64 = 60;
 pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) -> Result<WireProof, DpopError> {
     let bad = |m: &str| DpopError::InvalidProof(m.to_owned());
     // 1.
-    let jws = CompactJws::parse(proof).map_err(|_| bad("the DPoP proof is not a JWT"))?;
+    let jws = CompactJws::parse(proof, want.depth).map_err(|_| bad("the DPoP proof is not a JWT"))?;
     if jws.header.typ.as_deref() != Some("dpop+jwt") {
         return Err(bad("typ must be dpop+jwt"));
     }

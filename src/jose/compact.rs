@@ -10,6 +10,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::json::JsonDepth;
 use super::{Algorithm, JoseError, Jwk, b64_decode, b64_encode};
 
 /// An ES256 signing key (PKCS#8), with its public JWK and key id (its thumbprint).
@@ -90,11 +91,12 @@ pub struct CompactJws<'a> {
     signing_input: &'a str,
     payload_b64: &'a str,
     signature: Vec<u8>,
+    depth: JsonDepth,
 }
 
 impl<'a> CompactJws<'a> {
     /// Splits and decodes `token`; refuses anything but three base64url parts.
-    pub fn parse(token: &'a str) -> Result<Self, JoseError> {
+    pub fn parse(token: &'a str, depth: JsonDepth) -> Result<Self, JoseError> {
         if token.len() > 16 * 1024 {
             return Err(JoseError::Malformed("token too long".into()));
         }
@@ -102,16 +104,16 @@ impl<'a> CompactJws<'a> {
         let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
             return Err(JoseError::Malformed("not a compact JWS".into()));
         };
-        let header: CompactHeader = super::json::from_slice(&b64_decode(h)?).map_err(JoseError::Header)?;
+        let header: CompactHeader = super::json::from_slice(&b64_decode(h)?, depth).map_err(JoseError::Header)?;
         let signing_input = token.get(..h.len() + 1 + p.len()).unwrap_or_default();
-        Ok(Self { header, signing_input, payload_b64: p, signature: b64_decode(s)? })
+        Ok(Self { header, signing_input, payload_b64: p, signature: b64_decode(s)?, depth })
     }
 
     /// Verifies the signature with `key` and decodes the claims.
     pub fn verify<T: DeserializeOwned>(&self, key: &Jwk) -> Result<T, JoseError> {
         let alg = Algorithm::parse(&self.header.alg)?;
         key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
-        super::json::from_slice(&b64_decode(self.payload_b64)?).map_err(JoseError::Malformed)
+        super::json::from_slice(&b64_decode(self.payload_b64)?, self.depth).map_err(JoseError::Malformed)
     }
 }
 
@@ -124,7 +126,7 @@ mod tests {
     fn signs_and_verifies_and_rejects_tampering() {
         let key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
         let token = key.sign("at+jwt", &json!({"sub": "alice"})).unwrap();
-        let jws = CompactJws::parse(&token).unwrap();
+        let jws = CompactJws::parse(&token, JsonDepth::default()).unwrap();
         assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(jws.header.kid.as_deref(), Some(key.kid()));
         let claims: Value = jws.verify(key.jwk()).unwrap();
@@ -134,11 +136,11 @@ mod tests {
         parts[1] = &forged;
         let forged = parts.join(".");
         assert_eq!(
-            CompactJws::parse(&forged).unwrap().verify::<Value>(key.jwk()).unwrap_err(),
+            CompactJws::parse(&forged, JsonDepth::default()).unwrap().verify::<Value>(key.jwk()).unwrap_err(),
             JoseError::BadSignature
         );
         let other = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
-        assert!(CompactJws::parse(&token).unwrap().verify::<Value>(other.jwk()).is_err());
+        assert!(CompactJws::parse(&token, JsonDepth::default()).unwrap().verify::<Value>(other.jwk()).is_err());
     }
 
     #[test]
@@ -146,11 +148,11 @@ mod tests {
         let none = format!("{}.{}.", b64_encode(r#"{"alg":"none"}"#), b64_encode("{}"));
         let key = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
         assert!(matches!(
-            CompactJws::parse(&none).unwrap().verify::<Value>(key.jwk()),
+            CompactJws::parse(&none, JsonDepth::default()).unwrap().verify::<Value>(key.jwk()),
             Err(JoseError::UnsupportedAlgorithm(_))
         ));
         for bad in ["", "a.b", "a.b.c.d", "!!.!!.!!"] {
-            assert!(CompactJws::parse(bad).is_err(), "{bad}");
+            assert!(CompactJws::parse(bad, JsonDepth::default()).is_err(), "{bad}");
         }
     }
 }

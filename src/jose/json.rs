@@ -1,24 +1,31 @@
 //! Client JSON with a nesting limit: anything nested deeper than the limit is refused
 //! before serde sees it (serde_json's own limit of 128 only guards the stack). The limit
-//! is process-wide, set once at start from `limits.json_max_depth`.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! is a parameter of every parse ([`JsonDepth`], from `limits.json_max_depth`), held by
+//! the core that parses.
 
 use serde::Deserialize;
 
 /// The default nesting limit: ACME and JOSE objects need 4 or 5 levels.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
 
-static MAX_DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_DEPTH);
+/// How deeply client JSON may nest (at least 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonDepth(usize);
 
-/// Sets the nesting limit for every later parse (at least 1).
-pub fn set_max_depth(depth: usize) {
-    MAX_DEPTH.store(depth.max(1), Ordering::Relaxed);
+impl JsonDepth {
+    pub fn new(levels: usize) -> Self {
+        Self(levels.max(1))
+    }
+
+    pub fn levels(self) -> usize {
+        self.0
+    }
 }
 
-/// The nesting limit in force.
-pub fn max_depth() -> usize {
-    MAX_DEPTH.load(Ordering::Relaxed)
+impl Default for JsonDepth {
+    fn default() -> Self {
+        Self(DEFAULT_MAX_DEPTH)
+    }
 }
 
 /// True if no array or object in `bytes` is nested deeper than `max` (brackets inside
@@ -52,8 +59,8 @@ pub fn depth_within(bytes: &[u8], max: usize) -> bool {
 
 /// Parses `bytes` as `T` within the nesting limit; the error is a short message (no
 /// line and column).
-pub fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
-    let max = max_depth();
+pub fn from_slice<'a, T: Deserialize<'a>>(bytes: &'a [u8], depth: JsonDepth) -> Result<T, String> {
+    let max = depth.levels();
     if !depth_within(bytes, max) {
         return Err(format!("JSON nested deeper than {max} levels"));
     }
@@ -80,9 +87,10 @@ mod tests {
     #[test]
     fn from_slice_refuses_deep_json_with_a_clear_message() {
         let deep = format!("{{\"a\":{}1{}}}", "[".repeat(40), "]".repeat(40));
-        let err = from_slice::<serde_json::Value>(deep.as_bytes()).unwrap_err();
+        let err = from_slice::<serde_json::Value>(deep.as_bytes(), JsonDepth::default()).unwrap_err();
         assert!(err.contains("nested deeper than"), "{err}");
-        let v: serde_json::Value = from_slice(br#"{"a":[1]}"#).unwrap();
+        let v: serde_json::Value = from_slice(br#"{"a":[1]}"#, JsonDepth::default()).unwrap();
+        assert!(from_slice::<serde_json::Value>(br#"{"a":[1]}"#, JsonDepth::new(1)).is_err());
         assert_eq!(v["a"][0], 1);
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::json::JsonDepth;
 use super::{Algorithm, JoseError, Jwk, b64_decode};
 
 /// A parsed flattened JWS whose signature has not been checked yet.
@@ -52,13 +53,13 @@ struct RawHeader {
 impl FlattenedJws {
     /// Parses a flattened JWS body. Refuses the general serialization (`signatures`), an
     /// unprotected `header`, unknown algorithms, `crit`, and keys with private parts.
-    pub fn parse(body: &[u8]) -> Result<Self, JoseError> {
-        let raw: RawJws<'_> = super::json::from_slice(body).map_err(JoseError::Malformed)?;
+    pub fn parse(body: &[u8], depth: JsonDepth) -> Result<Self, JoseError> {
+        let raw: RawJws<'_> = super::json::from_slice(body, depth).map_err(JoseError::Malformed)?;
         let (Some(protected), Some(payload), Some(signature)) = (raw.protected, raw.payload, raw.signature) else {
             return Err(JoseError::Malformed("`protected`, `payload` and `signature` are required".into()));
         };
         let header_bytes = b64_decode(protected)?;
-        let h: RawHeader = super::json::from_slice(&header_bytes).map_err(JoseError::Header)?;
+        let h: RawHeader = super::json::from_slice(&header_bytes, depth).map_err(JoseError::Header)?;
         // RFC 7515 §4.1.11: we implement no extensions, so any `crit` is unsupported;
         // RFC 7797's `b64` only has meaning with `crit`.
         if h.crit.is_some() || h.b64.is_some() {
@@ -117,7 +118,7 @@ mod tests {
     fn parses_and_verifies_post_as_get() {
         let (kp, jwk) = key();
         let body = signed(json!({"alg":"EdDSA","jwk":jwk,"nonce":"n","url":"u"}), b"", &kp);
-        let jws = FlattenedJws::parse(&body).unwrap();
+        let jws = FlattenedJws::parse(&body, JsonDepth::default()).unwrap();
         assert!(jws.payload.is_empty());
         jws.verify(jws.header.jwk.as_ref().unwrap()).unwrap();
     }
@@ -128,7 +129,7 @@ mod tests {
         let body = signed(json!({"alg":"EdDSA","jwk":jwk}), b"{}", &kp);
         let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         v["payload"] = json!(b64_encode(b"{\"a\":1}"));
-        let jws = FlattenedJws::parse(v.to_string().as_bytes()).unwrap();
+        let jws = FlattenedJws::parse(v.to_string().as_bytes(), JsonDepth::default()).unwrap();
         assert_eq!(jws.verify(jws.header.jwk.as_ref().unwrap()), Err(JoseError::BadSignature));
     }
 
@@ -137,7 +138,10 @@ mod tests {
         let (kp, jwk) = key();
         for alg in ["none", "HS256"] {
             let body = signed(json!({"alg":alg,"jwk":jwk}), b"{}", &kp);
-            assert!(matches!(FlattenedJws::parse(&body), Err(JoseError::UnsupportedAlgorithm(_))));
+            assert!(matches!(
+                FlattenedJws::parse(&body, JsonDepth::default()),
+                Err(JoseError::UnsupportedAlgorithm(_))
+            ));
         }
     }
 
@@ -145,24 +149,30 @@ mod tests {
     fn rejects_crit_and_unprotected_header() {
         let (kp, jwk) = key();
         let body = signed(json!({"alg":"EdDSA","jwk":jwk,"crit":["exp"]}), b"{}", &kp);
-        assert_eq!(FlattenedJws::parse(&body).unwrap_err(), JoseError::UnsupportedCrit);
+        assert_eq!(FlattenedJws::parse(&body, JsonDepth::default()).unwrap_err(), JoseError::UnsupportedCrit);
         let mut v: serde_json::Value =
             serde_json::from_slice(&signed(json!({"alg":"EdDSA","jwk":jwk}), b"{}", &kp)).unwrap();
         v["header"] = json!({"kid":"x"});
-        assert!(matches!(FlattenedJws::parse(v.to_string().as_bytes()), Err(JoseError::Malformed(_))));
+        assert!(matches!(
+            FlattenedJws::parse(v.to_string().as_bytes(), JsonDepth::default()),
+            Err(JoseError::Malformed(_))
+        ));
     }
 
     #[test]
     fn rejects_key_not_matching_alg() {
         let (kp, jwk) = key();
         let body = signed(json!({"alg":"ES256","jwk":jwk}), b"{}", &kp);
-        assert_eq!(FlattenedJws::parse(&body).unwrap_err(), JoseError::KeyAlgorithmMismatch(Algorithm::ES256));
+        assert_eq!(
+            FlattenedJws::parse(&body, JsonDepth::default()).unwrap_err(),
+            JoseError::KeyAlgorithmMismatch(Algorithm::ES256)
+        );
     }
 
     #[test]
     fn rejects_bad_base64_and_json() {
-        assert!(matches!(FlattenedJws::parse(b"not json"), Err(JoseError::Malformed(_))));
+        assert!(matches!(FlattenedJws::parse(b"not json", JsonDepth::default()), Err(JoseError::Malformed(_))));
         let body = json!({"protected":"!!","payload":"","signature":""}).to_string();
-        assert_eq!(FlattenedJws::parse(body.as_bytes()).unwrap_err(), JoseError::Base64);
+        assert_eq!(FlattenedJws::parse(body.as_bytes(), JsonDepth::default()).unwrap_err(), JoseError::Base64);
     }
 }

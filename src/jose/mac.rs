@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use super::json::JsonDepth;
 use super::{JoseError, b64_decode};
 
 /// The HMAC algorithms RFC 8555 §7.3.4 allows for the binding.
@@ -44,9 +45,9 @@ struct Header {
 
 impl MacJws {
     /// Parses a flattened JWS object (as a JSON value) protected by an HMAC.
-    pub fn parse(value: &serde_json::Value) -> Result<Self, JoseError> {
+    pub fn parse(value: &serde_json::Value, depth: JsonDepth) -> Result<Self, JoseError> {
         let raw: Raw = serde_json::from_value(value.clone()).map_err(|e| JoseError::Malformed(e.to_string()))?;
-        let header: Header = super::json::from_slice(&b64_decode(&raw.protected)?).map_err(JoseError::Header)?;
+        let header: Header = super::json::from_slice(&b64_decode(&raw.protected)?, depth).map_err(JoseError::Header)?;
         if header.crit.is_some() {
             return Err(JoseError::UnsupportedCrit);
         }
@@ -98,7 +99,7 @@ mod tests {
     #[test]
     fn verifies_hs256_and_rejects_a_wrong_key() {
         let jws = mac("HS256", b"secret", json!({"kid":"k1","url":"u"}), b"{}");
-        let parsed = MacJws::parse(&jws).unwrap();
+        let parsed = MacJws::parse(&jws, JsonDepth::default()).unwrap();
         assert_eq!(parsed.kid.as_deref(), Some("k1"));
         parsed.verify(b"secret").unwrap();
         assert_eq!(parsed.verify(b"other"), Err(JoseError::BadSignature));
@@ -108,7 +109,10 @@ mod tests {
     fn rejects_asymmetric_and_none_algorithms() {
         for alg in ["ES256", "none", "RS256"] {
             let jws = mac(alg, b"k", json!({"kid":"k1"}), b"{}");
-            assert!(matches!(MacJws::parse(&jws), Err(JoseError::UnsupportedAlgorithm(_))), "{alg}");
+            assert!(
+                matches!(MacJws::parse(&jws, JsonDepth::default()), Err(JoseError::UnsupportedAlgorithm(_))),
+                "{alg}"
+            );
         }
     }
 }

@@ -14,6 +14,7 @@ mod mac;
 
 pub use compact::{CompactHeader, CompactJws, SigningKey};
 pub use error::JoseError;
+pub use json::JsonDepth;
 pub use jwk::{Jkt, Jwk};
 pub use jws::{FlattenedJws, ProtectedHeader};
 pub use mac::{MacAlgorithm, MacJws};

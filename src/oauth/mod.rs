@@ -30,12 +30,14 @@ pub use wire_clients::{DeviceInfo, DeviceTokenResponse, wire_user_id};
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::UnixTime;
-use crate::config::{DpopConfig, OAuthConfig};
+use crate::config::{Config, DevicesConfig, DpopConfig, OAuthConfig};
 use crate::dpop::{DpopError, DpopNonces, DpopVerifier, Expected};
+use crate::jose::JsonDepth;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
 };
@@ -56,7 +58,8 @@ pub struct AuthServer {
     client_auth_limiter: login::AttemptLimiter,
     dpop: DpopVerifier,
     dpop_config: DpopConfig,
-    devices: crate::config::DevicesConfig,
+    devices: DevicesConfig,
+    json_depth: JsonDepth,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -97,28 +100,62 @@ pub(crate) fn scopes(s: &str) -> Vec<String> {
     v
 }
 
-fn client_auth_limiter(limits: &crate::config::LimitsConfig) -> login::AttemptLimiter {
-    login::AttemptLimiter::new(
-        limits.token_max_failures,
-        limits.token_max_failures_per_address,
-        limits.token_lockout_secs,
-    )
+/// What the authorization server is configured with: `[oauth]`, `[dpop]`, `[devices]`
+/// and the `[limits]` it applies.
+#[derive(Debug, Clone)]
+pub struct OAuthSettings {
+    pub oauth: OAuthConfig,
+    pub dpop: DpopConfig,
+    pub devices: DevicesConfig,
+    /// Failed logins from one address, over all users, before a lockout
+    /// (`limits.login_max_failures_per_address`).
+    pub login_max_failures_per_address: u32,
+    /// Failed client authentications per client and address, and per address
+    /// (`limits.token_max_failures`, `token_max_failures_per_address`), and the lockout
+    /// they lead to (`limits.token_lockout_secs`).
+    pub token_max_failures: u32,
+    pub token_max_failures_per_address: u32,
+    pub token_lockout_secs: u64,
+    /// How deeply presented tokens' and proofs' JSON may nest (`limits.json_max_depth`).
+    pub json_depth: JsonDepth,
+}
+
+impl From<&Config> for OAuthSettings {
+    fn from(config: &Config) -> Self {
+        let l = &config.limits;
+        Self {
+            oauth: config.oauth.clone(),
+            dpop: config.dpop.clone(),
+            devices: config.devices.clone(),
+            login_max_failures_per_address: l.login_max_failures_per_address,
+            token_max_failures: l.token_max_failures,
+            token_max_failures_per_address: l.token_max_failures_per_address,
+            token_lockout_secs: l.token_lockout_secs,
+            json_depth: JsonDepth::new(l.json_max_depth),
+        }
+    }
 }
 
 impl AuthServer {
     /// Builds the server, creating the first signing key on first start (durably).
+    /// `public_url`: the issuer (unless `oauth.issuer` names another) and the audience
+    /// of access tokens.
     pub async fn new(
         store: Arc<dyn Store>,
-        config: OAuthConfig,
-        dpop: DpopConfig,
-        devices: crate::config::DevicesConfig,
+        settings: OAuthSettings,
         public_url: &str,
         now: UnixTime,
     ) -> Result<Self, OAuthError> {
+        let OAuthSettings { oauth: config, dpop, devices, json_depth, .. } = settings.clone();
         let mut secret = [0u8; 32];
         crate::model::fill_random(&mut secret);
         let secret = store.dpop_nonce_secret(&secret).await?;
-        let verifier = DpopVerifier::new(store.clone(), DpopNonces::new(&secret), dpop.max_age_secs);
+        let verifier = DpopVerifier::new(
+            store.clone(),
+            DpopNonces::new(&secret),
+            Duration::from_secs(dpop.max_age_secs),
+            json_depth,
+        );
         let mut stored = store.oauth_keys().await?;
         if !stored.iter().any(|k| k.retired.is_none()) {
             let pkcs8 = crate::jose::SigningKey::generate_pkcs8()?;
@@ -126,18 +163,22 @@ impl AuthServer {
             store.rotate_oauth_key(&OAuthKey { kid, pkcs8, created: now, retired: None }).await?;
             stored = store.oauth_keys().await?;
         }
-        let keys = Keys::load(&stored)?;
+        let keys = Keys::load(&stored, json_depth)?;
         let issuer = if config.issuer.is_empty() { public_url.to_owned() } else { config.issuer.clone() };
         Ok(Self {
             clients: config.clients.iter().map(Client::from).collect(),
             users: config.users.iter().map(User::from).collect(),
             limiter: login::AttemptLimiter::new(
                 config.login_max_failures,
-                crate::config::LimitsConfig::default().login_max_failures_per_address,
+                settings.login_max_failures_per_address,
                 config.login_lockout_secs,
             ),
             device_limiter: LoginLimiter::new(config.device_max_user_code_failures, config.device_code_lifetime_secs),
-            client_auth_limiter: client_auth_limiter(&crate::config::LimitsConfig::default()),
+            client_auth_limiter: login::AttemptLimiter::new(
+                settings.token_max_failures,
+                settings.token_max_failures_per_address,
+                settings.token_lockout_secs,
+            ),
             audience: public_url.to_owned(),
             issuer,
             keys,
@@ -146,23 +187,13 @@ impl AuthServer {
             dpop: verifier,
             dpop_config: dpop,
             devices,
+            json_depth,
         })
     }
 
     /// How long a login page may be filled in (its cookie lives as long).
     pub fn login_page_lifetime_secs(&self) -> u64 {
         self.config.login_page_lifetime_secs
-    }
-
-    /// The limits on failed client authentications (`[limits]`).
-    pub fn with_limits(mut self, limits: &crate::config::LimitsConfig) -> Self {
-        self.client_auth_limiter = client_auth_limiter(limits);
-        self.limiter = login::AttemptLimiter::new(
-            self.config.login_max_failures,
-            limits.login_max_failures_per_address,
-            self.config.login_lockout_secs,
-        );
-        self
     }
 
     /// The `DPoP-Nonce` to send now.

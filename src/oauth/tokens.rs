@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::OAuthError;
 use crate::clock::UnixTime;
-use crate::jose::{CompactJws, Jwk, SigningKey};
+use crate::jose::{CompactJws, JsonDepth, Jwk, SigningKey};
 use crate::model::oauth::OAuthKey;
 
 /// The `typ` of an access token (RFC 9068 §2.1).
@@ -85,11 +85,13 @@ pub fn at_hash(access_token: &str) -> String {
 pub struct Keys {
     active: SigningKey,
     published: Vec<(String, Jwk)>,
+    /// How deeply a presented token's JSON may nest.
+    depth: JsonDepth,
 }
 
 impl Keys {
     /// Loads the keys; the newest unretired one signs.
-    pub fn load(keys: &[OAuthKey]) -> Result<Self, OAuthError> {
+    pub fn load(keys: &[OAuthKey], depth: JsonDepth) -> Result<Self, OAuthError> {
         let active = keys
             .iter()
             .rev()
@@ -100,7 +102,7 @@ impl Keys {
             .iter()
             .map(|k| SigningKey::from_pkcs8(&k.pkcs8).map(|s| (s.kid().to_owned(), s.jwk().clone())))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { active, published })
+        Ok(Self { active, published, depth })
     }
 
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, OAuthError> {
@@ -132,7 +134,7 @@ impl Keys {
     /// `kid`, or (client-identity tokens) by a `jwk` in the header.
     pub fn verify<T: serde::de::DeserializeOwned>(&self, token: &str, typ: &str) -> Result<T, OAuthError> {
         let bad = |m: &str| OAuthError::InvalidToken(m.to_owned());
-        let jws = CompactJws::parse(token).map_err(|_| bad("malformed token"))?;
+        let jws = CompactJws::parse(token, self.depth).map_err(|_| bad("malformed token"))?;
         if !jws.header.typ.as_deref().is_some_and(|t| t.eq_ignore_ascii_case(typ)) {
             return Err(bad("wrong token type"));
         }
@@ -159,14 +161,17 @@ mod tests {
     #[test]
     fn newest_active_key_signs_and_retired_keys_still_verify() {
         let old = key(1, None);
-        let old_keys = Keys::load(std::slice::from_ref(&old)).unwrap();
+        let old_keys = Keys::load(std::slice::from_ref(&old), JsonDepth::default()).unwrap();
         let old_token = old_keys.sign(AT_JWT, &serde_json::json!({"a": 1})).unwrap();
         let new = key(2, None);
         let mut retired = old.clone();
         retired.retired = Some(2);
-        let keys = Keys::load(&[retired, new.clone()]).unwrap();
+        let keys = Keys::load(&[retired, new.clone()], JsonDepth::default()).unwrap();
         let token = keys.sign(AT_JWT, &serde_json::json!({"a": 2})).unwrap();
-        assert_eq!(CompactJws::parse(&token).unwrap().header.kid.as_deref(), Some(new.kid.as_str()));
+        assert_eq!(
+            CompactJws::parse(&token, JsonDepth::default()).unwrap().header.kid.as_deref(),
+            Some(new.kid.as_str())
+        );
         assert_eq!(keys.verify::<serde_json::Value>(&old_token, AT_JWT).unwrap()["a"], 1);
         assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 2);
         assert!(keys.verify::<serde_json::Value>(&token, "JWT").is_err(), "typ is checked");

@@ -194,6 +194,7 @@ impl AuthServer {
             team: &user.team,
             name: &user.name,
             max_exp: now + self.devices.max_proof_lifetime_secs as i64,
+            depth: self.json_depth,
         };
         let verified = verify_wire_proof(proof, &expected, now).map_err(|e| match e {
             DpopError::InvalidProof(m) | DpopError::UseNonce(m) => OAuthError::InvalidDpopProof(m),

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::ValidationError;
 use crate::clock::UnixTime;
 use crate::dpop::normalize_htu;
-use crate::jose::{CompactJws, Jwk};
+use crate::jose::{CompactJws, JsonDepth, Jwk};
 
 /// Verifies tokens signed by idca's authorization server (by `kid`, or by a `jwk` in the
 /// header that is one of its published keys) and returns their claims.
@@ -30,6 +30,8 @@ pub struct DpopChallenge<'a> {
     pub client_id: &'a str,
     pub handle: &'a str,
     pub name: &'a str,
+    /// How deeply the embedded proof's JSON may nest.
+    pub depth: JsonDepth,
 }
 
 /// What a `wire-oidc-01` answer must match.
@@ -111,7 +113,7 @@ pub fn check_wire_dpop(
     }
     // 4.
     let proof = s(&t, "proof");
-    let jws = CompactJws::parse(proof).map_err(|_| unauthorized("the embedded proof is not a JWT"))?;
+    let jws = CompactJws::parse(proof, c.depth).map_err(|_| unauthorized("the embedded proof is not a JWT"))?;
     let jwk = jws.header.jwk.as_ref().ok_or_else(|| unauthorized("the embedded proof has no jwk"))?;
     let jwk = Jwk::from_value(jwk).map_err(|_| unauthorized("the embedded proof jwk is invalid"))?;
     if jwk.thumbprint().0 != c.account_jkt {
@@ -215,7 +217,7 @@ mod tests {
 
     impl IdentityTokens for Server {
         fn verify(&self, token: &str, typ: &str) -> Result<Value, String> {
-            let jws = CompactJws::parse(token).map_err(|e| e.to_string())?;
+            let jws = CompactJws::parse(token, JsonDepth::default()).map_err(|e| e.to_string())?;
             if jws.header.typ.as_deref() != Some(typ) {
                 return Err("wrong typ".into());
             }
@@ -244,6 +246,7 @@ mod tests {
             client_id: CLIENT,
             handle: HANDLE,
             name: NAME,
+            depth: JsonDepth::default(),
         };
         check_wire_dpop(server, token, &c, NOW)
     }

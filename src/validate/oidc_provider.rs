@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::jose::{CompactJws, Jwk};
+use crate::jose::{CompactJws, JsonDepth, Jwk};
 
 /// The provider and the keys last fetched from it.
 pub struct OidcProvider {
@@ -17,6 +17,7 @@ pub struct OidcProvider {
     client_id: String,
     http: reqwest::Client,
     keys: RwLock<Vec<(Option<String>, Jwk)>>,
+    depth: JsonDepth,
 }
 
 impl std::fmt::Debug for OidcProvider {
@@ -28,7 +29,8 @@ impl std::fmt::Debug for OidcProvider {
 impl OidcProvider {
     /// `ca_file`: a PEM root to trust for this provider only (empty: the default roots).
     /// `client_id`: when set, the id_token's `aud` must name it (OIDC Core §3.1.3.7).
-    pub fn new(issuer: &str, jwks_uri: &str, client_id: &str, ca_file: &str) -> Result<Self, String> {
+    /// `depth`: how deeply an id_token's JSON may nest.
+    pub fn new(issuer: &str, jwks_uri: &str, client_id: &str, ca_file: &str, depth: JsonDepth) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
         if !ca_file.is_empty() {
             let pem = std::fs::read(ca_file).map_err(|e| format!("{ca_file}: {e}"))?;
@@ -41,6 +43,7 @@ impl OidcProvider {
             client_id: client_id.to_owned(),
             http: builder.build().map_err(|e| e.to_string())?,
             keys: RwLock::new(Vec::new()),
+            depth,
         })
     }
 
@@ -119,7 +122,7 @@ impl OidcProvider {
     /// when the token names none) and its audience; returns the claims. The other
     /// `wire-oidc-01` checks are [`super::check_wire_oidc`]'s.
     pub fn verify(&self, token: &str) -> Result<Value, String> {
-        let jws = CompactJws::parse(token).map_err(|e| e.to_string())?;
+        let jws = CompactJws::parse(token, self.depth).map_err(|e| e.to_string())?;
         let keys = self.keys.read().map_err(|_| "the key cache is poisoned".to_owned())?;
         let claims = keys
             .iter()

@@ -141,7 +141,7 @@ async fn a_device_gets_a_client_identity_access_token() {
     assert_eq!((body["type"].as_str(), body["expires_in"].as_u64()), (Some("DPoP"), Some(360)));
     // The token: at+jwt with idca's key in the header, Wire's claims.
     let token = body["token"].as_str().unwrap();
-    let jws = idca::jose::CompactJws::parse(token).unwrap();
+    let jws = idca::jose::CompactJws::parse(token, idca::jose::JsonDepth::default()).unwrap();
     assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
     let jwks: Value = f.b.http.get(format!("{}/oauth/jwks", f.b.base)).send().await.unwrap().json().await.unwrap();
     let mut published = jwks["keys"][0].clone();

@@ -42,6 +42,32 @@ async fn deep_json_in_a_jws_payload_is_malformed() {
     server.stop().await;
 }
 
+/// `limits.json_max_depth` is each server's own: a server with a limit of 6 refuses the
+/// 7-level payload that a server beside it, on the default, takes.
+#[tokio::test]
+async fn each_server_applies_its_own_json_depth() {
+    let strict = start_with(|c| c.limits.json_max_depth = 6).await;
+    let relaxed = start_with(|_| {}).await;
+    // The payload object plus `levels` nested arrays: levels + 1 deep (the flattened
+    // JWS around it is parsed on its own, 1 deep).
+    let payload = |levels: usize| {
+        let mut deep = json!("x");
+        for _ in 0..levels {
+            deep = json!([deep]);
+        }
+        json!({"identifiers": [{"type": "dns", "value": "a.test"}], "x": deep})
+    };
+    let s = registered(&strict).await;
+    let r = s.post(&s.url("newOrder"), Some(&payload(6))).await;
+    r.assert_problem(400, "malformed");
+    assert!(r.text.contains("nested deeper than 6"), "{}", r.text);
+    assert_eq!(s.post(&s.url("newOrder"), Some(&payload(5))).await.status, 201);
+    let r = registered(&relaxed).await;
+    assert_eq!(r.post(&r.url("newOrder"), Some(&payload(6))).await.status, 201);
+    strict.stop().await;
+    relaxed.stop().await;
+}
+
 #[tokio::test]
 async fn oauth_form_and_json_bodies_are_capped() {
     let server = start_with(|c| {

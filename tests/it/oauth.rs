@@ -225,7 +225,7 @@ pub async fn userinfo(b: &Browser, access_token: &str) -> Value {
 /// Checks a JWT with the server's JWKS and returns its claims.
 pub async fn verify_jwt(b: &Browser, token: &str, typ: &str) -> Value {
     let jwks: Value = b.http.get(format!("{}/oauth/jwks", b.base)).send().await.unwrap().json().await.unwrap();
-    let jws = idca::jose::CompactJws::parse(token).unwrap();
+    let jws = idca::jose::CompactJws::parse(token, idca::jose::JsonDepth::default()).unwrap();
     assert_eq!(jws.header.typ.as_deref(), Some(typ));
     let key = jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"].as_str() == jws.header.kid.as_deref()).unwrap();
     let jwk = idca::jose::Jwk::from_value(key).unwrap();
