@@ -5,14 +5,14 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 
 use crate::acme::{Acme, AcmeParts, AcmeSettings, ClientIdentity, Links, ValidationQueue, Validator};
 use crate::ca::{Ca, CaError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::http::AppState;
+use crate::http::server::{ServeOptions, serve_api, serve_management};
 use crate::jose::JsonDepth;
 use crate::model::CaMaterial;
 use crate::store::{SledStore, Store, StoreError};
@@ -354,12 +354,21 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());
     let links = Links::new(public_url.clone());
     let identity = ClientIdentity { tokens: Arc::new(IdentityKeys { own: authz.clone(), oidc }), issuer: oidc_issuer };
-    let parts =
-        AcmeParts { store: store.clone(), ca: ca.clone(), retired, links, queue, metrics, identity: Some(identity) };
+    let parts = AcmeParts {
+        store: store.clone(),
+        ca: ca.clone(),
+        retired,
+        links,
+        queue,
+        metrics: metrics.clone(),
+        identity: Some(identity),
+    };
     let acme = Arc::new(Acme::new(parts, AcmeSettings::from(&config)));
     let state = web::Data::new(AppState {
         acme,
         authz,
+        metrics,
+        public_url: public_url.clone(),
         secure_cookies: config.server.tls,
         clock: clock.clone(),
         limits: config.limits.clone(),
@@ -373,32 +382,9 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         }
     };
 
-    let api_state = state.clone();
-    let limits = config.limits.clone();
-    let mut server = HttpServer::new(move || {
-        App::new()
-            .app_data(api_state.clone())
-            .wrap(from_fn(crate::http::bound_body_time))
-            .wrap(from_fn(crate::http::log_request))
-            .configure(|c| crate::http::configure(c, &limits))
-    })
-    .client_request_timeout(std::time::Duration::from_millis(config.limits.request_header_timeout_ms))
-    .shutdown_timeout(config.server.shutdown_timeout_secs);
-    if config.server.workers > 0 {
-        server = server.workers(config.server.workers);
-    }
-    if !options.handle_signals {
-        server = server.disable_signals();
-    }
-    let server = match &tls {
-        Some(tls) => server.listen_rustls_0_23(listener, tls.clone()),
-        None => server.listen(listener),
-    }
-    .map_err(|e| AppError::Io(format!("cannot serve on {addr}: {e}")))?
-    .run();
-    let handle = server.handle();
-    let task = tokio::spawn(server);
-
+    let serve = ServeOptions::new(&config, tls, options.handle_signals);
+    let (handle, task) =
+        serve_api(listener, state.clone(), &serve).map_err(|e| AppError::Io(format!("cannot serve on {addr}: {e}")))?;
     // Pebble's management listener, when configured.
     let management = match config.management.listen.as_str() {
         "" => None,
@@ -406,23 +392,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
             let listener = std::net::TcpListener::bind(listen)
                 .map_err(|e| AppError::Io(format!("cannot listen on {listen} (management.listen): {e}")))?;
             let mgmt_addr = listener.local_addr().map_err(|e| AppError::Io(e.to_string()))?;
-            let mgmt = HttpServer::new(move || {
-                App::new()
-                    .app_data(state.clone())
-                    .wrap(from_fn(crate::http::log_request))
-                    .configure(crate::http::mgmt::configure)
-            })
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(config.server.shutdown_timeout_secs);
-            let mgmt = match tls {
-                Some(tls) => mgmt.listen_rustls_0_23(listener, tls),
-                None => mgmt.listen(listener),
-            }
-            .map_err(|e| AppError::Io(format!("cannot serve on {mgmt_addr}: {e}")))?
-            .run();
-            let mgmt_handle = mgmt.handle();
-            tokio::spawn(mgmt);
+            let (mgmt_handle, _) = serve_management(listener, state, &serve)
+                .map_err(|e| AppError::Io(format!("cannot serve on {mgmt_addr}: {e}")))?;
             Some((mgmt_addr, mgmt_handle))
         }
     };

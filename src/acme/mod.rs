@@ -243,11 +243,6 @@ impl Acme {
         Ok(())
     }
 
-    /// The metrics the cores and the HTTP layer record into.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     pub fn links(&self) -> &Links {
         &self.links
     }

@@ -5,8 +5,8 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{AppState, HttpError};
-use crate::oauth::{AccessTokenClaims, OAuthError};
+use super::{AppState, HttpError, credentials};
+use crate::oauth::AccessTokenClaims;
 
 type State = web::Data<AppState>;
 
@@ -19,8 +19,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// The user behind the request's `Authorization: Bearer` token.
 async fn user(st: &AppState, req: &HttpRequest) -> Result<AccessTokenClaims, HttpError> {
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let url = format!("{}{}", st.acme.links().base(), req.path());
+    let authorization = credentials::authorization(req)?;
+    let url = format!("{}{}", st.public_url, req.path());
     Ok(st.authz.verify_resource_request(authorization, &[], req.method().as_str(), &url, st.clock.now()).await?)
 }
 
@@ -62,11 +62,7 @@ async fn nonce_get(st: State, req: HttpRequest, cid: web::Path<String>) -> Resul
 /// The client-identity access token.
 async fn access_token(st: State, req: HttpRequest, cid: web::Path<String>) -> Result<HttpResponse, HttpError> {
     let who = user(&st, &req).await?;
-    let proofs: Vec<&str> = req
-        .headers()
-        .get_all("dpop")
-        .map(|v| v.to_str().map_err(|_| OAuthError::InvalidDpopProof("the DPoP header is not ASCII".into())))
-        .collect::<Result<_, _>>()?;
+    let proofs = credentials::dpop_proofs(&req)?;
     let token = st.authz.device_access_token(&who, &cid, &proofs, st.clock.now()).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(token))
 }

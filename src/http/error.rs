@@ -18,6 +18,14 @@ pub enum HttpError {
     OAuth(#[from] OAuthError),
 }
 
+/// Outside ACME, a credential header that cannot be read is an OAuth error (RFC 6750
+/// §3.1, RFC 9449 §7.1).
+impl From<super::credentials::CredentialError> for HttpError {
+    fn from(e: super::credentials::CredentialError) -> Self {
+        Self::OAuth(e.into())
+    }
+}
+
 impl ResponseError for HttpError {
     fn status_code(&self) -> StatusCode {
         match self {

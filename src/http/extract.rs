@@ -6,7 +6,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 
-use super::{AppState, HttpError};
+use super::{AppState, HttpError, credentials};
 use crate::acme::{AcmeError, SignedRequest};
 use crate::oauth::OAuthError;
 
@@ -75,16 +75,14 @@ impl FromRequest for Principal {
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let authorization = req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().map(str::to_owned));
-        let proofs: Result<Vec<String>, _> =
-            req.headers().get_all("dpop").map(|v| v.to_str().map(str::to_owned)).collect();
+        let authorization = credentials::authorization(req).map(|a| a.map(str::to_owned));
+        let proofs = credentials::dpop_proofs(req).map(|p| p.into_iter().map(str::to_owned).collect::<Vec<_>>());
         let method = req.method().as_str().to_owned();
         let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
         Box::pin(async move {
             let unauthenticated = |detail: String, challenge: String, dpop_nonce: Option<String>| {
                 HttpError::from(AcmeError::Unauthenticated { detail, challenge, dpop_nonce })
             };
-            let Some(authorization) = authorization else { return Ok(Principal(None)) };
             let bad_header = || {
                 unauthenticated(
                     "malformed header".into(),
@@ -92,7 +90,7 @@ impl FromRequest for Principal {
                     None,
                 )
             };
-            let authorization = authorization.map_err(|_| bad_header())?;
+            let Some(authorization) = authorization.map_err(|_| bad_header())? else { return Ok(Principal(None)) };
             let proofs = proofs.map_err(|_| bad_header())?;
             let Some(state) = state else {
                 return Err(AcmeError::internal(std::io::Error::other("application state missing")).into());

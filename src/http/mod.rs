@@ -6,11 +6,13 @@
 
 mod acme;
 mod clients;
+mod credentials;
 mod error;
 mod extract;
 pub mod mgmt;
 mod oauth;
 mod pages;
+pub mod server;
 pub mod tls;
 
 pub use error::HttpError;
@@ -26,11 +28,16 @@ use actix_web::web;
 
 use crate::clock::Clock;
 use crate::config::LimitsConfig;
+use crate::metrics::Metrics;
 
 /// What handlers share.
 pub struct AppState {
     pub acme: Arc<crate::acme::Acme>,
     pub authz: Arc<crate::oauth::AuthServer>,
+    /// What requests and the cores record (`/metrics`).
+    pub metrics: Arc<Metrics>,
+    /// The base URL clients use (no trailing slash).
+    pub public_url: String,
     /// Session cookies carry `Secure` (the listener is HTTPS).
     pub secure_cookies: bool,
     pub clock: Arc<dyn Clock>,
@@ -58,7 +65,7 @@ async fn healthz(st: web::Data<AppState>) -> actix_web::HttpResponse {
 
 /// Prometheus metrics (text format 0.0.4).
 async fn metrics(st: web::Data<AppState>) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(st.acme.metrics().render())
+    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(st.metrics.render())
 }
 
 /// One structured log line per request: method, path (never the query, which may carry
@@ -74,7 +81,7 @@ pub async fn log_request(
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let res = next.call(req).await?;
     if let Some(state) = state {
-        state.acme.metrics().request(&method, &route, res.status().as_u16(), start.elapsed());
+        state.metrics.request(&method, &route, res.status().as_u16(), start.elapsed());
     }
     tracing::info!(
         target: "idca::request",

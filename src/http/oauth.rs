@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 
-use super::{AppState, HttpError, pages};
+use super::{AppState, HttpError, credentials, pages};
 use crate::oauth::{
     AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm, DeviceOutcome,
     LoginForm, OAuthError, TokenForm, paths,
@@ -47,13 +47,6 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::LimitsCon
         .route(paths::USERINFO, web::post().to(userinfo))
         .route("/.well-known/oauth-authorization-server", web::get().to(metadata))
         .route("/.well-known/openid-configuration", web::get().to(metadata));
-}
-
-fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
-        let (k, v) = c.trim().split_once('=')?;
-        (k == name).then(|| v.to_owned())
-    })
 }
 
 fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
@@ -102,14 +95,14 @@ fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
 
 /// The consent form's target.
 async fn consent(st: State, req: HttpRequest, form: web::Form<ConsentForm>) -> Result<HttpResponse, HttpError> {
-    let session = cookie(&req, SESSION_COOKIE);
+    let session = credentials::cookie(&req, SESSION_COOKIE);
     let outcome = st.authz.consent(&form, session.as_deref(), st.clock.now()).await?;
     Ok(render(&st, outcome))
 }
 
 /// The authorization endpoint (RFC 6749 §3.1).
 async fn authorize(st: State, req: HttpRequest, q: web::Query<AuthorizeParams>) -> Result<HttpResponse, HttpError> {
-    let session = cookie(&req, SESSION_COOKIE);
+    let session = credentials::cookie(&req, SESSION_COOKIE);
     let outcome = st.authz.authorize(&q, session.as_deref(), st.clock.now()).await?;
     Ok(render(&st, outcome))
 }
@@ -127,8 +120,8 @@ async fn authorize_form(
 /// The login form's target.
 async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, HttpError> {
     let name = format!("{LOGIN_COOKIE}{}", form.request);
-    let browser = cookie(&req, &name);
-    let outcome = st.authz.login(&form, browser.as_deref(), peer_ip(&req), st.clock.now()).await?;
+    let browser = credentials::cookie(&req, &name);
+    let outcome = st.authz.login(&form, browser.as_deref(), credentials::peer_ip(&req), st.clock.now()).await?;
     let done = matches!(outcome, AuthorizeOutcome::Redirect { .. } | AuthorizeOutcome::Consent { .. });
     let mut res = render(&st, outcome);
     if done && let Ok(v) = header::HeaderValue::from_str(&format!("{name}=; Path=/oauth; Max-Age=0")) {
@@ -141,10 +134,7 @@ async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Resul
 /// Client authentication (RFC 6749 §2.3.1): HTTP Basic with form-urlencoded id and
 /// secret, or `client_id` (+ `client_secret`) in the body; never both.
 fn client_credentials(req: &HttpRequest, form: &TokenForm) -> Result<ClientCredentials, OAuthError> {
-    let basic = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (scheme, rest) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("basic").then(|| rest.trim().to_owned())
-    });
+    let basic = credentials::scheme(req, "basic")?;
     match (basic, &form.client_secret) {
         (Some(_), Some(_)) => Err(OAuthError::InvalidRequest("use one client authentication method".into())),
         (Some(b64), None) => {
@@ -192,20 +182,13 @@ fn form_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The values of the `DPoP` headers (RFC 9449 §4.1); the core refuses more than one.
-fn dpop_headers(req: &HttpRequest) -> Result<Vec<&str>, OAuthError> {
-    req.headers()
-        .get_all("dpop")
-        .map(|v| v.to_str().map_err(|_| OAuthError::InvalidDpopProof("the DPoP header is not ASCII".into())))
-        .collect()
-}
-
 /// The token endpoint (RFC 6749 §3.2); responses are never cached (§5.1) and carry the
 /// current `DPoP-Nonce` (RFC 9449 §8).
 async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let now = st.clock.now();
-    let response = st.authz.token(&creds, peer_ip(&req), &form, &dpop_headers(&req)?, now).await?;
+    let response =
+        st.authz.token(&creds, credentials::peer_ip(&req), &form, &credentials::dpop_proofs(&req)?, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -223,7 +206,7 @@ async fn device_authorization(
     let now = st.clock.now();
     let body = st
         .authz
-        .device_authorization(&creds, peer_ip(&req), form.scope.as_deref(), form.claims.as_deref(), now)
+        .device_authorization(&creds, credentials::peer_ip(&req), form.scope.as_deref(), form.claims.as_deref(), now)
         .await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
@@ -233,19 +216,15 @@ struct UserCode {
     user_code: Option<String>,
 }
 
-fn peer_ip(req: &HttpRequest) -> std::net::IpAddr {
-    req.peer_addr().map(|a| a.ip()).unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
-}
-
 /// The verification page (RFC 8628 §3.3): enter a code, or confirm one.
 async fn device_page(st: State, req: HttpRequest, q: web::Query<UserCode>) -> Result<HttpResponse, HttpError> {
-    let outcome = st.authz.device_page(q.user_code.as_deref(), peer_ip(&req), st.clock.now()).await?;
+    let outcome = st.authz.device_page(q.user_code.as_deref(), credentials::peer_ip(&req), st.clock.now()).await?;
     Ok(pages::device(&outcome))
 }
 
 /// The decision; a 303 to the result page when made (RFC 9700 §4.12).
 async fn device_decide(st: State, req: HttpRequest, form: web::Form<DeviceForm>) -> Result<HttpResponse, HttpError> {
-    match st.authz.device_decide(&form, peer_ip(&req), st.clock.now()).await {
+    match st.authz.device_decide(&form, credentials::peer_ip(&req), st.clock.now()).await {
         Ok(DeviceOutcome::Done { approved }) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("{}?approved={approved}", paths::DEVICE_DONE)))
             .finish()),
@@ -297,7 +276,7 @@ async fn delete_registration(st: State, req: HttpRequest, id: web::Path<String>)
 async fn introspect(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
-    let body = st.authz.introspect(&creds, peer_ip(&req), token, st.clock.now()).await?;
+    let body = st.authz.introspect(&creds, credentials::peer_ip(&req), token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
@@ -305,7 +284,7 @@ async fn introspect(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> 
 async fn revoke(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
-    st.authz.revoke(&creds, peer_ip(&req), token, st.clock.now()).await?;
+    st.authz.revoke(&creds, credentials::peer_ip(&req), token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().finish())
 }
 
@@ -317,28 +296,28 @@ async fn metadata(st: State) -> HttpResponse {
     HttpResponse::Ok().json(st.authz.metadata())
 }
 
-/// The `Authorization` header, if any, as text.
-fn authorization(req: &HttpRequest) -> Option<&str> {
-    req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
-}
-
 /// The bearer token of a request (RFC 6750 §2.1).
 fn bearer(req: &HttpRequest) -> Result<String, OAuthError> {
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| OAuthError::InvalidToken("an access token is required".into()))?;
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim().to_owned()),
-        _ => Err(OAuthError::InvalidToken("use Authorization: Bearer".into())),
+    match credentials::authorization(req)? {
+        None => Err(OAuthError::InvalidToken("an access token is required".into())),
+        Some(value) => match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => Ok(token.trim().to_owned()),
+            _ => Err(OAuthError::InvalidToken("use Authorization: Bearer".into())),
+        },
     }
 }
 
 /// userinfo (OIDC Core §5.3).
 async fn userinfo(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
-    let info =
-        st.authz.userinfo(authorization(&req), &dpop_headers(&req)?, req.method().as_str(), st.clock.now()).await?;
+    let info = st
+        .authz
+        .userinfo(
+            credentials::authorization(&req)?,
+            &credentials::dpop_proofs(&req)?,
+            req.method().as_str(),
+            st.clock.now(),
+        )
+        .await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(info))
 }
 

@@ -504,3 +504,55 @@ async fn rotated_keys_stay_published_and_old_tokens_verify() {
     }
     server.stop().await;
 }
+
+/// One reading of credential headers everywhere: an `Authorization` or `DPoP` header
+/// that is not ASCII is a malformed request (400 `invalid_request` / 401
+/// `invalid_dpop_proof` at the token endpoint, 401 with `error="invalid_request"` on an
+/// ACME resource), never taken for a missing credential.
+#[tokio::test]
+async fn a_non_ascii_credential_header_is_malformed_everywhere() {
+    let server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    let latin1 = || reqwest::header::HeaderValue::from_bytes(b"Bearer \xe9t\xe9").unwrap();
+    for (method, path) in [
+        (reqwest::Method::GET, "/oauth/userinfo"),
+        (reqwest::Method::GET, "/clients/x/nonce"),
+        (reqwest::Method::POST, "/clients/x/access-token"),
+    ] {
+        let r = b
+            .http
+            .request(method, format!("{}{path}", b.base))
+            .header(reqwest::header::AUTHORIZATION, latin1())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{path}");
+    }
+    let token = |header: &'static str| {
+        b.http
+            .post(format!("{}/oauth/token", b.base))
+            .header(header, latin1())
+            .form(&[("grant_type", "client_credentials"), ("client_id", "backend"), ("client_secret", SECRET)])
+            .send()
+    };
+    let r = token("authorization").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
+    let r = token("dpop").await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_dpop_proof");
+    let r = b
+        .http
+        .post(format!("{}/acme/new-order", b.base))
+        .header(reqwest::header::AUTHORIZATION, latin1())
+        .header(reqwest::header::CONTENT_TYPE, "application/jose+json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()[reqwest::header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+    assert!(challenge.contains("invalid_request"), "{challenge}");
+    server.stop().await;
+}

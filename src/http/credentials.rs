@@ -1,0 +1,107 @@
+//! What a request presents: the `Authorization` header (Bearer, DPoP, Basic), the
+//! `DPoP` proofs, cookies, the peer address. Read here only, so every endpoint agrees on
+//! what a header that is not visible ASCII means: a malformed request naming the header
+//! (RFC 6750 §3.1 `invalid_request`, RFC 9449 §7.1 `invalid_dpop_proof`), never a missing
+//! credential.
+
+use std::net::IpAddr;
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+
+use crate::oauth::OAuthError;
+
+/// A credential header that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the Authorization header is not ASCII")]
+    Authorization,
+    #[error("the DPoP header is not ASCII")]
+    Dpop,
+}
+
+impl From<CredentialError> for OAuthError {
+    fn from(e: CredentialError) -> Self {
+        match e {
+            CredentialError::Authorization => OAuthError::InvalidRequest(e.to_string()),
+            CredentialError::Dpop => OAuthError::InvalidDpopProof(e.to_string()),
+        }
+    }
+}
+
+/// The `Authorization` header, if any (RFC 9110 §11.6.2).
+pub fn authorization(req: &HttpRequest) -> Result<Option<&str>, CredentialError> {
+    req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().map_err(|_| CredentialError::Authorization)).transpose()
+}
+
+/// The credentials of `Authorization: {scheme} …` (scheme matched without case), if the
+/// header names that scheme.
+pub fn scheme<'r>(req: &'r HttpRequest, scheme: &str) -> Result<Option<&'r str>, CredentialError> {
+    Ok(authorization(req)?.and_then(|v| {
+        let (s, rest) = v.split_once(' ')?;
+        s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
+    }))
+}
+
+/// The values of the `DPoP` headers (RFC 9449 §4.1); the core refuses more than one.
+pub fn dpop_proofs(req: &HttpRequest) -> Result<Vec<&str>, CredentialError> {
+    req.headers().get_all("dpop").map(|v| v.to_str().map_err(|_| CredentialError::Dpop)).collect()
+}
+
+/// The value of cookie `name` (RFC 6265 §5.4); a `Cookie` header that is not ASCII
+/// carries none of ours and is passed over.
+pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == name).then(|| v.to_owned())
+    })
+}
+
+/// The address the connection comes from (login and client-authentication limits key
+/// on it); `0.0.0.0` when the transport has none.
+pub fn peer_ip(req: &HttpRequest) -> IpAddr {
+    req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::http::header::HeaderValue;
+    use actix_web::test::TestRequest;
+
+    fn non_ascii() -> HeaderValue {
+        HeaderValue::from_bytes(b"Bearer \xe9t\xe9").unwrap()
+    }
+
+    #[test]
+    fn a_non_ascii_authorization_is_malformed_not_missing() {
+        let req = TestRequest::default().insert_header((header::AUTHORIZATION, non_ascii())).to_http_request();
+        assert_eq!(authorization(&req), Err(CredentialError::Authorization));
+        assert_eq!(scheme(&req, "bearer"), Err(CredentialError::Authorization));
+        let none = TestRequest::default().to_http_request();
+        assert_eq!(authorization(&none), Ok(None));
+        assert_eq!(scheme(&none, "bearer"), Ok(None));
+    }
+
+    #[test]
+    fn schemes_match_without_case() {
+        let req = TestRequest::default().insert_header((header::AUTHORIZATION, "bAsIc  abc ")).to_http_request();
+        assert_eq!(scheme(&req, "Basic"), Ok(Some("abc")));
+        assert_eq!(scheme(&req, "Bearer"), Ok(None));
+    }
+
+    #[test]
+    fn dpop_headers_and_cookies() {
+        let req = TestRequest::default()
+            .append_header(("DPoP", "a"))
+            .append_header(("DPoP", "b"))
+            .append_header((header::COOKIE, "x=1; idca_session=s"))
+            .to_http_request();
+        assert_eq!(dpop_proofs(&req), Ok(vec!["a", "b"]));
+        assert_eq!(cookie(&req, "idca_session").as_deref(), Some("s"));
+        assert_eq!(cookie(&req, "y"), None);
+        let bad = TestRequest::default().insert_header(("DPoP", non_ascii())).to_http_request();
+        assert_eq!(dpop_proofs(&bad), Err(CredentialError::Dpop));
+        assert!(matches!(OAuthError::from(CredentialError::Dpop), OAuthError::InvalidDpopProof(_)));
+    }
+}
