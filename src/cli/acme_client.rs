@@ -1,26 +1,91 @@
-//! A minimal ACME client for `idca-load` and `idca-crash`: whole issuance flows with
-//! one ES256 account key, timed per request, remembering what the server acknowledged.
+//! The one ACME client of idca's own tools (`idca enroll`, `idca-load`, `idca-crash`):
+//! signed requests with one account key (ES256 or Ed25519), badNonce retried once, each
+//! request timed, and what the server acknowledged remembered. The tests use
+//! instant-acme and their own raw client instead.
 
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 use ring::rand::SystemRandom;
-use ring::signature::{self, EcdsaKeyPair, KeyPair};
+use ring::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
 
 /// Why a flow failed: the problem type, or the transport error's kind.
 pub type FlowError = String;
 
-/// A minimal ACME client with one ES256 account key, for load and crash tests. It records
-/// each request's time and every object the server acknowledged.
+/// An ACME account key (RFC 8555 §6.2: ES256 or EdDSA here).
+pub enum AccountKey {
+    Es256(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl AccountKey {
+    /// A fresh P-256 key.
+    pub fn es256() -> Result<Self, FlowError> {
+        let rng = SystemRandom::new();
+        let alg = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).map_err(|_| fail("keygen"))?;
+        Ok(Self::Es256(EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).map_err(|_| fail("keygen"))?))
+    }
+
+    /// A fresh Ed25519 key.
+    pub fn ed25519() -> Result<Self, FlowError> {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| fail("keygen"))?;
+        Ok(Self::Ed25519(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| fail("keygen"))?))
+    }
+
+    /// The JWS `alg` (RFC 7518 §3.4, RFC 8037 §3.1).
+    pub fn alg(&self) -> &'static str {
+        match self {
+            Self::Es256(_) => "ES256",
+            Self::Ed25519(_) => "EdDSA",
+        }
+    }
+
+    /// The public key as a JWK (RFC 7518 §6.2, RFC 8037 §2).
+    pub fn jwk(&self) -> Value {
+        match self {
+            Self::Es256(k) => {
+                let public = k.public_key().as_ref();
+                let (x, y) = (public.get(1..33).unwrap_or_default(), public.get(33..65).unwrap_or_default());
+                json!({"crv": "P-256", "kty": "EC", "x": b64(x), "y": b64(y)})
+            }
+            Self::Ed25519(k) => json!({"crv": "Ed25519", "kty": "OKP", "x": b64(k.public_key().as_ref())}),
+        }
+    }
+
+    /// The RFC 7638 thumbprint of the public key.
+    pub fn thumbprint(&self) -> Result<String, FlowError> {
+        let jwk = crate::jose::Jwk::from_value(&self.jwk()).map_err(|e| fail(format!("jwk: {e}")))?;
+        Ok(jwk.thumbprint().0)
+    }
+
+    pub fn sign(&self, input: &[u8]) -> Result<Vec<u8>, FlowError> {
+        match self {
+            Self::Es256(k) => Ok(k.sign(&SystemRandom::new(), input).map_err(|_| fail("sign"))?.as_ref().to_vec()),
+            Self::Ed25519(k) => Ok(k.sign(input).as_ref().to_vec()),
+        }
+    }
+
+    /// A compact JWS (RFC 7515 §7.1) of `claims` under `header` (which names the `alg`).
+    pub fn compact(&self, header: &Value, claims: &Value) -> Result<String, FlowError> {
+        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        Ok(format!("{input}.{}", b64(self.sign(input.as_bytes())?)))
+    }
+}
+
+/// An ACME client with one account key. It records each request's time and every
+/// object the server acknowledged.
 pub struct AcmeClient {
     http: reqwest::Client,
-    key: EcdsaKeyPair,
-    jwk: Value,
+    key: AccountKey,
     kid: Option<String>,
     pub nonce: Option<String>,
     dir: Value,
-    rng: SystemRandom,
+    /// Sent as `Authorization: Bearer` on every request (identity orders need it).
+    bearer: Option<String>,
+    /// The `detail` of the last problem document the server answered.
+    pub last_detail: Option<String>,
     /// This flow's timings and POST count.
     pub timings: Vec<(&'static str, u32)>,
     pub posts: u64,
@@ -51,27 +116,35 @@ pub fn fail(kind: impl Into<String>) -> FlowError {
 }
 
 impl AcmeClient {
+    /// A client with a fresh ES256 account key.
     pub fn new(http: reqwest::Client, dir: Value) -> Result<Self, FlowError> {
-        let rng = SystemRandom::new();
-        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-            .map_err(|_| fail("keygen"))?;
-        let key = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
-            .map_err(|_| fail("keygen"))?;
-        let public = key.public_key().as_ref();
-        let (x, y) = (public.get(1..33).unwrap_or_default(), public.get(33..65).unwrap_or_default());
-        let jwk = json!({"crv": "P-256", "kty": "EC", "x": b64(x), "y": b64(y)});
-        Ok(Self {
+        Ok(Self::with_key(http, dir, AccountKey::es256()?))
+    }
+
+    /// A client signing with `key`; `dir` is the server's directory.
+    pub fn with_key(http: reqwest::Client, dir: Value, key: AccountKey) -> Self {
+        Self {
             http,
             key,
-            jwk,
             kid: None,
             nonce: None,
             dir,
-            rng,
+            bearer: None,
+            last_detail: None,
             timings: Vec::new(),
             posts: 0,
             acknowledged: Vec::new(),
-        })
+        }
+    }
+
+    /// Sends `Authorization: Bearer {token}` with every request from now on.
+    pub fn with_bearer(mut self, token: String) -> Self {
+        self.bearer = Some(token);
+        self
+    }
+
+    pub fn key(&self) -> &AccountKey {
+        &self.key
     }
 
     /// Talks through `http` from now on, with a fresh nonce (after a server restart).
@@ -97,16 +170,16 @@ impl AcmeClient {
     }
 
     fn jws(&self, url: &str, payload: &str) -> Result<String, FlowError> {
-        let mut protected = json!({"alg": "ES256", "nonce": self.nonce, "url": url});
+        let mut protected = json!({"alg": self.key.alg(), "nonce": self.nonce, "url": url});
         match &self.kid {
             Some(kid) => protected["kid"] = json!(kid),
-            None => protected["jwk"] = self.jwk.clone(),
+            None => protected["jwk"] = self.key.jwk(),
         }
         let protected = b64(protected.to_string());
         let payload = b64(payload);
         let signing_input = format!("{protected}.{payload}");
-        let sig = self.key.sign(&self.rng, signing_input.as_bytes()).map_err(|_| fail("sign"))?;
-        Ok(json!({"protected": protected, "payload": payload, "signature": b64(sig.as_ref())}).to_string())
+        let sig = self.key.sign(signing_input.as_bytes())?;
+        Ok(json!({"protected": protected, "payload": payload, "signature": b64(sig)}).to_string())
     }
 
     /// A signed POST (`payload` None: POST-as-GET), retrying once on badNonce.
@@ -124,14 +197,11 @@ impl AcmeClient {
             let jws = self.jws(url, &body)?;
             self.nonce = None;
             let started = Instant::now();
-            let resp = self
-                .http
-                .post(url)
-                .header("content-type", "application/jose+json")
-                .body(jws)
-                .send()
-                .await
-                .map_err(transport)?;
+            let mut request = self.http.post(url).header("content-type", "application/jose+json").body(jws);
+            if let Some(token) = &self.bearer {
+                request = request.bearer_auth(token);
+            }
+            let resp = request.send().await.map_err(transport)?;
             self.nonce = header(&resp, "replay-nonce");
             let status = resp.status();
             let location = header(&resp, "location");
@@ -142,6 +212,7 @@ impl AcmeClient {
                 return Ok((serde_json::from_str(&text).unwrap_or(Value::Null), location, text));
             }
             let problem: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            self.last_detail = problem["detail"].as_str().map(str::to_owned);
             let kind = problem["type"].as_str().unwrap_or("").trim_start_matches("urn:ietf:params:acme:error:");
             if kind == "badNonce" && attempt == 0 {
                 continue;
@@ -151,7 +222,8 @@ impl AcmeClient {
         Err(fail(format!("{what}: badNonce twice")))
     }
 
-    async fn ensure_account(&mut self) -> Result<(), FlowError> {
+    /// Creates the account (once), agreeing to the terms; later requests name it by `kid`.
+    pub async fn ensure_account(&mut self) -> Result<(), FlowError> {
         if self.kid.is_some() {
             return Ok(());
         }

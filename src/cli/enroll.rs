@@ -9,8 +9,9 @@
 use std::path::PathBuf;
 
 use reqwest::header::HeaderMap;
-use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{Value, json};
+
+use super::acme_client::{AccountKey, AcmeClient};
 
 use crate::jose::b64_encode;
 use crate::oauth::percent_encode as pct;
@@ -92,70 +93,19 @@ fn query_param(url: &str, name: &str) -> Option<String> {
         .find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == name).map(|(_, v)| v.to_owned()))
 }
 
-/// The device key: Ed25519, the ACME account key and the DPoP key at once.
-struct DeviceKey {
-    pair: Ed25519KeyPair,
-}
-
-impl DeviceKey {
-    fn jwk(&self) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "x": b64_encode(self.pair.public_key().as_ref())})
-    }
-
-    fn thumbprint(&self) -> String {
-        let canonical =
-            format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64_encode(self.pair.public_key().as_ref()));
-        b64_encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
-    }
-
-    fn compact(&self, header: &Value, claims: &Value) -> String {
-        let input = format!("{}.{}", b64_encode(header.to_string()), b64_encode(claims.to_string()));
-        format!("{input}.{}", b64_encode(self.pair.sign(input.as_bytes()).as_ref()))
-    }
-}
-
-/// A minimal ACME client over the device key.
-struct Acme<'a> {
-    http: &'a mut Http,
-    key: &'a DeviceKey,
-    directory: Value,
-    nonce: Option<String>,
-    kid: Option<String>,
-    bearer: String,
-}
-
-impl Acme<'_> {
-    async fn post(&mut self, url: &str, payload: Option<&Value>) -> Result<(u16, HeaderMap, String), Fail> {
-        let nonce = match self.nonce.take() {
-            Some(n) => n,
-            None => {
-                let new_nonce = need(&self.directory, "newNonce", "the ACME directory")?;
-                let (_, h, _) = self.http.send(self.http.client.head(new_nonce)).await?;
-                h.get("replay-nonce").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
-            }
-        };
-        let mut header = json!({"alg": "EdDSA", "nonce": nonce, "url": url});
-        match &self.kid {
-            Some(kid) => header["kid"] = json!(kid),
-            None => header["jwk"] = self.key.jwk(),
-        }
-        let protected = b64_encode(header.to_string());
-        let body = payload.map(|p| b64_encode(p.to_string())).unwrap_or_default();
-        let sig = self.key.pair.sign(format!("{protected}.{body}").as_bytes());
-        let jws = json!({"protected": protected, "payload": body, "signature": b64_encode(sig.as_ref())});
-        let r = self
-            .http
-            .client
-            .post(url)
-            .header("content-type", "application/jose+json")
-            .bearer_auth(&self.bearer)
-            .body(jws.to_string());
-        let (status, headers, text) = self.http.send(r).await?;
-        self.nonce = headers.get("replay-nonce").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        if status >= 400 {
-            return Err(format!("{url}: HTTP {status}: {text}"));
-        }
-        Ok((status, headers, text))
+/// A signed ACME request; a refusal names the server's problem detail.
+async fn acme_post(
+    acme: &mut AcmeClient,
+    what: &'static str,
+    url: &str,
+    payload: Option<&Value>,
+) -> Result<(Value, Option<String>, String), Fail> {
+    match acme.post(what, url, payload).await {
+        Ok(r) => Ok(r),
+        Err(e) => Err(match acme.last_detail.take() {
+            Some(detail) => format!("{url}: {e}: {detail}"),
+            None => format!("{url}: {e}"),
+        }),
     }
 }
 
@@ -473,40 +423,28 @@ pub async fn enroll_identity(o: &EnrollOptions, progress: &(dyn Fn(u32, &str) + 
     step(0, &format!("device {device_id}, client id {client_id}"));
 
     step(4, "ACME account with the device key (Ed25519, also the DPoP key)");
-    let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| "key generation failed".to_owned())?;
-    let key = DeviceKey { pair: Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| "bad key".to_owned())? };
     let (_, _, dir) = http.send(http.client.get(format!("{}/directory", o.server))).await?;
-    let mut acme = Acme {
-        http: &mut http,
-        key: &key,
-        directory: json_of(&dir),
-        nonce: None,
-        kid: None,
-        bearer: user_token.clone(),
-    };
-    let new_account = need(&acme.directory, "newAccount", "the ACME directory")?;
-    let (_, headers, _) = acme.post(&new_account, Some(&json!({"termsOfServiceAgreed": true}))).await?;
-    acme.kid = headers.get("location").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut acme = AcmeClient::with_key(http.client.clone(), json_of(&dir), AccountKey::ed25519()?)
+        .with_bearer(user_token.clone());
+    acme.ensure_account().await.map_err(|e| format!("newAccount: {e}"))?;
 
     step(5, "order a client identity certificate (wireapp-device + wireapp-user)");
     let device_value = json!({"client-id": client_id, "handle": handle, "name": name, "domain": domain}).to_string();
     let user_value = json!({"handle": handle, "name": name, "domain": domain}).to_string();
-    let new_order = need(&acme.directory, "newOrder", "the ACME directory")?;
+    let new_order = acme.url("newOrder")?;
     let ids = json!({"identifiers": [{"type": "wireapp-device", "value": device_value}, {"type": "wireapp-user", "value": user_value}]});
-    let (_, headers, text) = acme.post(&new_order, Some(&ids)).await?;
-    let order_url = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let order = json_of(&text);
+    let (order, order_url, _) = acme_post(&mut acme, "newOrder", &new_order, Some(&ids)).await?;
+    let order_url = order_url.unwrap_or_default();
     let (mut dpop, mut oidc) = (Value::Null, Value::Null);
     for url in order["authorizations"].as_array().cloned().unwrap_or_default() {
-        let (_, _, a) = acme.post(url.as_str().unwrap_or_default(), None).await?;
-        let ch = json_of(&a)["challenges"][0].clone();
+        let (a, _, _) = acme_post(&mut acme, "authz", url.as_str().unwrap_or_default(), None).await?;
+        let ch = a["challenges"][0].clone();
         if ch["type"] == "wire-dpop-01" { dpop = ch } else { oidc = ch }
     }
 
     step(6, "backend nonce (HEAD /clients/{id}/nonce)");
-    let r = acme.http.client.head(format!("{}/clients/{device_id}/nonce", o.server)).bearer_auth(&user_token);
-    let (_, h, _) = acme.http.send(r).await?;
+    let r = http.client.head(format!("{}/clients/{device_id}/nonce", o.server)).bearer_auth(&user_token);
+    let (_, h, _) = http.send(r).await?;
     let nonce = h.get("replay-nonce").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
 
     step(7, "DPoP access token (POST /clients/{id}/access-token)");
@@ -515,33 +453,33 @@ pub async fn enroll_identity(o: &EnrollOptions, progress: &(dyn Fn(u32, &str) + 
         "jti": crate::model::random_token(), "nonce": nonce, "htm": "POST", "htu": dpop["target"],
         "chal": dpop["token"], "handle": handle, "team": team, "name": name,
     });
-    let proof = key.compact(&json!({"alg": "EdDSA", "typ": "dpop+jwt", "jwk": key.jwk()}), &claims);
-    let r = acme
-        .http
+    let key = acme.key();
+    let proof = key.compact(&json!({"alg": key.alg(), "typ": "dpop+jwt", "jwk": key.jwk()}), &claims)?;
+    let r = http
         .client
         .post(&need(&dpop, "target", "the wire-dpop-01 challenge")?)
         .bearer_auth(&user_token)
         .header("DPoP", proof);
-    let (status, _, text) = acme.http.send(r).await?;
+    let (status, _, text) = http.send(r).await?;
     if status != 200 {
         return Err(format!("access token refused: {text}"));
     }
     let access_token = json_of(&text)["token"].as_str().unwrap_or_default().to_owned();
 
     step(8, "answer wire-dpop-01");
-    let (_, _, r) = acme
-        .post(&need(&dpop, "url", "the wire-dpop-01 challenge")?, Some(&json!({"access_token": access_token})))
-        .await?;
-    step(0, &format!("challenge {}", json_of(&r)["status"].as_str().unwrap_or("?")));
+    let answer = json!({"access_token": access_token});
+    let (r, _, _) =
+        acme_post(&mut acme, "challenge", &need(&dpop, "url", "the wire-dpop-01 challenge")?, Some(&answer)).await?;
+    step(0, &format!("challenge {}", r["status"].as_str().unwrap_or("?")));
 
     step(9, "id_token with keyauth and acme_aud, answer wire-oidc-01");
-    let keyauth = format!("{}.{}", &need(&oidc, "token", "the wire-oidc-01 challenge")?, key.thumbprint());
+    let keyauth = format!("{}.{}", &need(&oidc, "token", "the wire-oidc-01 challenge")?, acme.key().thumbprint()?);
     let wanted = json!({"id_token": {"keyauth": {"essential": true, "value": keyauth}, "acme_aud": {"essential": true, "value": oidc["url"]}}});
-    let tokens = login(&mut *acme.http, o, &meta, Some(&wanted)).await?;
-    let (_, _, r) = acme
-        .post(&need(&oidc, "url", "the wire-oidc-01 challenge")?, Some(&json!({"id_token": tokens["id_token"]})))
-        .await?;
-    step(0, &format!("challenge {}", json_of(&r)["status"].as_str().unwrap_or("?")));
+    let tokens = login(&mut http, o, &meta, Some(&wanted)).await?;
+    let answer = json!({"id_token": tokens["id_token"]});
+    let (r, _, _) =
+        acme_post(&mut acme, "challenge", &need(&oidc, "url", "the wire-oidc-01 challenge")?, Some(&answer)).await?;
+    step(0, &format!("challenge {}", r["status"].as_str().unwrap_or("?")));
 
     step(10, "CSR with a new certificate key, finalize, download");
     let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| e.to_string())?;
@@ -552,11 +490,10 @@ pub async fn enroll_identity(o: &EnrollOptions, progress: &(dyn Fn(u32, &str) + 
     }
     let csr = params.serialize_request(&cert_key).map_err(|e| e.to_string())?;
     let finalize = need(&order, "finalize", "the order")?;
-    let (_, _, fin) = acme.post(&finalize, Some(&json!({"csr": b64_encode(csr.der())}))).await?;
-    let fin = json_of(&fin);
+    let (fin, _, _) = acme_post(&mut acme, "finalize", &finalize, Some(&json!({"csr": b64_encode(csr.der())}))).await?;
     let cert_url =
         fin["certificate"].as_str().ok_or_else(|| format!("order not valid: {fin} ({order_url})"))?.to_owned();
-    let (_, _, chain) = acme.post(&cert_url, None).await?;
+    let (_, _, chain) = acme_post(&mut acme, "certificate", &cert_url, None).await?;
     if !chain.contains("BEGIN CERTIFICATE") {
         return Err(format!("the certificate download returned no certificate: {chain}"));
     }
