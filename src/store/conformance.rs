@@ -1,13 +1,31 @@
 //! The store conformance suite: what every backend must do, written once against the
-//! traits. Each check takes a fresh, empty store; a backend's tests run
-//! [`run_all`] (sled: `sled_store/tests.rs`; the PostgreSQL backend must pass the same).
-//! Single-use things are raced with many tasks released at once: exactly one wins.
+//! traits. Each check takes a fresh, empty store from the backend's [`Backend`]; a
+//! backend's tests run [`run_all`] (sled: `sled_store/tests.rs`; the PostgreSQL backend
+//! must pass the same). Single-use things are raced with many tasks released at once:
+//! exactly one wins.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+
 use super::{AccountCreation, Store, StoreError};
 use crate::jose::Jwk;
+use crate::model::oauth::{AuthorizationCode, CodeRedemption, Grant, RefreshToken, SecretHash};
 use crate::model::{Account, AccountId, AccountStatus, CaChains, Der, IssuerChain};
+
+/// What the suite needs of a backend.
+#[async_trait]
+pub trait Backend: Sync {
+    /// A fresh, empty store that records at most `dpop_jti_max` unexpired DPoP replay
+    /// keys (`limits.dpop_jti_max`).
+    async fn fresh(&self, dpop_jti_max: u64) -> Arc<dyn Store>;
+
+    /// `store` (the last one `fresh` made) closed and opened again, as after a restart.
+    async fn reopen(&self, store: Arc<dyn Store>) -> Arc<dyn Store>;
+}
+
+/// The replay-key bound the checks run with unless they test the bound.
+const UNBOUNDED: u64 = 1_000_000;
 
 /// Tasks released at once in each race.
 const RACERS: usize = 16;
@@ -119,11 +137,157 @@ pub async fn ca_chains_have_one_winner(store: Arc<dyn Store>) {
     assert_eq!(store.ca_chains().await.unwrap(), Some(chains(winners[0])));
 }
 
-/// Every check, each on a fresh store from `fresh`.
-pub async fn run_all(fresh: impl Fn() -> Arc<dyn Store>) {
-    one_account_per_key(fresh()).await;
-    updates_are_compare_and_swap(fresh()).await;
-    replay_keys_are_single_use(fresh()).await;
-    device_nonces_are_taken_once(fresh()).await;
-    ca_chains_have_one_winner(fresh()).await;
+fn grant(id: &str) -> Grant {
+    Grant {
+        id: id.to_owned(),
+        client_id: "client".into(),
+        sub: "alice".into(),
+        scope: vec!["openid".into()],
+        auth_time: Some(1),
+        created: 1,
+        revoked: false,
+    }
+}
+
+fn refresh_token(grant: &str) -> RefreshToken {
+    RefreshToken { grant: grant.to_owned(), client_id: "client".into(), expires: 1_000, used: false, jkt: None }
+}
+
+fn code() -> AuthorizationCode {
+    AuthorizationCode {
+        client_id: "client".into(),
+        redirect_uri: "https://client.test/cb".into(),
+        redirect_uri_sent: true,
+        code_challenge: Some("challenge".into()),
+        scope: vec!["openid".into()],
+        nonce: None,
+        id_token_claims: Default::default(),
+        dpop_jkt: None,
+        sub: "alice".into(),
+        auth_time: 1,
+        expires: 1_000,
+        redeemed: None,
+    }
+}
+
+/// An authorization code is redeemed once (RFC 6749 §4.1.2), however many present it at
+/// once: one grant is stored with its refresh token; every later redemption names that
+/// grant and revokes it.
+pub async fn codes_are_redeemed_once(store: Arc<dyn Store>) {
+    let hash = SecretHash::of("code-1");
+    store.put_code(&hash, &code()).await.unwrap();
+    let results = race(&store, |s, n| async move {
+        let (g, r) = (grant(&format!("grant-{n}")), SecretHash::of(&format!("refresh-{n}")));
+        s.redeem_code(&SecretHash::of("code-1"), &g, Some((&r, &refresh_token(&g.id)))).await.unwrap()
+    })
+    .await;
+    let winners: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            CodeRedemption::Redeemed(c) => c.redeemed.clone(),
+            CodeRedemption::Replayed { .. } => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let winner = &winners[0];
+    for r in &results {
+        if let CodeRedemption::Replayed { grant } = r {
+            assert_eq!(grant, winner);
+        }
+    }
+    // The losers' grants were never stored; the winner's was, and reuse revoked it.
+    let n: usize = winner.trim_start_matches("grant-").parse().unwrap();
+    assert!(store.grant(winner).await.unwrap().revoked, "reuse must revoke the grant");
+    assert!(!store.refresh_token(&SecretHash::of(&format!("refresh-{n}"))).await.unwrap().value.used);
+    for other in (0..RACERS).filter(|m| *m != n) {
+        assert!(matches!(store.grant(&format!("grant-{other}")).await, Err(StoreError::NotFound)));
+    }
+    assert!(matches!(
+        store.redeem_code(&SecretHash::of("no-such-code"), &grant("g"), None).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// A refresh token rotates once: of many rotations at once from the version read, one
+/// stores its successor, the others are `Conflict` and store nothing; the old token is
+/// then marked used.
+pub async fn refresh_tokens_rotate_once(store: Arc<dyn Store>) {
+    let old = SecretHash::of("refresh-old");
+    store.create_grant(&grant("grant-r"), Some((&old, &refresh_token("grant-r")))).await.unwrap();
+    let seen = store.refresh_token(&old).await.unwrap().version;
+    let results = race(&store, move |s, n| async move {
+        let new = SecretHash::of(&format!("refresh-new-{n}"));
+        s.rotate_refresh_token(&SecretHash::of("refresh-old"), seen, (&new, &refresh_token("grant-r")))
+            .await
+            .map(|()| n)
+    })
+    .await;
+    let winners: Vec<usize> = results.iter().filter_map(|r| r.as_ref().ok().copied()).collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(StoreError::Conflict))));
+    assert!(store.refresh_token(&old).await.unwrap().value.used);
+    for n in 0..RACERS {
+        let stored = store.refresh_token(&SecretHash::of(&format!("refresh-new-{n}"))).await;
+        assert_eq!(stored.is_ok(), n == winners[0], "successor {n}");
+    }
+    let used = store.refresh_token(&old).await.unwrap().version;
+    let again = SecretHash::of("refresh-again");
+    assert!(matches!(
+        store.rotate_refresh_token(&old, used, (&again, &refresh_token("grant-r"))).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+/// The replay store holds at most its bound of unexpired keys: past it, `Full` (the
+/// caller refuses the proof, never forgets a key); expired keys make room.
+pub async fn replay_keys_are_bounded(store: Arc<dyn Store>) {
+    assert!(store.remember_dpop_jti("a", 100, 0).await.unwrap());
+    assert!(store.remember_dpop_jti("b", 200, 0).await.unwrap());
+    assert!(!store.remember_dpop_jti("a", 100, 0).await.unwrap(), "a replay");
+    assert!(matches!(store.remember_dpop_jti("c", 100, 0).await, Err(StoreError::Full(_))));
+    assert!(store.remember_dpop_jti("c", 300, 150).await.unwrap(), "`a` expired and made room");
+    assert!(matches!(store.remember_dpop_jti("d", 300, 150).await, Err(StoreError::Full(_))));
+    assert!(!store.remember_dpop_jti("b", 200, 150).await.unwrap(), "`b` is still remembered");
+}
+
+/// What a store acknowledged is there after it is closed and opened again: accounts,
+/// a redeemed code, a rotated refresh token, a replay key, the chains.
+pub async fn acknowledged_writes_survive_a_reopen(backend: &dyn Backend) {
+    let store = backend.fresh(UNBOUNDED).await;
+    let a = account(20);
+    store.create_account(&a).await.unwrap();
+    store.put_code(&SecretHash::of("code-d"), &code()).await.unwrap();
+    let first = SecretHash::of("refresh-d1");
+    let redeemed = store
+        .redeem_code(&SecretHash::of("code-d"), &grant("grant-d"), Some((&first, &refresh_token("grant-d"))))
+        .await
+        .unwrap();
+    assert!(matches!(redeemed, CodeRedemption::Redeemed(_)));
+    let seen = store.refresh_token(&first).await.unwrap().version;
+    let second = SecretHash::of("refresh-d2");
+    store.rotate_refresh_token(&first, seen, (&second, &refresh_token("grant-d"))).await.unwrap();
+    assert!(store.remember_dpop_jti("jti-d", i64::MAX, 0).await.unwrap());
+    let store = backend.reopen(store).await;
+    assert_eq!(store.account(&a.id).await.unwrap().value, a);
+    assert_eq!(store.account_by_key(&a.jkt).await.unwrap().value.id, a.id);
+    assert!(matches!(
+        store.redeem_code(&SecretHash::of("code-d"), &grant("grant-x"), None).await.unwrap(),
+        CodeRedemption::Replayed { grant } if grant == "grant-d"
+    ));
+    assert!(store.refresh_token(&first).await.unwrap().value.used);
+    assert!(!store.refresh_token(&second).await.unwrap().value.used);
+    assert!(!store.remember_dpop_jti("jti-d", i64::MAX, 1).await.unwrap(), "a replay key was forgotten");
+}
+
+/// Every check, each on a fresh store from `backend`.
+pub async fn run_all(backend: &dyn Backend) {
+    one_account_per_key(backend.fresh(UNBOUNDED).await).await;
+    updates_are_compare_and_swap(backend.fresh(UNBOUNDED).await).await;
+    replay_keys_are_single_use(backend.fresh(UNBOUNDED).await).await;
+    replay_keys_are_bounded(backend.fresh(2).await).await;
+    device_nonces_are_taken_once(backend.fresh(UNBOUNDED).await).await;
+    ca_chains_have_one_winner(backend.fresh(UNBOUNDED).await).await;
+    codes_are_redeemed_once(backend.fresh(UNBOUNDED).await).await;
+    refresh_tokens_rotate_once(backend.fresh(UNBOUNDED).await).await;
+    acknowledged_writes_survive_a_reopen(backend).await;
 }
