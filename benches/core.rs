@@ -86,7 +86,7 @@ fn dpop(c: &mut Criterion) {
         store,
         idca::dpop::DpopNonces::new(&[7; 32]),
         std::time::Duration::from_secs(300),
-        idca::jose::JsonDepth::default(),
+        JsonDepth::default(),
     );
     let signer = SigningKey::from_pkcs8(&SigningKey::generate_pkcs8().unwrap()).unwrap();
     let expected = idca::dpop::Expected { htm: "POST", htu: "https://localhost:14000/oauth/token", access_token: None };

@@ -7,7 +7,7 @@ use crate::model::{Account, AccountId, AccountStatus};
 use crate::store::{AccountCreation, StoreError};
 
 /// Checks contact URLs (§7.3): `mailto:` only, one plain address each, no `hfields`.
-pub fn check_contacts(contacts: &[String]) -> Result<(), AcmeError> {
+pub(super) fn check_contacts(contacts: &[String]) -> Result<(), AcmeError> {
     if contacts.len() > 10 {
         return Err(AcmeError::InvalidContact("at most 10 contacts".into()));
     }

@@ -21,7 +21,7 @@ use crate::store::StoreError;
 ///    (`!` or `%21`) and the handle;
 /// 3. otherwise: no URIs, and DNS names and IP addresses exactly the order's identifiers;
 /// 4. a subject common name, if any, is one of them.
-pub fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key: &Jwk) -> Result<(), AcmeError> {
+pub(super) fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key: &Jwk) -> Result<(), AcmeError> {
     // 1.
     if super::revoke::same_key(account_key, &csr.spki_der) {
         return Err(AcmeError::BadCsr("the CSR key must not be the account key".into()));

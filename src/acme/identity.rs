@@ -9,7 +9,7 @@ use crate::model::{Identifier, IdentifierKind};
 
 /// What a Wire identifier says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WireIdentity {
+pub(super) struct WireIdentity {
     /// `wireapp://{user}!{device}@{domain}` (devices only).
     pub client_id: Option<String>,
     /// The device id, lower-case hex (devices only).
@@ -32,7 +32,7 @@ struct Value {
 /// Parses and checks a `wireapp-*` identifier value (a JSON string): every field
 /// present and non-empty; the handle `wireapp://%40…@{domain}`; for a device, the
 /// client id `wireapp://{user}!{hex device}@{domain}`.
-pub fn wire_identity(kind: IdentifierKind, value: &str) -> Result<WireIdentity, AcmeError> {
+pub(super) fn wire_identity(kind: IdentifierKind, value: &str) -> Result<WireIdentity, AcmeError> {
     let bad = |m: &str| AcmeError::Malformed(format!("{}: {m}", kind_name(kind)));
     let v: Value = serde_json::from_str(value).map_err(|_| bad("the value must be a JSON object in a string"))?;
     let field = |f: Option<String>, name: &str| {
@@ -73,7 +73,9 @@ fn kind_name(kind: IdentifierKind) -> &'static str {
 
 /// An identity order carries exactly one `wireapp-device` and one `wireapp-user`, nothing
 /// else, agreeing on handle, name and domain (as step-ca requires).
-pub fn check_identity_order(identifiers: &[Identifier]) -> Result<Option<(WireIdentity, WireIdentity)>, AcmeError> {
+pub(super) fn check_identity_order(
+    identifiers: &[Identifier],
+) -> Result<Option<(WireIdentity, WireIdentity)>, AcmeError> {
     let wire = |k: IdentifierKind| matches!(k, IdentifierKind::WireappDevice | IdentifierKind::WireappUser);
     if !identifiers.iter().any(|i| wire(i.kind)) {
         return Ok(None);
@@ -96,6 +98,6 @@ pub fn check_identity_order(identifiers: &[Identifier]) -> Result<Option<(WireId
 
 /// The URI SANs of an identity certificate as the CSR may write them: the client id
 /// (its `!` may be percent-encoded) and the handle.
-pub fn normalise_uri(uri: &str) -> String {
+pub(super) fn normalise_uri(uri: &str) -> String {
     uri.replace("%21", "!")
 }

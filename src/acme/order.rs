@@ -299,7 +299,7 @@ impl Acme {
     pub(super) async fn reusable_authz(
         &self,
         account: &AccountId,
-        identifier: &crate::model::Identifier,
+        identifier: &Identifier,
         now: UnixTime,
     ) -> Result<Option<AuthzId>, AcmeError> {
         let margin = self.config.order_lifetime_secs as i64;
@@ -335,7 +335,7 @@ impl Acme {
         if let Some(other) = &cert.value.replaced_by {
             let other = found(self.store.order(other).await, "order")?.value;
             let authzs = self.order_authzs(&other).await?;
-            if order_status(&other, &authzs, now) != wire::OrderStatus::Invalid {
+            if order_status(&other, &authzs, now) != OrderStatus::Invalid {
                 return Err(AcmeError::AlreadyReplaced(format!(
                     "order {} already replaces this certificate",
                     self.links.order(&other.id)

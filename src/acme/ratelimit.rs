@@ -58,20 +58,20 @@ impl RateLimiter {
 /// bucket: a restart forgets them). `new_order` re-reads them to count what is really
 /// still open, and keeps only those, so each account's list stays as short as its limit.
 #[derive(Debug, Default)]
-pub struct OpenOrders {
+pub(super) struct OpenOrders {
     per_account: Mutex<HashMap<AccountId, Vec<(crate::model::OrderId, crate::clock::UnixTime)>>>,
 }
 
 impl OpenOrders {
     /// The account's orders that have not expired by `now`.
-    pub fn live(&self, account: &AccountId, now: crate::clock::UnixTime) -> Vec<crate::model::OrderId> {
+    pub(super) fn live(&self, account: &AccountId, now: crate::clock::UnixTime) -> Vec<crate::model::OrderId> {
         let map = self.per_account.lock().unwrap_or_else(|p| p.into_inner());
         map.get(account)
             .map_or_else(Vec::new, |v| v.iter().filter(|(_, e)| *e > now).map(|(id, _)| id.clone()).collect())
     }
 
     /// Keeps only `open` of the account's orders.
-    pub fn keep(&self, account: &AccountId, open: &[crate::model::OrderId]) {
+    pub(super) fn keep(&self, account: &AccountId, open: &[crate::model::OrderId]) {
         let mut map = self.per_account.lock().unwrap_or_else(|p| p.into_inner());
         if open.is_empty() {
             map.remove(account);
@@ -82,7 +82,13 @@ impl OpenOrders {
 
     /// Remembers a new order until it expires. Past [`MAX_TRACKED`] accounts, those
     /// whose orders have all expired are forgotten.
-    pub fn add(&self, account: &AccountId, order: crate::model::OrderId, expires: crate::clock::UnixTime, now: i64) {
+    pub(super) fn add(
+        &self,
+        account: &AccountId,
+        order: crate::model::OrderId,
+        expires: crate::clock::UnixTime,
+        now: i64,
+    ) {
         let mut map = self.per_account.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_TRACKED {
             map.retain(|_, orders| {

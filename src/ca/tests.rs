@@ -302,7 +302,7 @@ fn alternate_chains_each_verify_a_leaf_to_their_own_root() {
     assert!(ca.chain_pem(&leaf.der, 3).is_none());
     assert_eq!(ca.chain_intermediate_pem(1).unwrap(), cert_pem(&chains.chains[1].intermediates[0].0));
     // A leaf of another CA gets no chain here.
-    let (other, _) = super::tests::ca();
+    let (other, _) = tests::ca();
     assert_eq!(ca.chains_for(&tls_leaf(&other, "x.example").der), 1);
     assert_eq!(ca.chains_for(&leaf.der), 3);
 }

@@ -63,7 +63,7 @@ impl Config {
         }
         for c in &self.oauth.clients {
             for uri in &c.redirect_uris {
-                crate::config::check_redirect_uri(uri).map_err(|why| {
+                check_redirect_uri(uri).map_err(|why| {
                     ConfigError::Invalid(format!("oauth client {}: redirect URI {uri}: {why}", c.client_id))
                 })?;
             }
@@ -79,9 +79,7 @@ impl Config {
                 self.acme.validation.dns_resolver
             )));
         }
-        if !self.acme.validation.connect_to.is_empty()
-            && self.acme.validation.connect_to.parse::<std::net::IpAddr>().is_err()
-        {
+        if !self.acme.validation.connect_to.is_empty() && self.acme.validation.connect_to.parse::<IpAddr>().is_err() {
             return Err(ConfigError::Invalid(format!(
                 "acme.validation.connect_to `{}` is not an IP address",
                 self.acme.validation.connect_to

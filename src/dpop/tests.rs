@@ -11,8 +11,8 @@ fn verifier() -> DpopVerifier {
     DpopVerifier::new(
         store,
         DpopNonces::new(b"0123456789abcdef0123456789abcdef"),
-        std::time::Duration::from_secs(300),
-        crate::jose::JsonDepth::default(),
+        Duration::from_secs(300),
+        JsonDepth::default(),
     )
 }
 
@@ -70,7 +70,7 @@ async fn requires_the_nonce_once_asked_and_ath_at_resources() {
 
 fn tampered(header: serde_json::Value) -> String {
     let parts: Vec<&str> = RFC_PROOF.split('.').collect();
-    format!("{}.{}.{}", crate::jose::b64_encode(header.to_string()), parts[1], parts[2])
+    format!("{}.{}.{}", b64_encode(header.to_string()), parts[1], parts[2])
 }
 
 #[tokio::test]
@@ -122,7 +122,7 @@ fn golden_expected(v: &serde_json::Value) -> (WireExpected<'_>, i64) {
             team: s("team"),
             name: s("name"),
             max_exp: now + 3600,
-            depth: crate::jose::JsonDepth::default(),
+            depth: JsonDepth::default(),
         },
         now,
     )
@@ -167,17 +167,16 @@ fn wire_golden_proof_rejects_each_changed_binding() {
     let mut parts: Vec<String> = proof.split('.').map(str::to_owned).collect();
     let mut payload: serde_json::Value = serde_json::from_slice(&crate::jose::b64_decode(&parts[1]).unwrap()).unwrap();
     payload["team"] = serde_json::json!("wirf");
-    parts[1] = crate::jose::b64_encode(payload.to_string());
+    parts[1] = b64_encode(payload.to_string());
     assert!(verify_wire_proof(&parts.join("."), &good, now).is_err());
 }
 
 #[test]
 fn wire_golden_access_token_is_signed_by_its_header_key() {
     let v = golden();
-    let jws =
-        crate::jose::CompactJws::parse(v["access_token"].as_str().unwrap(), crate::jose::JsonDepth::default()).unwrap();
+    let jws = CompactJws::parse(v["access_token"].as_str().unwrap(), JsonDepth::default()).unwrap();
     assert_eq!(jws.header.typ.as_deref(), Some("at+jwt"));
-    let key = crate::jose::Jwk::from_value(jws.header.jwk.as_ref().unwrap()).unwrap();
+    let key = Jwk::from_value(jws.header.jwk.as_ref().unwrap()).unwrap();
     let claims: serde_json::Value = jws.verify(&key).unwrap();
     assert_eq!(claims["cnf"]["kid"], v["dpop_jkt"]);
     assert_eq!(claims["proof"], v["proof"]);

@@ -30,7 +30,7 @@ const POST_ONLY: [&str; 12] = [
     paths::KEY_CHANGE,
 ];
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     let mut acme = web::scope("")
         .wrap(from_fn(acme_headers))
         .route(paths::DIRECTORY, web::get().to(directory))

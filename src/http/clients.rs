@@ -10,7 +10,7 @@ use crate::oauth::AccessTokenClaims;
 
 type State = web::Data<AppState>;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/clients", web::post().to(register))
         .route("/clients/{cid}/nonce", web::head().to(nonce_head))
         .route("/clients/{cid}/nonce", web::get().to(nonce_get))

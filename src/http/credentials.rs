@@ -30,13 +30,13 @@ impl From<CredentialError> for OAuthError {
 }
 
 /// The `Authorization` header, if any (RFC 9110 §11.6.2).
-pub fn authorization(req: &HttpRequest) -> Result<Option<&str>, CredentialError> {
+pub(super) fn authorization(req: &HttpRequest) -> Result<Option<&str>, CredentialError> {
     req.headers().get(header::AUTHORIZATION).map(|v| v.to_str().map_err(|_| CredentialError::Authorization)).transpose()
 }
 
 /// The credentials of `Authorization: {scheme} …` (scheme matched without case), if the
 /// header names that scheme.
-pub fn scheme<'r>(req: &'r HttpRequest, scheme: &str) -> Result<Option<&'r str>, CredentialError> {
+pub(super) fn scheme<'r>(req: &'r HttpRequest, scheme: &str) -> Result<Option<&'r str>, CredentialError> {
     Ok(authorization(req)?.and_then(|v| {
         let (s, rest) = v.split_once(' ')?;
         s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
@@ -44,13 +44,13 @@ pub fn scheme<'r>(req: &'r HttpRequest, scheme: &str) -> Result<Option<&'r str>,
 }
 
 /// The values of the `DPoP` headers (RFC 9449 §4.1); the core refuses more than one.
-pub fn dpop_proofs(req: &HttpRequest) -> Result<Vec<&str>, CredentialError> {
+pub(super) fn dpop_proofs(req: &HttpRequest) -> Result<Vec<&str>, CredentialError> {
     req.headers().get_all("dpop").map(|v| v.to_str().map_err(|_| CredentialError::Dpop)).collect()
 }
 
 /// The value of cookie `name` (RFC 6265 §5.4); a `Cookie` header that is not ASCII
 /// carries none of ours and is passed over.
-pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
+pub(super) fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
     req.headers().get_all(header::COOKIE).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
         let (k, v) = c.trim().split_once('=')?;
         (k == name).then(|| v.to_owned())
@@ -59,7 +59,7 @@ pub fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 
 /// The address the connection comes from (login and client-authentication limits key
 /// on it); `0.0.0.0` when the transport has none.
-pub fn peer_ip(req: &HttpRequest) -> IpAddr {
+pub(super) fn peer_ip(req: &HttpRequest) -> IpAddr {
     req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip())
 }
 

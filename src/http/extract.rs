@@ -14,7 +14,7 @@ use crate::oauth::OAuthError;
 /// no larger than `limits.jose_body_bytes` (else 413), and the absolute URL it was sent
 /// to, for the JWS `url` check.
 #[derive(Debug)]
-pub struct JosePost(pub SignedRequest);
+pub(super) struct JosePost(pub SignedRequest);
 
 fn is_jose(req: &HttpRequest) -> bool {
     req.headers()
@@ -67,7 +67,7 @@ impl FromRequest for JosePost {
 /// Whom the request's access token speaks for: `None` without an `Authorization`
 /// header; an error (never a silent `None`) when there is one that does not verify.
 #[derive(Debug)]
-pub struct Principal(pub Option<crate::model::oauth::Subject>);
+pub(super) struct Principal(pub Option<crate::model::oauth::Subject>);
 
 impl FromRequest for Principal {
     type Error = HttpError;

@@ -16,7 +16,7 @@ const SESSION_COOKIE: &str = "idca_session";
 /// Prefix of the cookie naming a login form's request: `idca_login_{request}`.
 const LOGIN_COOKIE: &str = "idca_login_";
 
-pub fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::LimitsConfig) {
+pub(super) fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::LimitsConfig) {
     let form = web::FormConfig::default().limit(limits.form_body_bytes).error_handler(|e, _| {
         HttpError::OAuth(OAuthError::InvalidRequest(format!("the body must be application/x-www-form-urlencoded: {e}")))
             .into()

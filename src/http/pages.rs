@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use crate::oauth::LoginPage;
 
 /// Escapes text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
+pub(super) fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -49,7 +49,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
 }
 
 /// The login form for a pending authorization.
-pub fn login(p: &LoginPage) -> HttpResponse {
+pub(super) fn login(p: &LoginPage) -> HttpResponse {
     let error =
         p.error.as_deref().map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e))).unwrap_or_default();
     let body = format!(
@@ -86,7 +86,7 @@ pub fn login(p: &LoginPage) -> HttpResponse {
 
 /// The consent page: for a third-party (dynamically registered) client, or when the
 /// client asked for it (`prompt=consent`).
-pub fn consent(p: &crate::oauth::ConsentPage) -> HttpResponse {
+pub(super) fn consent(p: &crate::oauth::ConsentPage) -> HttpResponse {
     let who =
         if p.third_party { " (a registered application, not configured by this server's administrator)" } else { "" };
     let body = format!(
@@ -109,7 +109,7 @@ pub fn consent(p: &crate::oauth::ConsentPage) -> HttpResponse {
 }
 
 /// The device verification pages (RFC 8628 §3.3).
-pub fn device(outcome: &crate::oauth::DeviceOutcome) -> HttpResponse {
+pub(super) fn device(outcome: &crate::oauth::DeviceOutcome) -> HttpResponse {
     use crate::oauth::DeviceOutcome;
     let verify = crate::oauth::paths::DEVICE_VERIFY;
     let error_html = |e: &Option<String>| {
@@ -162,7 +162,7 @@ pub fn device(outcome: &crate::oauth::DeviceOutcome) -> HttpResponse {
 }
 
 /// An error shown to the user (never redirected to a client).
-pub fn error(status: u16, message: &str) -> HttpResponse {
+pub(super) fn error(status: u16, message: &str) -> HttpResponse {
     let body = format!("<h1>Cannot continue</h1><p class=\"error\">{}</p>", escape(message));
     page(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), "Error", &body)
 }

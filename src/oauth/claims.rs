@@ -14,10 +14,10 @@ use super::OAuthError;
 /// The only claims whose values a request supplies: Wire's `wire-oidc-01` binds the
 /// id_token to an ACME challenge with `keyauth` (the key authorization) and `acme_aud`
 /// (the challenge URL). `nonce` has its own parameter (Core §3.1.2.1).
-pub const ECHOED_CLAIMS: [&str; 2] = ["keyauth", "acme_aud"];
+pub(super) const ECHOED_CLAIMS: [&str; 2] = ["keyauth", "acme_aud"];
 
 /// How idca authenticated the user (RFC 8176 §2): always a password today.
-pub const AMR: [&str; 1] = ["pwd"];
+pub(super) const AMR: [&str; 1] = ["pwd"];
 
 /// Reads the `claims` parameter and keeps the [`ECHOED_CLAIMS`] asked for in `id_token`
 /// with a string `value`. Requests for any other claim are not errors (Core §5.5.1: a
@@ -27,7 +27,7 @@ pub const AMR: [&str; 1] = ["pwd"];
 /// - an essential `acr` with `value` or `values` (Core §5.5.1.1): idca supports no
 ///   authentication context classes, so the outcome is a failed authentication,
 ///   `unmet_authentication_requirements`.
-pub fn requested_claims(json: &str) -> Result<BTreeMap<String, Value>, OAuthError> {
+pub(super) fn requested_claims(json: &str) -> Result<BTreeMap<String, Value>, OAuthError> {
     let bad = |m: &str| OAuthError::InvalidRequest(format!("claims: {m}"));
     if json.len() > 8 * 1024 {
         return Err(bad("too large"));
@@ -76,7 +76,7 @@ pub fn requested_claims(json: &str) -> Result<BTreeMap<String, Value>, OAuthErro
 
 /// The echoed claim `name` of a stored request, if it is one idca echoes: records
 /// written before the allow-list may hold others, and those are never signed.
-pub fn echoed(requested: &BTreeMap<String, Value>, name: &str) -> Option<String> {
+pub(super) fn echoed(requested: &BTreeMap<String, Value>, name: &str) -> Option<String> {
     ECHOED_CLAIMS.contains(&name).then(|| requested.get(name)?.as_str().map(str::to_owned)).flatten()
 }
 

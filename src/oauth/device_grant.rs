@@ -76,7 +76,7 @@ impl AuthServer {
     pub async fn device_authorization(
         &self,
         creds: &ClientCredentials,
-        from: std::net::IpAddr,
+        from: IpAddr,
         scope: Option<&str>,
         claims: Option<&str>,
         now: UnixTime,

@@ -108,7 +108,7 @@ const CONCURRENT_CHECKS: usize = 2;
 /// [`verify_password`] on tokio's blocking threads, at most [`CONCURRENT_CHECKS`] at a
 /// time, so that a login never stalls the HTTP worker serving other requests, and many
 /// logins at once queue instead of taking memory and cores.
-pub async fn verify_password_off_worker(password: &str, hash: &str) -> bool {
+pub(super) async fn verify_password_off_worker(password: &str, hash: &str) -> bool {
     static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(CONCURRENT_CHECKS);
     let Ok(_permit) = CHECKS.acquire().await else { return false };
     let (password, hash) = (password.to_owned(), hash.to_owned());
@@ -116,7 +116,7 @@ pub async fn verify_password_off_worker(password: &str, hash: &str) -> bool {
 }
 
 /// Finds the user and checks the password, in about the same time either way.
-pub async fn check_credentials<'a>(users: &'a [User], username: &str, password: &str) -> Option<&'a User> {
+pub(super) async fn check_credentials<'a>(users: &'a [User], username: &str, password: &str) -> Option<&'a User> {
     match users.iter().find(|u| u.username == username) {
         Some(u) if verify_password_off_worker(password, &u.password_hash).await => Some(u),
         Some(_) => None,
@@ -237,13 +237,13 @@ impl LoginLimiter {
 /// `limits.login_max_failures_per_address`) and client authentications (client ids,
 /// `limits.token_max_failures` and `token_max_failures_per_address`).
 #[derive(Debug)]
-pub struct AttemptLimiter {
+pub(super) struct AttemptLimiter {
     per_name: LoginLimiter,
     per_address: LoginLimiter,
 }
 
 impl AttemptLimiter {
-    pub fn new(per_name: u32, per_address: u32, lockout_secs: u64) -> Self {
+    pub(super) fn new(per_name: u32, per_address: u32, lockout_secs: u64) -> Self {
         Self {
             per_name: LoginLimiter::new(per_name, lockout_secs),
             per_address: LoginLimiter::new(per_address, lockout_secs),
@@ -253,7 +253,7 @@ impl AttemptLimiter {
     /// Counts an attempt about to be checked; the seconds to wait if `name` or `ip` is
     /// locked out (failures and attempts in flight both count). Each `Ok` must be
     /// followed by one [`AttemptLimiter::end`].
-    pub fn begin(&self, name: &str, ip: IpAddr, now: UnixTime) -> Result<(), i64> {
+    pub(super) fn begin(&self, name: &str, ip: IpAddr, now: UnixTime) -> Result<(), i64> {
         self.per_name.try_begin(name, ip, now)?;
         if let Err(wait) = self.per_address.try_begin("", ip, now) {
             self.per_name.end(name, ip, now, Attempt::Abandoned, true);
@@ -264,7 +264,7 @@ impl AttemptLimiter {
 
     /// Ends an attempt counted by `begin`. A success clears the name's failures, not the
     /// address's.
-    pub fn end(&self, name: &str, ip: IpAddr, now: UnixTime, how: Attempt) {
+    pub(super) fn end(&self, name: &str, ip: IpAddr, now: UnixTime, how: Attempt) {
         self.per_name.end(name, ip, now, how, true);
         let for_address = if how == Attempt::Succeeded { Attempt::Abandoned } else { how };
         self.per_address.end("", ip, now, for_address, true);

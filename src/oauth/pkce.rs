@@ -3,7 +3,7 @@
 use super::OAuthError;
 
 /// Checks a `code_challenge` (RFC 7636 §4.2: base64url(SHA-256) is 43 characters).
-pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), OAuthError> {
+pub(super) fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), OAuthError> {
     match method {
         Some("S256") => {}
         None => return Err(OAuthError::InvalidRequest("code_challenge_method must be S256".into())),
@@ -22,7 +22,7 @@ pub fn check_challenge(challenge: &str, method: Option<&str>) -> Result<(), OAut
 
 /// Verifies a `code_verifier` against the stored challenge (RFC 7636 §4.6): 43 to 128
 /// characters of `[A-Za-z0-9-._~]`, whose SHA-256 matches, compared in constant time.
-pub fn verify(verifier: &str, challenge: &str) -> Result<(), OAuthError> {
+pub(super) fn verify(verifier: &str, challenge: &str) -> Result<(), OAuthError> {
     let ok_chars = verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     if !(43..=128).contains(&verifier.len()) || !ok_chars {
         return Err(OAuthError::InvalidGrant("code_verifier must be 43-128 characters of [A-Za-z0-9-._~]".into()));

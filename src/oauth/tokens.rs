@@ -75,7 +75,7 @@ pub struct IdTokenClaims {
 }
 
 /// `at_hash` for an ES256-signed id_token.
-pub fn at_hash(access_token: &str) -> String {
+pub(super) fn at_hash(access_token: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes());
     crate::jose::b64_encode(d.as_ref().get(..16).unwrap_or_default())
 }

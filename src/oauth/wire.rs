@@ -36,7 +36,7 @@ impl GrantType {
             Self::AuthorizationCode => "authorization_code",
             Self::RefreshToken => "refresh_token",
             Self::ClientCredentials => "client_credentials",
-            Self::DeviceCode => super::DEVICE_GRANT,
+            Self::DeviceCode => DEVICE_GRANT,
         }
     }
 }

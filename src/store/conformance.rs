@@ -15,7 +15,7 @@ use crate::model::{Account, AccountId, AccountStatus, CaChains, Der, IssuerChain
 
 /// What the suite needs of a backend.
 #[async_trait]
-pub trait Backend: Sync {
+pub(crate) trait Backend: Sync {
     /// A fresh, empty store that records at most `dpop_jti_max` unexpired DPoP replay
     /// keys (`limits.dpop_jti_max`).
     async fn fresh(&self, dpop_jti_max: u64) -> Arc<dyn Store>;
@@ -51,7 +51,7 @@ pub(crate) fn account(seed: u8) -> Account {
 /// Runs `racers` copies of `f` released together; returns their results.
 async fn race<T: Send + 'static, F>(store: &Arc<dyn Store>, f: impl Fn(Arc<dyn Store>, usize) -> F) -> Vec<T>
 where
-    F: std::future::Future<Output = T> + Send + 'static,
+    F: Future<Output = T> + Send + 'static,
 {
     let gate = Arc::new(tokio::sync::Barrier::new(RACERS));
     let tasks: Vec<_> = (0..RACERS)
@@ -71,7 +71,7 @@ where
 }
 
 /// One account per key (RFC 8555 §7.3.1), also when many create it at once.
-pub async fn one_account_per_key(store: Arc<dyn Store>) {
+pub(crate) async fn one_account_per_key(store: Arc<dyn Store>) {
     let first = account(1);
     assert_eq!(store.create_account(&first).await.unwrap(), AccountCreation::Created);
     match store.create_account(&account(1)).await.unwrap() {
@@ -91,7 +91,7 @@ pub async fn one_account_per_key(store: Arc<dyn Store>) {
 
 /// Updates are compare-and-swap on the version read: a stale write is `Conflict` and
 /// changes nothing.
-pub async fn updates_are_compare_and_swap(store: Arc<dyn Store>) {
+pub(crate) async fn updates_are_compare_and_swap(store: Arc<dyn Store>) {
     let a = account(3);
     store.create_account(&a).await.unwrap();
     let read = store.account(&a.id).await.unwrap();
@@ -107,7 +107,7 @@ pub async fn updates_are_compare_and_swap(store: Arc<dyn Store>) {
 }
 
 /// A DPoP proof's replay key is accepted once, however many present it at once.
-pub async fn replay_keys_are_single_use(store: Arc<dyn Store>) {
+pub(crate) async fn replay_keys_are_single_use(store: Arc<dyn Store>) {
     let results = race(&store, |s, _| async move { s.remember_dpop_jti("jti-1", 1_000, 10).await.unwrap() }).await;
     assert_eq!(results.iter().filter(|fresh| **fresh).count(), 1);
     assert!(!store.remember_dpop_jti("jti-1", 1_000, 20).await.unwrap());
@@ -115,7 +115,7 @@ pub async fn replay_keys_are_single_use(store: Arc<dyn Store>) {
 }
 
 /// A device's backend nonce is taken once.
-pub async fn device_nonces_are_taken_once(store: Arc<dyn Store>) {
+pub(crate) async fn device_nonces_are_taken_once(store: Arc<dyn Store>) {
     store.put_device_nonce("device-1", "nonce-1", 1_000).await.unwrap();
     let results = race(&store, |s, _| async move { s.take_device_nonce("device-1").await }).await;
     let taken: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -124,7 +124,7 @@ pub async fn device_nonces_are_taken_once(store: Arc<dyn Store>) {
 }
 
 /// Issuance chains are stored by one winner of many instances starting together.
-pub async fn ca_chains_have_one_winner(store: Arc<dyn Store>) {
+pub(crate) async fn ca_chains_have_one_winner(store: Arc<dyn Store>) {
     let chains = |n: usize| CaChains {
         intermediate_cert: vec![1],
         chain_length: 1,
@@ -173,7 +173,7 @@ fn code() -> AuthorizationCode {
 /// An authorization code is redeemed once (RFC 6749 §4.1.2), however many present it at
 /// once: one grant is stored with its refresh token; every later redemption names that
 /// grant and revokes it.
-pub async fn codes_are_redeemed_once(store: Arc<dyn Store>) {
+pub(crate) async fn codes_are_redeemed_once(store: Arc<dyn Store>) {
     let hash = SecretHash::of("code-1");
     store.put_code(&hash, &code()).await.unwrap();
     let results = race(&store, |s, n| async move {
@@ -211,7 +211,7 @@ pub async fn codes_are_redeemed_once(store: Arc<dyn Store>) {
 /// A refresh token rotates once: of many rotations at once from the version read, one
 /// stores its successor, the others are `Conflict` and store nothing; the old token is
 /// then marked used.
-pub async fn refresh_tokens_rotate_once(store: Arc<dyn Store>) {
+pub(crate) async fn refresh_tokens_rotate_once(store: Arc<dyn Store>) {
     let old = SecretHash::of("refresh-old");
     store.create_grant(&grant("grant-r"), Some((&old, &refresh_token("grant-r")))).await.unwrap();
     let seen = store.refresh_token(&old).await.unwrap().version;
@@ -240,7 +240,7 @@ pub async fn refresh_tokens_rotate_once(store: Arc<dyn Store>) {
 
 /// The replay store holds at most its bound of unexpired keys: past it, `Full` (the
 /// caller refuses the proof, never forgets a key); expired keys make room.
-pub async fn replay_keys_are_bounded(store: Arc<dyn Store>) {
+pub(crate) async fn replay_keys_are_bounded(store: Arc<dyn Store>) {
     assert!(store.remember_dpop_jti("a", 100, 0).await.unwrap());
     assert!(store.remember_dpop_jti("b", 200, 0).await.unwrap());
     assert!(!store.remember_dpop_jti("a", 100, 0).await.unwrap(), "a replay");
@@ -252,7 +252,7 @@ pub async fn replay_keys_are_bounded(store: Arc<dyn Store>) {
 
 /// What a store acknowledged is there after it is closed and opened again: accounts,
 /// a redeemed code, a rotated refresh token, a replay key, the chains.
-pub async fn acknowledged_writes_survive_a_reopen(backend: &dyn Backend) {
+pub(crate) async fn acknowledged_writes_survive_a_reopen(backend: &dyn Backend) {
     let store = backend.fresh(UNBOUNDED).await;
     let a = account(20);
     store.create_account(&a).await.unwrap();
@@ -280,7 +280,7 @@ pub async fn acknowledged_writes_survive_a_reopen(backend: &dyn Backend) {
 }
 
 /// Every check, each on a fresh store from `backend`.
-pub async fn run_all(backend: &dyn Backend) {
+pub(crate) async fn run_all(backend: &dyn Backend) {
     one_account_per_key(backend.fresh(UNBOUNDED).await).await;
     updates_are_compare_and_swap(backend.fresh(UNBOUNDED).await).await;
     replay_keys_are_single_use(backend.fresh(UNBOUNDED).await).await;

@@ -15,13 +15,13 @@ use super::ValidationError;
 
 /// The address policy of `[acme.validation]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DialPolicy {
+pub(super) struct DialPolicy {
     pub private: bool,
 }
 
 impl DialPolicy {
     /// `Err` naming the address when validation must not connect to it.
-    pub fn check(&self, ip: IpAddr) -> Result<(), ValidationError> {
+    pub(super) fn check(&self, ip: IpAddr) -> Result<(), ValidationError> {
         let ip = embedded_ipv4(ip);
         let refuse = |why: &str| Err(ValidationError::Connection(format!("idca does not connect to {ip}: {why}")));
         let never = match ip {

@@ -7,7 +7,7 @@ use crate::model::{Identifier, IdentifierKind};
 
 /// Checks the TXT records; any one record equal to the digest passes (compared in
 /// constant time).
-pub async fn check(
+pub(super) async fn check(
     dns: &Dns,
     identifier: &Identifier,
     key_authorization: &KeyAuthorization,

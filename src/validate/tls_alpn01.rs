@@ -179,7 +179,7 @@ impl TlsAlpn01Checker {
 }
 
 /// The certificate rules of RFC 8737 §3 and RFC 8738 §6.
-pub fn check_certificate(
+pub(super) fn check_certificate(
     der: &[u8],
     identifier: &Identifier,
     key_authorization: &KeyAuthorization,

@@ -1,11 +1,11 @@
 //! Certificate helpers shared by the tests.
 
 /// The DER of the first certificate in a PEM chain.
-pub fn first_cert_der(pem: &str) -> Vec<u8> {
+pub(crate) fn first_cert_der(pem: &str) -> Vec<u8> {
     pem_blocks(pem).remove(0)
 }
 
-pub fn pem_blocks(pem: &str) -> Vec<Vec<u8>> {
+pub(crate) fn pem_blocks(pem: &str) -> Vec<Vec<u8>> {
     use base64::Engine;
     pem.split("-----BEGIN CERTIFICATE-----")
         .skip(1)
@@ -17,7 +17,7 @@ pub fn pem_blocks(pem: &str) -> Vec<Vec<u8>> {
 }
 
 /// The subjectAltNames of the first certificate of a PEM chain, sorted, as text.
-pub fn leaf_sans(chain: &str) -> Vec<String> {
+pub(crate) fn leaf_sans(chain: &str) -> Vec<String> {
     use x509_parser::prelude::*;
     let der = first_cert_der(chain);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
@@ -41,7 +41,7 @@ pub fn leaf_sans(chain: &str) -> Vec<String> {
 
 /// The (authority key identifier, DER serial) of the first certificate of a PEM chain:
 /// the two halves of an RFC 9773 CertID.
-pub fn aki_and_serial(chain: &str) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn aki_and_serial(chain: &str) -> (Vec<u8>, Vec<u8>) {
     use x509_parser::prelude::*;
     let der = first_cert_der(chain);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();

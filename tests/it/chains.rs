@@ -9,7 +9,7 @@ use crate::client::{Key, RawClient, csr};
 use crate::harness::{TestServer, start_with};
 
 /// webpki's verdict on `chain_pem` for `name`, trusting only `root_pem`.
-pub fn webpki(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), String> {
+pub(crate) fn webpki(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), String> {
     use rustls::client::danger::ServerCertVerifier;
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     let mut roots = rustls::RootCertStore::empty();
@@ -23,7 +23,7 @@ pub fn webpki(chain_pem: &str, root_pem: &str, name: &str) -> Result<(), String>
 }
 
 /// The `Link: rel="alternate"` targets of a response.
-pub fn alternate_links(headers: &reqwest::header::HeaderMap) -> Vec<String> {
+pub(crate) fn alternate_links(headers: &reqwest::header::HeaderMap) -> Vec<String> {
     headers
         .get_all("link")
         .iter()

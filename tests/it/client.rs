@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::harness::TestServer;
 
-pub fn b64(b: impl AsRef<[u8]>) -> String {
+pub(crate) fn b64(b: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(b)
 }
 
@@ -20,7 +20,7 @@ fn pem_der(path: &str) -> Vec<u8> {
 }
 
 /// An account key.
-pub enum Key {
+pub(crate) enum Key {
     P256(EcdsaKeyPair),
     P384(EcdsaKeyPair),
     Ed25519(Ed25519KeyPair),
@@ -28,28 +28,28 @@ pub enum Key {
 }
 
 impl Key {
-    pub fn p256() -> Self {
+    pub(crate) fn p256() -> Self {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         Self::P256(EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap())
     }
 
-    pub fn p384() -> Self {
+    pub(crate) fn p384() -> Self {
         let rng = ring::rand::SystemRandom::new();
         let alg = &signature::ECDSA_P384_SHA384_FIXED_SIGNING;
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
         Self::P384(EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap())
     }
 
-    pub fn ed25519() -> Self {
+    pub(crate) fn ed25519() -> Self {
         Self::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pem_der("keys/ed25519.pem")).unwrap())
     }
 
-    pub fn rsa2048() -> Self {
+    pub(crate) fn rsa2048() -> Self {
         Self::Rsa(RsaKeyPair::from_pkcs8(&pem_der("keys/rsa2048.pem")).unwrap())
     }
 
-    pub fn alg(&self) -> &'static str {
+    pub(crate) fn alg(&self) -> &'static str {
         match self {
             Self::P256(_) => "ES256",
             Self::P384(_) => "ES384",
@@ -58,7 +58,7 @@ impl Key {
         }
     }
 
-    pub fn jwk(&self) -> Value {
+    pub(crate) fn jwk(&self) -> Value {
         match self {
             Self::P256(k) => {
                 let p = k.public_key().as_ref();
@@ -78,7 +78,7 @@ impl Key {
         }
     }
 
-    pub fn thumbprint(&self) -> String {
+    pub(crate) fn thumbprint(&self) -> String {
         let jwk = self.jwk();
         let canonical = match jwk["kty"].as_str().unwrap() {
             "EC" => format!(r#"{{"crv":{},"kty":"EC","x":{},"y":{}}}"#, jwk["crv"], jwk["x"], jwk["y"]),
@@ -88,7 +88,7 @@ impl Key {
         b64(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
     }
 
-    pub fn sign(&self, msg: &[u8]) -> Vec<u8> {
+    pub(crate) fn sign(&self, msg: &[u8]) -> Vec<u8> {
         let rng = ring::rand::SystemRandom::new();
         match self {
             Self::P256(k) | Self::P384(k) => k.sign(&rng, msg).unwrap().as_ref().to_vec(),
@@ -104,27 +104,27 @@ impl Key {
 
 /// A response, with the body parsed as JSON when it is JSON.
 #[derive(Debug)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: u16,
     pub headers: HeaderMap,
     pub text: String,
 }
 
 impl Resp {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
 
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.headers.get(name).map(|v| v.to_str().unwrap().to_owned())
     }
 
-    pub fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.header("location").expect("Location header")
     }
 
     /// Asserts an ACME problem of `short_type` with `status`.
-    pub fn assert_problem(&self, status: u16, short_type: &str) {
+    pub(crate) fn assert_problem(&self, status: u16, short_type: &str) {
         assert_eq!(self.status, status, "{}", self.text);
         assert_eq!(self.header("content-type").as_deref(), Some("application/problem+json"));
         assert_eq!(self.json()["type"], format!("urn:ietf:params:acme:error:{short_type}"), "{}", self.text);
@@ -134,7 +134,7 @@ impl Resp {
 
 /// The JWS header fields a test may override.
 #[derive(Default, Clone)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     pub alg: Option<String>,
     pub nonce: Option<Option<String>>,
     pub url: Option<String>,
@@ -144,7 +144,7 @@ pub struct Overrides {
 }
 
 /// The raw client: one account key, optionally an account URL (`kid`).
-pub struct RawClient {
+pub(crate) struct RawClient {
     pub http: reqwest::Client,
     pub dir: Value,
     pub key: Key,
@@ -154,24 +154,24 @@ pub struct RawClient {
 }
 
 impl RawClient {
-    pub async fn new(server: &TestServer, key: Key) -> Self {
+    pub(crate) async fn new(server: &TestServer, key: Key) -> Self {
         let cert = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
         let http = reqwest::Client::builder().tls_certs_only([cert]).build().unwrap();
         let dir: Value = http.get(server.directory_url()).send().await.unwrap().json().await.unwrap();
         Self { http, dir, key, kid: None, bearer: None }
     }
 
-    pub fn url(&self, name: &str) -> String {
+    pub(crate) fn url(&self, name: &str) -> String {
         self.dir[name].as_str().unwrap().to_owned()
     }
 
-    pub async fn nonce(&self) -> String {
+    pub(crate) async fn nonce(&self) -> String {
         let r = self.http.head(self.url("newNonce")).send().await.unwrap();
         r.headers()["replay-nonce"].to_str().unwrap().to_owned()
     }
 
     /// Builds a flattened JWS; `payload` None is POST-as-GET.
-    pub async fn jws(&self, url: &str, payload: Option<&Value>, o: &Overrides) -> Value {
+    pub(crate) async fn jws(&self, url: &str, payload: Option<&Value>, o: &Overrides) -> Value {
         let mut header = json!({"alg": o.alg.clone().unwrap_or_else(|| self.key.alg().to_owned()), "url": o.url.clone().unwrap_or_else(|| url.to_owned())});
         let nonce = match &o.nonce {
             Some(n) => n.clone(),
@@ -203,7 +203,7 @@ impl RawClient {
         json!({"protected": protected, "payload": payload, "signature": b64(sig)})
     }
 
-    pub async fn send(&self, url: &str, body: impl Into<reqwest::Body>, content_type: &str) -> Resp {
+    pub(crate) async fn send(&self, url: &str, body: impl Into<reqwest::Body>, content_type: &str) -> Resp {
         let mut r = self.http.post(url).header("content-type", content_type).body(body);
         if let Some(t) = &self.bearer {
             r = r.bearer_auth(t);
@@ -215,17 +215,17 @@ impl RawClient {
         Resp { status, headers, text }
     }
 
-    pub async fn post_with(&self, url: &str, payload: Option<&Value>, o: &Overrides) -> Resp {
+    pub(crate) async fn post_with(&self, url: &str, payload: Option<&Value>, o: &Overrides) -> Resp {
         let jws = self.jws(url, payload, o).await;
         self.send(url, jws.to_string(), "application/jose+json").await
     }
 
-    pub async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
+    pub(crate) async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
         self.post_with(url, payload, &Overrides::default()).await
     }
 
     /// newAccount; remembers the account URL.
-    pub async fn register(&mut self) -> Resp {
+    pub(crate) async fn register(&mut self) -> Resp {
         let url = self.url("newAccount");
         let r =
             self.post(&url, Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:a@example.com"]}))).await;
@@ -235,13 +235,13 @@ impl RawClient {
         r
     }
 
-    pub async fn new_order(&self, names: &[&str]) -> Resp {
+    pub(crate) async fn new_order(&self, names: &[&str]) -> Resp {
         let ids: Vec<Value> = names.iter().map(|n| json!({"type":"dns","value":n})).collect();
         self.post(&self.url("newOrder"), Some(&json!({ "identifiers": ids }))).await
     }
 
     /// Serves and answers every challenge of an order, waits until it is ready.
-    pub async fn validate_order(&self, server: &TestServer, order: &Value) {
+    pub(crate) async fn validate_order(&self, server: &TestServer, order: &Value) {
         for authz_url in order["authorizations"].as_array().unwrap() {
             let authz = self.post(authz_url.as_str().unwrap(), None).await.json();
             let ch = authz["challenges"].as_array().unwrap().iter().find(|c| c["type"] == "http-01").unwrap();
@@ -254,7 +254,7 @@ impl RawClient {
 
     /// Orders, validates (http-01) and finalizes `names` with `csr_der`; returns the order
     /// URL, the certificate URL and the chain.
-    pub async fn issue(&self, server: &TestServer, names: &[&str], csr_der: &[u8]) -> (String, String, String) {
+    pub(crate) async fn issue(&self, server: &TestServer, names: &[&str], csr_der: &[u8]) -> (String, String, String) {
         let order = self.new_order(names).await;
         assert_eq!(order.status, 201, "{}", order.text);
         let order_url = order.location();
@@ -268,7 +268,7 @@ impl RawClient {
     }
 
     /// Polls `url` (POST-as-GET) until `status` is not pending/processing.
-    pub async fn poll(&self, url: &str) -> Value {
+    pub(crate) async fn poll(&self, url: &str) -> Value {
         for _ in 0..100 {
             let v = self.post(url, None).await.json();
             if v["status"] != "pending" && v["status"] != "processing" {
@@ -281,7 +281,7 @@ impl RawClient {
 }
 
 /// A CSR for `names` with a fresh P-256 key.
-pub fn csr(names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
+pub(crate) fn csr(names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();

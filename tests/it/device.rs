@@ -37,7 +37,7 @@ async fn poll(b: &Browser, device_code: &str) -> Value {
 }
 
 /// Opens the verification page for `code` and decides.
-pub async fn decide(b: &mut Browser, code: &str, action: &str, password: &str) -> Page {
+pub(crate) async fn decide(b: &mut Browser, code: &str, action: &str, password: &str) -> Page {
     let confirm = b.get(&format!("{}/oauth/device/verify?user_code={code}", b.base)).await;
     assert_eq!(confirm.status, 200, "{}", confirm.text);
     let form = [

@@ -7,30 +7,30 @@ use crate::client::b64;
 use crate::oauth::{Browser, oauth_server, verify_jwt};
 
 /// A device key making DPoP proofs.
-pub struct DpopKey {
+pub(crate) struct DpopKey {
     pair: EcdsaKeyPair,
 }
 
 impl DpopKey {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let rng = ring::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
         Self { pair: EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap() }
     }
 
-    pub fn jwk(&self) -> Value {
+    pub(crate) fn jwk(&self) -> Value {
         let p = self.pair.public_key().as_ref();
         json!({"kty":"EC","crv":"P-256","x":b64(&p[1..33]),"y":b64(&p[33..])})
     }
 
-    pub fn jkt(&self) -> String {
+    pub(crate) fn jkt(&self) -> String {
         let j = self.jwk();
         let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":{},"y":{}}}"#, j["x"], j["y"]);
         b64(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
     }
 
     /// A proof for `htm htu`, with a nonce and an access token's `ath` when given.
-    pub fn proof(&self, htm: &str, htu: &str, nonce: Option<&str>, access_token: Option<&str>) -> String {
+    pub(crate) fn proof(&self, htm: &str, htu: &str, nonce: Option<&str>, access_token: Option<&str>) -> String {
         let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk()});
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         let mut claims = json!({"jti": idca::model::random_token(), "htm": htm, "htu": htu, "iat": now});
@@ -46,7 +46,7 @@ impl DpopKey {
     }
 }
 
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
@@ -73,7 +73,7 @@ async fn backend_token(b: &Browser, proofs: &[String]) -> Reply {
 }
 
 /// Gets a nonce the way a client does: from the use_dpop_nonce error.
-pub async fn token_nonce(b: &Browser, key: &DpopKey) -> String {
+pub(crate) async fn token_nonce(b: &Browser, key: &DpopKey) -> String {
     let url = format!("{}/oauth/token", b.base);
     let r = backend_token(b, &[key.proof("POST", &url, None, None)]).await;
     assert_eq!((r.status, r.body["error"].as_str()), (400, Some("use_dpop_nonce")), "{}", r.body);

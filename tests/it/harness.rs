@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// A running idca and what a client needs to talk to it.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub server: Option<Server>,
     pub dir: tempfile::TempDir,
     pub root_path: PathBuf,
@@ -22,19 +22,19 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub fn directory_url(&self) -> String {
+    pub(crate) fn directory_url(&self) -> String {
         self.server.as_ref().unwrap().directory_url()
     }
 
-    pub fn root_pem(&self) -> String {
+    pub(crate) fn root_pem(&self) -> String {
         self.server.as_ref().unwrap().root_pem.clone()
     }
 
-    pub fn data_dir(&self) -> PathBuf {
+    pub(crate) fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
@@ -43,7 +43,7 @@ impl TestServer {
 
 /// Starts a server with defaults fit for tests (validation against our responder),
 /// after `tweak` adjusts the config.
-pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+pub(crate) async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     idca::install_crypto_provider();
     let challenges = ChallengeResponder::start().await;
     let dns = DnsResponder::start().await;
@@ -68,13 +68,13 @@ pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     TestServer { server: Some(server), dir, root_path, challenges, dns, tls_alpn, config }
 }
 
-pub async fn start() -> TestServer {
+pub(crate) async fn start() -> TestServer {
     start_with(|_| {}).await
 }
 
 /// Answers every authorization of `order` with http-01 through `server`'s responder,
 /// finalizes it (instant-acme makes the key and CSR) and returns the chain.
-pub async fn finish_with_http01(server: &TestServer, order: &mut instant_acme::Order) -> String {
+pub(crate) async fn finish_with_http01(server: &TestServer, order: &mut instant_acme::Order) -> String {
     use instant_acme::{ChallengeType, OrderStatus, RetryPolicy};
     let mut authzs = order.authorizations();
     while let Some(a) = authzs.next().await {
@@ -92,7 +92,7 @@ pub async fn finish_with_http01(server: &TestServer, order: &mut instant_acme::O
 /// A tiny HTTP server answering `/.well-known/acme-challenge/{token}` with whatever
 /// the test registered for that token (404 otherwise).
 #[derive(Clone)]
-pub struct ChallengeResponder {
+pub(crate) struct ChallengeResponder {
     pub port: u16,
     /// Whether it also listens on [::1] (the machine may have no IPv6 loopback).
     pub ipv6: bool,
@@ -100,7 +100,7 @@ pub struct ChallengeResponder {
 }
 
 impl ChallengeResponder {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tokens: Arc<Mutex<HashMap<String, String>>> = Arc::default();
@@ -153,7 +153,7 @@ impl ChallengeResponder {
         });
     }
 
-    pub fn set(&self, token: &str, body: &str) {
+    pub(crate) fn set(&self, token: &str, body: &str) {
         self.tokens.lock().unwrap().insert(token.to_owned(), body.to_owned());
     }
 }
@@ -161,7 +161,7 @@ impl ChallengeResponder {
 /// A DNS server on loopback (UDP) answering TXT queries from a map the test fills; every
 /// other query gets an empty NOERROR answer.
 #[derive(Clone)]
-pub struct DnsResponder {
+pub(crate) struct DnsResponder {
     pub addr: std::net::SocketAddr,
     txt: Arc<Mutex<HashMap<String, Vec<String>>>>,
     /// The A record of every name, once set (pebble-challtestsrv's `-defaultIPv4`).
@@ -169,11 +169,11 @@ pub struct DnsResponder {
 }
 
 impl DnsResponder {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_on("127.0.0.1:0").await
     }
 
-    pub async fn start_on(bind: &str) -> Self {
+    pub(crate) async fn start_on(bind: &str) -> Self {
         use hickory_resolver::proto::op::{Message, MessageType};
         use hickory_resolver::proto::rr::rdata::{A, TXT};
         use hickory_resolver::proto::rr::{RData, Record, RecordType};
@@ -216,12 +216,12 @@ impl DnsResponder {
     }
 
     /// Answers every A query with `ip`.
-    pub fn set_default_a(&self, ip: std::net::Ipv4Addr) {
+    pub(crate) fn set_default_a(&self, ip: std::net::Ipv4Addr) {
         *self.default_a.lock().unwrap() = Some(ip);
     }
 
     /// Sets the TXT records at `name` (no trailing dot).
-    pub fn set_txt(&self, name: &str, values: &[&str]) {
+    pub(crate) fn set_txt(&self, name: &str, values: &[&str]) {
         self.txt.lock().unwrap().insert(name.to_ascii_lowercase(), values.iter().map(|v| v.to_string()).collect());
     }
 }
@@ -229,7 +229,7 @@ impl DnsResponder {
 /// A TLS server offering ALPN `acme-tls/1` and, per SNI, a challenge certificate the
 /// test registers (RFC 8737 §3).
 #[derive(Clone)]
-pub struct TlsAlpnResponder {
+pub(crate) struct TlsAlpnResponder {
     pub port: u16,
     certs: Arc<Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>>,
 }
@@ -251,7 +251,7 @@ impl rustls::server::ResolvesServerCert for BySni {
 }
 
 impl TlsAlpnResponder {
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let certs: Arc<Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>> = Arc::default();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -279,7 +279,7 @@ impl TlsAlpnResponder {
 
     /// Serves, for `sni`, a certificate naming `san` with the acmeIdentifier extension
     /// for `key_authorization`; `critical` false breaks RFC 8737 on purpose.
-    pub fn set(&self, sni: &str, san: &str, key_authorization: &str, critical: bool) {
+    pub(crate) fn set(&self, sni: &str, san: &str, key_authorization: &str, critical: bool) {
         let key = rcgen::KeyPair::generate().unwrap();
         let mut p = rcgen::CertificateParams::new(vec![san.to_owned()]).unwrap();
         let digest = ring::digest::digest(&ring::digest::SHA256, key_authorization.as_bytes());

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{TestServer, start_with};
 
-pub const PASSWORD: &str = "wonderland";
-pub const SECRET: &str = "s3cret-s3cret-s3cret";
+pub(crate) const PASSWORD: &str = "wonderland";
+pub(crate) const SECRET: &str = "s3cret-s3cret-s3cret";
 
 /// argon2 hashes are slow on purpose: make each once per test binary.
 fn hashes() -> &'static (String, String) {
@@ -21,7 +21,7 @@ fn hashes() -> &'static (String, String) {
     H.get_or_init(|| (idca::oauth::hash_password(PASSWORD).unwrap(), idca::oauth::hash_password(SECRET).unwrap()))
 }
 
-pub async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) -> TestServer {
+pub(crate) async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) -> TestServer {
     let (user_hash, secret_hash) = hashes().clone();
     start_with(move |c| {
         c.oauth.users.push(idca::config::UserConfig {
@@ -55,25 +55,25 @@ pub async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) -> Test
 }
 
 /// A browser: no automatic redirects, the session cookie kept by hand.
-pub struct Browser {
+pub(crate) struct Browser {
     pub http: reqwest::Client,
     pub base: String,
     pub cookie: Option<String>,
 }
 
-pub struct Page {
+pub(crate) struct Page {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub text: String,
 }
 
 impl Page {
-    pub fn location(&self) -> String {
+    pub(crate) fn location(&self) -> String {
         self.headers["location"].to_str().unwrap().to_owned()
     }
 
     /// The value of a hidden input.
-    pub fn field(&self, name: &str) -> String {
+    pub(crate) fn field(&self, name: &str) -> String {
         let marker = format!("name=\"{name}\" value=\"");
         let start =
             self.text.find(&marker).unwrap_or_else(|| panic!("no field {name} in {}", self.text)) + marker.len();
@@ -82,7 +82,7 @@ impl Page {
 }
 
 impl Browser {
-    pub fn new(server: &TestServer) -> Self {
+    pub(crate) fn new(server: &TestServer) -> Self {
         let cert = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
         let http = reqwest::Client::builder()
             .tls_certs_only([cert])
@@ -104,13 +104,13 @@ impl Browser {
         Page { status: resp.status().as_u16(), headers: resp.headers().clone(), text: resp.text().await.unwrap() }
     }
 
-    pub async fn get(&mut self, url: &str) -> Page {
+    pub(crate) async fn get(&mut self, url: &str) -> Page {
         let r = self.http.get(url);
         self.page(r).await
     }
 
     /// Submits the login form of `login` with these credentials.
-    pub async fn login(&mut self, login: &Page, username: &str, password: &str) -> Page {
+    pub(crate) async fn login(&mut self, login: &Page, username: &str, password: &str) -> Page {
         let form = [
             ("request", login.field("request")),
             ("csrf", login.field("csrf")),
@@ -123,7 +123,7 @@ impl Browser {
 }
 
 /// oauth2's HTTP client, on the tests' reqwest 0.13.
-pub fn oauth_http(
+pub(crate) fn oauth_http(
     client: reqwest::Client,
 ) -> impl Fn(oauth2::HttpRequest) -> std::pin::Pin<Box<dyn Future<Output = Result<oauth2::HttpResponse, std::io::Error>>>>
 {
@@ -143,7 +143,7 @@ pub fn oauth_http(
     }
 }
 
-pub fn query_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     let query = url.split_once('?')?.1;
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
@@ -151,7 +151,7 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
     })
 }
 
-pub struct Cli {
+pub(crate) struct Cli {
     pub client: BasicClient<
         oauth2::EndpointSet,
         oauth2::EndpointNotSet,
@@ -163,7 +163,7 @@ pub struct Cli {
 
 /// An authorization URL for scope `openid` with a fresh PKCE challenge (its verifier
 /// dropped: for tests that stop before the token request).
-pub fn openid_authorize_url(cli: &Cli) -> oauth2::url::Url {
+pub(crate) fn openid_authorize_url(cli: &Cli) -> oauth2::url::Url {
     let (challenge, _) = PkceCodeChallenge::new_random_sha256();
     cli.client
         .authorize_url(CsrfToken::new_random)
@@ -173,7 +173,7 @@ pub fn openid_authorize_url(cli: &Cli) -> oauth2::url::Url {
         .0
 }
 
-pub fn public_client(b: &Browser, redirect: &str) -> Cli {
+pub(crate) fn public_client(b: &Browser, redirect: &str) -> Cli {
     Cli {
         client: BasicClient::new(ClientId::new("idca-cli".into()))
             .set_auth_uri(AuthUrl::new(format!("{}/oauth/authorize", b.base)).unwrap())
@@ -183,7 +183,7 @@ pub fn public_client(b: &Browser, redirect: &str) -> Cli {
 }
 
 /// Exchanges a code with the oauth2 crate (code + PKCE verifier).
-pub async fn exchange(
+pub(crate) async fn exchange(
     b: &Browser,
     cli: &Cli,
     code: String,
@@ -199,7 +199,11 @@ pub async fn exchange(
 }
 
 /// Runs the browser part of code + PKCE: returns (code, verifier, the final redirect).
-pub async fn authorize_with_login(b: &mut Browser, cli: &Cli, scopes: &[&str]) -> (String, PkceCodeVerifier, String) {
+pub(crate) async fn authorize_with_login(
+    b: &mut Browser,
+    cli: &Cli,
+    scopes: &[&str],
+) -> (String, PkceCodeVerifier, String) {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut req = cli.client.authorize_url(CsrfToken::new_random).set_pkce_challenge(challenge);
     for s in scopes {
@@ -217,13 +221,13 @@ pub async fn authorize_with_login(b: &mut Browser, cli: &Cli, scopes: &[&str]) -
 }
 
 /// GET userinfo with a bearer token.
-pub async fn userinfo(b: &Browser, access_token: &str) -> Value {
+pub(crate) async fn userinfo(b: &Browser, access_token: &str) -> Value {
     let r = b.http.get(format!("{}/oauth/userinfo", b.base)).bearer_auth(access_token).send().await.unwrap();
     r.json().await.unwrap()
 }
 
 /// Checks a JWT with the server's JWKS and returns its claims.
-pub async fn verify_jwt(b: &Browser, token: &str, typ: &str) -> Value {
+pub(crate) async fn verify_jwt(b: &Browser, token: &str, typ: &str) -> Value {
     let jwks: Value = b.http.get(format!("{}/oauth/jwks", b.base)).send().await.unwrap().json().await.unwrap();
     let jws = idca::jose::CompactJws::parse(token, idca::jose::JsonDepth::default()).unwrap();
     assert_eq!(jws.header.typ.as_deref(), Some(typ));
@@ -277,7 +281,7 @@ async fn id_token_userinfo_and_session_reuse() {
     assert_eq!(id["email"], "alice@example.test");
     let digest = ring::digest::digest(&ring::digest::SHA256, body["access_token"].as_str().unwrap().as_bytes());
     assert_eq!(id["at_hash"], crate::client::b64(&digest.as_ref()[..16]));
-    let info = crate::oauth::userinfo(&b, body["access_token"].as_str().unwrap()).await;
+    let info = userinfo(&b, body["access_token"].as_str().unwrap()).await;
     assert_eq!(
         info,
         json!({"sub": "alice", "name": "Alice Liddell", "preferred_username": "alice", "email": "alice@example.test"})
@@ -366,7 +370,7 @@ async fn discovery_documents_match_what_is_served() {
     server.stop().await;
 }
 
-pub fn refresh(s: &str) -> RefreshToken {
+pub(crate) fn refresh(s: &str) -> RefreshToken {
     RefreshToken::new(s.to_owned())
 }
 

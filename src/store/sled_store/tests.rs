@@ -405,22 +405,22 @@ struct SledBackend {
 
 #[async_trait::async_trait]
 impl crate::store::conformance::Backend for SledBackend {
-    async fn fresh(&self, dpop_jti_max: u64) -> std::sync::Arc<dyn crate::store::Store> {
+    async fn fresh(&self, dpop_jti_max: u64) -> Arc<dyn crate::store::Store> {
         let dir = self.root.path().join(random_token());
         let s = SledStore::open(&dir, 8).unwrap();
         s.limit_dpop_jti(dpop_jti_max);
         *self.last.lock().unwrap() = Some(dir);
-        std::sync::Arc::new(s)
+        Arc::new(s)
     }
 
-    async fn reopen(&self, store: std::sync::Arc<dyn crate::store::Store>) -> std::sync::Arc<dyn crate::store::Store> {
-        assert_eq!(std::sync::Arc::strong_count(&store), 1, "the suite holds the only handle");
+    async fn reopen(&self, store: Arc<dyn crate::store::Store>) -> Arc<dyn crate::store::Store> {
+        assert_eq!(Arc::strong_count(&store), 1, "the suite holds the only handle");
         drop(store);
         let dir = self.last.lock().unwrap().clone().unwrap();
         // sled lets go of its lock once its flusher thread has: retry for a moment.
         for _ in 0..100 {
             if let Ok(s) = SledStore::open(&dir, 8) {
-                return std::sync::Arc::new(s);
+                return Arc::new(s);
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
