@@ -2,7 +2,7 @@
 
 use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, Signer, found, wire};
 use crate::clock::{UnixTime, rfc3339};
-use crate::model::oauth::Subject;
+use crate::model::oauth::{ResourceChallenge, Subject};
 use crate::model::{Account, AccountId, AccountStatus};
 use crate::store::{AccountCreation, StoreError};
 
@@ -144,7 +144,7 @@ impl Acme {
         match who {
             None => Err(AcmeError::Unauthenticated {
                 detail: "this server requires an access token with scope acme (Authorization: Bearer or DPoP)".into(),
-                challenge: "Bearer realm=\"idca\", scope=\"acme\"".into(),
+                challenge: ResourceChallenge::Scope("acme"),
                 dpop_nonce: None,
             }),
             Some(w) if !w.has_scope("acme") => {

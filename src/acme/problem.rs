@@ -2,6 +2,7 @@
 //! the internal cause of a `ServerInternal` is logged there and never sent.
 
 use crate::model::Problem;
+use crate::model::oauth::ResourceChallenge;
 use crate::store::StoreError;
 
 /// The `urn:ietf:params:acme:error:` namespace.
@@ -75,7 +76,7 @@ pub enum AcmeError {
     /// `unauthorized` with status 401 and `WWW-Authenticate: Bearer` (RFC 6750 §3): the
     /// ACME API is a protected resource and the request carries no valid access token.
     #[error("{detail}")]
-    Unauthenticated { detail: String, challenge: String, dpop_nonce: Option<String> },
+    Unauthenticated { detail: String, challenge: ResourceChallenge, dpop_nonce: Option<String> },
     /// Some identifiers of an order are refused (§6.7.1): one subproblem each, with its
     /// `identifier`; the top-level type is theirs when they share one, else `compound`.
     #[error("{detail}")]

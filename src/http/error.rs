@@ -5,7 +5,20 @@ use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
 use crate::acme::AcmeError;
+use crate::model::oauth::ResourceChallenge;
 use crate::oauth::OAuthError;
+
+/// The `WWW-Authenticate` value of a protected resource's refusal (RFC 6750 §3, RFC 9449
+/// §7.1: a DPoP challenge names the proof algorithms accepted).
+fn www_authenticate(challenge: ResourceChallenge) -> String {
+    let algs = crate::dpop::ALGS.join(" ");
+    match challenge {
+        ResourceChallenge::Any => format!("Bearer realm=\"idca\", DPoP realm=\"idca\", algs=\"{algs}\""),
+        ResourceChallenge::Bearer { error } => format!("Bearer realm=\"idca\", error=\"{error}\""),
+        ResourceChallenge::Dpop { error } => format!("DPoP realm=\"idca\", error=\"{error}\", algs=\"{algs}\""),
+        ResourceChallenge::Scope(scope) => format!("Bearer realm=\"idca\", scope=\"{scope}\""),
+    }
+}
 
 /// An error on its way to the client.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +80,7 @@ impl ResponseError for HttpError {
                         res.insert_header((actix_web::http::header::LOCATION, location.as_str()));
                     }
                     AcmeError::Unauthenticated { challenge, dpop_nonce, .. } => {
-                        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge.as_str()));
+                        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, www_authenticate(*challenge)));
                         if let Some(n) = dpop_nonce {
                             res.insert_header(("DPoP-Nonce", n.as_str()));
                         }
@@ -98,7 +111,7 @@ impl ResponseError for HttpError {
                     }
                     // RFC 6750 §3, RFC 9449 §7.1.
                     OAuthError::Resource { challenge, nonce, .. } => {
-                        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, challenge.as_str()));
+                        res.insert_header((actix_web::http::header::WWW_AUTHENTICATE, www_authenticate(*challenge)));
                         if let Some(n) = nonce {
                             res.insert_header(("DPoP-Nonce", n.as_str()));
                         }

@@ -8,6 +8,7 @@ use futures_util::future::LocalBoxFuture;
 
 use super::{AppState, HttpError, credentials};
 use crate::acme::{AcmeError, SignedRequest};
+use crate::model::oauth::ResourceChallenge;
 use crate::oauth::OAuthError;
 
 /// A JWS POST (RFC 8555 §6.2): `Content-Type: application/jose+json` (else 415), a body
@@ -80,15 +81,11 @@ impl FromRequest for Principal {
         let method = req.method().as_str().to_owned();
         let path_and_query = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
         Box::pin(async move {
-            let unauthenticated = |detail: String, challenge: String, dpop_nonce: Option<String>| {
+            let unauthenticated = |detail: String, challenge: ResourceChallenge, dpop_nonce: Option<String>| {
                 HttpError::from(AcmeError::Unauthenticated { detail, challenge, dpop_nonce })
             };
             let bad_header = || {
-                unauthenticated(
-                    "malformed header".into(),
-                    "Bearer realm=\"idca\", error=\"invalid_request\"".into(),
-                    None,
-                )
+                unauthenticated("malformed header".into(), ResourceChallenge::Bearer { error: "invalid_request" }, None)
             };
             let Some(authorization) = authorization.map_err(|_| bad_header())? else { return Ok(Principal(None)) };
             let proofs = proofs.map_err(|_| bad_header())?;

@@ -135,6 +135,20 @@ pub enum CodeRedemption {
     Replayed { grant: String },
 }
 
+/// What a protected resource's `WWW-Authenticate` asks for (RFC 6750 §3, RFC 9449
+/// §7.1); the HTTP layer writes the header text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceChallenge {
+    /// No credentials were sent: either scheme will do.
+    Any,
+    /// A `Bearer` request failed with this `error` code.
+    Bearer { error: &'static str },
+    /// A `DPoP` request failed with this `error` code.
+    Dpop { error: &'static str },
+    /// A token with this scope is required.
+    Scope(&'static str),
+}
+
 /// Whom a verified access token speaks for, as a resource (the ACME API) sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subject {

@@ -1,5 +1,7 @@
 //! OAuth errors (RFC 6749 §4.1.2.1, §5.2; RFC 8628 §3.5; RFC 6750 §3.1).
 
+use crate::model::oauth::ResourceChallenge;
+
 /// An OAuth error; each variant is one RFC error code. `http::error` renders it as the
 /// RFC 6749 JSON error (or a redirect, or a page, depending on the endpoint).
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +37,7 @@ pub enum OAuthError {
     /// An error at a protected resource (RFC 6750 §3, RFC 9449 §7.1): 401 or 403 with a
     /// `WWW-Authenticate` challenge (and `DPoP-Nonce` when asked to use one).
     #[error("{detail}")]
-    Resource { code: &'static str, detail: String, status: u16, challenge: String, nonce: Option<String> },
+    Resource { code: &'static str, detail: String, status: u16, challenge: ResourceChallenge, nonce: Option<String> },
     /// `invalid_grant`: the code, refresh token or credentials are invalid, expired,
     /// revoked, or were issued to another client (§5.2).
     #[error("{0}")]

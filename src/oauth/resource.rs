@@ -2,6 +2,7 @@
 //! introspection (RFC 7662), revocation (RFC 7009), userinfo (OIDC Core §5.3).
 
 use super::*;
+use crate::model::oauth::ResourceChallenge;
 
 impl AuthServer {
     /// A request to one of idca's protected resources (RFC 6750, RFC 9449 §7): the
@@ -16,17 +17,13 @@ impl AuthServer {
         htu: &str,
         now: UnixTime,
     ) -> Result<AccessTokenClaims, OAuthError> {
-        let algs = crate::dpop::ALGS.join(" ");
-        let challenge = |scheme: &str, code: &str| {
-            if scheme == "DPoP" {
-                format!("DPoP realm=\"idca\", error=\"{code}\", algs=\"{algs}\"")
-            } else {
-                format!("Bearer realm=\"idca\", error=\"{code}\"")
-            }
-        };
         let fail = |scheme: &str, code: &'static str, detail: String, nonce: Option<String>| OAuthError::Resource {
             code,
-            challenge: challenge(scheme, code),
+            challenge: if scheme == "DPoP" {
+                ResourceChallenge::Dpop { error: code }
+            } else {
+                ResourceChallenge::Bearer { error: code }
+            },
             detail,
             status: 401,
             nonce,
@@ -36,7 +33,7 @@ impl AuthServer {
                 code: "invalid_token",
                 detail: "an access token is required".into(),
                 status: 401,
-                challenge: format!("Bearer realm=\"idca\", DPoP realm=\"idca\", algs=\"{algs}\""),
+                challenge: ResourceChallenge::Any,
                 nonce: None,
             });
         };
