@@ -25,7 +25,20 @@ use crate::model::{
 };
 
 /// A record's version, bumped by every write; the token of compare-and-swap updates.
-pub type Version = u64;
+/// Only a store makes and compares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// The version of a record's first write.
+    pub const FIRST: Version = Version(1);
+
+    /// The version the next write gives.
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
 
 /// A record with the version it was read at.
 #[derive(Debug, Clone, PartialEq)]

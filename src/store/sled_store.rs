@@ -125,7 +125,7 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<Versi
 /// The authorization version stored in a `validating` index entry (0 for entries written
 /// before it held one).
 fn index_version(value: &[u8]) -> Version {
-    <[u8; 8]>::try_from(value).map(Version::from_be_bytes).unwrap_or(0)
+    Version(<[u8; 8]>::try_from(value).map(u64::from_be_bytes).unwrap_or(0))
 }
 
 fn tx_err(e: TransactionError<StoreError>) -> StoreError {
@@ -177,8 +177,10 @@ impl<'a> GrantWrite<'a> {
     fn new(grant: &'a Grant, refresh: Option<(&'a SecretHash, &'a RefreshToken)>) -> Result<Self, StoreError> {
         Ok(Self {
             grant_key: grant.id.as_bytes(),
-            grant: encode(grant, 1)?,
-            refresh: refresh.map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, 1)?))).transpose()?,
+            grant: encode(grant, Version::FIRST)?,
+            refresh: refresh
+                .map(|(h, r)| Ok::<_, StoreError>((h.0.as_bytes(), encode(r, Version::FIRST)?)))
+                .transpose()?,
         })
     }
 

@@ -6,7 +6,7 @@ use super::*;
 impl AcmeStore for SledStore {
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError> {
         let i = &self.inner;
-        let bytes = encode(account, 1)?;
+        let bytes = encode(account, Version::FIRST)?;
         if account.eab_kid.is_none() {
             // No sled transaction on this path (see `update_authorization`): the record
             // first, then its key index by compare-and-swap, so a reader that finds the
@@ -67,7 +67,7 @@ impl AcmeStore for SledStore {
 
     async fn update_account(&self, account: &Account, seen: Version) -> Result<Version, StoreError> {
         let i = &self.inner;
-        let bytes = encode(account, seen + 1)?;
+        let bytes = encode(account, seen.next())?;
         (&i.accounts, &i.account_keys)
             .transaction(|(accounts, keys)| {
                 let key = account.id.0.as_bytes();
@@ -93,7 +93,7 @@ impl AcmeStore for SledStore {
             })
             .map_err(tx_err)?;
         self.durable().await?;
-        Ok(seen + 1)
+        Ok(seen.next())
     }
 
     async fn create_order(
@@ -103,17 +103,17 @@ impl AcmeStore for SledStore {
         replaces: Option<(&IssuedCertificate, Version)>,
     ) -> Result<(), StoreError> {
         let i = &self.inner;
-        let order_bytes = encode(order, 1)?;
+        let order_bytes = encode(order, Version::FIRST)?;
         let authz_bytes = new_authzs
             .iter()
             .map(|a| {
                 let mut index = authz_index_prefix(&a.account, &a.identifier);
                 index.extend_from_slice(a.id.0.as_bytes());
-                Ok((a.id.0.as_bytes(), encode(a, 1)?, index))
+                Ok((a.id.0.as_bytes(), encode(a, Version::FIRST)?, index))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let cert_bytes = replaces
-            .map(|(c, seen)| Ok::<_, StoreError>((c.serial.0.as_bytes(), seen, encode(c, seen + 1)?)))
+            .map(|(c, seen)| Ok::<_, StoreError>((c.serial.0.as_bytes(), seen, encode(c, seen.next())?)))
             .transpose()?;
         let index = order_index_key(&order.account, order.created, &order.id);
         if cert_bytes.is_none() {
@@ -218,7 +218,7 @@ impl AcmeStore for SledStore {
 
     async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError> {
         let i = &self.inner;
-        let bytes = encode(authz, seen + 1)?;
+        let bytes = encode(authz, seen.next())?;
         let processing = authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing);
         // No sled transaction (each takes sled's global lock exclusively, stalling every
         // read; this runs twice per issuance): a compare-and-swap on the authorization,
@@ -229,18 +229,18 @@ impl AcmeStore for SledStore {
         // drops, and never a processing authorization without one.
         let key = authz.id.0.as_bytes();
         if processing {
-            i.validating.insert(key, &(seen + 1).to_be_bytes()).map_err(backend)?;
+            i.validating.insert(key, &seen.next().0.to_be_bytes()).map_err(backend)?;
         }
         replace_versioned(&i.authzs, "authzs", key, seen, bytes)?;
         if !processing
             && let Some(set_by) = i.validating.get(key).map_err(backend)?
-            && index_version(&set_by) <= seen + 1
+            && index_version(&set_by) <= seen.next()
         {
             // Lost only to a later writer, whose entry then stays.
             let _ = i.validating.compare_and_swap(key, Some(set_by), None as Option<&[u8]>).map_err(backend)?;
         }
         self.durable().await?;
-        Ok(seen + 1)
+        Ok(seen.next())
     }
 
     async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError> {
@@ -271,8 +271,9 @@ impl AcmeStore for SledStore {
         // crash in between leaves a signed certificate on record that no order names,
         // and the order still ready to finalize.
         let serial = cert.serial.0.as_bytes();
-        insert_new(&i.certs, serial, encode(cert, 1)?)?;
-        if let Err(e) = replace_versioned(&i.orders, "orders", order.id.0.as_bytes(), seen, encode(order, seen + 1)?) {
+        insert_new(&i.certs, serial, encode(cert, Version::FIRST)?)?;
+        if let Err(e) = replace_versioned(&i.orders, "orders", order.id.0.as_bytes(), seen, encode(order, seen.next())?)
+        {
             i.certs.remove(serial).map_err(backend)?;
             return Err(e);
         }

@@ -18,7 +18,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn rotate_oauth_key(&self, key: &OAuthKey) -> Result<(), StoreError> {
-        let bytes = encode(key, 1)?;
+        let bytes = encode(key, Version::FIRST)?;
         let now = key.created;
         self.inner.oauth.keys.insert(key.kid.as_bytes(), bytes).map_err(backend)?;
         // Retire the others (outside the insert: a crash between leaves two active keys,
@@ -28,14 +28,14 @@ impl OAuthStore for SledStore {
             let mut old = decode::<OAuthKey>("oauth_keys", &v)?.value;
             if old.kid != key.kid && old.retired.is_none() {
                 old.retired = Some(now);
-                self.inner.oauth.keys.insert(k, encode(&old, 1)?).map_err(backend)?;
+                self.inner.oauth.keys.insert(k, encode(&old, Version::FIRST)?).map_err(backend)?;
             }
         }
         self.durable().await
     }
 
     async fn put_pending_authorization(&self, id: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
-        self.inner.oauth.pending.insert(id.as_bytes(), encode(p, 1)?).map_err(backend)?;
+        self.inner.oauth.pending.insert(id.as_bytes(), encode(p, Version::FIRST)?).map_err(backend)?;
         self.durable().await
     }
 
@@ -50,7 +50,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError> {
-        self.inner.oauth.sessions.insert(id.0.as_bytes(), encode(session, 1)?).map_err(backend)?;
+        self.inner.oauth.sessions.insert(id.0.as_bytes(), encode(session, Version::FIRST)?).map_err(backend)?;
         self.durable().await
     }
 
@@ -59,7 +59,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn put_code(&self, hash: &SecretHash, code: &AuthorizationCode) -> Result<(), StoreError> {
-        self.inner.oauth.codes.insert(hash.0.as_bytes(), encode(code, 1)?).map_err(backend)?;
+        self.inner.oauth.codes.insert(hash.0.as_bytes(), encode(code, Version::FIRST)?).map_err(backend)?;
         self.durable().await
     }
 
@@ -90,7 +90,7 @@ impl OAuthStore for SledStore {
                         match decode::<Grant>("oauth_grants", &g) {
                             Ok(mut g) => {
                                 g.value.revoked = true;
-                                match encode(&g.value, g.version + 1) {
+                                match encode(&g.value, g.version.next()) {
                                     Ok(b) => grants.insert(previous.as_bytes(), b)?,
                                     Err(e) => return abort(e),
                                 };
@@ -101,7 +101,7 @@ impl OAuthStore for SledStore {
                     return Ok(CodeRedemption::Replayed { grant: previous.clone() });
                 }
                 code.redeemed = Some(grant.id.clone());
-                match encode(&code, 2) {
+                match encode(&code, Version::FIRST.next()) {
                     Ok(b) => codes.insert(hash.0.as_bytes(), b)?,
                     Err(e) => return abort(e),
                 };
@@ -143,7 +143,7 @@ impl OAuthStore for SledStore {
             let mut g = current.value.clone();
             g.revoked = true;
             let old = encode(&current.value, current.version)?;
-            let new = encode(&g, current.version + 1)?;
+            let new = encode(&g, current.version.next())?;
             match grants.compare_and_swap(id.as_bytes(), Some(old), Some(new)).map_err(backend)? {
                 Ok(()) => return self.durable().await,
                 Err(_) => continue,
@@ -161,7 +161,7 @@ impl OAuthStore for SledStore {
         seen: Version,
         new: (&SecretHash, &RefreshToken),
     ) -> Result<(), StoreError> {
-        let new_bytes = encode(new.1, 1)?;
+        let new_bytes = encode(new.1, Version::FIRST)?;
         self.inner
             .oauth
             .refresh
@@ -177,7 +177,7 @@ impl OAuthStore for SledStore {
                     return abort(StoreError::Conflict);
                 }
                 current.value.used = true;
-                match encode(&current.value, seen + 1) {
+                match encode(&current.value, seen.next()) {
                     Ok(b) => refresh.insert(old.0.as_bytes(), b)?,
                     Err(e) => return abort(e),
                 };
@@ -190,7 +190,7 @@ impl OAuthStore for SledStore {
 
     async fn create_device_authorization(&self, hash: &SecretHash, d: &DeviceAuthorization) -> Result<(), StoreError> {
         let o = &self.inner.oauth;
-        let bytes = encode(d, 1)?;
+        let bytes = encode(d, Version::FIRST)?;
         (&o.devices, &o.user_codes)
             .transaction(|(devices, user_codes)| {
                 if user_codes.get(d.user_code.as_bytes())?.is_some() {
@@ -225,7 +225,7 @@ impl OAuthStore for SledStore {
         d: &DeviceAuthorization,
         seen: Version,
     ) -> Result<Version, StoreError> {
-        let bytes = encode(d, seen + 1)?;
+        let bytes = encode(d, seen.next())?;
         self.inner
             .oauth
             .devices
@@ -238,7 +238,7 @@ impl OAuthStore for SledStore {
             })
             .map_err(tx_err)?;
         self.durable().await?;
-        Ok(seen + 1)
+        Ok(seen.next())
     }
 
     async fn redeem_device_authorization(
@@ -263,7 +263,7 @@ impl OAuthStore for SledStore {
                     return abort(StoreError::Conflict);
                 }
                 d.value.status = DeviceStatus::Redeemed;
-                match encode(&d.value, seen + 1) {
+                match encode(&d.value, seen.next()) {
                     Ok(b) => devices.insert(hash.0.as_bytes(), b)?,
                     Err(e) => return abort(e),
                 };
@@ -275,7 +275,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn create_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
-        let bytes = encode(client, 1)?;
+        let bytes = encode(client, Version::FIRST)?;
         let prev = self
             .inner
             .oauth
@@ -293,7 +293,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn update_client(&self, client: &RegisteredClient, seen: Version) -> Result<Version, StoreError> {
-        let bytes = encode(client, seen + 1)?;
+        let bytes = encode(client, seen.next())?;
         self.inner
             .oauth
             .clients
@@ -306,7 +306,7 @@ impl OAuthStore for SledStore {
             })
             .map_err(tx_err)?;
         self.durable().await?;
-        Ok(seen + 1)
+        Ok(seen.next())
     }
 
     async fn delete_client(&self, client_id: &str) -> Result<(), StoreError> {
@@ -319,7 +319,7 @@ impl OAuthStore for SledStore {
             .inner
             .oauth
             .user_devices
-            .compare_and_swap(device.id.as_bytes(), None as Option<&[u8]>, Some(encode(device, 1)?))
+            .compare_and_swap(device.id.as_bytes(), None as Option<&[u8]>, Some(encode(device, Version::FIRST)?))
             .map_err(backend)?;
         if prev.is_err() {
             return Err(StoreError::AlreadyExists);

@@ -13,7 +13,7 @@ impl PkiStore for SledStore {
     }
 
     async fn init_ca_material(&self, material: &CaMaterial) -> Result<CaMaterial, StoreError> {
-        let bytes = encode(material, 1)?;
+        let bytes = encode(material, Version::FIRST)?;
         let previous = self.inner.meta.compare_and_swap(CA_KEY, None as Option<&[u8]>, Some(bytes)).map_err(backend)?;
         self.durable().await?;
         match previous {
@@ -26,7 +26,7 @@ impl PkiStore for SledStore {
     }
 
     async fn rotate_ca_material(&self, seen: &CaMaterial, new: &CaMaterial) -> Result<(), StoreError> {
-        let new_bytes = encode(new, 1)?;
+        let new_bytes = encode(new, Version::FIRST)?;
         self.inner
             .meta
             .transaction(|meta| {
@@ -48,7 +48,7 @@ impl PkiStore for SledStore {
                     None => Vec::new(),
                 };
                 retired.push(current);
-                let retired_bytes = match encode(&retired, 1) {
+                let retired_bytes = match encode(&retired, Version::FIRST) {
                     Ok(b) => b,
                     Err(e) => return abort(e),
                 };
@@ -85,7 +85,8 @@ impl PkiStore for SledStore {
         if current_value.as_ref() != seen {
             return Err(StoreError::Conflict);
         }
-        let swapped = meta.compare_and_swap(CA_CHAINS_KEY, current, Some(encode(new, 1)?)).map_err(backend)?;
+        let swapped =
+            meta.compare_and_swap(CA_CHAINS_KEY, current, Some(encode(new, Version::FIRST)?)).map_err(backend)?;
         swapped.map_err(|_| StoreError::Conflict)?;
         self.durable().await
     }
@@ -95,7 +96,7 @@ impl PkiStore for SledStore {
     }
 
     async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError> {
-        insert_new(&self.inner.certs, cert.serial.0.as_bytes(), encode(cert, 1)?)?;
+        insert_new(&self.inner.certs, cert.serial.0.as_bytes(), encode(cert, Version::FIRST)?)?;
         self.durable().await
     }
 
@@ -112,7 +113,7 @@ impl PkiStore for SledStore {
 
     async fn update_certificate(&self, cert: &IssuedCertificate, seen: Version) -> Result<Version, StoreError> {
         let i = &self.inner;
-        let bytes = encode(cert, seen + 1)?;
+        let bytes = encode(cert, seen.next())?;
         let revoked = cert.revoked.map(|r| serde_json::to_vec(&r)).transpose().map_err(backend)?;
         (&i.certs, &i.revoked)
             .transaction(|(certs, revoked_tree)| {
@@ -129,7 +130,7 @@ impl PkiStore for SledStore {
             })
             .map_err(tx_err)?;
         self.durable().await?;
-        Ok(seen + 1)
+        Ok(seen.next())
     }
 
     async fn revoked_certificates(&self) -> Result<Vec<(Serial, crate::model::Revocation)>, StoreError> {

@@ -72,7 +72,7 @@ async fn updates_are_compare_and_swap() {
     let mut changed = v1.value.clone();
     changed.status = AuthzStatus::Valid;
     let v2 = s.update_authorization(&changed, v1.version).await.unwrap();
-    assert_eq!(v2, v1.version + 1);
+    assert_eq!(v2, v1.version.next());
     // A writer that read version 1 loses.
     let mut stale = v1.value.clone();
     stale.status = AuthzStatus::Invalid;
@@ -88,7 +88,7 @@ async fn processing_index_follows_the_challenges() {
     s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a), None).await.unwrap();
     let mut p = a.clone();
     p.challenges[0].status = ChallengeStatus::Processing;
-    let v = s.update_authorization(&p, 1).await.unwrap();
+    let v = s.update_authorization(&p, Version(1)).await.unwrap();
     assert_eq!(s.authorizations_processing().await.unwrap(), vec![a.id.clone()]);
     p.challenges[0].status = ChallengeStatus::Valid;
     s.update_authorization(&p, v).await.unwrap();
@@ -112,8 +112,8 @@ async fn stale_processing_hints_are_dropped_and_newer_ones_kept() {
     // version (4) survives it.
     let mut p = a.clone();
     p.challenges[0].status = ChallengeStatus::Processing;
-    let v = s.update_authorization(&p, 1).await.unwrap();
-    s.inner.validating.insert(a.id.0.as_bytes(), &(v + 2).to_be_bytes()).unwrap();
+    let v = s.update_authorization(&p, Version(1)).await.unwrap();
+    s.inner.validating.insert(a.id.0.as_bytes(), &(v.0 + 2).to_be_bytes()).unwrap();
     p.challenges[0].status = ChallengeStatus::Valid;
     s.update_authorization(&p, v).await.unwrap();
     assert!(s.inner.validating.get(a.id.0.as_bytes()).unwrap().is_some(), "a newer writer's hint stays");
@@ -132,13 +132,13 @@ async fn key_change_moves_the_index_and_refuses_taken_keys() {
     let mut moved = a.clone();
     moved.key = jwk(6);
     moved.jkt = moved.key.thumbprint();
-    s.update_account(&moved, 1).await.unwrap();
+    s.update_account(&moved, Version(1)).await.unwrap();
     assert!(matches!(s.account_by_key(&a.jkt).await, Err(StoreError::NotFound)));
     assert_eq!(s.account_by_key(&moved.jkt).await.unwrap().value.id, a.id);
     let mut clash = moved.clone();
     clash.key = b.key.clone();
     clash.jkt = b.jkt.clone();
-    assert!(matches!(s.update_account(&clash, 2).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.update_account(&clash, Version(2)).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.account_by_key(&b.jkt).await.unwrap().value.id, b.id);
 }
 
@@ -180,12 +180,12 @@ async fn finalize_is_compare_and_swap() {
     };
     let mut done = o.clone();
     done.phase = OrderPhase::Valid { certificate: serial.clone() };
-    s.finalize_order(&done, 1, &cert).await.unwrap();
+    s.finalize_order(&done, Version(1), &cert).await.unwrap();
     assert_eq!(s.certificate(&serial).await.unwrap().value, cert);
     // A second finalize from the same read loses and stores no second certificate.
     let (other, _) = Serial::random();
     let cert2 = IssuedCertificate { serial: other.clone(), ..cert.clone() };
-    assert!(matches!(s.finalize_order(&done, 1, &cert2).await, Err(StoreError::Conflict)));
+    assert!(matches!(s.finalize_order(&done, Version(1), &cert2).await, Err(StoreError::Conflict)));
     assert!(matches!(s.certificate(&other).await, Err(StoreError::NotFound)));
 }
 
