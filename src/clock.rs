@@ -6,6 +6,17 @@ use std::sync::atomic::{AtomicI64, Ordering};
 /// Seconds since the Unix epoch (UTC).
 pub type UnixTime = i64;
 
+/// A configured number of seconds as a span of [`UnixTime`], saturating (a `u64` past
+/// `i64::MAX` is "forever", never a negative span).
+pub fn span(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// `secs` seconds after `t`, saturating at the end of time.
+pub fn after(t: UnixTime, secs: u64) -> UnixTime {
+    t.saturating_add(span(secs))
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time in seconds since the Unix epoch.
@@ -71,5 +82,17 @@ mod tests {
         let c = FixedClock::new(100);
         c.advance(5);
         assert_eq!(c.now(), 105);
+    }
+}
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+
+    #[test]
+    fn spans_saturate_rather_than_wrap() {
+        assert_eq!(after(10, 5), 15);
+        assert_eq!(span(u64::MAX), i64::MAX);
+        assert_eq!(after(10, u64::MAX), i64::MAX);
     }
 }

@@ -2,6 +2,7 @@
 //! authorization, answering a challenge, Wire's identity challenges.
 
 use super::*;
+use crate::clock;
 
 impl Acme {
     /// An authorization (§7.5), fetched with POST-as-GET, or deactivated (§7.5.2).
@@ -105,7 +106,7 @@ impl Acme {
                     id,
                     &outcome,
                     now,
-                    self.config.valid_authz_lifetime_secs as i64,
+                    clock::span(self.config.valid_authz_lifetime_secs),
                 );
                 match self.store.update_authorization(&authz.value, authz.version).await {
                     Ok(version) => {

@@ -4,7 +4,7 @@
 
 use super::wire::OrderStatus;
 use super::*;
-use crate::clock::UnixTime;
+use crate::clock::{self, UnixTime};
 use crate::model::{Authorization, AuthzStatus, Identifier, Order, OrderPhase};
 
 /// An authorization's status at `now`: pending and valid authorizations expire (§7.1.6).
@@ -72,7 +72,7 @@ impl Acme {
         let identifiers = self.order_identifiers(&p)?;
         let identity = self.order_identity(&identifiers)?;
         let (not_before, not_after) = self.order_validity(&p, identity.is_some(), &profile, now)?;
-        let expires = now + self.config.order_lifetime_secs as i64;
+        let expires = clock::after(now, self.config.order_lifetime_secs);
         let (authzs, authz_ids) = self.make_authorizations(&account.id, &identifiers, &identity, expires, now).await?;
         self.check_pending(&account.id, authzs.len(), now).await?;
         let order = Order {
@@ -209,7 +209,7 @@ impl Acme {
         let parse_time = |s: &Option<String>, field: &str| -> Result<Option<UnixTime>, AcmeError> {
             s.as_deref()
                 .map(|t| {
-                    crate::clock::parse_rfc3339(t)
+                    clock::parse_rfc3339(t)
                         .ok_or_else(|| AcmeError::Malformed(format!("`{field}` is not an RFC 3339 date-time")))
                 })
                 .transpose()
@@ -218,7 +218,7 @@ impl Acme {
         let mut not_after = parse_time(&p.not_after, "notAfter")?;
         if identity {
             // Wire clients read notBefore and notAfter from every identity order.
-            let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| p.validity_secs as i64);
+            let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| clock::span(p.validity_secs));
             let nb = *not_before.get_or_insert(now - 60);
             not_after.get_or_insert(nb + validity);
         }
@@ -302,7 +302,7 @@ impl Acme {
         identifier: &Identifier,
         now: UnixTime,
     ) -> Result<Option<AuthzId>, AcmeError> {
-        let margin = self.config.order_lifetime_secs as i64;
+        let margin = clock::span(self.config.order_lifetime_secs);
         for id in self.store.account_authorizations(account, identifier).await? {
             let a = self.store.authorization(&id).await?.value;
             if authz_status(&a, now + margin) == AuthzStatus::Valid {

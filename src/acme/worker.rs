@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 
 use super::{AcmeError, KeyAuthorization, load_authz};
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::config::AcmeConfig;
 use crate::model::{AuthzId, AuthzStatus, ChallengeStatus};
 use crate::store::{Store, StoreError};
@@ -141,7 +141,7 @@ impl Validator {
             if !a.challenges.iter().any(|c| c.id == challenge_id && c.status == ChallengeStatus::Processing) {
                 return Ok(());
             }
-            record_outcome(&mut a, &challenge_id, &outcome, now, self.config.valid_authz_lifetime_secs as i64);
+            record_outcome(&mut a, &challenge_id, &outcome, now, clock::span(self.config.valid_authz_lifetime_secs));
             match self.store.update_authorization(&a, current.version).await {
                 Ok(_) => return Ok(()),
                 Err(StoreError::Conflict) => current = load_authz(self.store.as_ref(), id).await?,
@@ -159,7 +159,7 @@ pub(crate) fn record_outcome(
     a: &mut crate::model::Authorization,
     challenge: &crate::model::ChallengeId,
     outcome: &Result<(), crate::validate::ValidationError>,
-    now: crate::clock::UnixTime,
+    now: clock::UnixTime,
     valid_lifetime: i64,
 ) {
     let pending = a.status == AuthzStatus::Pending;

@@ -5,6 +5,15 @@ use super::*;
 impl Config {
     /// Checks values that the types alone cannot.
     pub fn check(&self) -> Result<(), ConfigError> {
+        self.check_server()?;
+        self.check_ca()?;
+        self.check_acme()?;
+        self.check_oauth()?;
+        self.check_limits()
+    }
+
+    /// `[server]` and `[management]`.
+    fn check_server(&self) -> Result<(), ConfigError> {
         if !self.server.public_url.is_empty() {
             let u = &self.server.public_url;
             if !(u.starts_with("https://") || u.starts_with("http://")) || u.ends_with('/') {
@@ -18,6 +27,14 @@ impl Config {
                 "server.tls_cert and server.tls_key are set together or not at all".into(),
             ));
         }
+        if !self.management.listen.is_empty() && self.management.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!("management.listen `{}` is not ip:port", self.management.listen)));
+        }
+        Ok(())
+    }
+
+    /// `[ca]`.
+    fn check_ca(&self) -> Result<(), ConfigError> {
         let ca = &self.ca;
         let given = [&ca.root_cert, &ca.root_key, &ca.intermediate_cert, &ca.intermediate_key]
             .iter()
@@ -28,6 +45,18 @@ impl Config {
                 "ca.root_cert, ca.root_key, ca.intermediate_cert and ca.intermediate_key are set together or not at all".to_owned(),
             ));
         }
+        if !(1..=u32::from(MAX_CHAIN_LENGTH)).contains(&self.ca.chain_length)
+            || self.ca.alternate_roots > u32::from(MAX_ALTERNATE_ROOTS)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "ca.chain_length is 1-{MAX_CHAIN_LENGTH} and ca.alternate_roots 0-{MAX_ALTERNATE_ROOTS}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// `[acme]`.
+    fn check_acme(&self) -> Result<(), ConfigError> {
         if !self.acme.profiles.contains_key(&self.acme.default_profile) {
             return Err(ConfigError::Invalid(format!(
                 "acme.default_profile `{}` is not one of acme.profiles",
@@ -42,13 +71,6 @@ impl Config {
                 "acme.testing.nonce_reject_percent is 0-99 and authz_reuse_percent 0-100".to_owned(),
             ));
         }
-        if !(1..=u32::from(MAX_CHAIN_LENGTH)).contains(&self.ca.chain_length)
-            || self.ca.alternate_roots > u32::from(MAX_ALTERNATE_ROOTS)
-        {
-            return Err(ConfigError::Invalid(format!(
-                "ca.chain_length is 1-{MAX_CHAIN_LENGTH} and ca.alternate_roots 0-{MAX_ALTERNATE_ROOTS}"
-            )));
-        }
         if self.acme.validation.concurrency == 0 || self.acme.orders_per_page == 0 {
             return Err(ConfigError::Invalid(
                 "acme.validation.concurrency and acme.orders_per_page must be at least 1".to_owned(),
@@ -60,16 +82,6 @@ impl Config {
                     "acme.eab.keys.{kid}: the key must be base64url, at least 16 bytes"
                 )));
             }
-        }
-        for c in &self.oauth.clients {
-            for uri in &c.redirect_uris {
-                check_redirect_uri(uri).map_err(|why| {
-                    ConfigError::Invalid(format!("oauth client {}: redirect URI {uri}: {why}", c.client_id))
-                })?;
-            }
-        }
-        if !self.management.listen.is_empty() && self.management.listen.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError::Invalid(format!("management.listen `{}` is not ip:port", self.management.listen)));
         }
         if !self.acme.validation.dns_resolver.is_empty()
             && self.acme.validation.dns_resolver.parse::<SocketAddr>().is_err()
@@ -85,6 +97,23 @@ impl Config {
                 self.acme.validation.connect_to
             )));
         }
+        Ok(())
+    }
+
+    /// `[oauth]`.
+    fn check_oauth(&self) -> Result<(), ConfigError> {
+        for c in &self.oauth.clients {
+            for uri in &c.redirect_uris {
+                check_redirect_uri(uri).map_err(|why| {
+                    ConfigError::Invalid(format!("oauth client {}: redirect URI {uri}: {why}", c.client_id))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `[limits]`.
+    fn check_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
         for (name, value) in [
             ("jose_body_bytes", l.jose_body_bytes as u64),

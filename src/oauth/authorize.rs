@@ -2,6 +2,7 @@
 //! §3.1.2): from a request to a code, through a session, a login or a consent.
 
 use super::*;
+use crate::clock;
 
 pub(super) fn consent_page(request: String, p: &PendingAuthorization, client: &Client) -> ConsentPage {
     ConsentPage {
@@ -117,7 +118,7 @@ impl AuthServer {
             csrf: random_token(),
             redirect_uri_sent: p.redirect_uri.is_some(),
             consent,
-            expires: now + self.config.login_page_lifetime_secs as i64,
+            expires: clock::after(now, self.config.login_page_lifetime_secs),
         };
         // 6.
         if let Some(s) = session {
@@ -243,7 +244,7 @@ impl AuthServer {
             dpop_jkt: p.dpop_jkt.clone(),
             sub: sub.to_owned(),
             auth_time,
-            expires: now + self.config.code_lifetime_secs as i64,
+            expires: clock::after(now, self.config.code_lifetime_secs),
             redeemed: None,
         };
         self.store.put_code(&SecretHash::of(&code), &record).await?;
@@ -320,7 +321,7 @@ impl AuthServer {
         };
         self.limiter.end(&form.username, ip, now, login::Attempt::Succeeded);
         let session_id = format!("{}{}", random_token(), random_token());
-        let lifetime = self.config.session_lifetime_secs as i64;
+        let lifetime = clock::span(self.config.session_lifetime_secs);
         let session = Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime };
         let client = self.client(&pending.client_id).await?;
         if let Some(client) = client.filter(|c| c.dynamic || pending.consent) {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 
-use crate::clock::UnixTime;
+use crate::clock::{self, UnixTime};
 use crate::config::UserConfig;
 
 /// Hashes a password (or client secret) as an argon2id PHC string.
@@ -153,7 +153,7 @@ impl LoginLimiter {
     pub fn new(max_failures: u32, lockout_secs: u64) -> Self {
         Self {
             max_failures: max_failures.max(1),
-            lockout_secs: lockout_secs as i64,
+            lockout_secs: clock::span(lockout_secs),
             failures: Mutex::new(HashMap::new()),
         }
     }

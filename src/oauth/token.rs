@@ -1,6 +1,7 @@
 //! The token endpoint (RFC 6749 §3.2): one grant per function, DPoP-bound answers.
 
 use super::*;
+use crate::clock;
 
 impl AuthServer {
     /// Checks a DPoP proof at the token endpoint (RFC 9449 §5): errors are
@@ -133,7 +134,7 @@ impl AuthServer {
             let record = RefreshToken {
                 grant: grant.id.clone(),
                 client_id: client.client_id.clone(),
-                expires: now + self.config.refresh_token_idle_secs as i64,
+                expires: clock::after(now, self.config.refresh_token_idle_secs),
                 used: false,
                 jkt: jkt.filter(|_| client.is_public()).map(str::to_owned),
             };
@@ -272,7 +273,7 @@ impl AuthServer {
                     iss: self.issuer.clone(),
                     sub: grant.sub.clone(),
                     aud: grant.client_id.clone(),
-                    exp: now + self.config.id_token_lifetime_secs as i64,
+                    exp: clock::after(now, self.config.id_token_lifetime_secs),
                     iat: now,
                     auth_time,
                     nonce: nonce.map(str::to_owned),

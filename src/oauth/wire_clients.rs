@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::{AccessTokenClaims, AuthServer, OAuthError};
-use crate::clock::UnixTime;
+use crate::clock::{self, UnixTime};
 use crate::dpop::{DpopError, WireExpected, verify_wire_proof};
 use crate::jose::b64_encode;
 use crate::model::oauth::Device;
@@ -145,7 +145,7 @@ impl AuthServer {
     pub async fn device_nonce(&self, who: &AccessTokenClaims, cid: &str, now: UnixTime) -> Result<String, OAuthError> {
         self.owned_device(who, cid).await?;
         let nonce = uuid_nonce();
-        self.store.put_device_nonce(cid, &nonce, now + self.devices.nonce_ttl_secs as i64).await?;
+        self.store.put_device_nonce(cid, &nonce, clock::after(now, self.devices.nonce_ttl_secs)).await?;
         Ok(nonce)
     }
 
@@ -193,7 +193,7 @@ impl AuthServer {
             handle: &handle,
             team: &user.team,
             name: &user.name,
-            max_exp: now + self.devices.max_proof_lifetime_secs as i64,
+            max_exp: clock::after(now, self.devices.max_proof_lifetime_secs),
             depth: self.json_depth,
         };
         let verified = verify_wire_proof(proof, &expected, now).map_err(|e| match e {
@@ -205,7 +205,7 @@ impl AuthServer {
             &ring::digest::SHA256,
             format!("wire\u{0}{}\u{0}{}", verified.jkt.0, verified.jti).as_bytes(),
         ));
-        let window = self.devices.max_proof_lifetime_secs as i64 + 120;
+        let window = clock::span(self.devices.max_proof_lifetime_secs) + 120;
         if !self.store.remember_dpop_jti(&replay_key, now + window, now).await? {
             return Err(OAuthError::InvalidDpopProof("the proof was already used (jti replay)".into()));
         }
