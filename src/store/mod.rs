@@ -8,8 +8,10 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+mod pg_store;
 mod sled_store;
 
+pub use pg_store::{PgStore, database_url};
 pub use sled_store::{SledStore, copy_dir};
 
 use async_trait::async_trait;
@@ -75,6 +77,14 @@ pub enum StoreError {
     /// The backend failed (I/O, lock, …).
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The backend cannot be reached (the database is down or restarting); the request
+    /// may succeed later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The database aborted a transaction to keep it serializable (SQLSTATE 40001,
+    /// 40P01); the store retries it a few times before giving up with this.
+    #[error("storage contention: {0}")]
+    Retry(String),
 }
 
 /// What `create_account` found.

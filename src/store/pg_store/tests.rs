@@ -1,0 +1,71 @@
+//! The PostgreSQL store against a real server: `IDCA_TEST_PG` names one (libpq words or a
+//! URL to a database the tests may create databases from, such as `host=/tmp/pg
+//! user=idca dbname=postgres`); `scripts/test` starts a throw-away cluster and sets it.
+//! Without it these tests say so and pass (the sled suite still runs).
+
+use std::sync::Arc;
+
+use super::*;
+use crate::store::Store;
+use crate::store::conformance::Backend;
+
+/// A fresh database on the test server: `CREATE DATABASE` through `admin`, a URL to it.
+async fn fresh_database(admin: &str) -> String {
+    let (client, connection) = connect::config(admin).unwrap().connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let name = format!("t_{}", crate::model::random_token().to_lowercase().replace(['-', '_'], ""));
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    format!("{admin} dbname={name}")
+}
+
+/// PostgreSQL for the conformance suite: each store on its own fresh database.
+struct PgBackend {
+    admin: String,
+    last: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    async fn fresh(&self, dpop_jti_max: u64) -> Arc<dyn Store> {
+        let url = fresh_database(&self.admin).await;
+        let store = PgStore::open(&url, 4, 1).await.unwrap();
+        store.limit_dpop_jti(dpop_jti_max);
+        *self.last.lock().unwrap() = Some(url);
+        Arc::new(store)
+    }
+
+    async fn reopen(&self, store: Arc<dyn Store>) -> Arc<dyn Store> {
+        drop(store);
+        let url = self.last.lock().unwrap().clone().unwrap();
+        Arc::new(PgStore::open(&url, 4, 2).await.unwrap())
+    }
+}
+
+fn test_server() -> Option<String> {
+    let admin = std::env::var("IDCA_TEST_PG").ok().filter(|s| !s.is_empty());
+    if admin.is_none() {
+        eprintln!("IDCA_TEST_PG is not set: the PostgreSQL store tests do not run");
+    }
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_passes_the_conformance_suite() {
+    let Some(admin) = test_server() else { return };
+    crate::store::conformance::run_all(&PgBackend { admin, last: Default::default() }).await;
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_are_recorded() {
+    let Some(admin) = test_server() else { return };
+    let url = fresh_database(&admin).await;
+    // Instances starting together: each migration is applied by one of them.
+    let (a, b) = tokio::join!(PgStore::open(&url, 2, 10), PgStore::open(&url, 2, 10));
+    let (a, _b) = (a.unwrap(), b.unwrap());
+    let versions = a.schema_versions().await.unwrap();
+    assert_eq!(versions, vec![(1, 10)]);
+    assert_eq!(PgStore::latest_schema_version(), 1);
+    drop(a);
+    let again = PgStore::open(&url, 2, 20).await.unwrap();
+    assert_eq!(again.schema_versions().await.unwrap(), vec![(1, 10)], "applied again");
+}
