@@ -15,7 +15,7 @@ use crate::http::AppState;
 use crate::http::server::{ServeOptions, serve_api, serve_management};
 use crate::jose::JsonDepth;
 use crate::model::CaMaterial;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{PgStore, SledStore, Store, StoreError};
 use crate::validate::NetworkChecker;
 
 /// Why idca could not start.
@@ -47,9 +47,16 @@ impl crate::validate::IdentityTokens for IdentityKeys {
     }
 }
 
-/// Opens the store in the configured data directory, creating the directory. The
-/// directory holds the CA keys: it is made (and kept) readable by its owner only.
-pub fn open_store(config: &Config) -> Result<SledStore, AppError> {
+/// Opens the configured store: PostgreSQL when `storage.url` names a database, else sled
+/// in the data directory. The data directory is created either way (it holds `root.pem`,
+/// the demo password and, with sled, the CA keys): readable by its owner only.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+    create_data_dir(config)?;
+    open_backend(config).await
+}
+
+/// The data directory, made (and kept) readable by its owner only.
+pub fn create_data_dir(config: &Config) -> Result<(), AppError> {
     let dir = &config.storage.data_dir;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
@@ -63,12 +70,28 @@ pub fn open_store(config: &Config) -> Result<SledStore, AppError> {
         std::fs::set_permissions(dir, private)
             .map_err(|e| AppError::Io(format!("cannot make {} private: {e}", dir.display())))?;
     }
+    Ok(())
+}
+
+/// The configured store, opened: PostgreSQL (`storage.url`) or sled in the data
+/// directory, which must exist.
+pub async fn open_backend(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+    let dir = &config.storage.data_dir;
+    let url = &config.storage.url;
+    if !url.is_empty() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let store = PgStore::open(url, config.storage.pool_size, now).await?;
+        store.limit_dpop_jti(config.limits.dpop_jti_max);
+        tracing::info!(database = %crate::store::database_url(url), "using PostgreSQL");
+        return Ok(Arc::new(store));
+    }
     let store = SledStore::open(&dir.join("db"), config.storage.cache_capacity_mib)?;
     // The data directory's name and the store's in theirs, on stable storage.
     for d in [crate::files::parent_dir(dir), dir.as_path()] {
         crate::files::sync_dir(d).map_err(|e| AppError::Io(format!("cannot sync {}: {e}", d.display())))?;
     }
-    Ok(store)
+    store.limit_dpop_jti(config.limits.dpop_jti_max);
+    Ok(Arc::new(store))
 }
 
 /// The CA material: from the PEM files named in config, else from the store, else
@@ -289,9 +312,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         tracing::warn!("acme.eab.required is set but acme.eab.keys is empty: no account can be created");
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = open_store(&config)?;
-    store.limit_dpop_jti(config.limits.dpop_jti_max);
-    let store: Arc<dyn Store> = Arc::new(store);
+    let store = open_store(&config).await?;
     let material = load_or_create_ca(&config, store.as_ref(), clock.now()).await?;
 
     let listener = std::net::TcpListener::bind(config.server.listen)

@@ -70,11 +70,17 @@ pub struct StorageConfig {
     /// sled page-cache size in MiB (16: the process stays under 64 MiB RSS after 10,000
     /// issuances; see README "Performance").
     pub cache_capacity_mib: u64,
+    /// A PostgreSQL database (`postgres://user@host/db`, or libpq `key=value` words) to
+    /// keep state in instead of sled; empty: sled in `data_dir`. Credentials may come
+    /// from libpq's environment variables (PGPASSWORD, …) or password file.
+    pub url: String,
+    /// Connections to PostgreSQL at most.
+    pub pool_size: usize,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("data"), cache_capacity_mib: 16 }
+        Self { data_dir: PathBuf::from("data"), cache_capacity_mib: 16, url: String::new(), pool_size: 16 }
     }
 }
 

@@ -236,6 +236,9 @@ struct ServeArgs {
     strict: bool,
 }
 
+/// Overrides `storage.url`.
+const STORAGE_URL_ENV: &str = "IDCA_STORAGE_URL";
+
 fn load_config(cli: &Cli, serve: &ServeArgs) -> Result<Config, String> {
     let mut config = match (&serve.pebble_config, &cli.config) {
         (Some(path), _) => idca::pebble::load(path).map_err(|e| e.to_string())?,
@@ -259,6 +262,10 @@ fn load_config(cli: &Cli, serve: &ServeArgs) -> Result<Config, String> {
         config.acme.strict = true;
     }
     idca::pebble::apply_env(&mut config, |k| std::env::var(k).ok());
+    // The database may be named outside config.toml (it may carry a password).
+    if let Ok(url) = std::env::var(STORAGE_URL_ENV) {
+        config.storage.url = url;
+    }
     config.check().map_err(|e| e.to_string())?;
     Ok(config)
 }

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use idca::cli::acme_client::{Acknowledged, AcmeClient};
-use idca::store::prelude::*;
 use ring::rand::SecureRandom;
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -177,7 +176,7 @@ async fn directory(http: &reqwest::Client, url: &str) -> Result<Value, String> {
 async fn ca_snapshot(data: &Path) -> Result<String, String> {
     let mut config = idca::config::Config::default();
     config.storage.data_dir = data.to_owned();
-    let store = idca::app::open_store(&config).map_err(|e| format!("cannot open the store after a kill: {e}"))?;
+    let store = idca::app::open_store(&config).await.map_err(|e| format!("cannot open the store after a kill: {e}"))?;
     let material = store.ca_material().await.map_err(|e| format!("cannot read the CA after a kill: {e}"))?;
     let material = material.ok_or("the CA is gone after a kill")?;
     let mut snapshot = serde_json::to_string(&material).map_err(|e| e.to_string())?;

@@ -3,16 +3,16 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::app::{AppError, load_or_create_ca, open_store};
 use crate::ca::{Ca, KeyType, LeafRequest, NameConstraints, Usage};
 use crate::clock::{UnixTime, rfc3339};
 use crate::config::Config;
 use crate::model::{IssuedCertificate, Revocation, Serial};
-use crate::store::{SledStore, StoreError};
+use crate::store::{Store, StoreError};
 
 use crate::files::StagedFiles;
-use crate::store::prelude::*;
 
 type Fail = String;
 
@@ -25,16 +25,23 @@ fn store_error(e: impl std::fmt::Display) -> Fail {
 }
 
 /// Opens the store of an existing CA; `command` names the subcommand in messages.
-fn open_existing(config: &Config, command: &str) -> Result<SledStore, Fail> {
+async fn open_existing(config: &Config, command: &str) -> Result<Arc<dyn Store>, Fail> {
     let dir = &config.storage.data_dir;
-    if !["db", "db.generation", "root.pem"].iter().any(|f| dir.join(f).exists()) {
+    if config.storage.url.is_empty() && !["db", "db.generation", "root.pem"].iter().any(|f| dir.join(f).exists()) {
         return Err(format!(
             "no CA in {}: run `idca init --local-pki` first (or start `idca serve` once), or point --data at \
              the data directory",
             dir.display()
         ));
     }
-    open_store(config).map_err(|e| match e {
+    if !config.storage.url.is_empty() {
+        // The CA is in the database: the data directory is made only once it is there.
+        let store = crate::app::open_backend(config).await.map_err(store_error)?;
+        require_ca(config, store.as_ref()).await?;
+        crate::app::create_data_dir(config).map_err(store_error)?;
+        return Ok(store);
+    }
+    open_store(config).await.map_err(|e| match e {
         AppError::Store(StoreError::Backend(m)) if m.contains("in use") => {
             format!("{m}: stop the server first (`idca {command}` needs the data directory to itself)")
         }
@@ -44,7 +51,7 @@ fn open_existing(config: &Config, command: &str) -> Result<SledStore, Fail> {
 
 /// The CA as the server would load it; leaves name the server's CRL. Never creates one:
 /// a CA is made by `idca init` (or the first `idca serve`), deliberately.
-async fn load_ca(config: &Config, store: &SledStore) -> Result<Ca, Fail> {
+async fn load_ca(config: &Config, store: &dyn Store) -> Result<Ca, Fail> {
     require_ca(config, store).await?;
     let material = load_or_create_ca(config, store, now()).await.map_err(store_error)?;
     let crl = format!("{}{}", config.public_url(config.server.listen), crate::acme::paths::CRL);
@@ -52,7 +59,7 @@ async fn load_ca(config: &Config, store: &SledStore) -> Result<Ca, Fail> {
     crate::app::with_configured_chains(config, store, &material, ca, now()).await.map_err(store_error)
 }
 
-async fn require_ca(config: &Config, store: &SledStore) -> Result<(), Fail> {
+async fn require_ca(config: &Config, store: &dyn Store) -> Result<(), Fail> {
     if config.ca.root_cert.is_none() && store.ca_material().await.map_err(store_error)?.is_none() {
         crate::app::no_ca_was_made_here(config).map_err(store_error)?;
         return Err(format!(
@@ -92,7 +99,7 @@ pub async fn init(config: &Config, o: &InitOptions) -> Result<String, Fail> {
     // idca's own TLS certificate must fit under the constraints, or the server could not start.
     let (dns, ips) = crate::ca::split_names(&c.server_names);
     constraints.check(&dns, &ips).map_err(|e| format!("ca.server_names: {e}"))?;
-    let store = open_store(config).map_err(store_error)?;
+    let store = open_store(config).await.map_err(store_error)?;
     if let Some(m) = store.ca_material().await.map_err(store_error)? {
         return Err(format!(
             "{} already holds a CA ({}); use another --data directory for a new one",
@@ -110,7 +117,7 @@ pub async fn init(config: &Config, o: &InitOptions) -> Result<String, Fail> {
     }
     store.init_ca_material(&material).await.map_err(store_error)?;
     files.commit()?;
-    let material = load_or_create_ca(config, &store, now()).await.map_err(store_error)?;
+    let material = load_or_create_ca(config, store.as_ref(), now()).await.map_err(store_error)?;
     let root = config.storage.data_dir.join("root.pem");
     let mut report =
         format!("Created a CA in {}: {}\n", config.storage.data_dir.display(), describe_ca(&material.root_cert));
@@ -287,8 +294,8 @@ pub async fn issue(config: &Config, o: &IssueOptions) -> Result<String, Fail> {
     if o.days == 0 || o.days > MAX_DAYS {
         return Err(format!("--days must be 1 to {MAX_DAYS} (Apple's clients refuse longer TLS certificates)"));
     }
-    let store = open_existing(config, "issue")?;
-    let ca = load_ca(config, &store).await?;
+    let store = open_existing(config, "issue").await?;
+    let ca = load_ca(config, store.as_ref()).await?;
     ca.constraints().check(&names.dns, &names.ips).map_err(|e| {
         format!("{e}.\nThis CA is a local PKI; names elsewhere need another CA (or an ACME CA that can validate them).")
     })?;
@@ -378,9 +385,9 @@ pub async fn rotate_root(
     offline_root_key: Option<&std::path::Path>,
 ) -> Result<String, Fail> {
     use x509_parser::prelude::FromDer;
-    let store = open_existing(config, "rotate-root")?;
-    require_ca(config, &store).await?;
-    let current = load_or_create_ca(config, &store, now()).await.map_err(store_error)?;
+    let store = open_existing(config, "rotate-root").await?;
+    require_ca(config, store.as_ref()).await?;
+    let current = load_or_create_ca(config, store.as_ref(), now()).await.map_err(store_error)?;
     if config.ca.root_cert.is_some() {
         return Err("the CA comes from files named in config.toml ([ca] root_cert …): rotate it there".into());
     }
@@ -454,7 +461,7 @@ pub async fn rotate_root(
     }
     store.rotate_ca_material(&current, &fresh).await.map_err(store_error)?;
     files.commit()?;
-    let installed = load_or_create_ca(config, &store, now).await.map_err(store_error)?;
+    let installed = load_or_create_ca(config, store.as_ref(), now).await.map_err(store_error)?;
     plan.push_str(&format!("\nDone: the new root is {}\n", describe_ca(&installed.root_cert)));
     Ok(plan)
 }
@@ -523,7 +530,7 @@ fn summarize(cert: &IssuedCertificate, now: UnixTime) -> CertSummary {
 /// Every issued certificate, oldest first; with `expiring_within`, only valid ones that
 /// expire within that many seconds.
 pub async fn list(config: &Config, expiring_within: Option<i64>) -> Result<Vec<CertSummary>, Fail> {
-    let store = open_existing(config, "certs")?;
+    let store = open_existing(config, "certs").await?;
     let now = now();
     let mut certs: Vec<IssuedCertificate> =
         store.certificates().await.map_err(store_error)?.into_iter().map(|v| v.value).collect();
@@ -562,7 +569,7 @@ pub async fn revoke(config: &Config, serial: &str, reason: u8) -> Result<String,
     if wanted.len() < 8 {
         return Err("give at least 8 digits of the serial".into());
     }
-    let store = open_existing(config, "certs revoke")?;
+    let store = open_existing(config, "certs revoke").await?;
     let matches: Vec<_> = store
         .certificates()
         .await

@@ -8,10 +8,10 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
-mod pg_store;
+mod postgres_store;
 mod sled_store;
 
-pub use pg_store::{PgStore, database_url};
+pub use postgres_store::{PgStore, database_url};
 pub use sled_store::{SledStore, copy_dir};
 
 use async_trait::async_trait;

@@ -97,6 +97,7 @@ async fn instant_acme_gets_a_certificate_with_http01() {
         .arg("root")
         .arg("--data")
         .arg(server.data_dir())
+        .envs(crate::harness::store_env(&server.data_dir()))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -62,10 +62,67 @@ pub(crate) async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
     config.acme.validation.dns_resolver = dns.addr.to_string();
     config.acme.validation.tls_port = tls_alpn.port;
     tweak(&mut config);
+    if config.storage.url.is_empty()
+        && let Some(url) = test_database(&config.storage.data_dir)
+    {
+        config.storage.url = url;
+        config.storage.pool_size = 4;
+    }
     let server = idca::app::start(config.clone(), StartOptions::default()).await.unwrap();
     let root_path = dir.path().join("root.pem");
     std::fs::write(&root_path, &server.root_pem).unwrap();
     TestServer { server: Some(server), dir, root_path, challenges, dns, tls_alpn, config }
+}
+
+/// With `IDCA_TEST_STORE=postgres`, the database of the data directory `data` on the
+/// server `IDCA_TEST_PG` names (libpq words, as `scripts/pg start` prints them): made on
+/// first use as a copy of a template migrated once per test run, so each test starts
+/// empty and fast, and a server restarted on the same data directory finds its state.
+/// `None` on sled.
+pub(crate) fn test_database(data: &std::path::Path) -> Option<String> {
+    static TEMPLATE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static DATABASES: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
+    if std::env::var("IDCA_TEST_STORE").as_deref() != Ok("postgres") {
+        return None;
+    }
+    let admin = std::env::var("IDCA_TEST_PG").expect("IDCA_TEST_STORE=postgres needs IDCA_TEST_PG");
+    let mut databases = DATABASES.lock().unwrap();
+    if let Some(url) = databases.get_or_insert_with(HashMap::new).get(data) {
+        return Some(url.clone());
+    }
+    // On a thread of its own with its own runtime: callers may be sync or async.
+    let created = std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(connection);
+                let template = match TEMPLATE.get() {
+                    Some(t) => t.clone(),
+                    None => {
+                        let name = format!("idca_template_{}", std::process::id());
+                        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+                        drop(idca::store::PgStore::open(&format!("{admin} dbname={name}"), 1, 0).await.unwrap());
+                        TEMPLATE.get_or_init(|| name).clone()
+                    }
+                };
+                let name = format!("t_{}", idca::model::random_token().to_lowercase().replace(['-', '_'], ""));
+                // The template's last connection may still be closing: PostgreSQL waits for it.
+                client.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}")).await.unwrap();
+                format!("{admin} dbname={name}")
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    databases.get_or_insert_with(HashMap::new).insert(data.to_owned(), created.clone());
+    Some(created)
+}
+
+/// The environment a CLI subprocess on the data directory `data` needs to use the same
+/// store as the test's servers.
+pub(crate) fn store_env(data: &std::path::Path) -> Vec<(&'static str, String)> {
+    test_database(data).map(|url| vec![("IDCA_STORAGE_URL", url)]).unwrap_or_default()
 }
 
 pub(crate) async fn start() -> TestServer {

@@ -18,7 +18,7 @@ fn idca(cwd: &Path, data: &Path, args: &[&str]) -> Output {
 
 fn idca_env(cwd: &Path, data: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_idca"));
-    cmd.current_dir(cwd).arg("--data").arg(data).args(args);
+    cmd.current_dir(cwd).arg("--data").arg(data).args(args).envs(crate::harness::store_env(data));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -229,12 +229,23 @@ async fn key_types_client_certificates_and_pkcs12() {
     assert!(soon.contains("soon.test"), "{soon}");
 }
 
+/// The CA material in the store of the data directory `data` (sled, or the test
+/// database), opened as the CLI opens it, and closed again.
+async fn stored_ca(data: &Path) -> idca::model::CaMaterial {
+    let mut config = idca::config::Config::default();
+    config.storage.data_dir = data.to_owned();
+    if let Some((_, url)) = crate::harness::store_env(data).pop() {
+        config.storage.url = url;
+    }
+    let store = idca::app::open_store(&config).await.unwrap();
+    store.ca_material().await.unwrap().unwrap()
+}
+
 /// Signs a leaf for `name` with the CA's intermediate key directly, bypassing idca's
 /// own check, as an attacker holding the key would.
 async fn forge_leaf(data: &Path, name: &str) -> String {
     use rcgen::{CertificateParams, Issuer, KeyPair};
-    let store = idca::store::SledStore::open(&data.join("db"), 16).unwrap();
-    let material = idca::store::PkiStore::ca_material(&store).await.unwrap().unwrap();
+    let material = stored_ca(data).await;
     let key = KeyPair::try_from(material.intermediate_key.as_slice()).unwrap();
     let issuer =
         Issuer::from_ca_cert_der(&rustls::pki_types::CertificateDer::from(material.intermediate_cert.clone()), key)
@@ -362,9 +373,8 @@ fn offline_root_key_stays_out_of_the_store() {
     let from_cert = openssl(&["x509", "-noout", "-pubkey", "-in", data.join("root.pem").to_str().unwrap()]);
     assert_eq!(text(&from_key.stdout), text(&from_cert.stdout));
     {
-        let store = idca::store::SledStore::open(&data.join("db"), 16).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        let material = rt.block_on(idca::store::PkiStore::ca_material(&store)).unwrap().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let material = rt.block_on(stored_ca(&data));
         assert!(material.root_key.is_empty() && !material.intermediate_key.is_empty());
     }
     // The intermediate still issues.

@@ -41,7 +41,7 @@ pub use connect::database_url;
 
 /// The schema, one step per version, applied in order at start (additive only, so two
 /// idca versions can share a database during a rolling upgrade).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("pg_store/migrations/0001_schema.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres_store/migrations/0001_schema.sql"))];
 
 /// Attempts of a transaction the database aborted for serialization.
 const MAX_ATTEMPTS: u32 = 5;
