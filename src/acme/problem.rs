@@ -101,6 +101,10 @@ pub enum AcmeError {
     /// `userActionRequired` (§7.3.3): the terms of service must be agreed to.
     #[error("{0}")]
     UserActionRequired(String),
+    /// `serverInternal` with HTTP 503 and `Retry-After`: the store cannot be reached for
+    /// now (the database is down or restarting); nothing was changed.
+    #[error("{detail}")]
+    Unavailable { detail: String, retry_after: u64 },
 }
 
 impl AcmeError {
@@ -129,7 +133,7 @@ impl AcmeError {
             }
             Self::OrderNotReady(_) => "orderNotReady",
             Self::RejectedIdentifier(_) => "rejectedIdentifier",
-            Self::ServerInternal(_) => "serverInternal",
+            Self::ServerInternal(_) | Self::Unavailable { .. } => "serverInternal",
             Self::Unauthorized(_) | Self::Unauthenticated { .. } | Self::AccountDeactivated(_) => "unauthorized",
             Self::UnsupportedContact(_) => "unsupportedContact",
             Self::UnsupportedIdentifier(_) => "unsupportedIdentifier",
@@ -154,6 +158,7 @@ impl AcmeError {
             Self::MethodNotAllowed(_) => 405,
             Self::OrderNotReady(_) | Self::Unauthorized(_) | Self::UserActionRequired(_) => 403,
             Self::ServerInternal(_) => 500,
+            Self::Unavailable { .. } => 503,
             Self::AccountDoesNotExist(_)
             | Self::AlreadyRevoked(_)
             | Self::BadCsr(_)
@@ -212,9 +217,21 @@ impl AcmeError {
     }
 }
 
+/// How long a client is told to wait while the store is unreachable.
+pub(crate) const UNAVAILABLE_RETRY_AFTER: u64 = 5;
+
 impl From<StoreError> for AcmeError {
     fn from(e: StoreError) -> Self {
-        Self::internal(e)
+        match e {
+            StoreError::Unavailable(_) | StoreError::Retry(_) => {
+                tracing::warn!(error = %e, "the store is unavailable");
+                Self::Unavailable {
+                    detail: "the server's database is unavailable; retry shortly".into(),
+                    retry_after: UNAVAILABLE_RETRY_AFTER,
+                }
+            }
+            e => Self::internal(e),
+        }
     }
 }
 

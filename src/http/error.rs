@@ -88,7 +88,7 @@ impl ResponseError for HttpError {
                     AcmeError::MethodNotAllowed(_) => {
                         res.insert_header((actix_web::http::header::ALLOW, "POST"));
                     }
-                    AcmeError::RateLimited { retry_after, .. } => {
+                    AcmeError::RateLimited { retry_after, .. } | AcmeError::Unavailable { retry_after, .. } => {
                         res.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
                     }
                     _ => {}
@@ -118,6 +118,9 @@ impl ResponseError for HttpError {
                     }
                     OAuthError::TooManyAttempts { retry_after, .. } => {
                         res.insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()));
+                    }
+                    OAuthError::TemporarilyUnavailable(_) => {
+                        res.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
                     }
                     OAuthError::InvalidToken(_) | OAuthError::InsufficientScope(_) => {
                         res.insert_header((

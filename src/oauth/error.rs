@@ -78,6 +78,10 @@ pub enum OAuthError {
     /// attempts from this client or address (`limits.token_max_failures`).
     #[error("{detail}")]
     TooManyAttempts { detail: String, retry_after: i64 },
+    /// `temporarily_unavailable` (RFC 6749 §4.1.2.1) with HTTP 503 and `Retry-After`: the
+    /// store cannot be reached for now; nothing was changed.
+    #[error("{0}")]
+    TemporarilyUnavailable(String),
 }
 
 impl OAuthError {
@@ -105,7 +109,7 @@ impl OAuthError {
             Self::UnsupportedResponseType(_) => "unsupported_response_type",
             Self::UnmetAuthenticationRequirements(_) => "unmet_authentication_requirements",
             Self::PromptNone { code, .. } => code,
-            Self::TooManyAttempts { .. } => "temporarily_unavailable",
+            Self::TooManyAttempts { .. } | Self::TemporarilyUnavailable(_) => "temporarily_unavailable",
         }
     }
 
@@ -117,6 +121,7 @@ impl OAuthError {
             Self::InsufficientScope(_) => 403,
             Self::TooManyAttempts { .. } => 429,
             Self::ServerError(_) => 500,
+            Self::TemporarilyUnavailable(_) => 503,
             Self::AuthorizationPending(_)
             | Self::ExpiredToken(_)
             | Self::SlowDown(_)
@@ -160,6 +165,10 @@ impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Full(detail) => Self::TooManyAttempts { detail, retry_after: 60 },
+            e @ (crate::store::StoreError::Unavailable(_) | crate::store::StoreError::Retry(_)) => {
+                tracing::warn!(error = %e, "the store is unavailable");
+                Self::TemporarilyUnavailable("the server's database is unavailable; retry shortly".into())
+            }
             e => Self::server(e),
         }
     }

@@ -74,8 +74,21 @@ struct JtiBound {
     purged_at: AtomicI64,
 }
 
+/// Whether `e` says the database cannot be reached now (SQLSTATE class 08, a server
+/// shutting down or starting, a closed connection): the request may succeed later.
+fn unreachable(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || e.code().is_some_and(|c| {
+            let code = c.code();
+            code.starts_with("08") || ["57P01", "57P02", "57P03", "53300"].contains(&code)
+        })
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
+        if unreachable(&e) {
+            return StoreError::Unavailable(format!("database: {e}"));
+        }
         match e.code() {
             Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED => {
                 StoreError::Retry(e.to_string())
@@ -91,10 +104,9 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Unavailable(format!("database: {other}")),
-        }
+        // Whatever stops the pool from handing out a connection (connecting refused,
+        // timed out, the database not accepting connections) is "unavailable".
+        StoreError::Unavailable(format!("database: {e}"))
     }
 }
 

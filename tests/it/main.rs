@@ -27,5 +27,6 @@ mod oauth_rejects;
 mod oidc_requests;
 mod ops;
 mod pebble_compat;
+mod postgres;
 mod registration;
 mod syscalls;
