@@ -14,6 +14,7 @@ the ratios, not single runs.
     python3 scripts/bench.py --long     # adds the five-minute stall check
     python3 scripts/bench.py --ab OLD NEW  # two idca binaries, alternated runs at c=32
     python3 scripts/bench.py --ab OLD NEW --concurrency 1  # ... one flow at a time
+    python3 scripts/bench.py --stores --concurrency 8  # sled against PostgreSQL, alternated
 """
 
 import argparse
@@ -40,13 +41,14 @@ def build():
 
 
 class Server:
-    def __init__(self, data, binary=IDCA):
+    def __init__(self, data, binary=IDCA, database=None):
         self.binary = binary
         self.data = data
         self.config = os.path.join(os.path.dirname(data), "bench.toml")
+        storage = f'[storage]\nurl = "{database}"\n' if database else ""
         with open(self.config, "w") as f:
             f.write(f'[server]\nlisten = "127.0.0.1:{PORT}"\n[management]\nlisten = ""\n'
-                    '[acme.testing]\nalways_valid = true\n[log]\nfilter = "warn"\n')
+                    f'[acme.testing]\nalways_valid = true\n[log]\nfilter = "warn"\n{storage}')
         self.proc = None
 
     def start(self):
@@ -114,14 +116,103 @@ def compare(binaries, runs, tmp, concurrency=32):
               f"= {ratio:.1f}x the floor (runs: {', '.join('%.0f' % r['per_second'] for r in rs)})")
 
 
+def proc_cpu(pid, children=True):
+    """CPU seconds of `pid` (with its reaped children when `children`)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, system, cuser, csystem = (int(x) for x in fields[11:15])
+    return (user + system + (cuser + csystem if children else 0)) / ticks
+
+
+class Postgres:
+    """A throw-away cluster (scripts/pg) and the CPU its processes use."""
+
+    def __init__(self, tmp):
+        self.dir = os.path.join(tmp, "pg")
+        os.makedirs(self.dir)
+        self.words = subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg"), "start", self.dir],
+                                    capture_output=True, text=True, check=True).stdout.strip()
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+            self.pid = int(f.readline())
+        self.n = 0
+
+    def fresh_database(self):
+        self.n += 1
+        name = f"bench{self.n}"
+        subprocess.run(["psql", self.words, "-qc", f"CREATE DATABASE {name}"], check=True)
+        return f"{self.words} dbname={name}"
+
+    def cpu_seconds(self):
+        """The postmaster, the backends it reaped, and those still running."""
+        total = proc_cpu(self.pid)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    if ppid == self.pid:
+                        total += proc_cpu(int(entry), children=False)
+                except (OSError, ValueError, IndexError):
+                    pass
+        return total
+
+    def stop(self):
+        subprocess.run(["bash", os.path.join(ROOT, "scripts", "pg"), "stop", self.dir], check=False)
+
+
+def compare_stores(runs, tmp, concurrency):
+    """The same issuance load on sled and on PostgreSQL, alternated, fresh state each run."""
+    pg = Postgres(tmp)
+    results = {"sled": [], "postgres": []}
+    try:
+        for _ in range(runs):
+            for store in results:
+                data = os.path.join(tmp, "data")
+                shutil.rmtree(data, ignore_errors=True)
+                server = Server(data, database=pg.fresh_database() if store == "postgres" else None)
+                try:
+                    server.start()
+                    load(server, 8, 200)  # warm-up
+                    before = pg.cpu_seconds()
+                    r = load(server, concurrency, 4000 if concurrency >= 8 else 500 * concurrency)[0]
+                    r["pg_ms_per_op"] = (pg.cpu_seconds() - before) * 1000 / max(r["completed"], 1)
+                    results[store].append(r)
+                finally:
+                    server.stop()
+    finally:
+        pg.stop()
+    rates = {}
+    for store, rs in results.items():
+        rates[store] = median([r["per_second"] for r in rs])
+        print(f"{store}: c={concurrency} {rates[store]:.0f} issuances/s "
+              f"(runs: {', '.join('%.0f' % r['per_second'] for r in rs)}), "
+              f"p99 {median([r['flow_ms']['p99'] for r in rs]):.1f} ms, "
+              f"idca CPU {median([r['server']['cpu_ms_per_op'] for r in rs]):.2f} ms/issuance, "
+              f"PostgreSQL CPU {median([r['pg_ms_per_op'] for r in rs]):.2f} ms/issuance, "
+              f"errors {sum(sum(r['errors'].values()) for r in rs)}")
+    print(f"postgres / sled: {rates['postgres'] / rates['sled']:.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--long", action="store_true")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--ab", nargs=2, metavar=("OLD", "NEW"), help="compare two idca binaries")
-    ap.add_argument("--concurrency", type=int, default=32, help="workers for --ab")
+    ap.add_argument("--concurrency", type=int, default=32, help="workers for --ab and --stores")
+    ap.add_argument("--stores", action="store_true", help="compare sled and PostgreSQL")
     args = ap.parse_args()
+    if args.stores:
+        if not args.no_build:
+            build()
+        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+        os.chmod(tmp, 0o755)
+        try:
+            compare_stores(args.runs, tmp, args.concurrency)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     if args.ab:
         tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
         try:

@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use actix_web::web;
 
@@ -291,9 +292,47 @@ async fn close(store: Arc<dyn Store>) {
             drop(store);
             return;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     tracing::warn!("the store is still in use 10 s after the server stopped");
+}
+
+/// Records removed per statement (or per tree scan) when purging.
+const PURGE_BATCH: usize = 1000;
+
+/// Every `every`, removes the short-lived records that expired (codes, sessions, pending
+/// and device authorizations, device nonces, DPoP replay keys) in batches, so the store
+/// does not grow without bound. Ends when the store is dropped.
+fn spawn_purge(store: Weak<dyn Store>, clock: Arc<dyn Clock>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            loop {
+                let now = clock.now();
+                let purged = match store.purge_expired_oauth(now, PURGE_BATCH).await {
+                    Ok(n) => store.purge_expired_replay(now, PURGE_BATCH).await.map(|m| n + m),
+                    Err(e) => Err(e),
+                };
+                match purged {
+                    Ok(n) if n >= PURGE_BATCH => tokio::task::yield_now().await,
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::debug!(purged = n, "expired records removed");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "purging expired records failed; retrying later");
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Start-up options that are not configuration.
@@ -313,6 +352,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open_store(&config).await?;
+    spawn_purge(Arc::downgrade(&store), clock.clone(), Duration::from_secs(config.storage.purge_interval_secs));
     let material = load_or_create_ca(&config, store.as_ref(), clock.now()).await?;
 
     let listener = std::net::TcpListener::bind(config.server.listen)
@@ -369,7 +409,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
                 false
             }
         };
-        provider.clone().keep_fresh(std::time::Duration::from_secs(d.oidc_refresh_secs.max(10)), fetched);
+        provider.clone().keep_fresh(Duration::from_secs(d.oidc_refresh_secs.max(10)), fetched);
         Some(provider)
     };
     let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());

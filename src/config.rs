@@ -76,11 +76,20 @@ pub struct StorageConfig {
     pub url: String,
     /// Connections to PostgreSQL at most.
     pub pool_size: usize,
+    /// Seconds between purges of expired codes, sessions, device codes, nonces and replay
+    /// keys (either backend).
+    pub purge_interval_secs: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("data"), cache_capacity_mib: 16, url: String::new(), pool_size: 16 }
+        Self {
+            data_dir: PathBuf::from("data"),
+            cache_capacity_mib: 16,
+            url: String::new(),
+            pool_size: 16,
+            purge_interval_secs: 60,
+        }
     }
 }
 

@@ -26,6 +26,12 @@ enum Command {
     Serve(ServeArgs),
     /// Print the root certificate (PEM) to trust.
     Root,
+    /// The PostgreSQL schema (storage.url): `status`, or `migrate` (idca also migrates
+    /// at start).
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Read a password (or client secret) from standard input and print its argon2id
     /// hash, for `password_hash` / `secret_hash` in config.toml.
     HashPassword,
@@ -62,6 +68,15 @@ enum Command {
         #[command(subcommand)]
         command: TrustCommand,
     },
+}
+
+/// `db` subcommands.
+#[derive(Debug, Subcommand)]
+enum DbCommand {
+    /// The schema versions applied, and whether this idca's are all there.
+    Status,
+    /// Apply the migrations the database lacks.
+    Migrate,
 }
 
 /// `init` options.
@@ -298,6 +313,8 @@ async fn main() -> ExitCode {
             serve(config, a.pebble_config.is_some() && cli.data.is_none()).await
         }
         Command::Root => idca::cli::root(&config).await.map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
+        Command::Db { command: DbCommand::Status } => idca::cli::db::status(&config).await.map(|s| print!("{s}")),
+        Command::Db { command: DbCommand::Migrate } => idca::cli::db::migrate(&config).await.map(|s| print!("{s}")),
         Command::HashPassword => hash_password(),
         Command::OauthRotateKey => idca::cli::rotate_oauth_key(&config)
             .await

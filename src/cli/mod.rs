@@ -1,6 +1,7 @@
 //! Subcommands other than `serve`.
 
 pub mod acme_client;
+pub mod db;
 pub mod enroll;
 pub mod pki;
 pub mod trust;

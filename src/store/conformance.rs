@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::{AccountCreation, Store, StoreError};
 use crate::jose::Jwk;
-use crate::model::oauth::{AuthorizationCode, CodeRedemption, Grant, RefreshToken, SecretHash};
+use crate::model::oauth::{AuthorizationCode, CodeRedemption, Grant, RefreshToken, SecretHash, Session};
 use crate::model::{Account, AccountId, AccountStatus, CaChains, Der, IssuerChain};
 
 /// What the suite needs of a backend.
@@ -279,6 +279,46 @@ pub(crate) async fn acknowledged_writes_survive_a_reopen(backend: &dyn Backend) 
     assert!(!store.remember_dpop_jti("jti-d", i64::MAX, 1).await.unwrap(), "a replay key was forgotten");
 }
 
+/// Short-lived records go once expired, in batches, and live ones stay: under a steady
+/// load of records that each live a few seconds, the store holds only the live ones.
+pub(crate) async fn expired_records_are_purged(store: Arc<dyn Store>) {
+    let drain = |store: Arc<dyn Store>, now: i64| async move {
+        let mut total = 0;
+        loop {
+            let n =
+                store.purge_expired_oauth(now, 3).await.unwrap() + store.purge_expired_replay(now, 3).await.unwrap();
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    };
+    // Ten rounds of a steady load: each round's records expire two rounds later.
+    for round in 0..10i64 {
+        let now = round * 10;
+        for n in 0..4 {
+            let id = format!("{round}-{n}");
+            let expires = now + 15;
+            store.put_code(&SecretHash::of(&id), &AuthorizationCode { expires, ..code() }).await.unwrap();
+            let session = Session { sub: "alice".into(), auth_time: now, expires };
+            store.put_session(&SecretHash::of(&id), &session).await.unwrap();
+            store.put_device_nonce(&id, "nonce", expires).await.unwrap();
+            assert!(store.remember_dpop_jti(&id, expires, now).await.unwrap());
+        }
+        let purged = drain(store.clone(), now).await;
+        // From round 2 on, the 4 records of each of the 4 kinds from two rounds back go.
+        assert_eq!(purged, if round >= 2 { 16 } else { 0 }, "round {round}");
+    }
+    // What is left is the last two rounds' records.
+    for round in 0..10 {
+        let id = format!("{round}-0");
+        let kept = store.code(&SecretHash::of(&id)).await.is_ok();
+        assert_eq!(kept, round >= 8, "code of round {round}");
+        assert_eq!(store.session(&SecretHash::of(&id)).await.is_ok(), round >= 8, "session of round {round}");
+    }
+    assert!(!store.remember_dpop_jti("9-0", 1_000, 95).await.unwrap(), "a live replay key was purged");
+}
+
 /// Every check, each on a fresh store from `backend`.
 pub(crate) async fn run_all(backend: &dyn Backend) {
     one_account_per_key(backend.fresh(UNBOUNDED).await).await;
@@ -289,5 +329,6 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     ca_chains_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     codes_are_redeemed_once(backend.fresh(UNBOUNDED).await).await;
     refresh_tokens_rotate_once(backend.fresh(UNBOUNDED).await).await;
+    expired_records_are_purged(backend.fresh(UNBOUNDED).await).await;
     acknowledged_writes_survive_a_reopen(backend).await;
 }

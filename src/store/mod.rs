@@ -16,6 +16,7 @@ pub use sled_store::{SledStore, copy_dir};
 
 use async_trait::async_trait;
 
+use crate::clock::UnixTime;
 use crate::jose::Jkt;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Device, DeviceAuthorization, Grant, OAuthKey, PendingAuthorization,
@@ -251,6 +252,11 @@ pub trait OAuthStore: Send + Sync {
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<(), StoreError>;
 
+    /// Removes at most `batch` records of each short-lived kind (authorization codes,
+    /// sessions, pending authorizations, device authorizations) that expired before `now`;
+    /// returns how many went. Run periodically so the store does not grow without bound.
+    async fn purge_expired_oauth(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError>;
+
     /// Marks `old` used (if still at `seen`) and stores its successor, together.
     async fn rotate_refresh_token(
         &self,
@@ -317,6 +323,10 @@ pub trait ReplayStore: Send + Sync {
 
     /// Removes and returns the device's backend nonce and its expiry, once.
     async fn take_device_nonce(&self, device: &str) -> Result<(String, i64), StoreError>;
+
+    /// Removes at most `batch` expired DPoP replay keys and `batch` expired device nonces;
+    /// returns how many went.
+    async fn purge_expired_replay(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError>;
 }
 
 /// The store traits, to call their methods on a `dyn Store` (`use crate::store::prelude::*`).

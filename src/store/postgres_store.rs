@@ -41,7 +41,10 @@ pub use connect::database_url;
 
 /// The schema, one step per version, applied in order at start (additive only, so two
 /// idca versions can share a database during a rolling upgrade).
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("postgres_store/migrations/0001_schema.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("postgres_store/migrations/0001_schema.sql")),
+    (2, include_str!("postgres_store/migrations/0002_expiry_indexes.sql")),
+];
 
 /// Attempts of a transaction the database aborted for serialization.
 const MAX_ATTEMPTS: u32 = 5;
@@ -199,6 +202,18 @@ impl PgStore {
     /// schema up to date. `pool_size`: connections at most. `now`: the time migrations
     /// are recorded at.
     pub async fn open(url: &str, pool_size: usize, now: UnixTime) -> Result<Self, StoreError> {
+        let store = Self::connect(url, pool_size)?;
+        store.migrate(now).await?;
+        let client = store.client().await?;
+        let live = query_opt(&client, "SELECT count(*) FROM replay WHERE kind = 2", &[]).await?;
+        let live: i64 = live.map_or(Ok(0), |r| r.try_get(0))?;
+        store.jti.live.store(u64::try_from(live).unwrap_or(0), Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// A pool for `url`, without touching the schema (`idca db status`); connections are
+    /// made when first used.
+    pub fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
         let config = connect::config(url)?;
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
@@ -208,7 +223,7 @@ impl PgStore {
             .wait_timeout(Some(std::time::Duration::from_secs(10)))
             .build()
             .map_err(|e| StoreError::Backend(format!("database pool: {e}")))?;
-        let store = Self {
+        Ok(Self {
             pool,
             jti: JtiBound {
                 live: AtomicU64::new(0),
@@ -216,13 +231,7 @@ impl PgStore {
                 inserts: AtomicU64::new(0),
                 purged_at: AtomicI64::new(0),
             },
-        };
-        store.migrate(now).await?;
-        let client = store.client().await?;
-        let live = query_opt(&client, "SELECT count(*) FROM replay WHERE kind = 2", &[]).await?;
-        let live: i64 = live.map_or(Ok(0), |r| r.try_get(0))?;
-        store.jti.live.store(u64::try_from(live).unwrap_or(0), Ordering::Relaxed);
-        Ok(store)
+        })
     }
 
     /// Holds at most `max` unexpired DPoP replay keys (`limits.dpop_jti_max`).
@@ -233,8 +242,12 @@ impl PgStore {
     /// The schema versions applied, with when; `[]` for an empty database.
     pub async fn schema_versions(&self) -> Result<Vec<(i32, UnixTime)>, StoreError> {
         let client = self.client().await?;
-        let rows = query(&client, "SELECT version, applied FROM schema_migrations ORDER BY version", &[]).await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        let sql = "SELECT version, applied FROM schema_migrations ORDER BY version";
+        match client.query(sql, &[]).await {
+            Ok(rows) => rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect(),
+            Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The newest schema version this idca knows.
@@ -249,7 +262,7 @@ impl PgStore {
     /// Applies the migrations not applied yet, each in its own transaction whose first
     /// statement claims it (so instances starting together apply each once; the others
     /// wait for the claim's commit, then skip it).
-    async fn migrate(&self, now: UnixTime) -> Result<(), StoreError> {
+    pub async fn migrate(&self, now: UnixTime) -> Result<Vec<i32>, StoreError> {
         let create =
             "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied bigint NOT NULL)";
         let mut client = self.client().await?;
@@ -260,6 +273,7 @@ impl PgStore {
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
             Err(e) => return Err(e.into()),
         }
+        let mut applied = Vec::new();
         for (version, sql) in MIGRATIONS {
             let tx = client.transaction().await?;
             let claimed = tx
@@ -272,9 +286,10 @@ impl PgStore {
                 tx.batch_execute(sql).await?;
                 tx.commit().await?;
                 tracing::info!(version, "applied a database schema migration");
+                applied.push(*version);
             }
         }
-        Ok(())
+        Ok(applied)
     }
 
     async fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {

@@ -220,6 +220,29 @@ fn replace_versioned(
     tree.compare_and_swap(key, Some(current), Some(value)).map_err(backend)?.map_err(|_| StoreError::Conflict)
 }
 
+/// Removes up to `batch` records of `tree` for which `expired` holds, each only if it is
+/// still the value that was checked; returns the removed records.
+fn purge_tree<T: DeserializeOwned>(
+    tree: &Tree,
+    name: &'static str,
+    batch: usize,
+    expired: impl Fn(&T) -> bool,
+) -> Result<Vec<T>, StoreError> {
+    let mut removed = Vec::new();
+    for entry in tree.iter() {
+        if removed.len() >= batch {
+            break;
+        }
+        let (key, value) = entry.map_err(backend)?;
+        let record = decode::<T>(name, &value)?.value;
+        if expired(&record) && tree.compare_and_swap(&key, Some(value), None as Option<&[u8]>).map_err(backend)?.is_ok()
+        {
+            removed.push(record);
+        }
+    }
+    Ok(removed)
+}
+
 /// When a DPoP replay key's window ends (its value: big-endian seconds).
 fn jti_expiry(value: &[u8]) -> i64 {
     <[u8; 8]>::try_from(value.get(..8).unwrap_or(&[0; 8])).map_or(0, i64::from_be_bytes)

@@ -60,3 +60,44 @@ async fn an_unreachable_database_is_a_503_and_idca_reconnects() {
     assert_eq!(before.new_order(&["back.example.test"]).await.status, 201);
     server.stop().await;
 }
+
+fn idca_db(data: &std::path::Path, url: Option<&str>, command: &str) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_idca"));
+    cmd.arg("--data").arg(data).args(["db", command]);
+    if let Some(url) = url {
+        cmd.env("IDCA_STORAGE_URL", url);
+    }
+    cmd.output().unwrap()
+}
+
+/// `idca db status` and `idca db migrate`: a blank database is behind, migrating brings it
+/// up to date once, and a second migrate changes nothing. On sled they explain that
+/// there is no database.
+#[tokio::test]
+async fn db_status_and_migrate_report_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    if std::env::var("IDCA_TEST_STORE").as_deref() != Ok("postgres") {
+        let out = idca_db(&data, None, "status");
+        assert!(!out.status.success());
+        assert!(text(&out.stderr).contains("storage.url names no database"), "{}", text(&out.stderr));
+        return;
+    }
+    let admin = std::env::var("IDCA_TEST_PG").unwrap();
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let name = format!("blank_{}", std::process::id());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{admin} dbname={name}");
+    let status = idca_db(&data, Some(&url), "status");
+    assert!(status.status.success(), "{}", text(&status.stderr));
+    assert!(text(&status.stdout).contains("behind"), "{}", text(&status.stdout));
+    assert!(!text(&status.stdout).contains("password"), "{}", text(&status.stdout));
+    let migrate = idca_db(&data, Some(&url), "migrate");
+    assert!(text(&migrate.stdout).contains("applied schema versions [1, 2]"), "{}", text(&migrate.stdout));
+    let again = idca_db(&data, Some(&url), "migrate");
+    assert!(text(&again.stdout).contains("up to date (version 2)"), "{}", text(&again.stdout));
+    let status = text(&idca_db(&data, Some(&url), "status").stdout);
+    assert!(status.contains("schema version 1, applied") && status.contains("up to date"), "{status}");
+}

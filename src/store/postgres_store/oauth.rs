@@ -254,6 +254,22 @@ impl OAuthStore for PgStore {
         })
     }
 
+    async fn purge_expired_oauth(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let mut purged = 0;
+        for sql in [
+            "DELETE FROM oauth_codes WHERE hash IN (SELECT hash FROM oauth_codes WHERE expires < $1 LIMIT $2)",
+            "DELETE FROM oauth_sessions WHERE id IN (SELECT id FROM oauth_sessions WHERE expires < $1 LIMIT $2)",
+            "DELETE FROM oauth_pending WHERE id IN (SELECT id FROM oauth_pending WHERE expires < $1 LIMIT $2)",
+            "DELETE FROM device_authorizations WHERE hash IN \
+             (SELECT hash FROM device_authorizations WHERE expires < $1 LIMIT $2)",
+        ] {
+            purged += exec(&client, sql, &[&now, &batch]).await?;
+        }
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+
     /// One transaction whose first statement decides: `old` is marked used only if it
     /// is still at `seen` and unused.
     async fn rotate_refresh_token(

@@ -67,6 +67,21 @@ impl ReplayStore for PgStore {
         Ok(())
     }
 
+    async fn purge_expired_replay(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError> {
+        let client = self.client().await?;
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        let keys = "DELETE FROM replay WHERE (kind, key) IN \
+                    (SELECT kind, key FROM replay WHERE expires <= $1 LIMIT $2)";
+        let nonces = "DELETE FROM device_nonces WHERE device_id IN \
+                      (SELECT device_id FROM device_nonces WHERE expires < $1 LIMIT $2)";
+        let gone = exec(&client, keys, &[&now, &batch]).await?;
+        if gone > 0 {
+            self.jti.live.fetch_sub(gone.min(self.jti.live.load(Ordering::Relaxed)), Ordering::Relaxed);
+        }
+        let purged = gone + exec(&client, nonces, &[&now, &batch]).await?;
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+
     /// One statement: whoever deletes the row has the nonce.
     async fn take_device_nonce(&self, device: &str) -> Result<(String, i64), StoreError> {
         let client = self.client().await?;

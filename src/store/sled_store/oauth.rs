@@ -188,6 +188,22 @@ impl OAuthStore for SledStore {
         self.durable().await
     }
 
+    async fn purge_expired_oauth(&self, now: i64, batch: usize) -> Result<usize, StoreError> {
+        let o = &self.inner.oauth;
+        let mut purged = purge_tree::<AuthorizationCode>(&o.codes, "oauth_codes", batch, |c| c.expires < now)?.len();
+        purged += purge_tree::<Session>(&o.sessions, "oauth_sessions", batch, |s| s.expires < now)?.len();
+        purged += purge_tree::<PendingAuthorization>(&o.pending, "oauth_pending", batch, |p| p.expires < now)?.len();
+        let devices = purge_tree::<DeviceAuthorization>(&o.devices, "oauth_devices", batch, |d| d.expires < now)?;
+        for d in &devices {
+            o.user_codes.remove(d.user_code.as_bytes()).map_err(backend)?;
+        }
+        purged += devices.len();
+        if purged > 0 {
+            self.durable().await?;
+        }
+        Ok(purged)
+    }
+
     async fn create_device_authorization(&self, hash: &SecretHash, d: &DeviceAuthorization) -> Result<(), StoreError> {
         let o = &self.inner.oauth;
         let bytes = encode(d, Version::FIRST)?;

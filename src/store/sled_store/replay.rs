@@ -63,6 +63,33 @@ impl ReplayStore for SledStore {
         self.durable().await
     }
 
+    /// The replay keys all go at once (one scan, as the bound's own purge does); device
+    /// nonces in a batch.
+    async fn purge_expired_replay(&self, now: i64, batch: usize) -> Result<usize, StoreError> {
+        let i = &self.inner;
+        let before = i.jti_live.load(std::sync::atomic::Ordering::Relaxed);
+        let remaining = self.purge_dpop_jti(now)?;
+        let mut purged = usize::try_from(before.saturating_sub(remaining)).unwrap_or(usize::MAX);
+        let mut nonces = 0;
+        for entry in i.oauth.device_nonces.iter() {
+            if nonces >= batch {
+                break;
+            }
+            let (k, v) = entry.map_err(backend)?;
+            // The value holds the expiry first, as big-endian seconds.
+            if jti_expiry(&v) < now
+                && i.oauth.device_nonces.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?.is_ok()
+            {
+                nonces += 1;
+            }
+        }
+        purged += nonces;
+        if purged > 0 {
+            self.durable().await?;
+        }
+        Ok(purged)
+    }
+
     async fn take_device_nonce(&self, device: &str) -> Result<(String, i64), StoreError> {
         let v =
             self.inner.oauth.device_nonces.remove(device.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
