@@ -137,7 +137,7 @@ pub(crate) async fn ca_chains_have_one_winner(store: Arc<dyn Store>) {
     assert_eq!(store.ca_chains().await.unwrap(), Some(chains(winners[0])));
 }
 
-fn grant(id: &str) -> Grant {
+pub(crate) fn grant(id: &str) -> Grant {
     Grant {
         id: id.to_owned(),
         client_id: "client".into(),
@@ -149,11 +149,11 @@ fn grant(id: &str) -> Grant {
     }
 }
 
-fn refresh_token(grant: &str) -> RefreshToken {
+pub(crate) fn refresh_token(grant: &str) -> RefreshToken {
     RefreshToken { grant: grant.to_owned(), client_id: "client".into(), expires: 1_000, used: false, jkt: None }
 }
 
-fn code() -> AuthorizationCode {
+pub(crate) fn code() -> AuthorizationCode {
     AuthorizationCode {
         client_id: "client".into(),
         redirect_uri: "https://client.test/cb".into(),

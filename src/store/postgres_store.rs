@@ -58,6 +58,9 @@ const DPOP_NONCE_SECRET_KEY: &str = "dpop_nonce_secret";
 pub struct PgStore {
     pool: Pool,
     jti: JtiBound,
+    /// Tests: this many next transactions are aborted as for serialization, as
+    /// CockroachDB's `inject_retry_errors_enabled` does.
+    injected_aborts: std::sync::atomic::AtomicU32,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -125,6 +128,7 @@ macro_rules! transaction {
             let $tx = client.transaction().await.map_err(StoreError::from)?;
             let outcome: Result<_, StoreError> = async { $body }.await;
             let outcome = match outcome {
+                Ok(_) if $store.injected_abort() => Err(StoreError::Retry("injected".into())),
                 Ok(v) => $tx.commit().await.map(|()| v).map_err(StoreError::from),
                 Err(e) => Err(e),
             };
@@ -231,7 +235,20 @@ impl PgStore {
                 inserts: AtomicU64::new(0),
                 purged_at: AtomicI64::new(0),
             },
+            injected_aborts: std::sync::atomic::AtomicU32::new(0),
         })
+    }
+
+    /// Whether to abort this transaction instead of committing it (tests only).
+    fn injected_abort(&self) -> bool {
+        self.injected_aborts.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+    }
+
+    /// Aborts the next `n` transactions before their commit, as the database does on a
+    /// serialization failure (tests of the retry loop).
+    #[cfg(test)]
+    pub(crate) fn inject_aborts(&self, n: u32) {
+        self.injected_aborts.store(n, Ordering::Relaxed);
     }
 
     /// Holds at most `max` unexpired DPoP replay keys (`limits.dpop_jti_max`).

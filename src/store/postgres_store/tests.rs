@@ -69,3 +69,29 @@ async fn migrations_apply_once_and_are_recorded() {
     let again = PgStore::open(&url, 2, 20).await.unwrap();
     assert_eq!(again.schema_versions().await.unwrap(), vec![(1, 10), (2, 10)], "applied again");
 }
+
+/// Transactions the database aborts for serialization are retried from the start, a
+/// bounded number of times; one that keeps failing changes nothing.
+#[tokio::test]
+async fn aborted_transactions_are_retried_and_bounded() {
+    use crate::model::oauth::CodeRedemption;
+    use crate::store::conformance::{code, grant, refresh_token};
+    let Some(admin) = test_server() else { return };
+    let store = PgStore::open(&fresh_database(&admin).await, 2, 1).await.unwrap();
+    let hash = SecretHash::of("code");
+    store.put_code(&hash, &code()).await.unwrap();
+    // Four aborts, then the fifth attempt commits: one redemption, one grant.
+    store.inject_aborts(MAX_ATTEMPTS - 1);
+    let refresh = SecretHash::of("r");
+    let r = store.redeem_code(&hash, &grant("g1"), Some((&refresh, &refresh_token("g1")))).await.unwrap();
+    assert!(matches!(r, CodeRedemption::Redeemed(_)));
+    assert!(!store.grant("g1").await.unwrap().revoked);
+    assert!(store.refresh_token(&refresh).await.is_ok());
+    // Always aborted: the caller gets the error, and nothing was written.
+    let other = SecretHash::of("other");
+    store.put_code(&other, &code()).await.unwrap();
+    store.inject_aborts(MAX_ATTEMPTS);
+    assert!(matches!(store.redeem_code(&other, &grant("g2"), None).await, Err(StoreError::Retry(_))));
+    assert!(matches!(store.grant("g2").await, Err(StoreError::NotFound)));
+    assert_eq!(store.code(&other).await.unwrap().redeemed, None);
+}
