@@ -77,6 +77,16 @@ enum DbCommand {
     Status,
     /// Apply the migrations the database lacks.
     Migrate,
+    /// Copy a sled data directory (CA, accounts, orders, certificates, OAuth clients,
+    /// grants, devices) into an empty PostgreSQL database and verify the copy.
+    Copy {
+        /// The data directory to copy (its server stopped).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The database (default: storage.url).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+    },
 }
 
 /// `init` options.
@@ -315,6 +325,12 @@ async fn main() -> ExitCode {
         Command::Root => idca::cli::root(&config).await.map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
         Command::Db { command: DbCommand::Status } => idca::cli::db::status(&config).await.map(|s| print!("{s}")),
         Command::Db { command: DbCommand::Migrate } => idca::cli::db::migrate(&config).await.map(|s| print!("{s}")),
+        Command::Db { command: DbCommand::Copy { from, to } } => match to
+            .or_else(|| (!config.storage.url.is_empty()).then(|| config.storage.url.clone()))
+        {
+            Some(to) => idca::cli::db::copy(&from, &to, config.storage.cache_capacity_mib).await.map(|s| print!("{s}")),
+            None => Err("give --to URL (or set storage.url / IDCA_STORAGE_URL)".into()),
+        },
         Command::HashPassword => hash_password(),
         Command::OauthRotateKey => idca::cli::rotate_oauth_key(&config)
             .await

@@ -10,9 +10,11 @@
 pub(crate) mod conformance;
 mod postgres_store;
 mod sled_store;
+mod snapshot;
 
 pub use postgres_store::{PgStore, database_url};
 pub use sled_store::{SledStore, copy_dir};
+pub use snapshot::Snapshot;
 
 use async_trait::async_trait;
 

@@ -36,6 +36,7 @@ mod connect;
 mod oauth;
 mod pki;
 mod replay;
+mod snapshot;
 
 pub use connect::database_url;
 

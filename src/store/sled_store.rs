@@ -35,6 +35,7 @@ mod guard;
 mod oauth;
 mod pki;
 mod replay;
+mod snapshot;
 
 pub use guard::copy_dir;
 

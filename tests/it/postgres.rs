@@ -101,3 +101,93 @@ async fn db_status_and_migrate_report_the_schema() {
     let status = text(&idca_db(&data, Some(&url), "status").stdout);
     assert!(status.contains("schema version 1, applied") && status.contains("up to date"), "{status}");
 }
+
+/// `idca db copy`: a sled data directory that served real clients (an instant-acme
+/// account with a certificate, an oauth2 client holding a refresh token) moves into an
+/// empty PostgreSQL database, verified; a second copy into it is refused; a server on the
+/// copy serves the same clients: the account orders and revokes, the refresh token
+/// rotates. Runs on the sled pass (the first server must be on sled) with IDCA_TEST_PG.
+#[tokio::test]
+async fn db_copy_moves_a_sled_directory_and_its_clients_keep_working() {
+    use instant_acme::{Account, Identifier, NewAccount, NewOrder, RevocationRequest};
+    let Ok(admin) = std::env::var("IDCA_TEST_PG") else { return };
+    if std::env::var("IDCA_TEST_STORE").as_deref() == Ok("postgres") {
+        return;
+    }
+    let holder = tempfile::tempdir().unwrap();
+    let data = holder.path().join("data");
+    // One port for both servers: the account URL the client holds names it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let d = data.clone();
+    let server = oauth_server(move |c| {
+        c.storage.data_dir = d;
+        c.server.listen = listen;
+    })
+    .await;
+    assert!(server.config.storage.url.is_empty(), "the source is sled");
+    let (account, credentials) = Account::builder_with_root(&server.root_path)
+        .unwrap()
+        .create(
+            &NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false },
+            server.directory_url(),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids = [Identifier::Dns("before.example.test".into())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    let chain = crate::harness::finish_with_http01(&server, &mut order).await;
+    let mut b = crate::oauth::Browser::new(&server);
+    let cli = crate::oauth::public_client(&b, "http://127.0.0.1/callback");
+    let (code, verifier, _) = crate::oauth::authorize_with_login(&mut b, &cli, &["openid", "acme"]).await;
+    let tokens = crate::oauth::exchange(&b, &cli, code, verifier).await;
+    let refresh = oauth2::TokenResponse::refresh_token(&tokens).unwrap().clone();
+    let root = server.root_pem();
+    server.stop().await;
+
+    let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let name = format!("copy_{}", std::process::id());
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+    let url = format!("{admin} dbname={name}");
+    let copy = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_idca"))
+            .args(["db", "copy", "--from"])
+            .arg(&data)
+            .args(["--to", &url])
+            .output()
+            .unwrap()
+    };
+    let out = copy();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("verified") && stdout.contains("1 accounts") && stdout.contains("1 certificates"),
+        "{stdout}"
+    );
+    let again = copy();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds records"));
+
+    let (d, u) = (data.clone(), url.clone());
+    let server = oauth_server(move |c| {
+        c.storage.data_dir = d;
+        c.storage.url = u;
+        c.server.listen = listen;
+    })
+    .await;
+    assert_eq!(server.root_pem(), root, "the same CA");
+    let account = Account::builder_with_root(&server.root_path).unwrap().from_credentials(credentials).await.unwrap();
+    let ids = [Identifier::Dns("after.example.test".into())];
+    let mut order = account.new_order(&NewOrder::new(&ids)).await.unwrap();
+    crate::harness::finish_with_http01(&server, &mut order).await;
+    let leaf = crate::certs::pem_blocks(&chain).remove(0);
+    account.revoke(&RevocationRequest { certificate: &leaf.into(), reason: None }).await.unwrap();
+    let b = crate::oauth::Browser::new(&server);
+    let http = crate::oauth::oauth_http(b.http.clone());
+    let cli = crate::oauth::public_client(&b, "http://127.0.0.1/callback");
+    let rotated = cli.client.exchange_refresh_token(&refresh).request_async(&http).await.unwrap();
+    assert!(oauth2::TokenResponse::refresh_token(&rotated).is_some());
+    server.stop().await;
+}

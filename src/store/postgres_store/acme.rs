@@ -7,7 +7,7 @@ const AUTHZ_EXISTS: &str = "SELECT 1 FROM authorizations WHERE id = $1";
 const ORDER_EXISTS: &str = "SELECT 1 FROM orders WHERE id = $1";
 const CERT_EXISTS: &str = "SELECT 1 FROM certificates WHERE serial = $1";
 
-fn processing(authz: &Authorization) -> bool {
+pub(super) fn processing(authz: &Authorization) -> bool {
     authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing)
 }
 
