@@ -9,8 +9,15 @@
 //! certificates are unchanged. At the end it checks everything once more and prints a
 //! table. Exit status 1 if anything acknowledged was lost or the CA changed.
 //!
+//! With `--database URL` idca keeps its state in PostgreSQL; with `--restart-database
+//! COMMAND` as well, every fourth cycle (the 2nd, 6th, …) crashes the database instead
+//! of idca (COMMAND, such as `bash scripts/pg crash DIR`, stops it as a crash would and
+//! starts it again) while idca keeps running, answering 503 until it is back.
+//!
 //!     cargo build --release --bins
 //!     target/release/idca-crash --cycles 20
+//!     target/release/idca-crash --cycles 8 --database "host=/tmp/pg user=idca dbname=crash" \
+//!         --restart-database "bash scripts/pg crash /tmp/pg"
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +62,20 @@ struct Args {
     /// run must then report them lost (and exit 1).
     #[arg(long)]
     self_check: bool,
+    /// Keep the state in this PostgreSQL database (`storage.url`).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// A shell command that crashes and restarts the database; run instead of killing
+    /// idca in every fourth cycle.
+    #[arg(long, value_name = "COMMAND", requires = "database")]
+    restart_database: Option<String>,
+}
+
+impl Args {
+    /// Whether cycle `n` crashes the database rather than idca.
+    fn crashes_database(&self, n: u32) -> bool {
+        self.restart_database.is_some() && n % 4 == 2
+    }
 }
 
 /// What one cycle found.
@@ -120,6 +141,24 @@ impl Server {
         Err("idca did not answer within 30 s".into())
     }
 
+    /// Waits until idca's health check passes again (its database is back); how long.
+    async fn wait_healthy(&self) -> Result<Duration, String> {
+        let started = Instant::now();
+        let plain = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let health = format!("https://localhost:{}/healthz", self.port);
+        while started.elapsed() < Duration::from_secs(60) {
+            if plain.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+                return Ok(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err("idca did not become healthy within 60 s of the database's restart".into())
+    }
+
     fn directory(&self) -> String {
         format!("https://localhost:{}/directory", self.port)
     }
@@ -173,9 +212,10 @@ async fn directory(http: &reqwest::Client, url: &str) -> Result<Value, String> {
 }
 
 /// The CA as stored, serialized: what must not change across crashes.
-async fn ca_snapshot(data: &Path) -> Result<String, String> {
+async fn ca_snapshot(data: &Path, database: Option<&str>) -> Result<String, String> {
     let mut config = idca::config::Config::default();
     config.storage.data_dir = data.to_owned();
+    config.storage.url = database.unwrap_or_default().to_owned();
     let store = idca::app::open_store(&config).await.map_err(|e| format!("cannot open the store after a kill: {e}"))?;
     let material = store.ca_material().await.map_err(|e| format!("cannot read the CA after a kill: {e}"))?;
     let material = material.ok_or("the CA is gone after a kill")?;
@@ -193,6 +233,7 @@ async fn load_until_killed(
     http: &reqwest::Client,
     dir: &Value,
     args: &Args,
+    crash_database: bool,
 ) -> Result<(Clients, u64, Vec<String>), String> {
     let killed = Arc::new(AtomicBool::new(false));
     let clients: Arc<Mutex<Clients>> = Arc::default();
@@ -220,8 +261,26 @@ async fn load_until_killed(
     }
     let delay = args.min_ms + random_below(args.max_ms.saturating_sub(args.min_ms) + 1);
     tokio::time::sleep(Duration::from_millis(delay)).await;
-    killed.store(true, Ordering::SeqCst);
-    server.kill()?;
+    match (&args.restart_database, crash_database) {
+        (Some(command), true) => {
+            // Under load: the flows keep going while the database is down and back.
+            let run = command.clone();
+            let status = tokio::task::spawn_blocking(move || Command::new("sh").arg("-c").arg(run).status())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("{command}: {e}"))?;
+            if !status.success() {
+                return Err(format!("{command}: {status}"));
+            }
+            server.wait_healthy().await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            killed.store(true, Ordering::SeqCst);
+        }
+        _ => {
+            killed.store(true, Ordering::SeqCst);
+            server.kill()?;
+        }
+    }
     for w in workers {
         let _ = w.await;
     }
@@ -319,6 +378,9 @@ async fn run(args: Args) -> Result<bool, String> {
     if args.concurrency == 0 || args.cycles == 0 || args.min_ms > args.max_ms {
         return Err("--concurrency and --cycles must be at least 1, and --min-ms at most --max-ms".into());
     }
+    if args.self_check && args.database.is_some() {
+        return Err("--self-check puts back a sled data directory; it does not apply to --database".into());
+    }
     let binary = match &args.idca {
         Some(b) => b.clone(),
         None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("idca"),
@@ -338,8 +400,9 @@ async fn run(args: Args) -> Result<bool, String> {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{}\"\n[management]\nlisten = \"\"\n[acme.testing]\nalways_valid = \
-             true\n[log]\nfilter = \"warn\"\n",
-            args.port
+             true\n[log]\nfilter = \"warn\"\n{}",
+            args.port,
+            args.database.as_ref().map(|url| format!("[storage]\nurl = {url:?}\n")).unwrap_or_default()
         ),
     )
     .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
@@ -361,12 +424,30 @@ async fn cycles(server: &mut Server, args: &Args) -> Result<bool, String> {
     let mut reports = Vec::new();
     let mut load_errors = Vec::new();
     let mut ca_changed = false;
+    let mut database_errors = 0;
     for cycle in 1..=args.cycles {
         let http = http_client(&root).await?;
         let dir = directory(&http, &server.directory()).await?;
-        let (clients, delay, errors) = load_until_killed(server, &http, &dir, args).await?;
+        let crash_database = args.crashes_database(cycle);
+        let (clients, delay, errors) = load_until_killed(server, &http, &dir, args, crash_database).await?;
+        if crash_database {
+            // The flows that met the database down failed (503, or a reset): expected.
+            database_errors += errors.len();
+            let restart = server.wait_healthy().await?;
+            let (accounts, orders, certificates) = count(&clients);
+            let (clients, lost) = check(clients, &http_client(&root).await?, args.concurrency).await?;
+            println!(
+                "cycle {cycle:>3}: the database crashed after {delay:>5} ms; {accounts} accounts, {orders} orders, \
+                 {certificates} certificates acknowledged; {} lost; idca healthy again in {} ms",
+                lost.len(),
+                restart.as_millis()
+            );
+            reports.push(CycleReport { killed_after_ms: delay, restart_ms: restart.as_millis() as u64, lost });
+            all.extend(clients);
+            continue;
+        }
         load_errors.extend(errors.into_iter().map(|e| format!("cycle {cycle}: {e}")));
-        let snapshot = ca_snapshot(&server.data).await?;
+        let snapshot = ca_snapshot(&server.data, args.database.as_deref()).await?;
         if args.self_check {
             let saved = server.data.with_extension("saved");
             match cycle {
@@ -419,6 +500,12 @@ async fn cycles(server: &mut Server, args: &Args) -> Result<bool, String> {
         kills.iter().max().copied().unwrap_or(0),
         load_errors.len()
     );
+    if args.restart_database.is_some() {
+        println!(
+            "database crashes: {}; flows refused while it was down: {database_errors}",
+            (1..=args.cycles).filter(|n| args.crashes_database(*n)).count()
+        );
+    }
     for e in load_errors.iter().take(10) {
         println!("  {e}");
     }

@@ -109,7 +109,7 @@ async fn acknowledged_state_survives_sigkill() {
 
 /// Runs `idca-crash` on the debug `idca` for `cycles` cycles; returns its exit code, its
 /// output, and the cells of its summary row.
-fn idca_crash(cycles: u32, args: &[&str]) -> (Option<i32>, String, Vec<String>) {
+pub(crate) fn idca_crash(cycles: u32, args: &[&str]) -> (Option<i32>, String, Vec<String>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let tmp = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_idca-crash"))

@@ -191,3 +191,28 @@ async fn db_copy_moves_a_sled_directory_and_its_clients_keep_working() {
     assert!(oauth2::TokenResponse::refresh_token(&rotated).is_some());
     server.stop().await;
 }
+
+/// The crash-safety program on PostgreSQL, on a cluster of its own (the suite's is
+/// shared): idca is killed under load in cycle 1, the database crashes under load
+/// (`pg_ctl -m immediate`, recovery from the WAL) in cycle 2, idca again in cycle 3;
+/// nothing acknowledged is lost.
+#[test]
+fn nothing_acknowledged_is_lost_when_idca_or_postgres_crashes() {
+    if std::env::var("IDCA_TEST_STORE").as_deref() != Ok("postgres") {
+        return;
+    }
+    let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg");
+    let dir = tempfile::Builder::new().prefix("idca-crash-pg").tempdir_in("/tmp").unwrap();
+    let cluster = dir.path().join("pg");
+    let start = std::process::Command::new("bash").arg(scripts).arg("start").arg(&cluster).output().unwrap();
+    assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
+    let words = String::from_utf8(start.stdout).unwrap().trim().to_owned();
+    let url = format!("{words} dbname=postgres");
+    let restart = format!("bash {scripts} crash {}", cluster.display());
+    let (code, text, cells) =
+        crate::durability::idca_crash(3, &["--database", &url, "--restart-database", &restart, "-c", "4"]);
+    let _ = std::process::Command::new("bash").arg(scripts).arg("stop").arg(&cluster).status();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("the database crashed"), "{text}");
+    assert_eq!(cells[5], "0", "lost: {text}");
+}
