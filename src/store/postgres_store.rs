@@ -15,9 +15,11 @@ use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+#[cfg(test)]
+use tokio_postgres::NoTls;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::{NoTls, Row};
 
 use super::{AccountCreation, AcmeStore, OAuthStore, PkiStore, ReplayStore, StoreError, Version, Versioned};
 use crate::clock::UnixTime;
@@ -37,6 +39,7 @@ mod oauth;
 mod pki;
 mod replay;
 mod snapshot;
+mod tls;
 
 pub use connect::database_url;
 
@@ -219,8 +222,9 @@ impl PgStore {
     /// A pool for `url`, without touching the schema (`idca db status`); connections are
     /// made when first used.
     pub fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let config = connect::config(url)?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let (config, options) = connect::connection(url)?;
+        let tls = tls::RustlsConnect(std::sync::Arc::new(tls::client_config(&options)?));
+        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -266,6 +270,14 @@ impl PgStore {
             Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether this store's connections to the database are encrypted (TLS).
+    pub async fn session_is_encrypted(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let sql = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+        let row = query_opt(&client, sql, &[]).await?;
+        Ok(row.map(|r| r.try_get::<_, bool>(0)).transpose()?.unwrap_or(false))
     }
 
     /// The newest schema version this idca knows.

@@ -216,3 +216,81 @@ fn nothing_acknowledged_is_lost_when_idca_or_postgres_crashes() {
     assert!(text.contains("the database crashed"), "{text}");
     assert_eq!(cells[5], "0", "lost: {text}");
 }
+
+/// TLS to the database on rustls, with libpq's `sslmode` meanings: a cluster of its own
+/// listening on TCP with a certificate from idca's local PKI; `verify-full` against that
+/// root connects (and the session is encrypted), against another root it is refused;
+/// `require` without a root encrypts without checking; a server started on
+/// `verify-full` works.
+#[tokio::test]
+async fn tls_to_the_database_verifies_as_sslmode_says() {
+    if std::env::var("IDCA_TEST_STORE").as_deref() != Ok("postgres") {
+        return;
+    }
+    let scripts = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg");
+    let dir = tempfile::Builder::new().prefix("idca-tls-pg").tempdir_in("/tmp").unwrap();
+    let idca = |data: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_idca")).arg("--data").arg(data).args(args).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (pki, other) = (dir.path().join("pki"), dir.path().join("other"));
+    idca(&pki, &["init", "--local-pki"]);
+    idca(&other, &["init", "--local-pki"]);
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let (c, k) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    idca(&pki, &["issue", "--cert-file", c, "--key-file", k, "localhost", "127.0.0.1"]);
+
+    let cluster = dir.path().join("pg");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start = std::process::Command::new("bash")
+        .arg(scripts)
+        .arg("start")
+        .arg(&cluster)
+        .arg(port.to_string())
+        .output()
+        .unwrap();
+    assert!(start.status.success(), "{}", String::from_utf8_lossy(&start.stderr));
+    let words = String::from_utf8(start.stdout).unwrap().trim().to_owned();
+    // The key must belong to the server's user, mode 0600.
+    let owned = |from: &std::path::Path, name: &str| {
+        let to = cluster.join("data").join(name);
+        std::fs::copy(from, &to).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let meta = std::fs::metadata(cluster.join("data")).unwrap();
+        std::os::unix::fs::chown(&to, Some(std::os::unix::fs::MetadataExt::uid(&meta)), None).unwrap();
+    };
+    owned(&cert, "server.crt");
+    owned(&key, "server.key");
+    let (admin, connection) = tokio_postgres::connect(&words, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    admin.batch_execute("ALTER SYSTEM SET ssl = on").await.unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let root = pki.join("root.pem");
+    let tcp = format!("host=localhost port={port} user=idca dbname=postgres");
+    let encrypted = |url: String| async move {
+        let store = idca::store::PgStore::open(&url, 1, 1).await?;
+        store.session_is_encrypted().await
+    };
+    let full = format!("{tcp} sslmode=verify-full sslrootcert={}", root.display());
+    assert!(encrypted(full.clone()).await.unwrap(), "verify-full with the right root");
+    let wrong = format!("{tcp} sslmode=verify-full sslrootcert={}", other.join("root.pem").display());
+    assert!(encrypted(wrong).await.is_err(), "verify-full with another root must be refused");
+    assert!(encrypted(format!("{tcp} sslmode=require")).await.unwrap(), "require encrypts");
+    assert!(!encrypted(format!("{tcp} sslmode=disable")).await.unwrap(), "disable does not");
+
+    let data = dir.path().join("data");
+    let (d, u) = (data.clone(), full.clone());
+    let server = crate::harness::start_with(move |c| {
+        c.storage.data_dir = d;
+        c.storage.url = u;
+    })
+    .await;
+    let mut client = RawClient::new(&server, Key::p256()).await;
+    assert_eq!(client.register().await.status, 201);
+    server.stop().await;
+    let _ = std::process::Command::new("bash").arg(scripts).arg("stop").arg(&cluster).status();
+}

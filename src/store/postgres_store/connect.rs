@@ -7,11 +7,21 @@ use std::path::PathBuf;
 use tokio_postgres::config::Host;
 
 use super::StoreError;
+use super::tls::{self, TlsOptions};
 
 /// The connection settings of `url` (`postgres://…` or libpq `key=value` words), with
 /// what it leaves out taken from libpq's environment variables and password file.
 pub(super) fn config(url: &str) -> Result<tokio_postgres::Config, StoreError> {
-    config_with(url, &|name| std::env::var(name).ok())
+    Ok(connection(url)?.0)
+}
+
+/// The connection settings of `url` and how to secure them (see `tls`).
+pub(super) fn connection(url: &str) -> Result<(tokio_postgres::Config, TlsOptions), StoreError> {
+    let env = |name: &str| std::env::var(name).ok();
+    let (rest, tls) = tls::split_options(url, &env)?;
+    let mut c = config_with(&rest, &env)?;
+    c.ssl_mode(tls.mode);
+    Ok((c, tls))
 }
 
 fn config_with(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<tokio_postgres::Config, StoreError> {
