@@ -60,6 +60,8 @@ fn cores_do_not_import_actix_or_sled() {
             "store/postgres_store/replay.rs",
             "store/postgres_store/tests.rs",
             "store/postgres_store/connect.rs",
+            "store/postgres_store/snapshot.rs",
+            "store/postgres_store/tls.rs",
         ],
     ));
     bad.extend(check(
