@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use super::{AccountCreation, Store, StoreError};
 use crate::jose::Jwk;
 use crate::model::oauth::{AuthorizationCode, CodeRedemption, Grant, RefreshToken, SecretHash, Session};
-use crate::model::{Account, AccountId, AccountStatus, CaChains, Der, IssuerChain};
+use crate::model::*;
+use crate::store::Version;
 
 /// What the suite needs of a backend.
 #[async_trait]
@@ -319,6 +320,89 @@ pub(crate) async fn expired_records_are_purged(store: Arc<dyn Store>) {
     assert!(!store.remember_dpop_jti("9-0", 1_000, 95).await.unwrap(), "a live replay key was purged");
 }
 
+pub(crate) fn authz(account: &AccountId) -> Authorization {
+    Authorization {
+        id: AuthzId::random(),
+        account: account.clone(),
+        identifier: Identifier { kind: IdentifierKind::Dns, value: "a.example".into() },
+        status: AuthzStatus::Pending,
+        expires: 100,
+        wildcard: false,
+        challenges: vec![Challenge {
+            id: ChallengeId::random(),
+            kind: ChallengeType::Http01,
+            token: "t".into(),
+            status: ChallengeStatus::Pending,
+            validated: None,
+            error: None,
+            target: None,
+        }],
+    }
+}
+
+pub(crate) fn order(account: &AccountId, authzs: &[Authorization], created: i64) -> Order {
+    Order {
+        id: OrderId::random(),
+        account: account.clone(),
+        identifiers: vec![],
+        authorizations: authzs.iter().map(|a| a.id.clone()).collect(),
+        expires: 100,
+        not_before: None,
+        not_after: None,
+        phase: OrderPhase::Open,
+        created,
+        replaces: None,
+        replaces_cert_id: None,
+        profile: None,
+    }
+}
+
+/// An order whose writes cannot all be made (an authorization id taken) writes nothing.
+pub(crate) async fn a_failed_order_creation_writes_nothing(s: Arc<dyn Store>) {
+    let acct = account(7);
+    let a = authz(&acct.id);
+    let first = order(&acct.id, std::slice::from_ref(&a), 1);
+    s.create_order(&first, std::slice::from_ref(&a), None).await.unwrap();
+    // A second order reusing an existing authorization id aborts as a whole.
+    let fresh = authz(&acct.id);
+    let second = order(&acct.id, &[fresh.clone(), a.clone()], 2);
+    assert!(matches!(s.create_order(&second, &[fresh.clone(), a.clone()], None).await, Err(StoreError::AlreadyExists)));
+    assert!(matches!(s.order(&second.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(s.authorization(&fresh.id).await, Err(StoreError::NotFound)));
+    let (ids, more) = s.account_orders(&acct.id, 0, 10).await.unwrap();
+    assert_eq!((ids, more), (vec![first.id], false));
+}
+
+/// Finalizing is a compare-and-swap on the order: a second finalize from the same read
+/// loses and stores no second certificate.
+pub(crate) async fn finalize_is_compare_and_swap(s: Arc<dyn Store>) {
+    let acct = account(8);
+    let o = order(&acct.id, &[], 1);
+    s.create_order(&o, &[], None).await.unwrap();
+    let (serial, _) = Serial::random();
+    let cert = IssuedCertificate {
+        serial: serial.clone(),
+        account: Some(acct.id.clone()),
+        order: Some(o.id.clone()),
+        chain_pem: "pem".into(),
+        not_before: 0,
+        not_after: 1,
+        issued: 0,
+        revoked: None,
+        replaced_by: None,
+        renewal_info: None,
+    };
+    let mut done = o.clone();
+    done.phase = OrderPhase::Valid { certificate: serial.clone() };
+    s.finalize_order(&done, Version(1), &cert).await.unwrap();
+    assert_eq!(s.certificate(&serial).await.unwrap().value, cert);
+    // A second finalize from the same read loses and stores no second certificate.
+    let (other, _) = Serial::random();
+    let cert2 = IssuedCertificate { serial: other.clone(), ..cert.clone() };
+    assert!(matches!(s.finalize_order(&done, Version(1), &cert2).await, Err(StoreError::Conflict)));
+    assert!(matches!(s.certificate(&other).await, Err(StoreError::NotFound)));
+}
+
 /// Every check, each on a fresh store from `backend`.
 pub(crate) async fn run_all(backend: &dyn Backend) {
     one_account_per_key(backend.fresh(UNBOUNDED).await).await;
@@ -330,5 +414,7 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     codes_are_redeemed_once(backend.fresh(UNBOUNDED).await).await;
     refresh_tokens_rotate_once(backend.fresh(UNBOUNDED).await).await;
     expired_records_are_purged(backend.fresh(UNBOUNDED).await).await;
+    a_failed_order_creation_writes_nothing(backend.fresh(UNBOUNDED).await).await;
+    finalize_is_compare_and_swap(backend.fresh(UNBOUNDED).await).await;
     acknowledged_writes_survive_a_reopen(backend).await;
 }

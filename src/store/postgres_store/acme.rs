@@ -11,11 +11,33 @@ pub(super) fn processing(authz: &Authorization) -> bool {
     authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing)
 }
 
-async fn insert_authorization(c: &impl GenericClient, a: &Authorization) -> Result<(), StoreError> {
-    let sql = "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, processing, version, \
-               body) VALUES ($1, $2, $3, $4, $5, 1, $6)";
-    let kind = a.identifier.kind.as_str();
-    exec(c, sql, &[&a.id.0, &a.account.0, &kind, &a.identifier.value, &processing(a), &json(a)]).await?;
+/// An order and the authorizations it created, in one statement.
+async fn insert_order(c: &impl GenericClient, order: &Order, authzs: &[Authorization]) -> Result<(), StoreError> {
+    let sql = "WITH new_authorizations AS (INSERT INTO authorizations \
+               (id, account_id, identifier_type, identifier_value, processing, version, body) \
+               SELECT id, account_id, t, v, p, 1, b \
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[]) \
+               AS n(id, account_id, t, v, p, b)) \
+               INSERT INTO orders (id, account_id, created, version, body) VALUES ($7, $8, $9, 1, $10)";
+    let ids: Vec<&str> = authzs.iter().map(|a| a.id.0.as_str()).collect();
+    let accounts: Vec<&str> = authzs.iter().map(|a| a.account.0.as_str()).collect();
+    let kinds: Vec<&str> = authzs.iter().map(|a| a.identifier.kind.as_str()).collect();
+    let values: Vec<&str> = authzs.iter().map(|a| a.identifier.value.as_str()).collect();
+    let processing: Vec<bool> = authzs.iter().map(processing).collect();
+    let bodies: Vec<Json<&Authorization>> = authzs.iter().map(json).collect();
+    let params: [&(dyn ToSql + Sync); 10] = [
+        &ids,
+        &accounts,
+        &kinds,
+        &values,
+        &processing,
+        &bodies,
+        &order.id.0,
+        &order.account.0,
+        &order.created,
+        &json(order),
+    ];
+    exec(c, sql, &params).await?;
     Ok(())
 }
 
@@ -62,7 +84,8 @@ impl AcmeStore for PgStore {
         }
     }
 
-    /// One transaction; with `replaces`, its first statement (the certificate's
+    /// One statement (the authorizations and the order, all or nothing); with
+    /// `replaces`, one transaction whose first statement (the certificate's
     /// compare-and-swap) decides.
     async fn create_order(
         &self,
@@ -70,22 +93,19 @@ impl AcmeStore for PgStore {
         new_authzs: &[Authorization],
         replaces: Option<(&IssuedCertificate, Version)>,
     ) -> Result<(), StoreError> {
+        let Some((cert, seen)) = replaces else {
+            let client = self.client().await?;
+            return insert_order(&client, order, new_authzs).await;
+        };
         transaction!(self, |tx| {
-            if let Some((cert, seen)) = replaces {
-                let sql = "UPDATE certificates SET revoked = $2, version = version + 1, body = $3 \
-                           WHERE serial = $1 AND version = $4";
-                let params: [&(dyn ToSql + Sync); 4] =
-                    [&cert.serial.0, &cert.revoked.is_some(), &json(cert), &db_version(seen)];
-                if exec(&tx, sql, &params).await? != 1 {
-                    return Err(lost(&tx, CERT_EXISTS, &cert.serial.0).await);
-                }
+            let sql = "UPDATE certificates SET revoked = $2, version = version + 1, body = $3 \
+                       WHERE serial = $1 AND version = $4";
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&cert.serial.0, &cert.revoked.is_some(), &json(cert), &db_version(seen)];
+            if exec(&tx, sql, &params).await? != 1 {
+                return Err(lost(&tx, CERT_EXISTS, &cert.serial.0).await);
             }
-            for a in new_authzs {
-                insert_authorization(&tx, a).await?;
-            }
-            let sql = "INSERT INTO orders (id, account_id, created, version, body) VALUES ($1, $2, $3, 1, $4)";
-            exec(&tx, sql, &[&order.id.0, &order.account.0, &order.created, &json(order)]).await?;
-            Ok(())
+            insert_order(&tx, order, new_authzs).await
         })
     }
 
@@ -149,16 +169,18 @@ impl AcmeStore for PgStore {
         rows.iter().map(|r| text(r, 0, "authorizations").map(AuthzId)).collect()
     }
 
-    /// One transaction whose first statement, the order's compare-and-swap, decides.
+    /// One statement: the order's compare-and-swap decides, and the certificate is
+    /// inserted only from its row (one row affected: finalized; none: lost the race).
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {
-        transaction!(self, |tx| {
-            let sql = "UPDATE orders SET version = version + 1, body = $2 WHERE id = $1 AND version = $3";
-            if exec(&tx, sql, &[&order.id.0, &json(order), &db_version(seen)]).await? != 1 {
-                return Err(lost(&tx, ORDER_EXISTS, &order.id.0).await);
-            }
-            let sql = "INSERT INTO certificates (serial, revoked, version, body) VALUES ($1, $2, 1, $3)";
-            exec(&tx, sql, &[&cert.serial.0, &cert.revoked.is_some(), &json(cert)]).await?;
-            Ok(())
-        })
+        let client = self.client().await?;
+        let sql = "WITH finalized AS (UPDATE orders SET version = version + 1, body = $2 \
+                   WHERE id = $1 AND version = $3 RETURNING 1) \
+                   INSERT INTO certificates (serial, revoked, version, body) SELECT $4, $5, 1, $6 FROM finalized";
+        let params: [&(dyn ToSql + Sync); 6] =
+            [&order.id.0, &json(order), &db_version(seen), &cert.serial.0, &cert.revoked.is_some(), &json(cert)];
+        match exec(&client, sql, &params).await? {
+            1 => Ok(()),
+            _ => Err(lost(&client, ORDER_EXISTS, &order.id.0).await),
+        }
     }
 }

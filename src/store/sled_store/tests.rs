@@ -7,44 +7,7 @@ fn jwk(seed: u8) -> Jwk {
     Jwk::from_value(&serde_json::json!({"kty":"OKP","crv":"Ed25519","x": crate::jose::b64_encode([seed; 32])})).unwrap()
 }
 
-use crate::store::conformance::account;
-
-fn authz(account: &AccountId) -> Authorization {
-    Authorization {
-        id: AuthzId::random(),
-        account: account.clone(),
-        identifier: Identifier { kind: IdentifierKind::Dns, value: "a.example".into() },
-        status: AuthzStatus::Pending,
-        expires: 100,
-        wildcard: false,
-        challenges: vec![Challenge {
-            id: ChallengeId::random(),
-            kind: ChallengeType::Http01,
-            token: "t".into(),
-            status: ChallengeStatus::Pending,
-            validated: None,
-            error: None,
-            target: None,
-        }],
-    }
-}
-
-fn order(account: &AccountId, authzs: &[Authorization], created: i64) -> Order {
-    Order {
-        id: OrderId::random(),
-        account: account.clone(),
-        identifiers: vec![],
-        authorizations: authzs.iter().map(|a| a.id.clone()).collect(),
-        expires: 100,
-        not_before: None,
-        not_after: None,
-        phase: OrderPhase::Open,
-        created,
-        replaces: None,
-        replaces_cert_id: None,
-        profile: None,
-    }
-}
+use crate::store::conformance::{account, authz, order};
 
 #[tokio::test]
 async fn same_key_returns_the_existing_account() {
@@ -140,53 +103,6 @@ async fn key_change_moves_the_index_and_refuses_taken_keys() {
     clash.jkt = b.jkt.clone();
     assert!(matches!(s.update_account(&clash, Version(2)).await, Err(StoreError::AlreadyExists)));
     assert_eq!(s.account_by_key(&b.jkt).await.unwrap().value.id, b.id);
-}
-
-#[tokio::test]
-async fn a_failed_order_creation_writes_nothing() {
-    let s = SledStore::temporary().unwrap();
-    let acct = account(7);
-    let a = authz(&acct.id);
-    let first = order(&acct.id, std::slice::from_ref(&a), 1);
-    s.create_order(&first, std::slice::from_ref(&a), None).await.unwrap();
-    // A second order reusing an existing authorization id aborts as a whole.
-    let fresh = authz(&acct.id);
-    let second = order(&acct.id, &[fresh.clone(), a.clone()], 2);
-    assert!(matches!(s.create_order(&second, &[fresh.clone(), a.clone()], None).await, Err(StoreError::AlreadyExists)));
-    assert!(matches!(s.order(&second.id).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.authorization(&fresh.id).await, Err(StoreError::NotFound)));
-    let (ids, more) = s.account_orders(&acct.id, 0, 10).await.unwrap();
-    assert_eq!((ids, more), (vec![first.id], false));
-}
-
-#[tokio::test]
-async fn finalize_is_compare_and_swap() {
-    let s = SledStore::temporary().unwrap();
-    let acct = account(8);
-    let o = order(&acct.id, &[], 1);
-    s.create_order(&o, &[], None).await.unwrap();
-    let (serial, _) = Serial::random();
-    let cert = IssuedCertificate {
-        serial: serial.clone(),
-        account: Some(acct.id.clone()),
-        order: Some(o.id.clone()),
-        chain_pem: "pem".into(),
-        not_before: 0,
-        not_after: 1,
-        issued: 0,
-        revoked: None,
-        replaced_by: None,
-        renewal_info: None,
-    };
-    let mut done = o.clone();
-    done.phase = OrderPhase::Valid { certificate: serial.clone() };
-    s.finalize_order(&done, Version(1), &cert).await.unwrap();
-    assert_eq!(s.certificate(&serial).await.unwrap().value, cert);
-    // A second finalize from the same read loses and stores no second certificate.
-    let (other, _) = Serial::random();
-    let cert2 = IssuedCertificate { serial: other.clone(), ..cert.clone() };
-    assert!(matches!(s.finalize_order(&done, Version(1), &cert2).await, Err(StoreError::Conflict)));
-    assert!(matches!(s.certificate(&other).await, Err(StoreError::NotFound)));
 }
 
 #[tokio::test]
