@@ -21,6 +21,9 @@ pub(super) fn connection(url: &str) -> Result<(tokio_postgres::Config, TlsOption
     let (rest, tls) = tls::split_options(url, &env)?;
     let mut c = config_with(&rest, &env)?;
     c.ssl_mode(tls.mode);
+    // Acknowledged means committed to the WAL on disk, whatever the server's default says.
+    let options = format!("{} -c synchronous_commit=on", c.get_options().unwrap_or_default());
+    c.options(options.trim_start().to_owned());
     Ok((c, tls))
 }
 

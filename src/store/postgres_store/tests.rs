@@ -95,3 +95,18 @@ async fn aborted_transactions_are_retried_and_bounded() {
     assert!(matches!(store.grant("g2").await, Err(StoreError::NotFound)));
     assert_eq!(store.code(&other).await.unwrap().redeemed, None);
 }
+
+/// Every session commits synchronously, even on a server whose default is off.
+#[tokio::test]
+async fn sessions_commit_synchronously() {
+    let Some(admin) = test_server() else { return };
+    let url = fresh_database(&admin).await;
+    let (client, connection) = connect::config(&url).unwrap().connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let name = url.rsplit("dbname=").next().unwrap().to_owned();
+    client.batch_execute(&format!("ALTER DATABASE {name} SET synchronous_commit = off")).await.unwrap();
+    let store = PgStore::open(&url, 1, 1).await.unwrap();
+    let c = store.client().await.unwrap();
+    let row = query_opt(&c, "SHOW synchronous_commit", &[]).await.unwrap().unwrap();
+    assert_eq!(row.get::<_, String>(0), "on");
+}
