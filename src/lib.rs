@@ -2,7 +2,8 @@
 //! OpenID Connect authorization server and DPoP (RFC 9449), in one process.
 //!
 //! The protocol cores (`jose`, `ca`, `acme`, `validate`) are plain Rust over typed inputs
-//! and a [`store::Store`]; only `http` knows actix-web and only `store::sled` knows sled.
+//! and a [`store::Store`]; only `http` knows actix-web, only `store`'s backends know sled
+//! and PostgreSQL.
 //! `app` wires them together.
 //!
 //! What idca is not: a public CA. Its root key lives in the data directory next to
@@ -23,6 +24,7 @@ pub mod model;
 pub mod oauth;
 pub mod pebble;
 pub mod store;
+mod tls_verify;
 pub mod validate;
 
 /// Installs ring as rustls' process-wide crypto provider. Safe to call more than once.

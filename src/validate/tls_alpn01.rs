@@ -7,88 +7,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use x509_parser::prelude::*;
 
 use super::{KeyAuthorization, ValidationError};
 use crate::model::{Identifier, IdentifierKind};
+use crate::tls_verify::AnyCertificate;
 
 /// `acme-tls/1` (RFC 8737 §6.2).
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 /// `id-pe-acmeIdentifier` (RFC 8737 §6.1): 1.3.6.1.5.5.7.1.31.
 const ACME_IDENTIFIER_OID: &str = "1.3.6.1.5.5.7.1.31";
-
-/// Accepts any certificate (the challenge certificate is self-signed by design, RFC 8737
-/// §3) but still checks the handshake signature against the certificate's key. The key
-/// is read with x509-parser, not webpki, because webpki refuses the critical
-/// acmeIdentifier extension the challenge certificate must carry.
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl AcceptAny {
-    fn verify(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let bad = || rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature);
-        let (_, parsed) = X509Certificate::from_der(cert.as_ref()).map_err(|_| bad())?;
-        let key = parsed.public_key().subject_public_key.data.as_ref();
-        let algs = self
-            .0
-            .signature_verification_algorithms
-            .mapping
-            .iter()
-            .find(|(scheme, _)| *scheme == dss.scheme)
-            .map(|(_, algs)| *algs)
-            .ok_or_else(bad)?;
-        if algs.iter().any(|alg| alg.verify_signature(key, message, dss.signature()).is_ok()) {
-            Ok(HandshakeSignatureValid::assertion())
-        } else {
-            Err(bad())
-        }
-    }
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verify(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verify(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
 
 /// The tls-alpn-01 checker.
 #[derive(Clone)]
@@ -137,7 +68,7 @@ impl TlsAlpn01Checker {
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_custom_certificate_verifier(Arc::new(AnyCertificate::new(provider)))
             .with_no_client_auth();
         config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
         Ok(Self { connector: TlsConnector::from(Arc::new(config)), port, timeout })
