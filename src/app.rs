@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use actix_web::web;
 
-use crate::acme::{Acme, AcmeParts, AcmeSettings, ClientIdentity, Links, ValidationQueue, Validator};
+use crate::acme::{Acme, AcmeParts, AcmeSettings, ClientIdentity, Links, SharedNonces, ValidationQueue, Validator};
 use crate::ca::{Ca, CaError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
@@ -415,6 +415,15 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());
     let links = Links::new(public_url.clone());
     let identity = ClientIdentity { tokens: Arc::new(IdentityKeys { own: authz.clone(), oidc }), issuer: oidc_issuer };
+    // On a shared store (PostgreSQL) every instance must accept the others' nonces.
+    let shared_nonces = if config.storage.url.is_empty() {
+        None
+    } else {
+        let mut fresh = [0u8; 32];
+        crate::model::fill_random(&mut fresh);
+        let key = store.shared_secret(crate::store::ACME_NONCE_KEY, &fresh).await?;
+        Some(SharedNonces::new(&key, config.limits.nonce_lifetime_secs, store.clone(), clock.clone()))
+    };
     let parts = AcmeParts {
         store: store.clone(),
         ca: ca.clone(),
@@ -423,6 +432,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         queue,
         metrics: metrics.clone(),
         identity: Some(identity),
+        shared_nonces,
     };
     let acme = Arc::new(Acme::new(parts, AcmeSettings::from(&config)));
     let state = web::Data::new(AppState {

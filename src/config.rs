@@ -536,6 +536,8 @@ pub struct LimitsConfig {
     pub queued_validations: usize,
     /// Outstanding ACME nonces remembered (one bit each); older ones are refused.
     pub nonce_window: u64,
+    /// With a shared store (PostgreSQL): seconds an ACME nonce stays redeemable.
+    pub nonce_lifetime_secs: u64,
     /// Unexpired DPoP proof ids (`jti`) remembered for replay detection at most.
     pub dpop_jti_max: u64,
 }
@@ -558,6 +560,7 @@ impl Default for LimitsConfig {
             queued_validations: 1000,
             // 1 Mi outstanding nonces: a 128 KiB bitmap (acme::nonce).
             nonce_window: 1 << 20,
+            nonce_lifetime_secs: 300,
             dpop_jti_max: 1_000_000,
         }
     }

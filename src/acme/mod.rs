@@ -22,7 +22,7 @@ mod worker;
 pub use crate::validate::KeyAuthorization;
 pub use identifier::parse_identifier;
 pub use links::{Links, paths};
-pub use nonce::{NonceError, NonceSource, WINDOW as NONCE_WINDOW};
+pub use nonce::{NonceError, NonceSource, Nonces, SharedNonces, WINDOW as NONCE_WINDOW};
 pub use order::{authz_status, order_status};
 pub use problem::{ACME_ERROR_NS, AcmeError};
 pub use ratelimit::RateLimiter;
@@ -78,7 +78,7 @@ impl<T> Reply<T> {
 pub struct Acme {
     store: Arc<dyn Store>,
     ca: Arc<Ca>,
-    nonces: NonceSource,
+    nonces: Nonces,
     links: Links,
     config: AcmeConfig,
     queue: ValidationQueue,
@@ -170,11 +170,14 @@ pub struct AcmeParts {
     pub metrics: Arc<Metrics>,
     /// `None`: the client-identity challenges are not offered.
     pub identity: Option<ClientIdentity>,
+    /// Nonces shared by every instance on the store; `None`: this process's own
+    /// (`limits.nonce_window` of them in memory).
+    pub shared_nonces: Option<SharedNonces>,
 }
 
 impl Acme {
     pub fn new(parts: AcmeParts, settings: AcmeSettings) -> Self {
-        let AcmeParts { store, ca, retired, links, queue, metrics, identity } = parts;
+        let AcmeParts { store, ca, retired, links, queue, metrics, identity, shared_nonces } = parts;
         let (identity_tokens, identity_issuer) = match identity {
             Some(ClientIdentity { tokens, issuer }) => (Some(tokens), issuer),
             None => (None, String::new()),
@@ -182,7 +185,10 @@ impl Acme {
         Self {
             store,
             ca,
-            nonces: NonceSource::with_window(settings.nonce_window),
+            nonces: match shared_nonces {
+                Some(shared) => Nonces::Shared(shared),
+                None => Nonces::Local(NonceSource::with_window(settings.nonce_window)),
+            },
             links,
             order_limit: RateLimiter::per_minute(settings.acme.new_orders_per_minute),
             open_orders: ratelimit::OpenOrders::default(),

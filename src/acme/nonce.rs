@@ -33,12 +33,115 @@ struct State {
 }
 
 /// Why a nonce was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NonceError {
     #[error("nonce is not one this server issued")]
     Unknown,
     #[error("nonce was already used or has expired")]
     Used,
+    /// The shared replay store could not be asked.
+    #[error("{0}")]
+    Store(String),
+}
+
+/// The nonces of one instance ([`NonceSource`]: a bitmap in memory, the sled default), or
+/// of every instance sharing a store ([`SharedNonces`]).
+#[derive(Debug)]
+pub enum Nonces {
+    Local(NonceSource),
+    Shared(SharedNonces),
+}
+
+impl Nonces {
+    /// A fresh nonce; no I/O either way.
+    pub fn issue(&self) -> String {
+        match self {
+            Self::Local(n) => n.issue(),
+            Self::Shared(n) => n.issue(),
+        }
+    }
+
+    /// Redeems `nonce`, once.
+    pub async fn consume(&self, nonce: &str) -> Result<(), NonceError> {
+        match self {
+            Self::Local(n) => n.consume(nonce),
+            Self::Shared(n) => n.consume(nonce).await,
+        }
+    }
+}
+
+/// Nonces any instance sharing the store accepts once (research scale-out §3.3):
+/// `base64url(1 ‖ issued ‖ rand(12) ‖ HMAC-SHA256(key, 1 ‖ issued ‖ rand)[..12])`, 29 bytes.
+/// Issuing is an HMAC with the key every instance reads from the store; redeeming checks
+/// the MAC in constant time (garbage costs nothing more), the age (at most `lifetime`
+/// seconds, and not from the future beyond a minute of clock skew), then inserts the
+/// nonce into the shared replay table, once: the insert's row count decides.
+pub struct SharedNonces {
+    key: hmac::Key,
+    lifetime: u64,
+    store: std::sync::Arc<dyn crate::store::Store>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+impl std::fmt::Debug for SharedNonces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedNonces").field("lifetime", &self.lifetime).finish()
+    }
+}
+
+const SHARED_VERSION: u8 = 1;
+const SHARED_LEN: usize = 1 + 4 + 12 + 12;
+
+impl SharedNonces {
+    /// `key`: the secret all instances read from the store; `lifetime`: seconds a nonce
+    /// stays redeemable (`limits.nonce_lifetime_secs`).
+    pub fn new(
+        key: &[u8],
+        lifetime: u64,
+        store: std::sync::Arc<dyn crate::store::Store>,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> Self {
+        Self { key: hmac::Key::new(hmac::HMAC_SHA256, key), lifetime: lifetime.max(1), store, clock }
+    }
+
+    fn tag(&self, body: &[u8]) -> [u8; 12] {
+        let t = hmac::sign(&self.key, body);
+        let mut out = [0u8; 12];
+        out.copy_from_slice(t.as_ref().get(..12).unwrap_or(&[0; 12]));
+        out
+    }
+
+    pub fn issue(&self) -> String {
+        let issued = u32::try_from(self.clock.now().max(0)).unwrap_or(u32::MAX);
+        let mut raw = [0u8; SHARED_LEN];
+        raw[0] = SHARED_VERSION;
+        raw[1..5].copy_from_slice(&issued.to_be_bytes());
+        crate::model::fill_random(&mut raw[5..17]);
+        let tag = self.tag(&raw[..17]);
+        raw[17..].copy_from_slice(&tag);
+        b64_encode(raw)
+    }
+
+    pub async fn consume(&self, nonce: &str) -> Result<(), NonceError> {
+        let raw = b64_decode(nonce).map_err(|_| NonceError::Unknown)?;
+        let (Some(body), Some(tag)) = (raw.get(..17), raw.get(17..)) else { return Err(NonceError::Unknown) };
+        if raw.len() != SHARED_LEN || raw[0] != SHARED_VERSION || !crate::jose::ct_eq(&self.tag(body), tag) {
+            return Err(NonceError::Unknown);
+        }
+        let mut issued = [0u8; 4];
+        issued.copy_from_slice(&raw[1..5]);
+        let issued = i64::from(u32::from_be_bytes(issued));
+        let now = self.clock.now();
+        let expires = crate::clock::after(issued, self.lifetime);
+        if expires < now || issued > now + 60 {
+            return Err(NonceError::Used);
+        }
+        match self.store.consume_acme_nonce(&b64_encode(body), expires).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(NonceError::Used),
+            Err(e) => Err(NonceError::Store(e.to_string())),
+        }
+    }
 }
 
 impl Default for NonceSource {
@@ -134,6 +237,7 @@ impl NonceSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
 
     #[test]
     fn nonce_is_single_use() {
@@ -170,5 +274,41 @@ mod tests {
         let n = NonceSource::new();
         let set: std::collections::HashSet<_> = (0..1000).map(|_| n.issue()).collect();
         assert_eq!(set.len(), 1000);
+    }
+
+    fn shared(
+        key: &[u8],
+        clock: &crate::clock::FixedClock,
+        store: &std::sync::Arc<dyn crate::store::Store>,
+    ) -> SharedNonces {
+        SharedNonces::new(key, 300, store.clone(), std::sync::Arc::new(clock.clone()))
+    }
+
+    #[tokio::test]
+    async fn shared_nonces_are_accepted_once_by_every_instance() {
+        let store: std::sync::Arc<dyn crate::store::Store> =
+            std::sync::Arc::new(crate::store::SledStore::temporary().unwrap());
+        let clock = crate::clock::FixedClock::new(1_000_000);
+        let (a, b) = (shared(b"k", &clock, &store), shared(b"k", &clock, &store));
+        let n = a.issue();
+        assert_eq!(n.len(), 39);
+        assert_eq!(b.consume(&n).await, Ok(()), "issued by A, redeemed at B");
+        assert_eq!(a.consume(&n).await, Err(NonceError::Used), "once, wherever");
+        // Another key, a tampered tag, garbage: unknown, with no store access needed.
+        let other = shared(b"other", &clock, &store);
+        assert_eq!(a.consume(&other.issue()).await, Err(NonceError::Unknown));
+        let mut raw = b64_decode(&a.issue()).unwrap();
+        raw[20] ^= 1;
+        assert_eq!(a.consume(&b64_encode(&raw)).await, Err(NonceError::Unknown));
+        assert_eq!(a.consume("garbage").await, Err(NonceError::Unknown));
+        // Past its lifetime: refused.
+        let old = a.issue();
+        clock.advance(301);
+        assert_eq!(a.consume(&old).await, Err(NonceError::Used));
+        // Issued by an instance whose clock runs more than a minute ahead: refused.
+        let ahead = crate::clock::FixedClock::new(clock.now() + 120);
+        assert_eq!(a.consume(&shared(b"k", &ahead, &store).issue()).await, Err(NonceError::Used));
+        let slightly = crate::clock::FixedClock::new(clock.now() + 30);
+        assert_eq!(a.consume(&shared(b"k", &slightly, &store).issue()).await, Ok(()));
     }
 }

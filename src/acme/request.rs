@@ -1,6 +1,6 @@
 //! Authenticating ACME requests (RFC 8555 §6.2-6.4): the JWS rules, step by step.
 
-use super::{Acme, AcmeError};
+use super::{Acme, AcmeError, NonceError};
 use crate::jose::{FlattenedJws, JoseError, JsonDepth, Jwk};
 use crate::model::{Account, AccountStatus};
 use crate::store::{StoreError, Versioned};
@@ -162,7 +162,16 @@ impl Acme {
             other => jose_error(other),
         })?;
         // 7.
-        self.nonces.consume(nonce).map_err(|e| AcmeError::BadNonce(e.to_string()))?;
+        self.nonces.consume(nonce).await.map_err(|e| match e {
+            NonceError::Store(detail) => {
+                tracing::warn!(error = %detail, "the shared nonce store is unavailable");
+                AcmeError::Unavailable {
+                    detail: "the server's database is unavailable; retry shortly".into(),
+                    retry_after: super::problem::UNAVAILABLE_RETRY_AFTER,
+                }
+            }
+            other => AcmeError::BadNonce(other.to_string()),
+        })?;
         if crate::model::percent_chance(self.config.testing.nonce_reject_percent) {
             return Err(AcmeError::BadNonce("nonce refused at random (acme.testing.nonce_reject_percent)".into()));
         }

@@ -127,6 +127,7 @@ impl Config {
             ("login_max_failures_per_address", u64::from(l.login_max_failures_per_address)),
             ("queued_validations", l.queued_validations as u64),
             ("dpop_jti_max", l.dpop_jti_max),
+            ("nonce_lifetime_secs", l.nonce_lifetime_secs),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!("limits.{name} must be at least 1")));

@@ -149,7 +149,7 @@ impl AuthServer {
         let OAuthSettings { oauth: config, dpop, devices, json_depth, .. } = settings.clone();
         let mut secret = [0u8; 32];
         crate::model::fill_random(&mut secret);
-        let secret = store.dpop_nonce_secret(&secret).await?;
+        let secret = store.shared_secret(crate::store::DPOP_NONCE_SECRET, &secret).await?;
         let verifier = DpopVerifier::new(
             store.clone(),
             DpopNonces::new(&secret),

@@ -115,6 +115,17 @@ pub(crate) async fn replay_keys_are_single_use(store: Arc<dyn Store>) {
     assert!(store.remember_dpop_jti("jti-2", 1_000, 20).await.unwrap());
 }
 
+/// A shared ACME nonce is accepted once, however many instances present it at once; the
+/// shared secret is the first writer's for everyone.
+pub(crate) async fn acme_nonces_and_shared_secrets_have_one_winner(store: Arc<dyn Store>) {
+    let results = race(&store, |s, _| async move { s.consume_acme_nonce("nonce-1", 1_000).await.unwrap() }).await;
+    assert_eq!(results.iter().filter(|fresh| **fresh).count(), 1);
+    assert!(store.consume_acme_nonce("nonce-2", 1_000).await.unwrap());
+    let secrets = race(&store, |s, n| async move { s.shared_secret("k", &[n as u8; 32]).await.unwrap() }).await;
+    assert!(secrets.iter().all(|s| *s == secrets[0]), "every instance gets the same secret");
+    assert_eq!(store.shared_secret("k", &[99; 32]).await.unwrap(), secrets[0]);
+}
+
 /// A device's backend nonce is taken once.
 pub(crate) async fn device_nonces_are_taken_once(store: Arc<dyn Store>) {
     store.put_device_nonce("device-1", "nonce-1", 1_000).await.unwrap();
@@ -410,6 +421,7 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     replay_keys_are_single_use(backend.fresh(UNBOUNDED).await).await;
     replay_keys_are_bounded(backend.fresh(2).await).await;
     device_nonces_are_taken_once(backend.fresh(UNBOUNDED).await).await;
+    acme_nonces_and_shared_secrets_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     ca_chains_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     codes_are_redeemed_once(backend.fresh(UNBOUNDED).await).await;
     refresh_tokens_rotate_once(backend.fresh(UNBOUNDED).await).await;

@@ -16,6 +16,11 @@ pub use postgres_store::{PgStore, database_url};
 pub use sled_store::{SledStore, copy_dir};
 pub use snapshot::Snapshot;
 
+/// The `shared_secret` DPoP nonces are made with.
+pub const DPOP_NONCE_SECRET: &str = "dpop_nonce_secret";
+/// The `shared_secret` shared ACME nonces are made with.
+pub const ACME_NONCE_KEY: &str = "acme_nonce_key";
+
 use async_trait::async_trait;
 
 use crate::clock::UnixTime;
@@ -312,8 +317,13 @@ pub trait PkiStore: Send + Sync {
 /// replay keys (`jti`), device nonces.
 #[async_trait]
 pub trait ReplayStore: Send + Sync {
-    /// The DPoP nonce secret: the stored one, or `fresh` stored now (first start).
-    async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// The secret named `name` all instances share: the stored one, or `fresh` stored now
+    /// (first start; the first to store wins).
+    async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Records an ACME nonce as used until `expires`; `false` if it was already (RFC 8555
+    /// §6.5: each nonce is accepted once, by any instance).
+    async fn consume_acme_nonce(&self, key: &str, expires: i64) -> Result<bool, StoreError>;
 
     /// Records a DPoP proof's replay key until `expires`; `false` if it was already
     /// recorded and has not expired (a replay). Expired entries are purged as it goes;

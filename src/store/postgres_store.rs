@@ -56,7 +56,7 @@ const MAX_ATTEMPTS: u32 = 5;
 const CA_KEY: &str = "ca";
 const RETIRED_CA_KEY: &str = "ca-retired";
 const CA_CHAINS_KEY: &str = "ca-chains";
-const DPOP_NONCE_SECRET_KEY: &str = "dpop_nonce_secret";
+const DPOP_NONCE_SECRET_KEY: &str = super::DPOP_NONCE_SECRET;
 
 /// The PostgreSQL store.
 pub struct PgStore {

@@ -67,6 +67,8 @@ struct Inner {
     account_authzs: Tree,
     oauth: OAuthTrees,
     dpop_jti: Tree,
+    /// Used shared ACME nonces (only when a store's nonces are shared).
+    acme_nonces: Tree,
     jti_inserts: std::sync::atomic::AtomicU64,
     /// Replay keys held, and the most that may be (`limits.dpop_jti_max`).
     jti_live: std::sync::atomic::AtomicU64,
@@ -312,6 +314,7 @@ impl SledStore {
             eab_kids: tree("eab_kids")?,
             account_authzs: tree("account_authzs")?,
             dpop_jti: tree("dpop_jti")?,
+            acme_nonces: tree("acme_nonces")?,
             jti_inserts: std::sync::atomic::AtomicU64::new(0),
             jti_live: std::sync::atomic::AtomicU64::new(db.open_tree("dpop_jti").map_err(backend)?.len() as u64),
             jti_capacity: std::sync::atomic::AtomicU64::new(u64::MAX),

@@ -294,3 +294,34 @@ async fn tls_to_the_database_verifies_as_sslmode_says() {
     server.stop().await;
     let _ = std::process::Command::new("bash").arg(scripts).arg("stop").arg(&cluster).status();
 }
+
+/// Two instances on one database accept each other's ACME nonces, each once: a nonce
+/// from A opens an account at B, and the same nonce is then refused at A (and at B).
+#[tokio::test]
+async fn instances_on_one_database_accept_each_others_nonces_once() {
+    if std::env::var("IDCA_TEST_STORE").as_deref() != Ok("postgres") {
+        return;
+    }
+    let a = crate::harness::start().await;
+    let url = a.config.storage.url.clone();
+    let b = crate::harness::start_with(move |c| c.storage.url = url).await;
+    let at_a = RawClient::new(&a, Key::p256()).await;
+    let mut at_b = RawClient::new(&b, Key::p256()).await;
+    let nonce = at_a.nonce().await;
+    let payload = serde_json::json!({"termsOfServiceAgreed": true});
+    let with = |n: &str| crate::client::Overrides { nonce: Some(Some(n.to_owned())), ..Default::default() };
+    let r = at_b.post_with(&at_b.url("newAccount"), Some(&payload), &with(&nonce)).await;
+    assert_eq!(r.status, 201, "a nonce from A at B: {}", r.text);
+    at_b.kid = Some(r.location());
+    let again = at_a.post_with(&at_a.url("newAccount"), Some(&payload), &with(&nonce)).await;
+    again.assert_problem(400, "badNonce");
+    let again = at_b.post_with(&at_b.url("newOrder"), None, &with(&nonce)).await;
+    again.assert_problem(400, "badNonce");
+    // The account made through B is found at A by its key (one CA, one store).
+    assert_eq!(a.root_pem(), b.root_pem());
+    let from_a = RawClient { dir: at_a.dir.clone(), kid: None, ..at_b };
+    let r = from_a.post(&from_a.url("newAccount"), Some(&serde_json::json!({"onlyReturnExisting": true}))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    a.stop().await;
+    b.stop().await;
+}

@@ -2,6 +2,8 @@
 
 use super::*;
 
+/// `replay.kind` of a used shared ACME nonce.
+const ACME_NONCE: i16 = 1;
 /// `replay.kind` of a DPoP proof's replay key.
 const DPOP_JTI: i16 = 2;
 
@@ -20,12 +22,18 @@ impl PgStore {
 
 #[async_trait]
 impl ReplayStore for PgStore {
-    async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let encoded = crate::jose::b64_encode(fresh);
-        self.meta_insert_new(DPOP_NONCE_SECRET_KEY, &encoded).await?;
-        let stored: String = self.meta(DPOP_NONCE_SECRET_KEY).await?.ok_or(StoreError::Conflict)?;
+    async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.meta_insert_new(name, &crate::jose::b64_encode(fresh)).await?;
+        let stored: String = self.meta(name).await?.ok_or(StoreError::Conflict)?;
         crate::jose::b64_decode(&stored)
-            .map_err(|e| StoreError::Corrupt { tree: "meta", message: format!("dpop_nonce_secret: {e}") })
+            .map_err(|e| StoreError::Corrupt { tree: "meta", message: format!("{name}: {e}") })
+    }
+
+    /// One statement decides: the insert of a key not there yet.
+    async fn consume_acme_nonce(&self, key: &str, expires: i64) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let sql = "INSERT INTO replay (kind, key, expires) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+        Ok(exec(&client, sql, &[&ACME_NONCE, &key, &expires]).await? == 1)
     }
 
     /// The insert decides: a new key, or an expired one taken over, is one row; a live

@@ -4,14 +4,26 @@ use super::*;
 
 #[async_trait]
 impl ReplayStore for SledStore {
-    async fn dpop_nonce_secret(&self, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
-        const KEY: &[u8] = b"dpop_nonce_secret";
-        let previous = self.inner.meta.compare_and_swap(KEY, None as Option<&[u8]>, Some(fresh)).map_err(backend)?;
+    async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let key = name.as_bytes();
+        let previous = self.inner.meta.compare_and_swap(key, None as Option<&[u8]>, Some(fresh)).map_err(backend)?;
         self.durable().await?;
         match previous {
             Ok(()) => Ok(fresh.to_vec()),
             Err(cas) => cas.current.map(|v| v.to_vec()).ok_or(StoreError::Conflict),
         }
+    }
+
+    async fn consume_acme_nonce(&self, key: &str, expires: i64) -> Result<bool, StoreError> {
+        let tree = &self.inner.acme_nonces;
+        let fresh = tree
+            .compare_and_swap(key.as_bytes(), None as Option<&[u8]>, Some(&expires.to_be_bytes()[..]))
+            .map_err(backend)?
+            .is_ok();
+        if fresh {
+            self.durable().await?;
+        }
+        Ok(fresh)
     }
 
     async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError> {
@@ -64,26 +76,28 @@ impl ReplayStore for SledStore {
     }
 
     /// The replay keys all go at once (one scan, as the bound's own purge does); device
-    /// nonces in a batch.
+    /// nonces and used shared ACME nonces in batches.
     async fn purge_expired_replay(&self, now: i64, batch: usize) -> Result<usize, StoreError> {
         let i = &self.inner;
         let before = i.jti_live.load(std::sync::atomic::Ordering::Relaxed);
         let remaining = self.purge_dpop_jti(now)?;
         let mut purged = usize::try_from(before.saturating_sub(remaining)).unwrap_or(usize::MAX);
-        let mut nonces = 0;
-        for entry in i.oauth.device_nonces.iter() {
-            if nonces >= batch {
-                break;
+        for tree in [&i.oauth.device_nonces, &i.acme_nonces] {
+            let mut removed = 0;
+            for entry in tree.iter() {
+                if removed >= batch {
+                    break;
+                }
+                let (k, v) = entry.map_err(backend)?;
+                // The value holds the expiry first, as big-endian seconds.
+                if jti_expiry(&v) < now
+                    && tree.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?.is_ok()
+                {
+                    removed += 1;
+                }
             }
-            let (k, v) = entry.map_err(backend)?;
-            // The value holds the expiry first, as big-endian seconds.
-            if jti_expiry(&v) < now
-                && i.oauth.device_nonces.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?.is_ok()
-            {
-                nonces += 1;
-            }
+            purged += removed;
         }
-        purged += nonces;
         if purged > 0 {
             self.durable().await?;
         }
