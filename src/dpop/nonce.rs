@@ -1,6 +1,8 @@
 //! Stateless DPoP nonces (RFC 9449 §8): `base64url(step ‖ HMAC(secret, step)[..16])`
 //! with 60-second steps. The secret is kept in the store, so nonces survive restarts and
-//! are shared by instances on the same store; the current and previous step are accepted.
+//! are shared by instances on the same store; the previous, current and next step are
+//! accepted (an instance whose clock runs a little ahead issues the next step's nonce at a
+//! boundary; node-oidc-provider accepts ±2 steps for the same reason).
 
 use ring::hmac;
 
@@ -33,7 +35,7 @@ impl DpopNonces {
         self.nonce_for(now.div_euclid(STEP_SECS))
     }
 
-    /// Whether `nonce` is ours and of the current or the previous step.
+    /// Whether `nonce` is ours and of the previous, current or next step.
     pub fn accepts(&self, nonce: &str, now: UnixTime) -> bool {
         let Ok(raw) = b64_decode(nonce) else { return false };
         let Some(step_bytes) = raw.get(..8) else { return false };
@@ -41,7 +43,7 @@ impl DpopNonces {
         b.copy_from_slice(step_bytes);
         let step = i64::from_be_bytes(b);
         let current = now.div_euclid(STEP_SECS);
-        (step == current || step == current - 1)
+        (current - 1..=current + 1).contains(&step)
             && crate::jose::ct_eq(self.nonce_for(step).as_bytes(), nonce.as_bytes())
     }
 }
@@ -57,7 +59,8 @@ mod tests {
         assert!(n.accepts(&nonce, 1_000_000));
         assert!(n.accepts(&nonce, 1_000_000 + 60));
         assert!(!n.accepts(&nonce, 1_000_000 + 180));
-        assert!(!n.accepts(&nonce, 1_000_000 - 120), "nonces from the future");
+        assert!(n.accepts(&nonce, 1_000_000 - 60), "from an instance one step ahead");
+        assert!(!n.accepts(&nonce, 1_000_000 - 120), "nonces from further in the future");
         let other = DpopNonces::new(b"another secret, another server..");
         assert!(!other.accepts(&nonce, 1_000_000));
         assert!(!n.accepts("garbage", 1_000_000));
