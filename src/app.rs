@@ -440,6 +440,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         authz,
         metrics,
         public_url: public_url.clone(),
+        trusted_proxies: config.server.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect(),
         secure_cookies: config.server.tls,
         clock: clock.clone(),
         limits: config.limits.clone(),

@@ -45,6 +45,10 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Worker threads of the HTTP server; 0 means one per CPU.
     pub workers: usize,
+    /// Proxies (addresses or CIDR ranges) whose `X-Forwarded-For` / `Forwarded` header
+    /// is believed for the client's address (lockouts, logs); empty: the peer address is
+    /// the client's, and those headers are ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -57,6 +61,7 @@ impl Default for ServerConfig {
             tls_key: None,
             shutdown_timeout_secs: 5,
             workers: 0,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -602,10 +607,12 @@ impl Config {
 }
 
 mod check;
+mod cidr;
 mod error;
 mod public_url;
 mod redirect_uri;
 
+pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use redirect_uri::check_redirect_uri;
 

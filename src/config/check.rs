@@ -27,6 +27,9 @@ impl Config {
                 "server.tls_cert and server.tls_key are set together or not at all".into(),
             ));
         }
+        if let Some(Err(why)) = self.server.trusted_proxies.iter().map(|p| p.parse::<Cidr>()).find(Result::is_err) {
+            return Err(ConfigError::Invalid(format!("server.trusted_proxies: {why}")));
+        }
         if !self.management.listen.is_empty() && self.management.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::Invalid(format!("management.listen `{}` is not ip:port", self.management.listen)));
         }

@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The base URL clients use (no trailing slash).
     pub public_url: String,
+    /// Whose forwarding headers name the client (`server.trusted_proxies`).
+    pub trusted_proxies: Vec<crate::config::Cidr>,
     /// Session cookies carry `Secure` (the listener is HTTPS).
     pub secure_cookies: bool,
     pub clock: Arc<dyn Clock>,
@@ -68,8 +70,8 @@ async fn metrics(st: web::Data<AppState>) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(st.metrics.render())
 }
 
-/// One structured log line per request: method, path (never the query, which may carry
-/// codes or tokens), status, duration.
+/// One structured log line per request: the client's address, method, path (never the
+/// query, which may carry codes or tokens), status, duration.
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -79,12 +81,14 @@ pub async fn log_request(
     let path = req.path().to_owned();
     let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let client = credentials::client_ip(req.request(), state.as_ref().map_or(&[], |s| s.trusted_proxies.as_slice()));
     let res = next.call(req).await?;
     if let Some(state) = state {
         state.metrics.request(&method, &route, res.status().as_u16(), start.elapsed());
     }
     tracing::info!(
         target: "idca::request",
+        client = %client,
         method = %method,
         path = %path,
         status = res.status().as_u16(),

@@ -121,7 +121,10 @@ async fn authorize_form(
 async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Result<HttpResponse, HttpError> {
     let name = format!("{LOGIN_COOKIE}{}", form.request);
     let browser = credentials::cookie(&req, &name);
-    let outcome = st.authz.login(&form, browser.as_deref(), credentials::peer_ip(&req), st.clock.now()).await?;
+    let outcome = st
+        .authz
+        .login(&form, browser.as_deref(), credentials::client_ip(&req, &st.trusted_proxies), st.clock.now())
+        .await?;
     let done = matches!(outcome, AuthorizeOutcome::Redirect { .. } | AuthorizeOutcome::Consent { .. });
     let mut res = render(&st, outcome);
     if done && let Ok(v) = header::HeaderValue::from_str(&format!("{name}=; Path=/oauth; Max-Age=0")) {
@@ -187,8 +190,10 @@ fn form_decode(s: &str) -> Option<String> {
 async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let now = st.clock.now();
-    let response =
-        st.authz.token(&creds, credentials::peer_ip(&req), &form, &credentials::dpop_proofs(&req)?, now).await?;
+    let response = st
+        .authz
+        .token(&creds, credentials::client_ip(&req, &st.trusted_proxies), &form, &credentials::dpop_proofs(&req)?, now)
+        .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
@@ -206,7 +211,13 @@ async fn device_authorization(
     let now = st.clock.now();
     let body = st
         .authz
-        .device_authorization(&creds, credentials::peer_ip(&req), form.scope.as_deref(), form.claims.as_deref(), now)
+        .device_authorization(
+            &creds,
+            credentials::client_ip(&req, &st.trusted_proxies),
+            form.scope.as_deref(),
+            form.claims.as_deref(),
+            now,
+        )
         .await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
@@ -218,13 +229,16 @@ struct UserCode {
 
 /// The verification page (RFC 8628 §3.3): enter a code, or confirm one.
 async fn device_page(st: State, req: HttpRequest, q: web::Query<UserCode>) -> Result<HttpResponse, HttpError> {
-    let outcome = st.authz.device_page(q.user_code.as_deref(), credentials::peer_ip(&req), st.clock.now()).await?;
+    let outcome = st
+        .authz
+        .device_page(q.user_code.as_deref(), credentials::client_ip(&req, &st.trusted_proxies), st.clock.now())
+        .await?;
     Ok(pages::device(&outcome))
 }
 
 /// The decision; a 303 to the result page when made (RFC 9700 §4.12).
 async fn device_decide(st: State, req: HttpRequest, form: web::Form<DeviceForm>) -> Result<HttpResponse, HttpError> {
-    match st.authz.device_decide(&form, credentials::peer_ip(&req), st.clock.now()).await {
+    match st.authz.device_decide(&form, credentials::client_ip(&req, &st.trusted_proxies), st.clock.now()).await {
         Ok(DeviceOutcome::Done { approved }) => Ok(HttpResponse::SeeOther()
             .insert_header((header::LOCATION, format!("{}?approved={approved}", paths::DEVICE_DONE)))
             .finish()),
@@ -276,7 +290,8 @@ async fn delete_registration(st: State, req: HttpRequest, id: web::Path<String>)
 async fn introspect(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
-    let body = st.authz.introspect(&creds, credentials::peer_ip(&req), token, st.clock.now()).await?;
+    let body =
+        st.authz.introspect(&creds, credentials::client_ip(&req, &st.trusted_proxies), token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
@@ -284,7 +299,7 @@ async fn introspect(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> 
 async fn revoke(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Result<HttpResponse, HttpError> {
     let creds = client_credentials(&req, &form)?;
     let token = form.token.as_deref().ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
-    st.authz.revoke(&creds, credentials::peer_ip(&req), token, st.clock.now()).await?;
+    st.authz.revoke(&creds, credentials::client_ip(&req, &st.trusted_proxies), token, st.clock.now()).await?;
     Ok(HttpResponse::Ok().finish())
 }
 

@@ -313,6 +313,57 @@ async fn failed_logins_across_user_names_lock_out_the_address() {
     server.stop().await;
 }
 
+/// Behind a trusted proxy, the address lockouts key on is the one it forwards: three
+/// failures from one client lock that client out and not the next one behind the same
+/// proxy; without `server.trusted_proxies` a forged X-Forwarded-For changes nothing.
+#[tokio::test]
+async fn lockouts_key_on_the_address_a_trusted_proxy_forwards() {
+    let browser_from = |server: &TestServer, forwarded: &str| {
+        let mut b = crate::oauth::Browser::new(server);
+        let cert = reqwest::Certificate::from_pem(server.root_pem().as_bytes()).unwrap();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-forwarded-for", forwarded.parse().unwrap());
+        b.http = reqwest::Client::builder()
+            .tls_certs_only([cert])
+            .redirect(reqwest::redirect::Policy::none())
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        b
+    };
+    for trusted in [true, false] {
+        let server = crate::oauth::oauth_server(move |c| {
+            c.oauth.login_max_failures = 100;
+            c.limits.login_max_failures_per_address = 3;
+            if trusted {
+                c.server.trusted_proxies = vec!["127.0.0.1".into()];
+            }
+        })
+        .await;
+        for (n, user) in ["bob", "carol", "dave"].iter().enumerate() {
+            // Without trust each request may claim another address: it does not help.
+            let claimed = if trusted { "203.0.113.1".to_owned() } else { format!("203.0.113.{}", n + 10) };
+            let mut b = browser_from(&server, &claimed);
+            let cli = crate::oauth::public_client(&b, "http://127.0.0.1/callback");
+            let login = b.get(crate::oauth::openid_authorize_url(&cli).as_str()).await;
+            assert!(b.login(&login, user, "guess").await.text.contains("Wrong user name or password"));
+        }
+        let mut other = browser_from(&server, "203.0.113.2");
+        let cli = crate::oauth::public_client(&other, "http://127.0.0.1/callback");
+        let login = other.get(crate::oauth::openid_authorize_url(&cli).as_str()).await;
+        let r = other.login(&login, "alice", "wonderland").await;
+        if trusted {
+            assert_ne!(r.status, 429, "another client behind the proxy is not locked out: {}", r.text);
+            let mut same = browser_from(&server, "203.0.113.1");
+            let login = same.get(crate::oauth::openid_authorize_url(&cli).as_str()).await;
+            assert_eq!(same.login(&login, "alice", "wonderland").await.status, 429, "the failing client is");
+        } else {
+            assert_eq!(r.status, 429, "forged X-Forwarded-For must not escape the lockout");
+        }
+        server.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn orders_with_too_many_identifiers_are_refused() {
     let server = start_with(|c| c.acme.max_identifiers = 2).await;
