@@ -506,71 +506,6 @@ impl Default for ManagementConfig {
     }
 }
 
-/// `[limits]`: request size limits.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Largest JWS request body accepted by ACME endpoints, in bytes.
-    pub jose_body_bytes: usize,
-    /// Largest form body (OAuth token, login, consent, device, introspection,
-    /// revocation), in bytes.
-    pub form_body_bytes: usize,
-    /// Largest JSON body (client and device registration), in bytes.
-    pub json_body_bytes: usize,
-    /// Deepest nesting of arrays and objects in the JSON of a JWS (header, payload) or a
-    /// token.
-    pub json_max_depth: usize,
-    /// Milliseconds a client has to send a request's headers (slow clients).
-    pub request_header_timeout_ms: u64,
-    /// Milliseconds a client has to send a request's body.
-    pub request_body_timeout_ms: u64,
-    /// Failed client authentications at the token, device, introspection and revocation
-    /// endpoints per client id and address, and per address for all client ids, before
-    /// a lockout of `token_lockout_secs`.
-    pub token_max_failures: u32,
-    pub token_max_failures_per_address: u32,
-    pub token_lockout_secs: u64,
-    /// Failed logins from one address over all user names before a lockout of
-    /// `oauth.login_lockout_secs` (per user and address: `oauth.login_max_failures`).
-    pub login_max_failures_per_address: u32,
-    /// Orders that are not yet valid or invalid one account may hold; 0: no limit.
-    pub pending_orders_per_account: usize,
-    /// Pending authorizations in those orders one account may hold; 0: no limit.
-    pub pending_authorizations_per_account: usize,
-    /// Challenges waiting for a validation slot (`acme.validation.concurrency`) at once.
-    pub queued_validations: usize,
-    /// Outstanding ACME nonces remembered (one bit each); older ones are refused.
-    pub nonce_window: u64,
-    /// With a shared store (PostgreSQL): seconds an ACME nonce stays redeemable.
-    pub nonce_lifetime_secs: u64,
-    /// Unexpired DPoP proof ids (`jti`) remembered for replay detection at most.
-    pub dpop_jti_max: u64,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            jose_body_bytes: 64 * 1024,
-            form_body_bytes: 16 * 1024,
-            json_body_bytes: 16 * 1024,
-            json_max_depth: crate::jose::json::DEFAULT_MAX_DEPTH,
-            request_header_timeout_ms: 5_000,
-            request_body_timeout_ms: 10_000,
-            token_max_failures: 10,
-            token_max_failures_per_address: 50,
-            token_lockout_secs: 300,
-            login_max_failures_per_address: 50,
-            pending_orders_per_account: 300,
-            pending_authorizations_per_account: 1000,
-            queued_validations: 1000,
-            // 1 Mi outstanding nonces: a 128 KiB bitmap (acme::nonce).
-            nonce_window: 1 << 20,
-            nonce_lifetime_secs: 300,
-            dpop_jti_max: 1_000_000,
-        }
-    }
-}
-
 /// `[log]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -609,11 +544,13 @@ impl Config {
 mod check;
 mod cidr;
 mod error;
+mod limits;
 mod public_url;
 mod redirect_uri;
 
 pub use cidr::Cidr;
 pub use error::ConfigError;
+pub use limits::LimitsConfig;
 pub use redirect_uri::check_redirect_uri;
 
 #[cfg(test)]
