@@ -246,7 +246,8 @@ impl PgStore {
 
     /// Whether to abort this transaction instead of committing it (tests only).
     fn injected_abort(&self) -> bool {
-        self.injected_aborts.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
+        cfg!(test)
+            && self.injected_aborts.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
     }
 
     /// Aborts the next `n` transactions before their commit, as the database does on a

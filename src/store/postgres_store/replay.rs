@@ -40,19 +40,22 @@ impl ReplayStore for PgStore {
     /// one is none (a replay). Past `limits.dpop_jti_max` live keys, `Full`.
     async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError> {
         let client = self.client().await?;
-        let live = "SELECT 1 FROM replay WHERE kind = $1 AND key = $2 AND expires > $3";
-        if query_opt(&client, live, &[&DPOP_JTI, &key, &now]).await?.is_some() {
-            return Ok(false);
-        }
         let j = &self.jti;
         let capacity = j.capacity.load(Ordering::Relaxed);
-        if j.live.load(Ordering::Relaxed) >= capacity
-            && (j.purged_at.swap(now, Ordering::Relaxed) >= now || self.purge_dpop_jti(now).await? >= capacity)
-        {
-            return Err(StoreError::Full(
-                "too many DPoP proofs are being remembered for replay detection (limits.dpop_jti_max); retry later"
-                    .into(),
-            ));
+        // Below the bound (the usual case) the insert alone decides, in one round trip;
+        // at it, a replay is still a replay (`false`), and a new key is refused.
+        if j.live.load(Ordering::Relaxed) >= capacity {
+            let live = "SELECT 1 FROM replay WHERE kind = $1 AND key = $2 AND expires > $3";
+            if query_opt(&client, live, &[&DPOP_JTI, &key, &now]).await?.is_some() {
+                return Ok(false);
+            }
+            if j.purged_at.swap(now, Ordering::Relaxed) >= now || self.purge_dpop_jti(now).await? >= capacity {
+                return Err(StoreError::Full(
+                    "too many DPoP proofs are being remembered for replay detection (limits.dpop_jti_max); retry \
+                     later"
+                        .into(),
+                ));
+            }
         }
         let sql = "INSERT INTO replay (kind, key, expires) VALUES ($1, $2, $3) ON CONFLICT (kind, key) \
                    DO UPDATE SET expires = EXCLUDED.expires WHERE replay.expires <= $4";
