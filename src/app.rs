@@ -244,6 +244,8 @@ pub struct Server {
     management: Option<(SocketAddr, actix_web::dev::ServerHandle)>,
     /// The store, to close it here once the listeners and their tasks let go of it.
     store: Arc<dyn Store>,
+    /// The validator's task (with the validations it runs).
+    validations: tokio::task::AbortHandle,
 }
 
 impl Server {
@@ -265,6 +267,18 @@ impl Server {
         self.handle.stop(true).await;
         let _ = self.task.await;
         close(self.store).await;
+    }
+
+    /// Stops as a crash would, in this process: listeners closed at once, requests in
+    /// flight and validations running dropped (their leases run out; another instance
+    /// takes them over). For tests of several instances.
+    pub async fn kill(self) {
+        self.validations.abort();
+        if let Some((_, h)) = &self.management {
+            h.stop(false).await;
+        }
+        self.handle.stop(false).await;
+        let _ = self.task.await;
     }
 
     /// Runs until the server stops (on SIGINT/SIGTERM when signals are handled).
@@ -301,7 +315,8 @@ async fn close(store: Arc<dyn Store>) {
 const PURGE_BATCH: usize = 1000;
 
 /// Every `every`, removes the short-lived records that expired (codes, sessions, pending
-/// and device authorizations, device nonces, DPoP replay keys) in batches, so the store
+/// and device authorizations, device nonces, DPoP replay keys, lockout counters, rate
+/// buckets, open-order entries) in batches, so the store
 /// does not grow without bound. Ends when the store is dropped.
 fn spawn_purge(store: Weak<dyn Store>, clock: Arc<dyn Clock>, every: Duration) {
     tokio::spawn(async move {
@@ -313,10 +328,14 @@ fn spawn_purge(store: Weak<dyn Store>, clock: Arc<dyn Clock>, every: Duration) {
             let Some(store) = store.upgrade() else { return };
             loop {
                 let now = clock.now();
-                let purged = match store.purge_expired_oauth(now, PURGE_BATCH).await {
-                    Ok(n) => store.purge_expired_replay(now, PURGE_BATCH).await.map(|m| n + m),
-                    Err(e) => Err(e),
-                };
+                let purged = async {
+                    Ok::<_, StoreError>(
+                        store.purge_expired_oauth(now, PURGE_BATCH).await?
+                            + store.purge_expired_replay(now, PURGE_BATCH).await?
+                            + store.purge_expired_limits(now, PURGE_BATCH).await?,
+                    )
+                }
+                .await;
                 match purged {
                     Ok(n) if n >= PURGE_BATCH => tokio::task::yield_now().await,
                     Ok(n) => {
@@ -372,13 +391,18 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let metrics = Arc::new(crate::metrics::Metrics::default());
     let (queue, rx) = ValidationQueue::new(config.limits.queued_validations);
     let checker = NetworkChecker::new(&config.acme.validation).map_err(AppError::Io)?;
-    let validator =
-        Arc::new(Validator::new(store.clone(), Arc::new(checker), clock.clone(), config.acme.clone(), metrics.clone()));
-    let resumed = validator.resume(&queue).await?;
-    if resumed > 0 {
-        tracing::info!(resumed, "resuming validations left processing");
-    }
-    tokio::spawn(validator.run(rx));
+    let instance = format!("{}-{}", std::process::id(), crate::model::random_token());
+    let validator = Arc::new(Validator::new(
+        store.clone(),
+        Arc::new(checker),
+        clock.clone(),
+        config.acme.clone(),
+        metrics.clone(),
+        instance.clone(),
+    ));
+    // Validations left processing by a previous run (or a dead instance) are taken over
+    // once their lease runs out: at once on sled, whose leases live in memory.
+    let validations = tokio::spawn(validator.run(queue.clone(), rx)).abort_handle();
 
     let mut oauth = crate::oauth::OAuthSettings::from(&config);
     if oauth.oauth.users.is_empty() && oauth.oauth.demo_user {
@@ -469,5 +493,6 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
             Some((mgmt_addr, mgmt_handle))
         }
     };
-    Ok(Server { addr, public_url, root_pem: ca.root_pem().to_owned(), handle, task, management, store })
+    tracing::info!(instance = %instance, "validations run under this instance's leases");
+    Ok(Server { addr, public_url, root_pem: ca.root_pem().to_owned(), handle, task, management, store, validations })
 }

@@ -17,6 +17,11 @@ pub fn after(t: UnixTime, secs: u64) -> UnixTime {
     t.saturating_add(span(secs))
 }
 
+/// The wall clock in milliseconds since the Unix epoch (for rates finer than a second).
+pub fn wall_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
 /// A source of the current time.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// The current time in seconds since the Unix epoch.

@@ -253,6 +253,10 @@ pub struct ValidationConfig {
     pub max_redirects: usize,
     /// Validations run at the same time.
     pub concurrency: usize,
+    /// Seconds an instance holds a validation it runs before another instance may take
+    /// it over (renewed every third of it while the check runs; a dead instance's
+    /// accepted challenges finish elsewhere about this long after it died).
+    pub lease_secs: u64,
     /// Validation may connect to loopback and private addresses (see `validate::dial`).
     pub dial_private_addresses: bool,
 }
@@ -269,6 +273,7 @@ impl Default for ValidationConfig {
             max_body_bytes: 8_192,
             max_redirects: 10,
             concurrency: 16,
+            lease_secs: 30,
             dial_private_addresses: true,
         }
     }

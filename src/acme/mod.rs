@@ -13,7 +13,6 @@ mod links;
 mod nonce;
 mod order;
 mod problem;
-mod ratelimit;
 mod request;
 mod revoke;
 pub mod wire;
@@ -25,7 +24,6 @@ pub use links::{Links, paths};
 pub use nonce::{NonceError, NonceSource, Nonces, SharedNonces, WINDOW as NONCE_WINDOW};
 pub use order::{authz_status, order_status};
 pub use problem::{ACME_ERROR_NS, AcmeError};
-pub use ratelimit::RateLimiter;
 pub use request::{KeyRule, SignedRequest, Signer, Verified};
 pub use revoke::cert_id;
 pub use worker::{QueuedValidations, ValidationQueue, Validator};
@@ -82,8 +80,6 @@ pub struct Acme {
     links: Links,
     config: AcmeConfig,
     queue: ValidationQueue,
-    order_limit: RateLimiter,
-    open_orders: ratelimit::OpenOrders,
     /// `limits.pending_orders_per_account` and `pending_authorizations_per_account`.
     pending_limits: (usize, usize),
     json_depth: JsonDepth,
@@ -190,8 +186,6 @@ impl Acme {
                 None => Nonces::Local(NonceSource::with_window(settings.nonce_window)),
             },
             links,
-            order_limit: RateLimiter::per_minute(settings.acme.new_orders_per_minute),
-            open_orders: ratelimit::OpenOrders::default(),
             pending_limits: (settings.pending_orders_per_account, settings.pending_authorizations_per_account),
             json_depth: settings.json_depth,
             config: settings.acme,
@@ -214,7 +208,10 @@ impl Acme {
         }
         let mut open = Vec::new();
         let mut pending_authzs = std::collections::HashSet::new();
-        for id in self.open_orders.live(account, now) {
+        // Orders that failed for good stay listed until they expire; the bound leaves
+        // room for them.
+        let bound = max_orders.max(max_authzs).saturating_mul(4).saturating_add(64);
+        for id in self.store.open_orders(account, now, bound).await? {
             let order = match self.store.order(&id).await {
                 Ok(o) => o.value,
                 Err(StoreError::NotFound) => continue,
@@ -231,7 +228,6 @@ impl Acme {
                 );
             }
         }
-        self.open_orders.keep(account, &open);
         let limited = |detail: String| AcmeError::RateLimited { detail, retry_after: 60 };
         if max_orders > 0 && open.len() >= max_orders {
             return Err(limited(format!(

@@ -58,11 +58,15 @@ impl Acme {
         {
             return Err(AcmeError::Unauthorized("the access token's subject does not own this account".into()));
         }
-        if let Err(retry_after) = self.order_limit.check(&account.id) {
+        let per_minute = self.config.new_orders_per_minute;
+        if per_minute > 0
+            && let Err(retry_after) =
+                self.store.take_rate(&format!("new-order:{}", account.id), per_minute, clock::wall_ms()).await?
+        {
             return Err(AcmeError::RateLimited {
                 detail: format!(
                     "at most {} new orders per minute per account (acme.new_orders_per_minute)",
-                    self.config.new_orders_per_minute
+                    per_minute
                 ),
                 retry_after,
             });
@@ -99,8 +103,7 @@ impl Acme {
             order.replaces_cert_id = p.replaces.clone();
         }
         match self.store.create_order(&order, &authzs, replaced.as_ref().map(|r| (&r.value, r.version))).await {
-            Ok(()) if self.pending_limits == (0, 0) => {}
-            Ok(()) => self.open_orders.add(&account.id, order.id.clone(), order.expires, now),
+            Ok(()) => {}
             Err(StoreError::Conflict) => {
                 return Err(AcmeError::AlreadyReplaced("another order replaced this certificate first".into()));
             }

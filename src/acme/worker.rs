@@ -2,11 +2,14 @@
 //! "asynchronously" after the client's POST).
 //!
 //! The challenge POST marks a challenge `processing` (durably) and pushes its
-//! authorization on the [`ValidationQueue`]; the [`Validator`] checks it and records the
-//! outcome. After a restart, `Validator::resume` re-queues every authorization the store
-//! still has in `processing`, so no accepted challenge is forgotten.
+//! authorization on the [`ValidationQueue`]; the [`Validator`] takes a lease on it in the
+//! store, checks it (renewing the lease) and records the outcome. Every instance also
+//! polls the store for processing authorizations whose lease ran out (their instance
+//! died, or a restart) and takes them over, so no accepted challenge is forgotten and no
+//! two instances run the same validation.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
@@ -20,11 +23,14 @@ use crate::validate::ChallengeChecker;
 
 /// Where the challenge endpoint leaves work for the validator. It counts what waits
 /// for a validation slot, so that the endpoint can refuse new work past
-/// `limits.queued_validations` (what is accepted is never dropped).
+/// `limits.queued_validations` (what is accepted is never dropped), and holds each
+/// authorization once however often it is pushed.
 #[derive(Debug, Clone)]
 pub struct ValidationQueue {
     tx: mpsc::UnboundedSender<AuthzId>,
     waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// Queued or being validated here.
+    held: Arc<Mutex<HashSet<AuthzId>>>,
     capacity: usize,
 }
 
@@ -34,21 +40,61 @@ impl ValidationQueue {
     pub fn new(capacity: usize) -> (Self, QueuedValidations) {
         let (tx, rx) = mpsc::unbounded_channel();
         let waiting: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-        (Self { tx, waiting: waiting.clone(), capacity }, QueuedValidations { rx, waiting })
+        let held: Arc<Mutex<HashSet<AuthzId>>> = Arc::default();
+        let queue = Self { tx, waiting: waiting.clone(), held: held.clone(), capacity };
+        (queue, QueuedValidations { rx, waiting, held })
     }
 
     /// Whether another validation may be accepted now.
     pub fn has_room(&self) -> bool {
-        self.waiting.load(std::sync::atomic::Ordering::Relaxed) < self.capacity
+        self.room() > 0
     }
 
-    /// Queues an authorization with a `processing` challenge.
+    fn room(&self) -> usize {
+        self.capacity.saturating_sub(self.waiting.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Queues an authorization with a `processing` challenge (once: one already queued
+    /// or being validated here is not queued again).
     pub fn push(&self, id: AuthzId) {
+        if !self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
+            return;
+        }
         self.waiting.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if self.tx.send(id).is_err() {
             self.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!("validation queue is closed; the challenge resumes at next start");
+            tracing::warn!("validation queue is closed; another instance, or the next start, takes the challenge over");
         }
+    }
+}
+
+impl ValidationQueue {
+    fn downgrade(&self) -> WeakQueue {
+        WeakQueue {
+            tx: self.tx.downgrade(),
+            waiting: self.waiting.clone(),
+            held: self.held.clone(),
+            capacity: self.capacity,
+        }
+    }
+}
+
+/// A [`ValidationQueue`] that does not keep the channel open.
+struct WeakQueue {
+    tx: mpsc::WeakUnboundedSender<AuthzId>,
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
+    held: Arc<Mutex<HashSet<AuthzId>>>,
+    capacity: usize,
+}
+
+impl WeakQueue {
+    fn upgrade(&self) -> Option<ValidationQueue> {
+        Some(ValidationQueue {
+            tx: self.tx.upgrade()?,
+            waiting: self.waiting.clone(),
+            held: self.held.clone(),
+            capacity: self.capacity,
+        })
     }
 }
 
@@ -57,31 +103,51 @@ impl ValidationQueue {
 pub struct QueuedValidations {
     rx: mpsc::UnboundedReceiver<AuthzId>,
     waiting: Arc<std::sync::atomic::AtomicUsize>,
+    held: Arc<Mutex<HashSet<AuthzId>>>,
 }
 
-/// Runs validations, at most `concurrency` at once.
+/// Runs validations, at most `concurrency` at once, each under a lease held by `owner`
+/// (this instance) in the store.
 pub struct Validator {
     store: Arc<dyn Store>,
     checker: Arc<dyn ChallengeChecker>,
     clock: Arc<dyn Clock>,
     config: AcmeConfig,
     metrics: Arc<crate::metrics::Metrics>,
+    owner: String,
 }
 
 impl Validator {
+    /// `owner` names this instance's leases (unique per process).
     pub fn new(
         store: Arc<dyn Store>,
         checker: Arc<dyn ChallengeChecker>,
         clock: Arc<dyn Clock>,
         config: AcmeConfig,
         metrics: Arc<crate::metrics::Metrics>,
+        owner: String,
     ) -> Self {
-        Self { store, checker, clock, config, metrics }
+        Self { store, checker, clock, config, metrics, owner }
     }
 
-    /// Re-queues the authorizations left `processing` by a previous run.
-    pub async fn resume(&self, queue: &ValidationQueue) -> Result<usize, StoreError> {
-        let ids = self.store.authorizations_processing().await?;
+    fn lease_secs(&self) -> i64 {
+        clock::span(self.config.validation.lease_secs.max(1))
+    }
+
+    /// How often the store is asked for validations whose lease ran out: a tenth of the
+    /// lease, between 0.2 and 5 seconds.
+    fn poll_every(&self) -> Duration {
+        Duration::from_millis(self.config.validation.lease_secs.saturating_mul(100).clamp(200, 5000))
+    }
+
+    /// Takes over (and queues) processing authorizations whose lease ran out; how many.
+    pub async fn take_over(&self, queue: &ValidationQueue) -> Result<usize, StoreError> {
+        let room = queue.room().min(8);
+        if room == 0 {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let ids = self.store.claim_expired_validations(&self.owner, now, now + self.lease_secs(), room).await?;
         let n = ids.len();
         for id in ids {
             queue.push(id);
@@ -89,21 +155,75 @@ impl Validator {
         Ok(n)
     }
 
-    /// Serves the queue until every sender is gone.
-    pub async fn run(self: Arc<Self>, mut queued: QueuedValidations) {
+    /// Serves the queue, and takes over expired leases, until every sender is gone. The
+    /// validations run in this task's set: aborting it stops them (as a crash would).
+    pub async fn run(self: Arc<Self>, queue: ValidationQueue, mut queued: QueuedValidations) {
         let slots = Arc::new(Semaphore::new(self.config.validation.concurrency));
-        while let Some(id) = queued.rx.recv().await {
+        let mut running = tokio::task::JoinSet::new();
+        let mut poll = tokio::time::interval(self.poll_every());
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The queue's sender kept here only for take-overs: stop once the others are gone.
+        let taking_over = queue.downgrade();
+        drop(queue);
+        loop {
+            let id = tokio::select! {
+                id = queued.rx.recv() => match id {
+                    Some(id) => id,
+                    None => break,
+                },
+                _ = poll.tick() => {
+                    let Some(queue) = taking_over.upgrade() else { break };
+                    match self.take_over(&queue).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(taken = n, "taking over validations whose lease ran out"),
+                        Err(e) => tracing::warn!(error = %e, "could not look for validations to take over"),
+                    }
+                    continue;
+                }
+                Some(_) = running.join_next(), if !running.is_empty() => continue,
+            };
             let Ok(permit) = slots.clone().acquire_owned().await else {
                 return;
             };
             queued.waiting.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            let me = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = me.validate(&id).await {
+            let (me, held) = (self.clone(), queued.held.clone());
+            running.spawn(async move {
+                if let Err(e) = me.validate_leased(&id).await {
                     tracing::error!(authz = %id, error = ?e, "validation could not be recorded");
                 }
+                held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 drop(permit);
             });
+        }
+        while running.join_next().await.is_some() {}
+    }
+
+    /// Validates `id` if this instance gets (or holds) its lease, renewing the lease
+    /// every third of its length while the check runs.
+    async fn validate_leased(&self, id: &AuthzId) -> Result<(), AcmeError> {
+        let lease = self.lease_secs();
+        let now = self.clock.now();
+        if !self.store.claim_validation(id, &self.owner, now, now + lease).await? {
+            return Ok(());
+        }
+        let validation = self.validate(id);
+        tokio::pin!(validation);
+        let mut renew = tokio::time::interval(Duration::from_secs(u64::try_from(lease / 3).unwrap_or(1).max(1)));
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut validation => return r,
+                _ = renew.tick() => {
+                    let now = self.clock.now();
+                    match self.store.claim_validation(id, &self.owner, now, now + lease).await {
+                        Ok(true) => {}
+                        // Another instance took it over (this one was too slow); its outcome
+                        // or this one's is recorded, by compare-and-swap, once.
+                        Ok(false) => tracing::warn!(authz = %id, "validation lease lost"),
+                        Err(e) => tracing::warn!(authz = %id, error = %e, "validation lease not renewed"),
+                    }
+                }
+            }
         }
     }
 

@@ -311,15 +311,15 @@ impl AuthServer {
                 retry_after,
             })
         };
-        if let Err(wait) = self.limiter.begin(&form.username, ip, now) {
+        if let Err(wait) = self.limiter.begin(self.store.as_ref(), &form.username, ip, now).await? {
             return Ok(again(format!("Too many failed attempts. Try again in {wait} seconds."), Some(wait)));
         }
         let Some(user) = login::check_credentials(&self.users, &form.username, &form.password).await else {
-            self.limiter.end(&form.username, ip, now, login::Attempt::Failed);
+            self.limiter.end(self.store.as_ref(), &form.username, ip, now, Attempt::Failed).await;
             tracing::info!(username = %form.username, "login failed");
             return Ok(again("Wrong user name or password.".into(), None));
         };
-        self.limiter.end(&form.username, ip, now, login::Attempt::Succeeded);
+        self.limiter.end(self.store.as_ref(), &form.username, ip, now, Attempt::Succeeded).await;
         let session_id = format!("{}{}", random_token(), random_token());
         let lifetime = clock::span(self.config.session_lifetime_secs);
         let session = Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime };

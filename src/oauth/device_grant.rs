@@ -10,7 +10,7 @@ use crate::model::oauth::{
     DeviceAuthorization, DeviceStatus, Grant, SecretHash, display_user_code, new_user_code, normalize_user_code,
 };
 use crate::model::random_token;
-use crate::store::StoreError;
+use crate::store::{Attempt, StoreError};
 
 /// The device grant's `grant_type` (RFC 8628 §3.4).
 pub const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -67,8 +67,8 @@ pub enum DeviceOutcome {
     Done { approved: bool },
 }
 
-/// The key the wrong-user-code counter uses for an address (not a valid user name).
-const USER_CODE_KEY: &str = "\u{0}user-code";
+/// The name the wrong-user-code counter uses (it counts per address only).
+const USER_CODE_KEY: &str = "";
 
 impl AuthServer {
     /// The device authorization endpoint (RFC 8628 §3.1-3.2). `claims` is the OIDC
@@ -252,21 +252,26 @@ impl AuthServer {
         ip: IpAddr,
         now: UnixTime,
     ) -> Result<Result<DeviceAuthorization, String>, OAuthError> {
-        if let Some(wait) = self.device_limiter.locked(USER_CODE_KEY, ip, now) {
+        if let Err(wait) = self.device_limiter.begin(self.store.as_ref(), USER_CODE_KEY, ip, now).await? {
             return Ok(Err(format!("Too many wrong codes. Try again in {wait} seconds.")));
         }
         let found = match normalize_user_code(input) {
             Some(code) => match self.store.device_authorization_by_user_code(&code).await {
                 Ok((_, d)) if d.value.status == DeviceStatus::Pending && d.value.expires > now => Some(d.value),
                 Ok(_) | Err(StoreError::NotFound) => None,
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    self.device_limiter.end(self.store.as_ref(), USER_CODE_KEY, ip, now, Attempt::Abandoned).await;
+                    return Err(e.into());
+                }
             },
             None => None,
         };
+        // A code found does not clear the failures (a guesser's hit is no excuse).
+        let how = if found.is_some() { Attempt::Abandoned } else { Attempt::Failed };
+        self.device_limiter.end(self.store.as_ref(), USER_CODE_KEY, ip, now, how).await;
         match found {
             Some(d) => Ok(Ok(d)),
             None => {
-                self.device_limiter.failed(USER_CODE_KEY, ip, now);
                 Ok(Err("This code is not valid or has expired. Check the code shown on your device.".into()))
             }
         }
@@ -289,15 +294,15 @@ impl AuthServer {
         if !crate::jose::ct_eq(form.csrf.as_bytes(), d.csrf.as_bytes()) {
             return Err(OAuthError::AccessDenied("the form was not sent by this page".into()));
         }
-        if let Err(wait) = self.limiter.begin(&form.username, ip, now) {
+        if let Err(wait) = self.limiter.begin(self.store.as_ref(), &form.username, ip, now).await? {
             let error = Some(format!("Too many failed attempts. Try again in {wait} seconds."));
             return self.confirm(&d, form.username.clone(), error).await;
         }
         let Some(user) = super::login::check_credentials(&self.users, &form.username, &form.password).await else {
-            self.limiter.end(&form.username, ip, now, super::login::Attempt::Failed);
+            self.limiter.end(self.store.as_ref(), &form.username, ip, now, Attempt::Failed).await;
             return self.confirm(&d, form.username.clone(), Some("Wrong user name or password.".into())).await;
         };
-        self.limiter.end(&form.username, ip, now, super::login::Attempt::Succeeded);
+        self.limiter.end(self.store.as_ref(), &form.username, ip, now, Attempt::Succeeded).await;
         let approved = match form.action.as_str() {
             "approve" => true,
             "deny" => false,

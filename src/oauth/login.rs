@@ -1,6 +1,5 @@
 //! Users and passwords (argon2id), and the lockout after repeated login failures.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -9,6 +8,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 
 use crate::clock::{self, UnixTime};
 use crate::config::UserConfig;
+use crate::store::{Attempt, AttemptRule, Store, StoreError};
 
 /// Hashes a password (or client secret) as an argon2id PHC string.
 pub fn hash_password(password: &str) -> Result<String, String> {
@@ -127,147 +127,82 @@ pub(super) async fn check_credentials<'a>(users: &'a [User], username: &str, pas
     }
 }
 
-/// Counts failed logins per (user, address) and locks the pair out for a while after
-/// too many (in memory: a restart clears it). With [`LoginLimiter::try_begin`], attempts
-/// still being checked count too, so a burst of parallel guesses cannot pass the limit.
-#[derive(Debug)]
-pub struct LoginLimiter {
-    max_failures: u32,
-    lockout_secs: i64,
-    failures: Mutex<Attempts>,
-}
-
-/// Per (name, address): failures, the last failure, attempts being checked.
-type Attempts = HashMap<(String, IpAddr), (u32, UnixTime, u32)>;
-
-/// How a counted attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    Failed,
-    Succeeded,
-    /// Neither (the request failed for another reason).
-    Abandoned,
-}
-
-impl LoginLimiter {
-    pub fn new(max_failures: u32, lockout_secs: u64) -> Self {
-        Self {
-            max_failures: max_failures.max(1),
-            lockout_secs: clock::span(lockout_secs),
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Attempts> {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Seconds until `username` may try again from `ip`, if locked out.
-    pub fn locked(&self, username: &str, ip: IpAddr, now: UnixTime) -> Option<i64> {
-        let map = self.lock();
-        let (count, last, _) = map.get(&(username.to_owned(), ip))?;
-        let until = last + self.lockout_secs;
-        (*count >= self.max_failures && now < until).then_some(until - now)
-    }
-
-    pub fn failed(&self, username: &str, ip: IpAddr, now: UnixTime) {
-        self.end(username, ip, now, Attempt::Failed, false);
-    }
-
-    pub fn succeeded(&self, username: &str, ip: IpAddr) {
-        self.end(username, ip, 0, Attempt::Succeeded, false);
-    }
-
-    /// Bounds memory: past 100,000 pairs, those with no attempt in flight and no lockout
-    /// running are forgotten.
-    fn forget_idle(&self, map: &mut Attempts, now: UnixTime) {
-        if map.len() > 100_000 {
-            let lockout = self.lockout_secs;
-            map.retain(|_, (_, last, flying)| *flying > 0 || now < *last + lockout);
-        }
-    }
-
-    /// Counts an attempt about to be checked, unless failures and attempts in flight
-    /// already reach the limit: then the seconds to wait.
-    pub fn try_begin(&self, username: &str, ip: IpAddr, now: UnixTime) -> Result<(), i64> {
-        let mut map = self.lock();
-        self.forget_idle(&mut map, now);
-        let entry = map.entry((username.to_owned(), ip)).or_insert((0, now, 0));
-        if now >= entry.1 + self.lockout_secs {
-            entry.0 = 0;
-        }
-        if entry.0 >= self.max_failures {
-            return Err((entry.1 + self.lockout_secs - now).max(1));
-        }
-        if entry.0 + entry.2 >= self.max_failures {
-            return Err(1);
-        }
-        entry.2 += 1;
-        Ok(())
-    }
-
-    /// Ends an attempt (`begun`: counted by `try_begin`).
-    pub fn end(&self, username: &str, ip: IpAddr, now: UnixTime, how: Attempt, begun: bool) {
-        let mut map = self.lock();
-        self.forget_idle(&mut map, now);
-        let key = (username.to_owned(), ip);
-        let entry = map.entry(key.clone()).or_insert((0, now, 0));
-        if begun {
-            entry.2 = entry.2.saturating_sub(1);
-        }
-        match how {
-            Attempt::Failed => {
-                if now >= entry.1 + self.lockout_secs {
-                    entry.0 = 0;
-                }
-                entry.0 += 1;
-                entry.1 = now;
-            }
-            Attempt::Succeeded => entry.0 = 0,
-            Attempt::Abandoned => {}
-        }
-        if entry.0 == 0 && entry.2 == 0 {
-            map.remove(&key);
-        }
-    }
-}
-
-/// Failed attempts counted per (name, address) and per address over all names, each
-/// with its own lockout: logins (user names, `oauth.login_max_failures` and
-/// `limits.login_max_failures_per_address`) and client authentications (client ids,
-/// `limits.token_max_failures` and `token_max_failures_per_address`).
-#[derive(Debug)]
+/// Failed attempts counted through the store (so every instance sees the same counts)
+/// per (name, address) and per address over all names, each with its own lockout:
+/// logins (user names, `oauth.login_max_failures` and
+/// `limits.login_max_failures_per_address`), client authentications (client ids,
+/// `limits.token_max_failures` and `token_max_failures_per_address`) and device user
+/// codes (per address only). Attempts still being checked count, so a burst of parallel
+/// guesses, spread over instances or not, stops at the limit.
+#[derive(Debug, Clone)]
 pub(super) struct AttemptLimiter {
-    per_name: LoginLimiter,
-    per_address: LoginLimiter,
+    kind: &'static str,
+    per_name: AttemptRule,
+    per_address: Option<AttemptRule>,
 }
 
 impl AttemptLimiter {
-    pub(super) fn new(per_name: u32, per_address: u32, lockout_secs: u64) -> Self {
-        Self {
-            per_name: LoginLimiter::new(per_name, lockout_secs),
-            per_address: LoginLimiter::new(per_address, lockout_secs),
+    /// `kind` keeps the counters of different limiters apart.
+    pub(super) fn new(kind: &'static str, per_name: u32, per_address: Option<u32>, lockout_secs: u64) -> Self {
+        let rule = |max: u32| AttemptRule { max: max.max(1), lockout_secs: clock::span(lockout_secs) };
+        Self { kind, per_name: rule(per_name), per_address: per_address.map(rule) }
+    }
+
+    /// The key of `name` at `ip` (a long name by its digest, so keys stay short).
+    fn name_key(&self, name: &str, ip: IpAddr) -> String {
+        if name.len() > 64 {
+            let digest = ring::digest::digest(&ring::digest::SHA256, name.as_bytes());
+            format!("{}:#{}|{ip}", self.kind, crate::jose::b64_encode(digest.as_ref()))
+        } else {
+            format!("{}:{name}|{ip}", self.kind)
         }
     }
 
-    /// Counts an attempt about to be checked; the seconds to wait if `name` or `ip` is
-    /// locked out (failures and attempts in flight both count). Each `Ok` must be
-    /// followed by one [`AttemptLimiter::end`].
-    pub(super) fn begin(&self, name: &str, ip: IpAddr, now: UnixTime) -> Result<(), i64> {
-        self.per_name.try_begin(name, ip, now)?;
-        if let Err(wait) = self.per_address.try_begin("", ip, now) {
-            self.per_name.end(name, ip, now, Attempt::Abandoned, true);
-            return Err(wait);
+    fn address_key(&self, ip: IpAddr) -> String {
+        format!("{}@{ip}", self.kind)
+    }
+
+    /// Counts an attempt about to be checked; `Err(seconds to wait)` if `name` or `ip` is
+    /// locked out. Each `Ok(Ok(()))` must be followed by one [`AttemptLimiter::end`].
+    pub(super) async fn begin(
+        &self,
+        store: &dyn Store,
+        name: &str,
+        ip: IpAddr,
+        now: UnixTime,
+    ) -> Result<Result<(), i64>, StoreError> {
+        let key = self.name_key(name, ip);
+        if let Err(wait) = store.begin_attempt(&key, self.per_name, now).await? {
+            return Ok(Err(wait));
         }
-        Ok(())
+        if let Some(rule) = self.per_address {
+            let refused = match store.begin_attempt(&self.address_key(ip), rule, now).await {
+                Ok(r) => r.err(),
+                Err(e) => {
+                    store.end_attempt(&key, self.per_name, Attempt::Abandoned, now).await?;
+                    return Err(e);
+                }
+            };
+            if let Some(wait) = refused {
+                store.end_attempt(&key, self.per_name, Attempt::Abandoned, now).await?;
+                return Ok(Err(wait));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Ends an attempt counted by `begin`. A success clears the name's failures, not the
-    /// address's.
-    pub(super) fn end(&self, name: &str, ip: IpAddr, now: UnixTime, how: Attempt) {
-        self.per_name.end(name, ip, now, how, true);
-        let for_address = if how == Attempt::Succeeded { Attempt::Abandoned } else { how };
-        self.per_address.end("", ip, now, for_address, true);
+    /// address's. A store that fails here only delays: the attempt's place is freed
+    /// after [`crate::store::ATTEMPT_RESERVATION_SECS`].
+    pub(super) async fn end(&self, store: &dyn Store, name: &str, ip: IpAddr, now: UnixTime, how: Attempt) {
+        let mut result = store.end_attempt(&self.name_key(name, ip), self.per_name, how, now).await;
+        if let Some(rule) = self.per_address {
+            let for_address = if how == Attempt::Succeeded { Attempt::Abandoned } else { how };
+            result = result.and(store.end_attempt(&self.address_key(ip), rule, for_address, now).await);
+        }
+        if let Err(e) = result {
+            tracing::warn!(kind = self.kind, error = %e, "an attempt's end could not be counted");
+        }
     }
 }
 
@@ -276,30 +211,36 @@ mod tests {
     use super::*;
 
     /// Parallel guesses: attempts still being checked count, so a burst stops at the
-    /// limit even before any of them has failed.
-    #[test]
-    fn attempts_in_flight_count_against_the_limit() {
+    /// limit even before any of them has failed; per address, names do not matter; a
+    /// lockout ends.
+    #[tokio::test]
+    async fn attempts_in_flight_count_against_the_limit() {
+        let store = crate::store::SledStore::temporary().unwrap();
+        let s: &dyn Store = &store;
         let ip = IpAddr::from([10, 0, 0, 1]);
-        let l = AttemptLimiter::new(3, 100, 300);
+        let l = AttemptLimiter::new("login", 3, Some(100), 300);
         for _ in 0..3 {
-            l.begin("alice", ip, 0).unwrap();
+            l.begin(s, "alice", ip, 0).await.unwrap().unwrap();
         }
-        assert!(l.begin("alice", ip, 0).is_err(), "a fourth parallel guess waits");
-        l.end("alice", ip, 0, Attempt::Failed);
-        assert!(l.begin("alice", ip, 0).is_err(), "one failure and two in flight");
-        l.end("alice", ip, 0, Attempt::Abandoned);
-        l.end("alice", ip, 0, Attempt::Succeeded);
-        l.begin("alice", ip, 1).unwrap();
-        l.end("alice", ip, 1, Attempt::Succeeded);
-        // Per address: names do not matter.
-        let l = AttemptLimiter::new(100, 2, 300);
-        l.begin("a", ip, 0).unwrap();
-        l.begin("b", ip, 0).unwrap();
-        assert!(l.begin("c", ip, 0).is_err());
-        l.end("a", ip, 0, Attempt::Failed);
-        l.end("b", ip, 0, Attempt::Failed);
-        assert_eq!(l.begin("c", ip, 10), Err(290), "two failures lock the address out");
-        assert!(l.begin("c", ip, 301).is_ok(), "and the lockout ends");
+        assert!(l.begin(s, "alice", ip, 0).await.unwrap().is_err(), "a fourth parallel guess waits");
+        l.end(s, "alice", ip, 0, Attempt::Failed).await;
+        assert!(l.begin(s, "alice", ip, 0).await.unwrap().is_err(), "one failure and two in flight");
+        l.end(s, "alice", ip, 0, Attempt::Abandoned).await;
+        l.end(s, "alice", ip, 0, Attempt::Succeeded).await;
+        l.begin(s, "alice", ip, 1).await.unwrap().unwrap();
+        l.end(s, "alice", ip, 1, Attempt::Succeeded).await;
+        let other = AttemptLimiter::new("client", 3, Some(100), 300);
+        other.begin(s, "alice", ip, 1).await.unwrap().unwrap();
+        let l = AttemptLimiter::new("addr", 100, Some(2), 300);
+        l.begin(s, "a", ip, 0).await.unwrap().unwrap();
+        l.begin(s, "b", ip, 0).await.unwrap().unwrap();
+        assert!(l.begin(s, "c", ip, 0).await.unwrap().is_err());
+        l.end(s, "a", ip, 0, Attempt::Failed).await;
+        l.end(s, "b", ip, 10, Attempt::Failed).await;
+        assert_eq!(l.begin(s, "c", ip, 10).await.unwrap(), Err(300), "two failures lock the address out");
+        assert!(l.begin(s, "c", ip, 311).await.unwrap().is_ok(), "and the lockout ends");
+        let long = "x".repeat(1000);
+        assert!(l.name_key(&long, ip).len() < 100, "long names are keyed by their digest");
     }
 
     #[test]
@@ -327,18 +268,5 @@ mod tests {
             assert!(verify_password("s3cret", &h), "{h}");
             assert!(!verify_password("s3cret!", &h), "{h}");
         }
-    }
-
-    #[test]
-    fn locks_out_after_failures_then_forgives() {
-        let l = LoginLimiter::new(3, 60);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        for t in 0..3 {
-            assert!(l.locked("alice", ip, 100 + t).is_none());
-            l.failed("alice", ip, 100 + t);
-        }
-        assert_eq!(l.locked("alice", ip, 103), Some(59));
-        assert!(l.locked("bob", ip, 103).is_none());
-        assert!(l.locked("alice", ip, 200).is_none());
     }
 }

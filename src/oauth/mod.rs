@@ -22,7 +22,7 @@ mod wire_clients;
 pub use clients::{Client, ClientCredentials};
 pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
-pub use login::{LoginLimiter, User, hash_password, verify_password};
+pub use login::{User, hash_password, verify_password};
 pub use registration::{ClientMetadata, RegistrationResponse};
 pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, Keys};
 pub use wire::*;
@@ -42,7 +42,7 @@ use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Grant, OAuthKey, PendingAuthorization, RefreshToken, SecretHash, Session,
 };
 use crate::model::random_token;
-use crate::store::{Store, StoreError};
+use crate::store::{Attempt, Store, StoreError};
 
 /// The authorization server.
 pub struct AuthServer {
@@ -54,7 +54,7 @@ pub struct AuthServer {
     users: Vec<User>,
     keys: Keys,
     limiter: login::AttemptLimiter,
-    device_limiter: LoginLimiter,
+    device_limiter: login::AttemptLimiter,
     client_auth_limiter: login::AttemptLimiter,
     dpop: DpopVerifier,
     dpop_config: DpopConfig,
@@ -169,14 +169,21 @@ impl AuthServer {
             clients: config.clients.iter().map(Client::from).collect(),
             users: config.users.iter().map(User::from).collect(),
             limiter: login::AttemptLimiter::new(
+                "login",
                 config.login_max_failures,
-                settings.login_max_failures_per_address,
+                Some(settings.login_max_failures_per_address),
                 config.login_lockout_secs,
             ),
-            device_limiter: LoginLimiter::new(config.device_max_user_code_failures, config.device_code_lifetime_secs),
+            device_limiter: login::AttemptLimiter::new(
+                "user-code",
+                config.device_max_user_code_failures,
+                None,
+                config.device_code_lifetime_secs,
+            ),
             client_auth_limiter: login::AttemptLimiter::new(
+                "client",
                 settings.token_max_failures,
-                settings.token_max_failures_per_address,
+                Some(settings.token_max_failures_per_address),
                 settings.token_lockout_secs,
             ),
             audience: public_url.to_owned(),
@@ -227,7 +234,7 @@ impl AuthServer {
         now: UnixTime,
     ) -> Result<Client, OAuthError> {
         let id = creds.client_id();
-        if let Err(wait) = self.client_auth_limiter.begin(id, from, now) {
+        if let Err(wait) = self.client_auth_limiter.begin(self.store.as_ref(), id, from, now).await? {
             return Err(OAuthError::TooManyAttempts {
                 detail: format!("too many failed client authentications; try again in {wait} s"),
                 retry_after: wait,
@@ -239,11 +246,11 @@ impl AuthServer {
             Err(e) => Err(e),
         };
         let how = match &result {
-            Ok(_) => login::Attempt::Succeeded,
-            Err(OAuthError::InvalidClient(_)) => login::Attempt::Failed,
-            Err(_) => login::Attempt::Abandoned,
+            Ok(_) => Attempt::Succeeded,
+            Err(OAuthError::InvalidClient(_)) => Attempt::Failed,
+            Err(_) => Attempt::Abandoned,
         };
-        self.client_auth_limiter.end(id, from, now, how);
+        self.client_auth_limiter.end(self.store.as_ref(), id, from, now, how).await;
         result
     }
 }

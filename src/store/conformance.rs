@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{AccountCreation, Store, StoreError};
+use super::{AccountCreation, Attempt, AttemptRule, Store, StoreError};
 use crate::jose::Jwk;
 use crate::model::oauth::{AuthorizationCode, CodeRedemption, Grant, RefreshToken, SecretHash, Session};
 use crate::model::*;
@@ -414,6 +414,107 @@ pub(crate) async fn finalize_is_compare_and_swap(s: Arc<dyn Store>) {
     assert!(matches!(s.certificate(&other).await, Err(StoreError::NotFound)));
 }
 
+/// Lockouts: a burst of attempts at once passes only up to the limit (attempts in
+/// flight count), failures lock the key out until the lockout ends, a success clears.
+pub(crate) async fn lockouts_stop_a_burst_at_the_limit(s: Arc<dyn Store>) {
+    let rule = AttemptRule { max: 5, lockout_secs: 300 };
+    let begun = race(&s, |s, _| async move { s.begin_attempt("login:alice|10.0.0.1", rule, 100).await.unwrap() }).await;
+    assert_eq!(begun.iter().filter(|r| r.is_ok()).count(), 5, "{begun:?}");
+    for _ in 0..5 {
+        s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Failed, 110).await.unwrap();
+    }
+    assert_eq!(s.begin_attempt("login:alice|10.0.0.1", rule, 120).await.unwrap(), Err(290));
+    assert!(s.begin_attempt("login:bob|10.0.0.1", rule, 120).await.unwrap().is_ok(), "keys are apart");
+    let free = s.begin_attempt("login:alice|10.0.0.1", rule, 410).await.unwrap();
+    assert!(free.is_ok(), "the lockout ends");
+    s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Failed, 410).await.unwrap();
+    s.begin_attempt("login:alice|10.0.0.1", rule, 411).await.unwrap().unwrap();
+    s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Succeeded, 411).await.unwrap();
+    for _ in 0..5 {
+        s.begin_attempt("login:alice|10.0.0.1", rule, 412).await.unwrap().unwrap();
+        s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Abandoned, 412).await.unwrap();
+    }
+    assert!(s.begin_attempt("login:alice|10.0.0.1", rule, 412).await.unwrap().is_ok(), "a success cleared them");
+    assert!(s.purge_expired_limits(10_000, 1000).await.unwrap() <= 2);
+}
+
+/// Rates: a burst at once gets exactly the burst; then one a step (GCRA).
+pub(crate) async fn rates_stop_a_burst_at_the_limit(s: Arc<dyn Store>) {
+    let ms = 1_000_000;
+    let taken = race(&s, |s, _| async move { s.take_rate("new-order:a", 3, ms).await.unwrap() }).await;
+    assert_eq!(taken.iter().filter(|r| r.is_ok()).count(), 3, "{taken:?}");
+    assert!(taken.iter().all(|r| r.is_ok() || *r == Err(20)), "{taken:?}");
+    assert!(s.take_rate("new-order:b", 3, ms).await.unwrap().is_ok(), "keys are apart");
+    assert!(s.take_rate("new-order:a", 3, ms + 19_000).await.unwrap().is_err());
+    assert!(s.take_rate("new-order:a", 3, ms + 20_000).await.unwrap().is_ok(), "one more after a step");
+    assert!(s.take_rate("new-order:a", 3, ms + 20_000).await.unwrap().is_err());
+    assert!(s.purge_expired_limits(10_000, 1000).await.unwrap() >= 2, "full buckets are dropped");
+    assert!(s.take_rate("new-order:a", 3, 10_000_000).await.unwrap().is_ok());
+}
+
+/// A validation has one owner at a time: many instances claiming at once get it once;
+/// the holder renews; an expired lease is taken over, by one; a finished one by none.
+pub(crate) async fn validation_leases_have_one_owner(s: Arc<dyn Store>) {
+    let acct = account(9);
+    let a = authz(&acct.id);
+    s.create_order(&order(&acct.id, std::slice::from_ref(&a), 1), std::slice::from_ref(&a), None).await.unwrap();
+    assert!(!s.claim_validation(&a.id, "A", 10, 40).await.unwrap(), "not processing yet");
+    let mut processing = a.clone();
+    processing.challenges[0].status = ChallengeStatus::Processing;
+    let v = s.update_authorization(&processing, Version(1)).await.unwrap();
+    let id = a.id.clone();
+    let won = race(&s, |s, n| {
+        let id = id.clone();
+        async move { s.claim_validation(&id, &format!("i{n}"), 10, 40).await.unwrap() }
+    })
+    .await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1);
+    let owner = format!("i{}", won.iter().position(|w| *w).unwrap());
+    assert!(s.claim_validation(&a.id, &owner, 30, 60).await.unwrap(), "the holder renews");
+    assert!(s.claim_expired_validations("B", 50, 80, 8).await.unwrap().is_empty(), "a live lease is kept");
+    let taken = race(&s, |s, n| async move { s.claim_expired_validations(&format!("j{n}"), 61, 90, 8).await.unwrap() })
+        .await;
+    assert_eq!(taken.iter().map(Vec::len).sum::<usize>(), 1, "{taken:?}");
+    assert!(!s.claim_validation(&a.id, &owner, 62, 90).await.unwrap(), "the old holder lost it");
+    let mut done = processing.clone();
+    done.challenges[0].status = ChallengeStatus::Valid;
+    s.update_authorization(&done, v).await.unwrap();
+    assert!(s.claim_expired_validations("C", 1000, 1030, 8).await.unwrap().is_empty());
+    assert!(!s.claim_validation(&a.id, "C", 1000, 1030).await.unwrap());
+}
+
+/// Open orders: listed until finalized or expired, per account.
+pub(crate) async fn open_orders_are_listed_until_finalized_or_expired(s: Arc<dyn Store>) {
+    let acct = account(10);
+    let (o1, o2) = (order(&acct.id, &[], 1), order(&acct.id, &[], 2));
+    s.create_order(&o1, &[], None).await.unwrap();
+    s.create_order(&o2, &[], None).await.unwrap();
+    s.create_order(&order(&account(11).id, &[], 1), &[], None).await.unwrap();
+    let mut open = s.open_orders(&acct.id, 50, 10).await.unwrap();
+    open.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut both = vec![o1.id.clone(), o2.id.clone()];
+    both.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(open, both);
+    assert_eq!(s.open_orders(&acct.id, 50, 1).await.unwrap().len(), 1, "at most max");
+    let (serial, _) = Serial::random();
+    let cert = IssuedCertificate {
+        serial: serial.clone(),
+        account: Some(acct.id.clone()),
+        order: Some(o1.id.clone()),
+        chain_pem: "pem".into(),
+        not_before: 0,
+        not_after: 1,
+        issued: 0,
+        revoked: None,
+        replaced_by: None,
+        renewal_info: None,
+    };
+    let done = Order { phase: OrderPhase::Valid { certificate: serial }, ..o1.clone() };
+    s.finalize_order(&done, Version(1), &cert).await.unwrap();
+    assert_eq!(s.open_orders(&acct.id, 50, 10).await.unwrap(), vec![o2.id.clone()]);
+    assert!(s.open_orders(&acct.id, 100, 10).await.unwrap().is_empty(), "expired at 100");
+}
+
 /// Every check, each on a fresh store from `backend`.
 pub(crate) async fn run_all(backend: &dyn Backend) {
     one_account_per_key(backend.fresh(UNBOUNDED).await).await;
@@ -428,5 +529,9 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     expired_records_are_purged(backend.fresh(UNBOUNDED).await).await;
     a_failed_order_creation_writes_nothing(backend.fresh(UNBOUNDED).await).await;
     finalize_is_compare_and_swap(backend.fresh(UNBOUNDED).await).await;
+    lockouts_stop_a_burst_at_the_limit(backend.fresh(UNBOUNDED).await).await;
+    rates_stop_a_burst_at_the_limit(backend.fresh(UNBOUNDED).await).await;
+    validation_leases_have_one_owner(backend.fresh(UNBOUNDED).await).await;
+    open_orders_are_listed_until_finalized_or_expired(backend.fresh(UNBOUNDED).await).await;
     acknowledged_writes_survive_a_reopen(backend).await;
 }

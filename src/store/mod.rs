@@ -10,6 +10,7 @@
 pub(crate) mod conformance;
 mod postgres_store;
 mod sled_store;
+mod local_limits;
 mod snapshot;
 
 pub use postgres_store::{PgStore, database_url};
@@ -104,11 +105,69 @@ pub enum AccountCreation {
     Existing(Versioned<Account>),
 }
 
-/// idca's state: the four domains' stores together. Object-safe, so the application
-/// holds an `Arc<dyn Store>`; every backend implements the four traits and gets this one.
-pub trait Store: AcmeStore + OAuthStore + PkiStore + ReplayStore + Send + Sync + std::fmt::Debug {}
+/// idca's state: the domains' stores together. Object-safe, so the application holds
+/// an `Arc<dyn Store>`; every backend implements the five traits and gets this one.
+pub trait Store: AcmeStore + OAuthStore + PkiStore + ReplayStore + LimitStore + Send + Sync + std::fmt::Debug {}
 
-impl<T: AcmeStore + OAuthStore + PkiStore + ReplayStore + Send + Sync + std::fmt::Debug> Store for T {}
+impl<T: AcmeStore + OAuthStore + PkiStore + ReplayStore + LimitStore + Send + Sync + std::fmt::Debug> Store for T {}
+
+/// How a counted attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    Failed,
+    Succeeded,
+    /// Neither (the request failed for another reason).
+    Abandoned,
+}
+
+/// A lockout rule: after `max` failures under one key, each within `lockout_secs` of
+/// the one before, the key waits until `lockout_secs` after the last. Attempts still
+/// being checked count as failures until they end, so a burst cannot pass the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptRule {
+    pub max: u32,
+    pub lockout_secs: i64,
+}
+
+/// How long an attempt being checked holds its place (a crashed instance's attempts
+/// free theirs after this).
+pub const ATTEMPT_RESERVATION_SECS: i64 = 30;
+
+/// Counters every instance shares: lockouts after failed attempts, and request rates.
+/// Each decision is one atomic step, so a burst spread over instances stops at the limit.
+#[async_trait]
+pub trait LimitStore: Send + Sync {
+    /// Counts an attempt about to be checked under `key`; `Err(seconds to wait)` if
+    /// failures and attempts in flight already reach `rule.max`. Each `Ok` is followed by
+    /// one [`LimitStore::end_attempt`].
+    async fn begin_attempt(&self, key: &str, rule: AttemptRule, now: UnixTime) -> Result<Result<(), i64>, StoreError>;
+
+    /// Ends an attempt counted by `begin_attempt`: a failure counts, a success clears
+    /// the key's failures.
+    async fn end_attempt(&self, key: &str, rule: AttemptRule, how: Attempt, now: UnixTime) -> Result<(), StoreError>;
+
+    /// Takes one request from `key`'s allowance of `per_minute` a minute (bursts of up to
+    /// `per_minute`), by GCRA (Boulder's limiter); `Err(seconds until one is allowed)`.
+    async fn take_rate(&self, key: &str, per_minute: u32, now_ms: i64) -> Result<Result<(), u64>, StoreError>;
+
+    /// Removes at most `batch` counters that no longer limit anything at `now`.
+    async fn purge_expired_limits(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError>;
+}
+
+/// GCRA (the generic cell rate algorithm) for `per_minute` requests a minute: from the
+/// theoretical arrival time `tat` (ms) stored for a key, the new one if the request is
+/// allowed at `now_ms`, or the seconds to wait. `per_minute` is at least 1.
+pub fn gcra(tat: Option<i64>, per_minute: u32, now_ms: i64) -> Result<i64, u64> {
+    let (increment, burst) = gcra_steps(per_minute);
+    let next = tat.unwrap_or(now_ms).max(now_ms) + increment;
+    if next - burst <= now_ms { Ok(next) } else { Err(u64::try_from((next - burst - now_ms + 999) / 1000).unwrap_or(1).max(1)) }
+}
+
+/// GCRA's emission interval and burst offset (ms) for `per_minute` a minute.
+pub fn gcra_steps(per_minute: u32) -> (i64, i64) {
+    let increment = 60_000 / i64::from(per_minute.max(1));
+    (increment, increment * i64::from(per_minute.max(1)))
+}
 
 /// ACME accounts, orders and authorizations (RFC 8555).
 #[async_trait]
@@ -160,6 +219,27 @@ pub trait AcmeStore: Send + Sync {
     /// Authorizations with a challenge in `processing`, whose validation must resume
     /// after a restart.
     async fn authorizations_processing(&self) -> Result<Vec<AuthzId>, StoreError>;
+
+    /// Takes the validation of `id` for `owner` until `until`: `true` if its authorization
+    /// is processing and no other owner holds a lease on it that runs past `now` (a
+    /// holder renews with the same call). One atomic step: no two owners validate at once.
+    async fn claim_validation(&self, id: &AuthzId, owner: &str, now: UnixTime, until: UnixTime)
+    -> Result<bool, StoreError>;
+
+    /// Takes up to `max` processing authorizations whose lease ran out before `now` (their
+    /// instance died) for `owner` until `until`; returns those taken. Two instances
+    /// asking at once never get the same one.
+    async fn claim_expired_validations(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+        max: usize,
+    ) -> Result<Vec<AuthzId>, StoreError>;
+
+    /// The account's orders not finalized yet whose expiry is after `now` (for
+    /// `limits.pending_orders_per_account`), at most `max`.
+    async fn open_orders(&self, account: &AccountId, now: UnixTime, max: usize) -> Result<Vec<OrderId>, StoreError>;
 
     /// Writes the finalized `order` (if still at `seen`, `Conflict` otherwise) and its
     /// certificate; the certificate is on record before the order names it.
@@ -343,5 +423,5 @@ pub trait ReplayStore: Send + Sync {
 
 /// The store traits, to call their methods on a `dyn Store` (`use crate::store::prelude::*`).
 pub mod prelude {
-    pub use super::{AcmeStore as _, OAuthStore as _, PkiStore as _, ReplayStore as _};
+    pub use super::{AcmeStore as _, LimitStore as _, OAuthStore as _, PkiStore as _, ReplayStore as _};
 }

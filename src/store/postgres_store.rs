@@ -21,7 +21,10 @@ use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 
-use super::{AccountCreation, AcmeStore, OAuthStore, PkiStore, ReplayStore, StoreError, Version, Versioned};
+use super::{
+    AccountCreation, AcmeStore, Attempt, AttemptRule, LimitStore, OAuthStore, PkiStore, ReplayStore, StoreError, Version,
+    Versioned,
+};
 use crate::clock::UnixTime;
 use crate::jose::Jkt;
 use crate::model::oauth::{
@@ -35,6 +38,7 @@ use crate::model::{
 
 mod acme;
 mod connect;
+mod limits;
 mod oauth;
 mod pki;
 mod replay;
@@ -48,6 +52,7 @@ pub use connect::database_url;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres_store/migrations/0001_schema.sql")),
     (2, include_str!("postgres_store/migrations/0002_expiry_indexes.sql")),
+    (3, include_str!("postgres_store/migrations/0003_shared_limits.sql")),
 ];
 
 /// Attempts of a transaction the database aborted for serialization.
@@ -298,10 +303,11 @@ impl PgStore {
             "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied bigint NOT NULL)";
         let mut client = self.client().await?;
         // Two first starts at once can race inside CREATE TABLE IF NOT EXISTS; the loser's
-        // unique violation means the table is there.
+        // unique violation (or "type already exists") means the table is there.
+        let there = [SqlState::UNIQUE_VIOLATION, SqlState::DUPLICATE_OBJECT, SqlState::DUPLICATE_TABLE];
         match client.batch_execute(create).await {
             Ok(()) => {}
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) if e.code().is_some_and(|c| there.contains(c)) => {}
             Err(e) => return Err(e.into()),
         }
         let mut applied = Vec::new();

@@ -19,7 +19,11 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::{Transactional, Tree};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{AccountCreation, AcmeStore, OAuthStore, PkiStore, ReplayStore, StoreError, Version, Versioned};
+use super::{
+    AccountCreation, AcmeStore, Attempt, AttemptRule, LimitStore, OAuthStore, PkiStore, ReplayStore, StoreError, Version,
+    Versioned,
+};
+use crate::clock::UnixTime;
 use crate::jose::Jkt;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Device, DeviceAuthorization, DeviceStatus, Grant, OAuthKey,
@@ -32,6 +36,7 @@ use crate::model::{
 
 mod acme;
 mod guard;
+mod limits;
 mod oauth;
 mod pki;
 mod replay;
@@ -59,6 +64,8 @@ struct Inner {
     account_keys: Tree,
     orders: Tree,
     account_orders: Tree,
+    /// Orders not finalized yet: `account \0 order` → expiry (big-endian i64).
+    open_orders: Tree,
     authzs: Tree,
     validating: Tree,
     certs: Tree,
@@ -69,6 +76,10 @@ struct Inner {
     dpop_jti: Tree,
     /// Used shared ACME nonces (only when a store's nonces are shared).
     acme_nonces: Tree,
+    /// Validation leases (owner, until) by authorization: in memory, as only this
+    /// process validates; after a restart every processing authorization is free.
+    leases: std::sync::Mutex<std::collections::HashMap<Vec<u8>, (String, i64)>>,
+    limits: super::local_limits::LocalLimits,
     jti_inserts: std::sync::atomic::AtomicU64,
     /// Replay keys held, and the most that may be (`limits.dpop_jti_max`).
     jti_live: std::sync::atomic::AtomicU64,
@@ -246,8 +257,9 @@ fn purge_tree<T: DeserializeOwned>(
     Ok(removed)
 }
 
-/// When a DPoP replay key's window ends (its value: big-endian seconds).
-fn jti_expiry(value: &[u8]) -> i64 {
+/// A time stored as big-endian seconds (a DPoP replay key's window end, an open
+/// order's expiry); 0 if malformed.
+fn stored_time(value: &[u8]) -> i64 {
     <[u8; 8]>::try_from(value.get(..8).unwrap_or(&[0; 8])).map_or(0, i64::from_be_bytes)
 }
 
@@ -307,6 +319,7 @@ impl SledStore {
             account_keys: tree("account_keys")?,
             orders: tree("orders")?,
             account_orders: tree("account_orders")?,
+            open_orders: tree("open_orders")?,
             authzs: tree("authzs")?,
             validating: tree("validating")?,
             certs: tree("certs")?,
@@ -315,6 +328,8 @@ impl SledStore {
             account_authzs: tree("account_authzs")?,
             dpop_jti: tree("dpop_jti")?,
             acme_nonces: tree("acme_nonces")?,
+            leases: std::sync::Mutex::default(),
+            limits: super::local_limits::LocalLimits::default(),
             jti_inserts: std::sync::atomic::AtomicU64::new(0),
             jti_live: std::sync::atomic::AtomicU64::new(db.open_tree("dpop_jti").map_err(backend)?.len() as u64),
             jti_capacity: std::sync::atomic::AtomicU64::new(u64::MAX),
@@ -352,7 +367,7 @@ impl SledStore {
         let mut remaining = 0;
         for entry in tree.iter() {
             let (k, v) = entry.map_err(backend)?;
-            if jti_expiry(&v) <= now {
+            if stored_time(&v) <= now {
                 let _ = tree.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?;
             } else {
                 remaining += 1;

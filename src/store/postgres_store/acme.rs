@@ -11,6 +11,11 @@ pub(super) fn processing(authz: &Authorization) -> bool {
     authz.challenges.iter().any(|c| c.status == ChallengeStatus::Processing)
 }
 
+/// `orders.open_until`: the expiry of an order not finalized yet.
+pub(super) fn open_until(order: &Order) -> Option<i64> {
+    (order.phase == crate::model::OrderPhase::Open).then_some(order.expires)
+}
+
 /// An order and the authorizations it created, in one statement.
 async fn insert_order(c: &impl GenericClient, order: &Order, authzs: &[Authorization]) -> Result<(), StoreError> {
     let sql = "WITH new_authorizations AS (INSERT INTO authorizations \
@@ -18,14 +23,15 @@ async fn insert_order(c: &impl GenericClient, order: &Order, authzs: &[Authoriza
                SELECT id, account_id, t, v, p, 1, b \
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::jsonb[]) \
                AS n(id, account_id, t, v, p, b)) \
-               INSERT INTO orders (id, account_id, created, version, body) VALUES ($7, $8, $9, 1, $10)";
+               INSERT INTO orders (id, account_id, created, version, body, open_until) \
+               VALUES ($7, $8, $9, 1, $10, $11)";
     let ids: Vec<&str> = authzs.iter().map(|a| a.id.0.as_str()).collect();
     let accounts: Vec<&str> = authzs.iter().map(|a| a.account.0.as_str()).collect();
     let kinds: Vec<&str> = authzs.iter().map(|a| a.identifier.kind.as_str()).collect();
     let values: Vec<&str> = authzs.iter().map(|a| a.identifier.value.as_str()).collect();
     let processing: Vec<bool> = authzs.iter().map(processing).collect();
     let bodies: Vec<Json<&Authorization>> = authzs.iter().map(json).collect();
-    let params: [&(dyn ToSql + Sync); 10] = [
+    let params: [&(dyn ToSql + Sync); 11] = [
         &ids,
         &accounts,
         &kinds,
@@ -36,6 +42,7 @@ async fn insert_order(c: &impl GenericClient, order: &Order, authzs: &[Authoriza
         &order.account.0,
         &order.created,
         &json(order),
+        &open_until(order),
     ];
     exec(c, sql, &params).await?;
     Ok(())
@@ -154,7 +161,8 @@ impl AcmeStore for PgStore {
     /// is never stale.
     async fn update_authorization(&self, authz: &Authorization, seen: Version) -> Result<Version, StoreError> {
         let client = self.client().await?;
-        let sql = "UPDATE authorizations SET processing = $2, version = version + 1, body = $3 \
+        let sql = "UPDATE authorizations SET processing = $2, version = version + 1, body = $3, \
+                   lease_owner = CASE WHEN $2 THEN lease_owner END, lease_until = CASE WHEN $2 THEN lease_until ELSE 0 END \
                    WHERE id = $1 AND version = $4";
         let params: [&(dyn ToSql + Sync); 4] = [&authz.id.0, &processing(authz), &json(authz), &db_version(seen)];
         match exec(&client, sql, &params).await? {
@@ -173,7 +181,7 @@ impl AcmeStore for PgStore {
     /// inserted only from its row (one row affected: finalized; none: lost the race).
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {
         let client = self.client().await?;
-        let sql = "WITH finalized AS (UPDATE orders SET version = version + 1, body = $2 \
+        let sql = "WITH finalized AS (UPDATE orders SET version = version + 1, body = $2, open_until = NULL \
                    WHERE id = $1 AND version = $3 RETURNING 1) \
                    INSERT INTO certificates (serial, revoked, version, body) SELECT $4, $5, 1, $6 FROM finalized";
         let params: [&(dyn ToSql + Sync); 6] =
@@ -182,5 +190,46 @@ impl AcmeStore for PgStore {
             1 => Ok(()),
             _ => Err(lost(&client, ORDER_EXISTS, &order.id.0).await),
         }
+    }
+
+    /// One statement: the row's lease decides.
+    async fn claim_validation(
+        &self,
+        id: &AuthzId,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let sql = "UPDATE authorizations SET lease_owner = $2, lease_until = $4 \
+                   WHERE id = $1 AND processing AND (lease_until < $3 OR lease_owner = $2)";
+        Ok(exec(&client, sql, &[&id.0, &owner, &now, &until]).await? == 1)
+    }
+
+    /// One statement: rows another instance is claiming are skipped (`SKIP LOCKED`), and
+    /// a row claimed meanwhile fails the re-checked condition.
+    async fn claim_expired_validations(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+        max: usize,
+    ) -> Result<Vec<AuthzId>, StoreError> {
+        let client = self.client().await?;
+        let sql = "UPDATE authorizations SET lease_owner = $1, lease_until = $3 WHERE id IN \
+                   (SELECT id FROM authorizations WHERE processing AND lease_until < $2 \
+                   ORDER BY lease_until LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                   AND processing AND lease_until < $2 RETURNING id";
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = query(&client, sql, &[&owner, &now, &until, &max]).await?;
+        rows.iter().map(|r| text(r, 0, "authorizations").map(AuthzId)).collect()
+    }
+
+    async fn open_orders(&self, account: &AccountId, now: UnixTime, max: usize) -> Result<Vec<OrderId>, StoreError> {
+        let client = self.client().await?;
+        let sql = "SELECT id FROM orders WHERE account_id = $1 AND open_until > $2 LIMIT $3";
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = query(&client, sql, &[&account.0, &now, &max]).await?;
+        rows.iter().map(|r| text(r, 0, "orders").map(OrderId)).collect()
     }
 }

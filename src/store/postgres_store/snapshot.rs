@@ -98,9 +98,12 @@ impl PgStore {
                 exec(&tx, sql, &[&v.id.0, &v.jkt.0, &v.eab_kid, &db_version(a.version), &json(v)]).await?;
             }
             for o in &s.orders {
-                let sql = "INSERT INTO orders (id, account_id, created, version, body) VALUES ($1, $2, $3, $4, $5)";
+                let sql = "INSERT INTO orders (id, account_id, created, version, body, open_until) \
+                           VALUES ($1, $2, $3, $4, $5, $6)";
                 let v = &o.value;
-                exec(&tx, sql, &[&v.id.0, &v.account.0, &v.created, &db_version(o.version), &json(v)]).await?;
+                let params: [&(dyn ToSql + Sync); 6] =
+                    [&v.id.0, &v.account.0, &v.created, &db_version(o.version), &json(v), &acme::open_until(v)];
+                exec(&tx, sql, &params).await?;
             }
             for a in &s.authorizations {
                 let sql = "INSERT INTO authorizations (id, account_id, identifier_type, identifier_value, \

@@ -116,6 +116,7 @@ impl AcmeStore for SledStore {
             .map(|(c, seen)| Ok::<_, StoreError>((c.serial.0.as_bytes(), seen, encode(c, seen.next())?)))
             .transpose()?;
         let index = order_index_key(&order.account, order.created, &order.id);
+        let open_key = open_order_key(&order.account, &order.id);
         if cert_bytes.is_none() {
             // No sled transaction on this path (see `update_authorization`): the
             // authorizations and their index first, then the order, then its index, so
@@ -140,10 +141,11 @@ impl AcmeStore for SledStore {
                 return Err(e);
             }
             i.account_orders.insert(index, &[]).map_err(backend)?;
+            i.open_orders.insert(open_key.as_slice(), &order.expires.to_be_bytes()).map_err(backend)?;
             return self.durable().await;
         }
-        (&i.orders, &i.account_orders, &i.authzs, &i.certs, &i.account_authzs)
-            .transaction(|(orders, account_orders, authzs, certs, account_authzs)| {
+        (&i.orders, &i.account_orders, &i.authzs, &i.certs, &i.account_authzs, &i.open_orders)
+            .transaction(|(orders, account_orders, authzs, certs, account_authzs, open_orders)| {
                 if orders.get(order.id.0.as_bytes())?.is_some() {
                     return abort(StoreError::AlreadyExists);
                 }
@@ -162,6 +164,7 @@ impl AcmeStore for SledStore {
                 }
                 orders.insert(order.id.0.as_bytes(), order_bytes.as_slice())?;
                 account_orders.insert(index.as_slice(), &[])?;
+                open_orders.insert(open_key.as_slice(), &order.expires.to_be_bytes())?;
                 Ok(())
             })
             .map_err(tx_err)?;
@@ -239,6 +242,9 @@ impl AcmeStore for SledStore {
             // Lost only to a later writer, whose entry then stays.
             let _ = i.validating.compare_and_swap(key, Some(set_by), None as Option<&[u8]>).map_err(backend)?;
         }
+        if !processing {
+            i.leases.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        }
         self.durable().await?;
         Ok(seen.next())
     }
@@ -277,6 +283,77 @@ impl AcmeStore for SledStore {
             i.certs.remove(serial).map_err(backend)?;
             return Err(e);
         }
+        i.open_orders.remove(open_order_key(&order.account, &order.id)).map_err(backend)?;
         self.durable().await
     }
+
+    async fn claim_validation(
+        &self,
+        id: &AuthzId,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let key = id.0.as_bytes();
+        if self.inner.validating.get(key).map_err(backend)?.is_none() {
+            return Ok(false);
+        }
+        let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        match leases.get(key) {
+            Some((holder, expires)) if holder != owner && *expires >= now => Ok(false),
+            _ => {
+                leases.insert(key.to_vec(), (owner.to_owned(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn claim_expired_validations(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+        max: usize,
+    ) -> Result<Vec<AuthzId>, StoreError> {
+        let processing = self.authorizations_processing().await?;
+        let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        leases.retain(|k, _| processing.iter().any(|id| id.0.as_bytes() == k.as_slice()));
+        let mut taken = Vec::new();
+        for id in processing {
+            if taken.len() == max {
+                break;
+            }
+            let key = id.0.as_bytes();
+            if leases.get(key).is_none_or(|(_, expires)| *expires < now) {
+                leases.insert(key.to_vec(), (owner.to_owned(), until));
+                taken.push(id);
+            }
+        }
+        Ok(taken)
+    }
+
+    async fn open_orders(&self, account: &AccountId, now: UnixTime, max: usize) -> Result<Vec<OrderId>, StoreError> {
+        let mut prefix = account.0.as_bytes().to_vec();
+        prefix.push(0);
+        let mut ids = Vec::new();
+        for entry in self.inner.open_orders.scan_prefix(&prefix) {
+            let (key, expires) = entry.map_err(backend)?;
+            if ids.len() == max {
+                break;
+            }
+            if stored_time(&expires) > now {
+                ids.push(OrderId(String::from_utf8_lossy(key.get(prefix.len()..).unwrap_or_default()).into_owned()));
+            }
+        }
+        Ok(ids)
+    }
 }
+
+/// The `open_orders` key of an order.
+fn open_order_key(account: &AccountId, order: &OrderId) -> Vec<u8> {
+    let mut key = account.0.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(order.0.as_bytes());
+    key
+}
+

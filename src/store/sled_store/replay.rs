@@ -32,7 +32,7 @@ impl ReplayStore for SledStore {
         let tree = &i.dpop_jti;
         let fresh = loop {
             let current = tree.get(key.as_bytes()).map_err(backend)?;
-            let expired = current.as_ref().is_some_and(|v| jti_expiry(v) <= now);
+            let expired = current.as_ref().is_some_and(|v| stored_time(v) <= now);
             if current.is_some() && !expired {
                 break false;
             }
@@ -90,7 +90,7 @@ impl ReplayStore for SledStore {
                 }
                 let (k, v) = entry.map_err(backend)?;
                 // The value holds the expiry first, as big-endian seconds.
-                if jti_expiry(&v) < now
+                if stored_time(&v) < now
                     && tree.compare_and_swap(k, Some(v), None as Option<&[u8]>).map_err(backend)?.is_ok()
                 {
                     removed += 1;

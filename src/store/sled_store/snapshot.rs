@@ -24,7 +24,7 @@ fn expiring(tree: &Tree) -> Result<Vec<(String, i64, String)>, StoreError> {
         .map(|entry| {
             let (k, v) = entry.map_err(backend)?;
             let rest = String::from_utf8_lossy(v.get(8..).unwrap_or_default()).into_owned();
-            Ok((String::from_utf8_lossy(&k).into_owned(), jti_expiry(&v), rest))
+            Ok((String::from_utf8_lossy(&k).into_owned(), stored_time(&v), rest))
         })
         .collect()
 }
