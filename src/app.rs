@@ -36,14 +36,16 @@ pub enum AppError {
 /// keys, and id_tokens against an external OpenID provider's when one is configured.
 struct IdentityKeys {
     own: Arc<crate::oauth::AuthServer>,
+    clock: Arc<dyn Clock>,
     oidc: Option<Arc<crate::validate::OidcProvider>>,
 }
 
+#[async_trait::async_trait]
 impl crate::validate::IdentityTokens for IdentityKeys {
-    fn verify(&self, token: &str, typ: &str) -> Result<serde_json::Value, String> {
+    async fn verify(&self, token: &str, typ: &str) -> Result<serde_json::Value, String> {
         match &self.oidc {
             Some(provider) if typ == "JWT" => provider.verify(token),
-            _ => self.own.verify_own_token(token, typ).map_err(|e| e.to_string()),
+            _ => self.own.verify_own_token(token, typ, self.clock.now()).await.map_err(|e| e.to_string()),
         }
     }
 }
@@ -311,6 +313,55 @@ async fn close(store: Arc<dyn Store>) {
     tracing::warn!("the store is still in use 10 s after the server stopped");
 }
 
+/// Every [`crate::oauth::KeyRing::REFRESH_SECS`], reloads the OAuth signing keys, so that
+/// a rotation made elsewhere (another instance, `idca oauth-rotate-key`) is signed with
+/// and published here too. Ends when the authorization server is dropped.
+fn spawn_key_refresh(authz: Weak<crate::oauth::AuthServer>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(crate::oauth::KeyRing::REFRESH_SECS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(authz) = authz.upgrade() else { return };
+            if let Err(e) = authz.reload_keys().await {
+                tracing::warn!(error = %e, "reloading the OAuth signing keys failed; retrying later");
+            }
+        }
+    });
+}
+
+/// With a shared store (PostgreSQL), instances behind one load balancer must give out the
+/// same URLs (account and order URLs, the issuer, DPoP `htu`): `server.public_url` is
+/// required unless the port is chosen at start (0, one process). Instances should also
+/// share `[oauth]` clients and users and `[acme.eab]` keys: a fingerprint of those is
+/// kept in the store, and a start with a different one is warned about.
+async fn check_shared_config(config: &Config, store: &dyn Store) -> Result<(), AppError> {
+    if config.storage.url.is_empty() {
+        return Ok(());
+    }
+    if config.server.public_url.is_empty() && config.server.listen.port() != 0 {
+        return Err(AppError::Config(crate::config::ConfigError::Invalid(
+            "with storage.url set (a store several instances share), set server.public_url to the URL clients              reach them at (the load balancer's), so that every instance gives out the same URLs"
+                .into(),
+        )));
+    }
+    let shared = format!("{:?}", (&config.oauth.clients, &config.oauth.users, &config.acme.eab, &config.server.public_url));
+    let fingerprint = ring::digest::digest(&ring::digest::SHA256, shared.as_bytes());
+    match store.swap_shared_value(CONFIG_FINGERPRINT, fingerprint.as_ref()).await? {
+        Some(previous) if previous != fingerprint.as_ref() => tracing::warn!(
+            "this instance's [oauth] clients or users, [acme.eab] keys or server.public_url differ from those of the \
+             instance that started before it on this database: every instance behind one load balancer needs the \
+             same, or clients see different answers from each"
+        ),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The shared value the configuration fingerprint is kept under.
+const CONFIG_FINGERPRINT: &str = "config_fingerprint";
+
 /// Records removed per statement (or per tree scan) when purging.
 const PURGE_BATCH: usize = 1000;
 
@@ -374,6 +425,7 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     spawn_purge(Arc::downgrade(&store), clock.clone(), Duration::from_secs(config.storage.purge_interval_secs));
     let material = load_or_create_ca(&config, store.as_ref(), clock.now()).await?;
 
+    check_shared_config(&config, store.as_ref()).await?;
     let listener = std::net::TcpListener::bind(config.server.listen)
         .map_err(|e| AppError::Io(format!("cannot listen on {}: {e}", config.server.listen)))?;
     let addr = listener.local_addr().map_err(|e| AppError::Io(e.to_string()))?;
@@ -436,9 +488,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
         provider.clone().keep_fresh(Duration::from_secs(d.oidc_refresh_secs.max(10)), fetched);
         Some(provider)
     };
+    spawn_key_refresh(Arc::downgrade(&authz));
     let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());
     let links = Links::new(public_url.clone());
-    let identity = ClientIdentity { tokens: Arc::new(IdentityKeys { own: authz.clone(), oidc }), issuer: oidc_issuer };
+    let identity = ClientIdentity { tokens: Arc::new(IdentityKeys { own: authz.clone(), clock: clock.clone(), oidc }), issuer: oidc_issuer };
     // On a shared store (PostgreSQL) every instance must accept the others' nonces.
     let shared_nonces = if config.storage.url.is_empty() {
         None

@@ -36,7 +36,9 @@ enum Command {
     /// hash, for `password_hash` / `secret_hash` in config.toml.
     HashPassword,
     /// Make a new OAuth signing key the active one (older keys stay published until
-    /// their tokens expire). Run while the server is stopped.
+    /// their tokens expire). With sled, run while the server is stopped; on PostgreSQL,
+    /// while instances run: each signs with the new key within 30 s, and all accept its
+    /// tokens at once (an unknown key id reloads the keys).
     OauthRotateKey,
     /// Demo client: log in, register a device and enroll a client identity certificate
     /// against a running idca (wire-dpop-01 + wire-oidc-01).

@@ -100,7 +100,7 @@ impl Acme {
             if pending && challenge_pending {
                 // Identity challenges are decided now: Wire clients expect the answer to
                 // the POST to be `valid` already.
-                let outcome = self.check_identity_challenge(&authz.value, idx, &body, &v, now)?;
+                let outcome = self.check_identity_challenge(&authz.value, idx, &body, &v, now).await?;
                 worker::record_outcome(
                     &mut authz.value,
                     id,
@@ -161,7 +161,7 @@ impl Acme {
     /// Checks the answer to a `wire-dpop-01` (`{"access_token"}`) or `wire-oidc-01`
     /// (`{"id_token"}`) challenge. A payload without the token is `malformed`; a token
     /// that does not bind is a failed validation (the challenge becomes invalid).
-    pub(super) fn check_identity_challenge(
+    pub(super) async fn check_identity_challenge(
         &self,
         authz: &Authorization,
         idx: usize,
@@ -198,7 +198,8 @@ impl Acme {
                     depth: self.json_depth,
                 },
                 now,
-            ),
+            )
+            .await,
             _ => crate::validate::check_wire_oidc(
                 tokens.as_ref(),
                 token("id_token")?,
@@ -210,7 +211,8 @@ impl Acme {
                     name: &ident.name,
                 },
                 now,
-            ),
+            )
+            .await,
         })
     }
 }

@@ -5,7 +5,7 @@ use super::*;
 impl AuthServer {
     /// The JWKS.
     pub fn jwks(&self) -> serde_json::Value {
-        self.keys.jwks()
+        self.keys.current().jwks()
     }
 
     /// Authorization server metadata (RFC 8414), which is also the OpenID provider

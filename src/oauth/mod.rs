@@ -24,7 +24,7 @@ pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
 pub use login::{User, hash_password, verify_password};
 pub use registration::{ClientMetadata, RegistrationResponse};
-pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, Keys};
+pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, KeyRing, Keys};
 pub use wire::*;
 pub use wire_clients::{DeviceInfo, DeviceTokenResponse, wire_user_id};
 
@@ -52,7 +52,7 @@ pub struct AuthServer {
     audience: String,
     clients: Vec<Client>,
     users: Vec<User>,
-    keys: Keys,
+    keys: KeyRing,
     limiter: login::AttemptLimiter,
     device_limiter: login::AttemptLimiter,
     client_auth_limiter: login::AttemptLimiter,
@@ -163,7 +163,7 @@ impl AuthServer {
             store.rotate_oauth_key(&OAuthKey { kid, pkcs8, created: now, retired: None }).await?;
             stored = store.oauth_keys().await?;
         }
-        let keys = Keys::load(&stored, json_depth)?;
+        let keys = KeyRing::new(Keys::load(&stored, json_depth)?);
         let issuer = if config.issuer.is_empty() { public_url.to_owned() } else { config.issuer.clone() };
         Ok(Self {
             clients: config.clients.iter().map(Client::from).collect(),

@@ -81,7 +81,7 @@ impl AuthServer {
     /// Verifies an access token for idca's own resources (RFC 6750): signature by a
     /// published key, `typ` at+jwt, issuer, audience, expiry, and a live grant.
     pub async fn verify_access_token(&self, token: &str, now: UnixTime) -> Result<AccessTokenClaims, OAuthError> {
-        let claims: AccessTokenClaims = self.keys.verify(token, AT_JWT)?;
+        let claims: AccessTokenClaims = self.verify_token(token, AT_JWT, now).await?;
         let bad = |m: &str| OAuthError::InvalidToken(m.to_owned());
         if claims.iss != self.issuer || claims.aud != self.audience {
             return Err(bad("the token is not for this server"));
@@ -150,7 +150,8 @@ impl AuthServer {
             Ok(r) if r.value.client_id == client.client_id => Some(r.value.grant),
             Ok(_) => None,
             Err(StoreError::NotFound) => self
-                .keys
+                
+                .keys.current()
                 .verify::<AccessTokenClaims>(token, AT_JWT)
                 .ok()
                 .filter(|c| c.client_id == client.client_id && c.exp > now)
@@ -194,7 +195,32 @@ impl AuthServer {
 
     /// Verifies a token this server signed (any `typ`) and returns its claims: what the
     /// ACME identity challenges check tokens with.
-    pub fn verify_own_token(&self, token: &str, typ: &str) -> Result<serde_json::Value, OAuthError> {
-        self.keys.verify(token, typ)
+    pub async fn verify_own_token(&self, token: &str, typ: &str, now: UnixTime) -> Result<serde_json::Value, OAuthError> {
+        self.verify_token(token, typ, now).await
+    }
+
+    /// Verifies a token signed by one of the keys; one naming a key not loaded yet
+    /// (another instance rotated) reloads the keys first, at most once a second.
+    async fn verify_token<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        typ: &str,
+        now: UnixTime,
+    ) -> Result<T, OAuthError> {
+        let keys = self.keys.current();
+        match keys.verify(token, typ) {
+            Err(e) if keys.names_unknown_key(token) && self.keys.may_reload(now) => {
+                self.reload_keys().await?;
+                self.keys.current().verify(token, typ).map_err(|_| e)
+            }
+            r => r,
+        }
+    }
+
+    /// Loads the signing keys from the store again (after a rotation elsewhere).
+    pub async fn reload_keys(&self) -> Result<(), OAuthError> {
+        let stored = self.store.oauth_keys().await?;
+        self.keys.replace(Keys::load(&stored, self.json_depth)?);
+        Ok(())
     }
 }

@@ -265,7 +265,7 @@ impl AuthServer {
             grant: grant.id.clone(),
             cnf: jkt.map(|j| tokens::Confirmation { jkt: j.to_owned() }),
         };
-        let access_token = self.keys.sign(AT_JWT, &claims)?;
+        let access_token = self.keys.current().sign(AT_JWT, &claims)?;
         let id_token = match (grant.scope.iter().any(|s| s == "openid"), grant.auth_time) {
             (true, Some(auth_time)) => {
                 let user = self.users.iter().find(|u| u.username == grant.sub);
@@ -287,7 +287,7 @@ impl AuthServer {
                     keyauth: claims::echoed(requested, "keyauth"),
                     acme_aud: claims::echoed(requested, "acme_aud"),
                 };
-                Some(self.keys.sign("JWT", &id)?)
+                Some(self.keys.current().sign("JWT", &id)?)
             }
             _ => None,
         };

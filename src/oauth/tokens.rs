@@ -148,6 +148,56 @@ impl Keys {
     }
 }
 
+impl Keys {
+    /// Whether `token`'s header names a `kid` none of these keys has (a key another
+    /// instance made after these were loaded, or garbage).
+    pub fn names_unknown_key(&self, token: &str) -> bool {
+        CompactJws::parse(token, self.depth)
+            .ok()
+            .and_then(|jws| jws.header.kid)
+            .is_some_and(|kid| !self.published.iter().any(|(k, _)| *k == kid))
+    }
+}
+
+/// The keys as last loaded from the store, shared by every instance: reloaded when a
+/// token names a key not among them (another instance rotated), at most once a second,
+/// and every [`KeyRing::REFRESH_SECS`] (so that every instance signs with, and
+/// publishes, the newest key soon after a rotation).
+#[derive(Debug)]
+pub struct KeyRing {
+    keys: std::sync::RwLock<std::sync::Arc<Keys>>,
+    /// When a token with an unknown `kid` last made a reload.
+    reloaded_at: std::sync::atomic::AtomicI64,
+}
+
+impl KeyRing {
+    pub const REFRESH_SECS: u64 = 30;
+
+    pub fn new(keys: Keys) -> Self {
+        Self { keys: std::sync::RwLock::new(std::sync::Arc::new(keys)), reloaded_at: i64::MIN.into() }
+    }
+
+    /// The keys now.
+    pub fn current(&self) -> std::sync::Arc<Keys> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a token with an unknown `kid` may reload the keys now (once a second at
+    /// most, so that garbage tokens cannot load the store); claims it if so.
+    pub fn may_reload(&self, now: UnixTime) -> bool {
+        let last = self.reloaded_at.load(std::sync::atomic::Ordering::Relaxed);
+        last < now
+            && self
+                .reloaded_at
+                .compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed)
+                .is_ok()
+    }
+
+    pub fn replace(&self, keys: Keys) {
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(keys);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -227,7 +227,7 @@ impl AuthServer {
             scope: "wire_client_id",
             sub: &device.client_id,
         };
-        let token = self.keys.sign_embedding_jwk(super::AT_JWT, &claims)?;
+        let token = self.keys.current().sign_embedding_jwk(super::AT_JWT, &claims)?;
         Ok(DeviceTokenResponse { token, kind: "DPoP", expires_in: lifetime })
     }
 }

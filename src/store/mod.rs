@@ -401,6 +401,9 @@ pub trait ReplayStore: Send + Sync {
     /// (first start; the first to store wins).
     async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError>;
 
+    /// Stores `value` under `name` (shared by every instance) and returns what was there.
+    async fn swap_shared_value(&self, name: &str, value: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
     /// Records an ACME nonce as used until `expires`; `false` if it was already (RFC 8555
     /// §6.5: each nonce is accepted once, by any instance).
     async fn consume_acme_nonce(&self, key: &str, expires: i64) -> Result<bool, StoreError>;

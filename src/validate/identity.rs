@@ -12,8 +12,9 @@ use crate::jose::{CompactJws, JsonDepth, Jwk};
 
 /// Verifies tokens signed by idca's authorization server (by `kid`, or by a `jwk` in the
 /// header that is one of its published keys) and returns their claims.
+#[async_trait::async_trait]
 pub trait IdentityTokens: Send + Sync {
-    fn verify(&self, token: &str, typ: &str) -> Result<Value, String>;
+    async fn verify(&self, token: &str, typ: &str) -> Result<Value, String>;
 }
 
 /// What a `wire-dpop-01` answer must match.
@@ -82,14 +83,14 @@ fn check_times(claims: &Value, now: UnixTime, what: &str) -> Result<(), Validati
 /// 5. the proof's `aud`, `htu`, times, `sub`, `nonce` and `chal` agree with the token and
 ///    the challenge;
 /// 6. the proof's `handle` and `name` are the identifier's.
-pub fn check_wire_dpop(
+pub async fn check_wire_dpop(
     keys: &dyn IdentityTokens,
     access_token: &str,
     c: &DpopChallenge<'_>,
     now: UnixTime,
 ) -> Result<(), ValidationError> {
     // 1.
-    let t = keys.verify(access_token, "at+jwt").map_err(|e| unauthorized(&format!("access token: {e}")))?;
+    let t = keys.verify(access_token, "at+jwt").await.map_err(|e| unauthorized(&format!("access token: {e}")))?;
     // 2.
     if s(&t, "iss") != c.target {
         return Err(unauthorized("access token iss is not the challenge target"));
@@ -151,14 +152,14 @@ pub fn check_wire_dpop(
 /// 3. `acme_aud` is the challenge URL;
 /// 4. `name` is the identifier's display name and `handle` its handle (set by idca from
 ///    the user's record, never from the request).
-pub fn check_wire_oidc(
+pub async fn check_wire_oidc(
     keys: &dyn IdentityTokens,
     id_token: &str,
     c: &OidcChallenge<'_>,
     now: UnixTime,
 ) -> Result<(), ValidationError> {
     // 1.
-    let t = keys.verify(id_token, "JWT").map_err(|e| unauthorized(&format!("id_token: {e}")))?;
+    let t = keys.verify(id_token, "JWT").await.map_err(|e| unauthorized(&format!("id_token: {e}")))?;
     if s(&t, "iss") != c.issuer {
         return Err(unauthorized("id_token iss is not the challenge target"));
     }
@@ -215,8 +216,9 @@ mod tests {
     /// idca's authorization server: checks its own signature and the `typ`.
     struct Server(SigningKey);
 
+    #[async_trait::async_trait]
     impl IdentityTokens for Server {
-        fn verify(&self, token: &str, typ: &str) -> Result<Value, String> {
+        async fn verify(&self, token: &str, typ: &str) -> Result<Value, String> {
             let jws = CompactJws::parse(token, JsonDepth::default()).map_err(|e| e.to_string())?;
             if jws.header.typ.as_deref() != Some(typ) {
                 return Err("wrong typ".into());
@@ -238,6 +240,10 @@ mod tests {
     }
 
     fn dpop(server: &Server, account: &SigningKey, token: &str) -> Result<(), ValidationError> {
+        block_on(dpop_async(server, account, token))
+    }
+
+    async fn dpop_async(server: &Server, account: &SigningKey, token: &str) -> Result<(), ValidationError> {
         let c = DpopChallenge {
             target: TARGET,
             url: URL,
@@ -248,7 +254,12 @@ mod tests {
             name: NAME,
             depth: JsonDepth::default(),
         };
-        check_wire_dpop(server, token, &c, NOW)
+        check_wire_dpop(server, token, &c, NOW).await
+    }
+
+    /// Runs a future that never waits (the test key server answers at once).
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(f)
     }
 
     #[test]
@@ -314,7 +325,7 @@ mod tests {
         let good = json!({"iss": ISSUER, "sub": "alice", "aud": "idca-cli", "iat": NOW, "exp": NOW + 300,
                           "keyauth": keyauth, "acme_aud": URL, "name": NAME, "handle": HANDLE});
         let id = |claims: &Value| server.0.sign("JWT", claims).unwrap();
-        assert!(check_wire_oidc(&server, &id(&good), &c, NOW).is_ok());
+        assert!(block_on(check_wire_oidc(&server, &id(&good), &c, NOW)).is_ok());
         let changes: &[(&str, Value)] = &[
             ("iss", json!("https://elsewhere.test")),
             ("exp", json!(NOW - 3600)),
@@ -327,15 +338,15 @@ mod tests {
         for (k, v) in changes {
             let mut t = good.clone();
             t[*k] = v.clone();
-            let r = check_wire_oidc(&server, &id(&t), &c, NOW);
+            let r = block_on(check_wire_oidc(&server, &id(&t), &c, NOW));
             assert!(matches!(r, Err(ValidationError::Unauthorized(_))), "{k}: {r:?}");
         }
-        assert!(check_wire_oidc(&server, &key().sign("JWT", &good).unwrap(), &c, NOW).is_err());
+        assert!(block_on(check_wire_oidc(&server, &key().sign("JWT", &good).unwrap(), &c, NOW)).is_err());
         // An external provider's bare handle names the same user; another bare handle not.
         let mut bare = good.clone();
         bare["handle"] = json!("alice_wire");
-        assert!(check_wire_oidc(&server, &id(&bare), &c, NOW).is_ok());
+        assert!(block_on(check_wire_oidc(&server, &id(&bare), &c, NOW)).is_ok());
         bare["handle"] = json!("bob");
-        assert!(check_wire_oidc(&server, &id(&bare), &c, NOW).is_err());
+        assert!(block_on(check_wire_oidc(&server, &id(&bare), &c, NOW)).is_err());
     }
 }

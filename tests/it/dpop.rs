@@ -52,7 +52,7 @@ pub(crate) struct Reply {
     pub body: Value,
 }
 
-async fn send(r: reqwest::RequestBuilder) -> Reply {
+pub(crate) async fn send(r: reqwest::RequestBuilder) -> Reply {
     let r = r.send().await.unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();

@@ -16,6 +16,7 @@ mod eab;
 mod enrollment;
 mod fuzz_seeds;
 mod harness;
+mod instances;
 mod knobs;
 mod layering;
 mod lifecycle;

@@ -133,7 +133,7 @@ pub(crate) fn oauth_http(
             let io = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
             let req: reqwest::Request = req.try_into().map_err(|e: reqwest::Error| io(&e))?;
             let resp = client.execute(req).await.map_err(|e| io(&e))?;
-            let mut b = oauth2::http::Response::builder().status(resp.status().as_u16());
+            let mut b = http::Response::builder().status(resp.status().as_u16());
             for (k, v) in resp.headers() {
                 b = b.header(k.as_str(), v.as_bytes());
             }

@@ -29,6 +29,21 @@ impl ReplayStore for PgStore {
             .map_err(|e| StoreError::Corrupt { tree: "meta", message: format!("{name}: {e}") })
     }
 
+    /// One statement: the old value read in the same snapshot the upsert writes in.
+    async fn swap_shared_value(&self, name: &str, value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let client = self.client().await?;
+        let sql = "WITH old AS (SELECT body FROM meta WHERE key = $1), \
+                   new AS (INSERT INTO meta (key, version, body) VALUES ($1, 1, $2) \
+                   ON CONFLICT (key) DO UPDATE SET version = meta.version + 1, body = EXCLUDED.body) \
+                   SELECT body FROM old";
+        let row = query_opt(&client, sql, &[&name, &json(&crate::jose::b64_encode(value))]).await?;
+        let Some(row) = row else { return Ok(None) };
+        let stored: String = body(&row, 0, "meta")?;
+        crate::jose::b64_decode(&stored)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt { tree: "meta", message: format!("{name}: {e}") })
+    }
+
     /// One statement decides: the insert of a key not there yet.
     async fn consume_acme_nonce(&self, key: &str, expires: i64) -> Result<bool, StoreError> {
         let client = self.client().await?;

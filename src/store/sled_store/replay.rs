@@ -14,6 +14,12 @@ impl ReplayStore for SledStore {
         }
     }
 
+    async fn swap_shared_value(&self, name: &str, value: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let previous = self.inner.meta.insert(name.as_bytes(), value).map_err(backend)?;
+        self.durable().await?;
+        Ok(previous.map(|v| v.to_vec()))
+    }
+
     async fn consume_acme_nonce(&self, key: &str, expires: i64) -> Result<bool, StoreError> {
         let tree = &self.inner.acme_nonces;
         let fresh = tree
