@@ -346,7 +346,8 @@ async fn check_shared_config(config: &Config, store: &dyn Store) -> Result<(), A
                 .into(),
         )));
     }
-    let shared = format!("{:?}", (&config.oauth.clients, &config.oauth.users, &config.acme.eab, &config.server.public_url));
+    let shared =
+        format!("{:?}", (&config.oauth.clients, &config.oauth.users, &config.acme.eab, &config.server.public_url));
     let fingerprint = ring::digest::digest(&ring::digest::SHA256, shared.as_bytes());
     match store.swap_shared_value(CONFIG_FINGERPRINT, fingerprint.as_ref()).await? {
         Some(previous) if previous != fingerprint.as_ref() => tracing::warn!(
@@ -491,7 +492,10 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     spawn_key_refresh(Arc::downgrade(&authz));
     let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());
     let links = Links::new(public_url.clone());
-    let identity = ClientIdentity { tokens: Arc::new(IdentityKeys { own: authz.clone(), clock: clock.clone(), oidc }), issuer: oidc_issuer };
+    let identity = ClientIdentity {
+        tokens: Arc::new(IdentityKeys { own: authz.clone(), clock: clock.clone(), oidc }),
+        issuer: oidc_issuer,
+    };
     // On a shared store (PostgreSQL) every instance must accept the others' nonces.
     let shared_nonces = if config.storage.url.is_empty() {
         None

@@ -184,35 +184,39 @@ impl Acme {
                 .ok_or_else(|| AcmeError::Malformed(format!("the payload must be {{\"{field}\": \"…\"}}")))
         };
         Ok(match c.kind {
-            ChallengeType::WireDpop01 => crate::validate::check_wire_dpop(
-                tokens.as_ref(),
-                token("access_token")?,
-                &crate::validate::DpopChallenge {
-                    target: &target,
-                    url: &url,
-                    token: &c.token,
-                    account_jkt: &account.jkt.0,
-                    client_id: ident.client_id.as_deref().unwrap_or_default(),
-                    handle: &ident.handle,
-                    name: &ident.name,
-                    depth: self.json_depth,
-                },
-                now,
-            )
-            .await,
-            _ => crate::validate::check_wire_oidc(
-                tokens.as_ref(),
-                token("id_token")?,
-                &crate::validate::OidcChallenge {
-                    issuer: &target,
-                    url: &url,
-                    key_authorization: &format!("{}.{}", c.token, account.jkt),
-                    handle: &ident.handle,
-                    name: &ident.name,
-                },
-                now,
-            )
-            .await,
+            ChallengeType::WireDpop01 => {
+                crate::validate::check_wire_dpop(
+                    tokens.as_ref(),
+                    token("access_token")?,
+                    &crate::validate::DpopChallenge {
+                        target: &target,
+                        url: &url,
+                        token: &c.token,
+                        account_jkt: &account.jkt.0,
+                        client_id: ident.client_id.as_deref().unwrap_or_default(),
+                        handle: &ident.handle,
+                        name: &ident.name,
+                        depth: self.json_depth,
+                    },
+                    now,
+                )
+                .await
+            }
+            _ => {
+                crate::validate::check_wire_oidc(
+                    tokens.as_ref(),
+                    token("id_token")?,
+                    &crate::validate::OidcChallenge {
+                        issuer: &target,
+                        url: &url,
+                        key_authorization: &format!("{}.{}", c.token, account.jkt),
+                        handle: &ident.handle,
+                        name: &ident.name,
+                    },
+                    now,
+                )
+                .await
+            }
         })
     }
 }

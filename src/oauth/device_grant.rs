@@ -271,9 +271,7 @@ impl AuthServer {
         self.device_limiter.end(self.store.as_ref(), USER_CODE_KEY, ip, now, how).await;
         match found {
             Some(d) => Ok(Ok(d)),
-            None => {
-                Ok(Err("This code is not valid or has expired. Check the code shown on your device.".into()))
-            }
+            None => Ok(Err("This code is not valid or has expired. Check the code shown on your device.".into())),
         }
     }
 

@@ -150,8 +150,8 @@ impl AuthServer {
             Ok(r) if r.value.client_id == client.client_id => Some(r.value.grant),
             Ok(_) => None,
             Err(StoreError::NotFound) => self
-                
-                .keys.current()
+                .keys
+                .current()
                 .verify::<AccessTokenClaims>(token, AT_JWT)
                 .ok()
                 .filter(|c| c.client_id == client.client_id && c.exp > now)
@@ -195,7 +195,12 @@ impl AuthServer {
 
     /// Verifies a token this server signed (any `typ`) and returns its claims: what the
     /// ACME identity challenges check tokens with.
-    pub async fn verify_own_token(&self, token: &str, typ: &str, now: UnixTime) -> Result<serde_json::Value, OAuthError> {
+    pub async fn verify_own_token(
+        &self,
+        token: &str,
+        typ: &str,
+        now: UnixTime,
+    ) -> Result<serde_json::Value, OAuthError> {
         self.verify_token(token, typ, now).await
     }
 

@@ -472,8 +472,8 @@ pub(crate) async fn validation_leases_have_one_owner(s: Arc<dyn Store>) {
     let owner = format!("i{}", won.iter().position(|w| *w).unwrap());
     assert!(s.claim_validation(&a.id, &owner, 30, 60).await.unwrap(), "the holder renews");
     assert!(s.claim_expired_validations("B", 50, 80, 8).await.unwrap().is_empty(), "a live lease is kept");
-    let taken = race(&s, |s, n| async move { s.claim_expired_validations(&format!("j{n}"), 61, 90, 8).await.unwrap() })
-        .await;
+    let taken =
+        race(&s, |s, n| async move { s.claim_expired_validations(&format!("j{n}"), 61, 90, 8).await.unwrap() }).await;
     assert_eq!(taken.iter().map(Vec::len).sum::<usize>(), 1, "{taken:?}");
     assert!(!s.claim_validation(&a.id, &owner, 62, 90).await.unwrap(), "the old holder lost it");
     let mut done = processing.clone();

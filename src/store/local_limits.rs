@@ -38,7 +38,8 @@ impl LocalLimits {
         if map.len() >= MAX_TRACKED {
             map.retain(|_, c| c.in_flight > 0 || c.expires > now);
         }
-        let c = map.entry(key.to_owned()).or_insert(Counter { failures: 0, last_failure: now, in_flight: 0, expires: now });
+        let c =
+            map.entry(key.to_owned()).or_insert(Counter { failures: 0, last_failure: now, in_flight: 0, expires: now });
         if now >= c.last_failure.saturating_add(rule.lockout_secs) {
             c.failures = 0;
         }
@@ -102,7 +103,8 @@ impl LocalLimits {
         }
         let mut map = lock(&self.rates);
         let now_ms = now.saturating_mul(1000);
-        let full: Vec<String> = map.iter().filter(|(_, tat)| **tat <= now_ms).map(|(k, _)| k.clone()).take(batch).collect();
+        let full: Vec<String> =
+            map.iter().filter(|(_, tat)| **tat <= now_ms).map(|(k, _)| k.clone()).take(batch).collect();
         for k in full {
             map.remove(&k);
             gone += 1;

@@ -8,9 +8,9 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
+mod local_limits;
 mod postgres_store;
 mod sled_store;
-mod local_limits;
 mod snapshot;
 
 pub use postgres_store::{PgStore, database_url};
@@ -160,7 +160,11 @@ pub trait LimitStore: Send + Sync {
 pub fn gcra(tat: Option<i64>, per_minute: u32, now_ms: i64) -> Result<i64, u64> {
     let (increment, burst) = gcra_steps(per_minute);
     let next = tat.unwrap_or(now_ms).max(now_ms) + increment;
-    if next - burst <= now_ms { Ok(next) } else { Err(u64::try_from((next - burst - now_ms + 999) / 1000).unwrap_or(1).max(1)) }
+    if next - burst <= now_ms {
+        Ok(next)
+    } else {
+        Err(u64::try_from((next - burst - now_ms + 999) / 1000).unwrap_or(1).max(1))
+    }
 }
 
 /// GCRA's emission interval and burst offset (ms) for `per_minute` a minute.
@@ -223,8 +227,13 @@ pub trait AcmeStore: Send + Sync {
     /// Takes the validation of `id` for `owner` until `until`: `true` if its authorization
     /// is processing and no other owner holds a lease on it that runs past `now` (a
     /// holder renews with the same call). One atomic step: no two owners validate at once.
-    async fn claim_validation(&self, id: &AuthzId, owner: &str, now: UnixTime, until: UnixTime)
-    -> Result<bool, StoreError>;
+    async fn claim_validation(
+        &self,
+        id: &AuthzId,
+        owner: &str,
+        now: UnixTime,
+        until: UnixTime,
+    ) -> Result<bool, StoreError>;
 
     /// Takes up to `max` processing authorizations whose lease ran out before `now` (their
     /// instance died) for `owner` until `until`; returns those taken. Two instances

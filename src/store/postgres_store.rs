@@ -22,8 +22,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 
 use super::{
-    AccountCreation, AcmeStore, Attempt, AttemptRule, LimitStore, OAuthStore, PkiStore, ReplayStore, StoreError, Version,
-    Versioned,
+    AccountCreation, AcmeStore, Attempt, AttemptRule, LimitStore, OAuthStore, PkiStore, ReplayStore, StoreError,
+    Version, Versioned,
 };
 use crate::clock::UnixTime;
 use crate::jose::Jkt;

@@ -20,8 +20,8 @@ use sled::{Transactional, Tree};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    AccountCreation, AcmeStore, Attempt, AttemptRule, LimitStore, OAuthStore, PkiStore, ReplayStore, StoreError, Version,
-    Versioned,
+    AccountCreation, AcmeStore, Attempt, AttemptRule, LimitStore, OAuthStore, PkiStore, ReplayStore, StoreError,
+    Version, Versioned,
 };
 use crate::clock::UnixTime;
 use crate::jose::Jkt;

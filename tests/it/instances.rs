@@ -41,7 +41,8 @@ impl Cluster {
     /// Starts one more instance on the same database.
     async fn add(&mut self, tweak: impl FnOnce(&mut idca::config::Config)) {
         let a = &self.nodes[0];
-        let (url, public, validation) = (a.config.storage.url.clone(), self.public.clone(), a.config.acme.validation.clone());
+        let (url, public, validation) =
+            (a.config.storage.url.clone(), self.public.clone(), a.config.acme.validation.clone());
         let node = oauth_server(move |c| {
             c.storage.url = url;
             c.server.public_url = public;
@@ -71,7 +72,14 @@ impl Cluster {
 }
 
 /// An ACME POST signed for `url` (the public URL) with `nonce`, sent to instance `i`.
-async fn post_at(c: &Cluster, client: &RawClient, i: usize, url: &str, payload: Option<&Value>, nonce: String) -> crate::client::Resp {
+async fn post_at(
+    c: &Cluster,
+    client: &RawClient,
+    i: usize,
+    url: &str,
+    payload: Option<&Value>,
+    nonce: String,
+) -> crate::client::Resp {
     let o = Overrides { nonce: Some(Some(nonce)), ..Default::default() };
     let jws = client.jws(url, payload, &o).await;
     client.send(&c.on(url, i), jws.to_string(), "application/jose+json").await
@@ -83,13 +91,11 @@ async fn post_at(c: &Cluster, client: &RawClient, i: usize, url: &str, payload: 
 async fn instances_give_one_directory_and_accept_each_others_nonces_once() {
     let Some(c) = Cluster::start(3, |_, _| {}).await else { return };
     let mut client = RawClient::new(&c.nodes[0], Key::p256()).await;
-    let dirs: Vec<String> = futures_join(
-        (0..3).map(|i| {
-            let http = client.http.clone();
-            let url = format!("{}/directory", c.base(i));
-            async move { http.get(url).send().await.unwrap().text().await.unwrap() }
-        }),
-    )
+    let dirs: Vec<String> = futures_join((0..3).map(|i| {
+        let http = client.http.clone();
+        let url = format!("{}/directory", c.base(i));
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    }))
     .await;
     assert!(dirs.iter().all(|d| *d == dirs[0]), "{dirs:?}");
     assert_eq!(client.register().await.status, 201);
@@ -193,7 +199,13 @@ async fn an_oauth_code_flow_with_dpop_crosses_instances() {
     let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
     let token_url = format!("{}/oauth/token", c.public);
     // The DPoP nonce, as a client gets it (use_dpop_nonce), from A; used at C.
-    let r = send(b.http.post(c.on(&token_url, 0)).header("DPoP", key.proof("POST", &token_url, None, None)).form(&[("grant_type", "authorization_code"), ("client_id", "idca-cli")])).await;
+    let r = send(
+        b.http
+            .post(c.on(&token_url, 0))
+            .header("DPoP", key.proof("POST", &token_url, None, None))
+            .form(&[("grant_type", "authorization_code"), ("client_id", "idca-cli")]),
+    )
+    .await;
     assert_eq!(r.body["error"], "use_dpop_nonce", "{}", r.body);
     let nonce = r.headers["dpop-nonce"].to_str().unwrap().to_owned();
     let form = [
@@ -279,7 +291,11 @@ async fn lockouts_and_order_rates_count_over_all_instances() {
     }
     b.base = c.base(0);
     let page = b.login(&login, "alice", PASSWORD).await;
-    assert!(page.text.contains("Too many failed attempts"), "three failures over three instances lock out: {}", page.text);
+    assert!(
+        page.text.contains("Too many failed attempts"),
+        "three failures over three instances lock out: {}",
+        page.text
+    );
 
     let mut client = RawClient::new(&c.nodes[0], Key::p256()).await;
     assert_eq!(client.register().await.status, 201);
@@ -368,9 +384,16 @@ async fn a_key_rotated_while_instances_run_is_accepted_by_all() {
     let header = idca::jose::CompactJws::parse(&token, idca::jose::JsonDepth::default()).unwrap().header;
     assert!(kid.contains(header.kid.as_deref().unwrap()), "B signs with the new key {kid}");
     let introspect = format!("{}/oauth/introspect", c.public);
-    let r = send(b.http.post(c.on(&introspect, 0)).basic_auth("backend", Some(crate::oauth::SECRET)).form(&[("token", token.as_str())])).await;
+    let r = send(
+        b.http
+            .post(c.on(&introspect, 0))
+            .basic_auth("backend", Some(crate::oauth::SECRET))
+            .form(&[("token", token.as_str())]),
+    )
+    .await;
     assert_eq!(r.body["active"], true, "A accepts a token signed with a key it had not loaded: {}", r.body);
-    let jwks: Value = b.http.get(c.on(&format!("{}/oauth/jwks", c.public), 0)).send().await.unwrap().json().await.unwrap();
+    let jwks: Value =
+        b.http.get(c.on(&format!("{}/oauth/jwks", c.public), 0)).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "and publishes it: {jwks}");
     c.stop().await;
 }

@@ -22,6 +22,7 @@ mod layering;
 mod lifecycle;
 mod limits;
 mod load;
+mod load_balancer;
 mod local_pki;
 mod oauth;
 mod oauth_rejects;

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::client::{Key, RawClient, b64, csr};
 
 /// Stops the child on drop: SIGTERM (so it can clean up), SIGKILL after 10 s.
-struct Kill(std::process::Child);
+pub(crate) struct Kill(pub std::process::Child);
 
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -87,13 +87,13 @@ async fn runs_with_pebbles_flags_config_and_env() {
     assert_eq!(fin.json()["status"], "valid", "{}", fin.text);
 }
 
-fn free_port(ip: &str) -> u16 {
+pub(crate) fn free_port(ip: &str) -> u16 {
     std::net::TcpListener::bind(format!("{ip}:0")).unwrap().local_addr().unwrap().port()
 }
 
 /// A minica-style CA and a server certificate for localhost, 127.0.0.1 and ::1: what a
 /// Pebble-based suite ships for Pebble's listener (`certificate`, `privateKey`).
-fn suite_tls_files(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn suite_tls_files(dir: &std::path::Path) -> std::path::PathBuf {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -117,7 +117,7 @@ fn common_name(der: &[u8], issuer: bool) -> String {
 }
 
 /// Runs a client command (certbot, lego) off the async runtime; panics with its output.
-async fn run_client(mut cmd: Command) {
+pub(crate) async fn run_client(mut cmd: Command) {
     let name = format!("{:?}", cmd.get_program());
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await

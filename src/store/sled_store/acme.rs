@@ -356,4 +356,3 @@ fn open_order_key(account: &AccountId, order: &OrderId) -> Vec<u8> {
     key.extend_from_slice(order.0.as_bytes());
     key
 }
-
