@@ -18,6 +18,10 @@
 //!     target/release/idca-crash --cycles 20
 //!     target/release/idca-crash --cycles 8 --database "host=/tmp/pg user=idca dbname=crash" \
 //!         --restart-database "bash scripts/pg crash /tmp/pg"
+//!
+//! With `--instances N` (and `--database`), N instances run behind HAProxy and each cycle
+//! SIGKILLs a random one under load, restarts it, and checks through the load balancer
+//! (see `cluster.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,6 +34,8 @@ use idca::cli::acme_client::{Acknowledged, AcmeClient};
 use ring::rand::SecureRandom;
 use serde_json::Value;
 use tokio::sync::Mutex;
+
+mod cluster;
 
 /// Kills idca with SIGKILL under load, again and again, and checks that nothing a client
 /// was told about is lost.
@@ -69,6 +75,11 @@ struct Args {
     /// idca in every fourth cycle.
     #[arg(long, value_name = "COMMAND", requires = "database")]
     restart_database: Option<String>,
+    /// Run this many instances behind HAProxy (Debian's `haproxy`) on `--database`, and
+    /// kill a random one in each cycle while the others serve: `--port` is the load
+    /// balancer's, the instances take the ports after it.
+    #[arg(long, value_name = "N", requires = "database")]
+    instances: Option<usize>,
 }
 
 impl Args {
@@ -226,6 +237,71 @@ async fn ca_snapshot(data: &Path, database: Option<&str>) -> Result<String, Stri
     Ok(snapshot)
 }
 
+/// Issuance flows running until [`Load::finish`]: every client that was acknowledged
+/// something, and the errors flows met before the end.
+struct Load {
+    stopped: Arc<AtomicBool>,
+    clients: Arc<Mutex<Clients>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(http: &reqwest::Client, dir: &Value, concurrency: usize, label: &str) -> Self {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let clients: Arc<Mutex<Clients>> = Arc::default();
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut workers = Vec::new();
+        for w in 0..concurrency {
+            let (http, dir, stopped, clients, errors) =
+                (http.clone(), dir.clone(), stopped.clone(), clients.clone(), errors.clone());
+            let label = label.to_owned();
+            workers.push(tokio::spawn(async move {
+                let mut n = 0u64;
+                while !stopped.load(Ordering::SeqCst) {
+                    let Ok(mut client) = AcmeClient::new(http.clone(), dir.clone()) else { return };
+                    let result = client.issue(&format!("{label}w{w}-{n}.crash.test")).await;
+                    n += 1;
+                    if let Err(e) = result
+                        && !stopped.load(Ordering::SeqCst)
+                    {
+                        errors.lock().await.push(e);
+                    }
+                    if !client.acknowledged.is_empty() {
+                        clients.lock().await.push(client);
+                    }
+                }
+            }));
+        }
+        Self { stopped, clients, errors, workers }
+    }
+
+    /// From now on, failing flows are not errors (the server is being killed).
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// How many flows failed so far.
+    async fn errors_so_far(&self) -> usize {
+        self.errors.lock().await.len()
+    }
+
+    async fn finish(self) -> (Clients, Vec<String>) {
+        self.stop();
+        for w in self.workers {
+            let _ = w.await;
+        }
+        let clients = std::mem::take(&mut *self.clients.lock().await);
+        let errors = std::mem::take(&mut *self.errors.lock().await);
+        (clients, errors)
+    }
+}
+
+/// The random moment of a cycle's kill, in ms after the load started.
+fn kill_delay(args: &Args) -> u64 {
+    args.min_ms + random_below(args.max_ms.saturating_sub(args.min_ms) + 1)
+}
+
 /// Runs flows until the server is killed; returns every client that was acknowledged
 /// something, and the errors seen while the server was still up.
 async fn load_until_killed(
@@ -235,31 +311,8 @@ async fn load_until_killed(
     args: &Args,
     crash_database: bool,
 ) -> Result<(Clients, u64, Vec<String>), String> {
-    let killed = Arc::new(AtomicBool::new(false));
-    let clients: Arc<Mutex<Clients>> = Arc::default();
-    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency {
-        let (http, dir, killed, clients, errors) =
-            (http.clone(), dir.clone(), killed.clone(), clients.clone(), errors.clone());
-        workers.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while !killed.load(Ordering::SeqCst) {
-                let Ok(mut client) = AcmeClient::new(http.clone(), dir.clone()) else { return };
-                let result = client.issue(&format!("w{w}-{n}.crash.test")).await;
-                n += 1;
-                if let Err(e) = result
-                    && !killed.load(Ordering::SeqCst)
-                {
-                    errors.lock().await.push(e);
-                }
-                if !client.acknowledged.is_empty() {
-                    clients.lock().await.push(client);
-                }
-            }
-        }));
-    }
-    let delay = args.min_ms + random_below(args.max_ms.saturating_sub(args.min_ms) + 1);
+    let load = Load::start(http, dir, args.concurrency, "");
+    let delay = kill_delay(args);
     tokio::time::sleep(Duration::from_millis(delay)).await;
     match (&args.restart_database, crash_database) {
         (Some(command), true) => {
@@ -274,18 +327,14 @@ async fn load_until_killed(
             }
             server.wait_healthy().await?;
             tokio::time::sleep(Duration::from_millis(200)).await;
-            killed.store(true, Ordering::SeqCst);
+            load.stop();
         }
         _ => {
-            killed.store(true, Ordering::SeqCst);
+            load.stop();
             server.kill()?;
         }
     }
-    for w in workers {
-        let _ = w.await;
-    }
-    let clients = std::mem::take(&mut *clients.lock().await);
-    let errors = std::mem::take(&mut *errors.lock().await);
+    let (clients, errors) = load.finish().await;
     Ok((clients, delay, errors))
 }
 
@@ -406,6 +455,13 @@ async fn run(args: Args) -> Result<bool, String> {
         ),
     )
     .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    if let (Some(n), Some(database)) = (args.instances, &args.database) {
+        let result = cluster::run(&args, &binary, &base, n, database).await;
+        if temporary {
+            let _ = std::fs::remove_dir_all(&base);
+        }
+        return result;
+    }
     let data = base.join("data");
     let mut server = Server { binary, config, data: data.clone(), port: args.port, child: None };
     let result = cycles(&mut server, &args).await;
