@@ -15,6 +15,7 @@ the ratios, not single runs.
     python3 scripts/bench.py --ab OLD NEW  # two idca binaries, alternated runs at c=32
     python3 scripts/bench.py --ab OLD NEW --concurrency 1  # ... one flow at a time
     python3 scripts/bench.py --stores --concurrency 8  # sled against PostgreSQL, alternated
+    python3 scripts/bench.py --instances --concurrency 32  # 1, 2, 3 instances behind HAProxy
 """
 
 import argparse
@@ -76,10 +77,10 @@ class Server:
             self.proc = None
 
 
-def load(server, concurrency, orders, mode="issue", duration=120):
+def load(server, concurrency, orders, mode="issue", duration=120, directory=None, ca=None):
     out = subprocess.run(
-        [LOAD, "--directory", f"https://localhost:{PORT}/directory", "--ca",
-         os.path.join(server.data, "root.pem"), "-c", str(concurrency), "-n", str(orders),
+        [LOAD, "--directory", directory or f"https://localhost:{PORT}/directory", "--ca",
+         ca or os.path.join(server.data, "root.pem"), "-c", str(concurrency), "-n", str(orders),
          "--duration", str(duration), "--mode", mode, "--server-pid", str(server.proc.pid), "--json"],
         capture_output=True, text=True)
     if out.returncode != 0:
@@ -194,6 +195,149 @@ def compare_stores(runs, tmp, concurrency):
     print(f"postgres / sled: {rates['postgres'] / rates['sled']:.2f}")
 
 
+def balancer_tls(tmp):
+    """A CA and a certificate for localhost (openssl), for HAProxy's TLS."""
+    ca_key, ca, key, csr, crt = (os.path.join(tmp, f) for f in ("ca.key", "ca.pem", "lb.key", "lb.csr", "lb.crt"))
+    run = lambda *a: subprocess.run(list(a), check=True, capture_output=True)
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", "/CN=bench balancer CA", "-keyout", ca_key, "-out", ca)
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", key, "-out", csr)
+    ext = os.path.join(tmp, "ext.cnf")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+        "-extfile", ext, "-out", crt)
+    pem = os.path.join(tmp, "lb.pem")
+    with open(pem, "w") as f:
+        f.write(open(crt).read() + open(key).read())
+    return ca, pem
+
+
+class Instance:
+    """One `idca serve` behind the balancer: plain HTTP, the balancer's public URL."""
+
+    def __init__(self, tmp, i, database):
+        self.port = PORT + 1 + i
+        self.data = os.path.join(tmp, f"data{i}")
+        self.config = os.path.join(tmp, f"idca{i}.toml")
+        with open(self.config, "w") as f:
+            f.write(f'[server]\nlisten = "127.0.0.1:{self.port}"\npublic_url = "https://localhost:{PORT}"\n'
+                    f'tls = false\ntrusted_proxies = ["127.0.0.1/32"]\n[management]\nlisten = ""\n'
+                    f'[storage]\nurl = "{database}"\n[acme.testing]\nalways_valid = true\n[log]\nfilter = "warn"\n')
+        self.proc = subprocess.Popen([IDCA, "--config", self.config, "--data", self.data, "serve"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1).read()
+                return
+            except Exception:
+                time.sleep(0.01)
+        raise SystemExit("an idca instance did not start")
+
+    def requests(self):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5).read().decode()
+        return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+                   if l.startswith("idca_http_requests_total{") and "/metrics" not in l and "/healthz" not in l)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+
+
+def haproxy(tmp, pem, ports):
+    cfg = os.path.join(tmp, "haproxy.cfg")
+    with open(cfg, "w") as f:
+        f.write("global\n  maxconn 4000\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 2s\n"
+                "  timeout client 60s\n  timeout server 60s\n  option forwardfor\n  retries 2\n"
+                f"frontend acme\n  bind 127.0.0.1:{PORT} ssl crt {pem}\n  default_backend idca\n"
+                "backend idca\n  balance roundrobin\n  option httpchk GET /healthz\n"
+                "  default-server inter 1s fall 2 rise 1\n")
+        for i, p in enumerate(ports):
+            f.write(f"  server idca{i} 127.0.0.1:{p} check\n")
+    binary = "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else "haproxy"
+    proc = subprocess.Popen([binary, "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return proc
+
+
+def pg_counters(pg, database):
+    """(transactions, WAL syncs) of `database` / the cluster, once the statistics are in."""
+    time.sleep(1.2)
+    name = database.rsplit("dbname=", 1)[1]
+    out = subprocess.run(["psql", pg.words, "-Atc",
+                          f"SELECT xact_commit + xact_rollback, (SELECT wal_sync FROM pg_stat_wal) "
+                          f"FROM pg_stat_database WHERE datname = '{name}'"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    xacts, syncs = out.split("|")
+    return int(xacts), int(syncs)
+
+
+def commits_per_second(pg):
+    """PostgreSQL's durable commits per second here: pgbench, 32 clients, one-row inserts."""
+    database = pg.fresh_database()
+    subprocess.run(["psql", database, "-qc", "CREATE TABLE t (v int)"], check=True)
+    script = os.path.join(pg.dir, "insert.sql")
+    with open(script, "w") as f:
+        f.write("INSERT INTO t VALUES (1);\n")
+    binary = [d for d in sorted(os.listdir("/usr/lib/postgresql"))][-1]
+    out = subprocess.run([f"/usr/lib/postgresql/{binary}/bin/pgbench", "-n", "-c", "32", "-j", "2", "-T", "10",
+                          "-f", script, database], capture_output=True, text=True, check=True).stdout
+    return float([l for l in out.splitlines() if l.startswith("tps")][0].split()[2])
+
+
+def compare_instances(runs, tmp, concurrency, counts=(1, 2, 3)):
+    """Issuance through HAProxy to 1, 2 and 3 instances on one PostgreSQL database,
+    alternated, a fresh database each run."""
+    pg = Postgres(tmp)
+    ca, pem = balancer_tls(tmp)
+    results = {n: [] for n in counts}
+    try:
+        for _ in range(runs):
+            for n in counts:
+                database = pg.fresh_database()
+                instances, lb = [], None
+                try:
+                    instances = [Instance(tmp, i, database) for i in range(n)]
+                    lb = haproxy(tmp, pem, [i.port for i in instances])
+                    directory = f"https://localhost:{PORT}/directory"
+                    load(instances[0], 8, 200, directory=directory, ca=ca)  # warm-up
+                    cpu0 = [proc_cpu(i.proc.pid) for i in instances]
+                    lb0, pg0, req0 = proc_cpu(lb.pid), pg.cpu_seconds(), sum(i.requests() for i in instances)
+                    x0, s0 = pg_counters(pg, database)
+                    r = load(instances[0], concurrency, 4000, directory=directory, ca=ca)[0]
+                    done = max(r["completed"], 1)
+                    x1, s1 = pg_counters(pg, database)
+                    r["idca_ms"] = sum(proc_cpu(i.proc.pid) - c for i, c in zip(instances, cpu0)) * 1000 / done
+                    r["lb_ms"] = (proc_cpu(lb.pid) - lb0) * 1000 / done
+                    r["pg_ms"] = (pg.cpu_seconds() - pg0) * 1000 / done
+                    r["requests"] = (sum(i.requests() for i in instances) - req0) / done
+                    r["xacts"] = (x1 - x0) / done
+                    r["syncs"] = (s1 - s0) / done
+                    results[n].append(r)
+                finally:
+                    if lb:
+                        lb.terminate()
+                        lb.wait()
+                    for i in instances:
+                        i.stop()
+                    for i in range(n):
+                        shutil.rmtree(os.path.join(tmp, f"data{i}"), ignore_errors=True)
+        bound = commits_per_second(pg)
+    finally:
+        pg.stop()
+    print(f"| instances | issuances/s (c={concurrency}) | idca CPU / issuance | HAProxy CPU | PostgreSQL CPU | "
+          "requests / issuance | database transactions / issuance | WAL syncs / issuance | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, rs in results.items():
+        m = lambda k: median([r[k] for r in rs])
+        print(f"| {n} | {m('per_second'):.0f} ({', '.join('%.0f' % r['per_second'] for r in rs)}) | "
+              f"{m('idca_ms'):.2f} ms | {m('lb_ms'):.2f} ms | {m('pg_ms'):.2f} ms | {m('requests'):.1f} | "
+              f"{m('xacts'):.1f} | {m('syncs'):.2f} | {sum(sum(r['errors'].values()) for r in rs)} |")
+    print(f"PostgreSQL here: {bound:.0f} durable commits/s (pgbench, 32 clients, one-row inserts)")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -202,7 +346,18 @@ def main():
     ap.add_argument("--ab", nargs=2, metavar=("OLD", "NEW"), help="compare two idca binaries")
     ap.add_argument("--concurrency", type=int, default=32, help="workers for --ab and --stores")
     ap.add_argument("--stores", action="store_true", help="compare sled and PostgreSQL")
+    ap.add_argument("--instances", action="store_true", help="1, 2 and 3 instances behind HAProxy on PostgreSQL")
     args = ap.parse_args()
+    if args.instances:
+        if not args.no_build:
+            build()
+        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+        os.chmod(tmp, 0o755)
+        try:
+            compare_instances(args.runs, tmp, args.concurrency)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     if args.stores:
         if not args.no_build:
             build()

@@ -124,6 +124,10 @@ pub(crate) async fn acme_nonces_and_shared_secrets_have_one_winner(store: Arc<dy
     let secrets = race(&store, |s, n| async move { s.shared_secret("k", &[n as u8; 32]).await.unwrap() }).await;
     assert!(secrets.iter().all(|s| *s == secrets[0]), "every instance gets the same secret");
     assert_eq!(store.shared_secret("k", &[99; 32]).await.unwrap(), secrets[0]);
+    // A shared value swapped: each start sees what the one before stored.
+    assert_eq!(store.swap_shared_value("fingerprint", b"one").await.unwrap(), None);
+    assert_eq!(store.swap_shared_value("fingerprint", b"two").await.unwrap().as_deref(), Some(&b"one"[..]));
+    assert_eq!(store.swap_shared_value("fingerprint", b"two").await.unwrap().as_deref(), Some(&b"two"[..]));
 }
 
 /// A device's backend nonce is taken once.

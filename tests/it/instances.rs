@@ -146,19 +146,17 @@ impl instant_acme::HttpClient for Rotating {
     }
 }
 
-/// A full instant-acme issuance with its requests spread over three instances.
-#[tokio::test]
-async fn instant_acme_issues_through_three_instances() {
-    let Some(c) = Cluster::start(3, |_, _| {}).await else { return };
-    let root = reqwest::Certificate::from_pem(c.nodes[0].root_pem().as_bytes()).unwrap();
-    let sent: Arc<Vec<AtomicUsize>> = Arc::new((0..3).map(|_| AtomicUsize::new(0)).collect());
-    let ports = c.nodes.iter().map(|n| n.server.as_ref().unwrap().addr.port()).collect();
-    let http = reqwest::Client::builder().tls_certs_only([root]).build().unwrap();
+/// An instant-acme issuance of `name` with its requests sent round robin to the
+/// instances `on`, trusting `roots`; the chain, and how many requests each got.
+async fn issue_through(c: &Cluster, on: &[usize], roots: &[&str], name: &str) -> (String, Vec<usize>) {
+    let roots = roots.iter().map(|r| reqwest::Certificate::from_pem(r.as_bytes()).unwrap());
+    let sent: Arc<Vec<AtomicUsize>> = Arc::new(on.iter().map(|_| AtomicUsize::new(0)).collect());
+    let ports = on.iter().map(|i| c.nodes[*i].server.as_ref().unwrap().addr.port()).collect();
+    let http = reqwest::Client::builder().tls_certs_only(roots).build().unwrap();
     let rotating = Rotating { http, ports, next: AtomicUsize::new(0), sent: sent.clone() };
     let new = NewAccount { contact: &[], terms_of_service_agreed: true, only_return_existing: false };
     let (account, _) =
         Account::builder_with_http(Box::new(rotating)).create(&new, c.nodes[0].directory_url(), None).await.unwrap();
-    let name = "spread.example.test";
     let mut order = account.new_order(&NewOrder::new(&[Identifier::Dns(name.into())])).await.unwrap();
     let mut authzs = order.authorizations();
     while let Some(a) = authzs.next().await {
@@ -171,8 +169,16 @@ async fn instant_acme_issues_through_three_instances() {
     assert_eq!(order.poll_ready(&retry).await.unwrap(), OrderStatus::Ready);
     order.finalize().await.unwrap();
     let chain = order.poll_certificate(&retry).await.unwrap();
-    assert!(chain.contains("BEGIN CERTIFICATE"));
-    let counts: Vec<usize> = sent.iter().map(|n| n.load(Ordering::Relaxed)).collect();
+    (chain, sent.iter().map(|n| n.load(Ordering::Relaxed)).collect())
+}
+
+/// A full instant-acme issuance with its requests spread over three instances.
+#[tokio::test]
+async fn instant_acme_issues_through_three_instances() {
+    let Some(c) = Cluster::start(3, |_, _| {}).await else { return };
+    let root = c.nodes[0].root_pem();
+    let (chain, counts) = issue_through(&c, &[0, 1, 2], &[&root], "spread.example.test").await;
+    crate::chains::webpki(&chain, &root, "spread.example.test").unwrap();
     assert!(counts.iter().all(|n| *n >= 3), "every instance served requests: {counts:?}");
     c.stop().await;
 }
@@ -395,5 +401,48 @@ async fn a_key_rotated_while_instances_run_is_accepted_by_all() {
     let jwks: Value =
         b.http.get(c.on(&format!("{}/oauth/jwks", c.public), 0)).send().await.unwrap().json().await.unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "and publishes it: {jwks}");
+    c.stop().await;
+}
+
+/// With a shared store, a fixed port needs `server.public_url` (else each instance would
+/// give out its own URLs), and the refusal says so.
+#[tokio::test]
+async fn a_shared_store_needs_the_public_url() {
+    let Some(c) = Cluster::start(1, |_, _| {}).await else { return };
+    let mut config = c.nodes[0].config.clone();
+    let dir = tempfile::tempdir().unwrap();
+    config.storage.data_dir = dir.path().join("data");
+    config.server.public_url = String::new();
+    config.server.listen = format!("127.0.0.1:{}", crate::pebble_compat::free_port("127.0.0.1")).parse().unwrap();
+    let Err(e) = idca::app::start(config, idca::app::StartOptions::default()).await else {
+        panic!("started without server.public_url on a shared store")
+    };
+    assert!(e.to_string().contains("server.public_url"), "{e}");
+    c.stop().await;
+}
+
+/// A root rotation while instances run (`idca rotate-root --apply` on the shared
+/// database): an instance restarted after it serves the new chain, one not restarted yet
+/// still issues under the old one, and both chains verify to their roots.
+#[tokio::test]
+async fn a_root_rotated_while_instances_run_takes_over_by_rolling_restart() {
+    let Some(mut c) = Cluster::start(1, |_, _| {}).await else { return };
+    let old_root = c.nodes[0].root_pem();
+    let a = &c.nodes[0];
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_idca"))
+        .args(["rotate-root", "--apply", "--data"])
+        .arg(a.data_dir())
+        .envs(crate::harness::store_env(&a.data_dir()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    c.add(|_| {}).await;
+    let new_root = c.nodes[1].root_pem();
+    assert_ne!(new_root, old_root, "the restarted instance serves the new root");
+    for (i, root) in [(0, &old_root), (1, &new_root)] {
+        let name = format!("rolled{i}.example.test");
+        let (chain, _) = issue_through(&c, &[i], &[&old_root, &new_root], &name).await;
+        crate::chains::webpki(&chain, root, &name).unwrap();
+    }
     c.stop().await;
 }
