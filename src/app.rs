@@ -333,27 +333,36 @@ fn spawn_key_refresh(authz: Weak<crate::oauth::AuthServer>) {
 
 /// With a shared store (PostgreSQL), instances behind one load balancer must give out the
 /// same URLs (account and order URLs, the issuer, DPoP `htu`): `server.public_url` is
-/// required unless the port is chosen at start (0, one process). Instances should also
-/// share `[oauth]` clients and users and `[acme.eab]` keys: a fingerprint of those is
-/// kept in the store, and a start with a different one is warned about.
+/// required, unless the listener is on loopback or on a port chosen at start (0): one
+/// developer's instance, warned about. Instances should also share `[oauth]` clients and
+/// users and `[acme.eab]` keys: a fingerprint of those is kept in the store, and a start
+/// with a different one is warned about.
 async fn check_shared_config(config: &Config, store: &dyn Store) -> Result<(), AppError> {
     if config.storage.url.is_empty() {
         return Ok(());
     }
-    if config.server.public_url.is_empty() && config.server.listen.port() != 0 {
-        return Err(AppError::Config(crate::config::ConfigError::Invalid(
-            "with storage.url set (a store several instances share), set server.public_url to the URL clients              reach them at (the load balancer's), so that every instance gives out the same URLs"
-                .into(),
-        )));
+    if config.server.public_url.is_empty() {
+        let listen = config.server.listen;
+        if !listen.ip().is_loopback() && listen.port() != 0 {
+            return Err(AppError::Config(crate::config::ConfigError::Invalid(
+                "with storage.url set (a store several instances share), set server.public_url to the URL \
+                 clients reach them at (the load balancer's), so that every instance gives out the same URLs"
+                    .into(),
+            )));
+        }
+        tracing::warn!(
+            "storage.url is set but server.public_url is not: fine for one instance; instances sharing this \
+             database need the same server.public_url (the load balancer's URL)"
+        );
     }
     let shared =
         format!("{:?}", (&config.oauth.clients, &config.oauth.users, &config.acme.eab, &config.server.public_url));
     let fingerprint = ring::digest::digest(&ring::digest::SHA256, shared.as_bytes());
     match store.swap_shared_value(CONFIG_FINGERPRINT, fingerprint.as_ref()).await? {
         Some(previous) if previous != fingerprint.as_ref() => tracing::warn!(
-            "this instance's [oauth] clients or users, [acme.eab] keys or server.public_url differ from those of the \
-             instance that started before it on this database: every instance behind one load balancer needs the \
-             same, or clients see different answers from each"
+            "this instance's [oauth] clients or users, [acme.eab] keys or server.public_url differ from those of \
+             the instance that started before it on this database: every instance behind one load balancer needs \
+             the same, or clients see different answers from each"
         ),
         _ => {}
     }

@@ -404,7 +404,8 @@ async fn a_key_rotated_while_instances_run_is_accepted_by_all() {
     c.stop().await;
 }
 
-/// With a shared store, a fixed port needs `server.public_url` (else each instance would
+/// With a shared store, a listener on a fixed port of a non-loopback address (where a
+/// load balancer would send traffic) needs `server.public_url` (else each instance would
 /// give out its own URLs), and the refusal says so.
 #[tokio::test]
 async fn a_shared_store_needs_the_public_url() {
@@ -413,7 +414,7 @@ async fn a_shared_store_needs_the_public_url() {
     let dir = tempfile::tempdir().unwrap();
     config.storage.data_dir = dir.path().join("data");
     config.server.public_url = String::new();
-    config.server.listen = format!("127.0.0.1:{}", crate::pebble_compat::free_port("127.0.0.1")).parse().unwrap();
+    config.server.listen = format!("0.0.0.0:{}", crate::pebble_compat::free_port("0.0.0.0")).parse().unwrap();
     let Err(e) = idca::app::start(config, idca::app::StartOptions::default()).await else {
         panic!("started without server.public_url on a shared store")
     };
