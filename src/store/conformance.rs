@@ -372,6 +372,22 @@ pub(crate) fn order(account: &AccountId, authzs: &[Authorization], created: i64)
     }
 }
 
+/// A certificate with `serial` issued for the account's order.
+pub(crate) fn certificate(serial: &Serial, account: &AccountId, order: &OrderId) -> IssuedCertificate {
+    IssuedCertificate {
+        serial: serial.clone(),
+        account: Some(account.clone()),
+        order: Some(order.clone()),
+        chain_pem: "pem".into(),
+        not_before: 0,
+        not_after: 1,
+        issued: 0,
+        revoked: None,
+        replaced_by: None,
+        renewal_info: None,
+    }
+}
+
 /// An order whose writes cannot all be made (an authorization id taken) writes nothing.
 pub(crate) async fn a_failed_order_creation_writes_nothing(s: Arc<dyn Store>) {
     let acct = account(7);
@@ -395,18 +411,7 @@ pub(crate) async fn finalize_is_compare_and_swap(s: Arc<dyn Store>) {
     let o = order(&acct.id, &[], 1);
     s.create_order(&o, &[], None).await.unwrap();
     let (serial, _) = Serial::random();
-    let cert = IssuedCertificate {
-        serial: serial.clone(),
-        account: Some(acct.id.clone()),
-        order: Some(o.id.clone()),
-        chain_pem: "pem".into(),
-        not_before: 0,
-        not_after: 1,
-        issued: 0,
-        revoked: None,
-        replaced_by: None,
-        renewal_info: None,
-    };
+    let cert = certificate(&serial, &acct.id, &o.id);
     let mut done = o.clone();
     done.phase = OrderPhase::Valid { certificate: serial.clone() };
     s.finalize_order(&done, Version(1), &cert).await.unwrap();
@@ -501,18 +506,7 @@ pub(crate) async fn open_orders_are_listed_until_finalized_or_expired(s: Arc<dyn
     assert_eq!(open, both);
     assert_eq!(s.open_orders(&acct.id, 50, 1).await.unwrap().len(), 1, "at most max");
     let (serial, _) = Serial::random();
-    let cert = IssuedCertificate {
-        serial: serial.clone(),
-        account: Some(acct.id.clone()),
-        order: Some(o1.id.clone()),
-        chain_pem: "pem".into(),
-        not_before: 0,
-        not_after: 1,
-        issued: 0,
-        revoked: None,
-        replaced_by: None,
-        renewal_info: None,
-    };
+    let cert = certificate(&serial, &acct.id, &o1.id);
     let done = Order { phase: OrderPhase::Valid { certificate: serial }, ..o1.clone() };
     s.finalize_order(&done, Version(1), &cert).await.unwrap();
     assert_eq!(s.open_orders(&acct.id, 50, 10).await.unwrap(), vec![o2.id.clone()]);

@@ -46,6 +46,34 @@ impl DpopKey {
     }
 }
 
+/// The PKCE pair (RFC 7636 appendix B) the public client `idca-cli` uses in these tests.
+pub(crate) const CLI_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+pub(crate) const CLI_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+/// `idca-cli`'s authorization request at `base` for `scope` (space-separated, `%20`).
+pub(crate) fn cli_authorize_url(base: &str, scope: &str) -> String {
+    format!(
+        "{base}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback\
+         &scope={scope}&code_challenge={CLI_CHALLENGE}&code_challenge_method=S256"
+    )
+}
+
+/// `idca-cli`'s token request for `code` (with the PKCE verifier).
+pub(crate) fn cli_code_form(code: &str) -> [(&'static str, &str); 5] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("code_verifier", CLI_VERIFIER),
+        ("client_id", "idca-cli"),
+        ("redirect_uri", "http://127.0.0.1/callback"),
+    ]
+}
+
+/// The `code` of a redirect to the client.
+pub(crate) fn code_of(location: &str) -> String {
+    location.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned()
+}
+
 pub(crate) struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
@@ -149,27 +177,16 @@ async fn rejects_replayed_proofs_wrong_htm_htu_and_two_headers() {
 
 /// Code + PKCE for the public client with a DPoP key; returns the token response.
 async fn public_dpop_tokens(b: &mut Browser, key: &DpopKey, dpop_jkt: Option<&str>) -> Reply {
-    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-    let mut url = format!(
-        "{}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback&scope=openid%20profile&code_challenge={challenge}&code_challenge_method=S256",
-        b.base
-    );
+    let mut url = cli_authorize_url(&b.base, "openid%20profile");
     if let Some(j) = dpop_jkt {
         url.push_str(&format!("&dpop_jkt={j}"));
     }
     let first = b.get(&url).await;
     let done = if first.status == 303 { first } else { b.login(&first, "alice", "wonderland").await };
-    let loc = done.location();
-    let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let code = code_of(&done.location());
     let token_url = format!("{}/oauth/token", b.base);
     let nonce = token_nonce(b, key).await;
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-        ("client_id", "idca-cli"),
-        ("redirect_uri", "http://127.0.0.1/callback"),
-    ];
+    let form = cli_code_form(&code);
     send(b.http.post(&token_url).header("DPoP", key.proof("POST", &token_url, Some(&nonce), None)).form(&form)).await
 }
 

@@ -44,13 +44,7 @@ async fn tokens(b: &mut Browser, claims: Option<&Value>) -> Value {
     let first: Page = b.get(&url).await;
     let done = if first.status == 303 { first } else { b.login(&first, "alice", "wonderland").await };
     let code = param(&done.location(), "code").unwrap_or_else(|| panic!("{}", done.location()));
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-        ("client_id", "idca-cli"),
-        ("redirect_uri", "http://127.0.0.1/callback"),
-    ];
+    let form = crate::dpop::cli_code_form(&code);
     b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap().json().await.unwrap()
 }
 

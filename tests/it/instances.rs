@@ -10,7 +10,7 @@ use instant_acme::{Account, ChallengeType, Identifier, NewAccount, NewOrder, Ord
 use serde_json::{Value, json};
 
 use crate::client::{Key, Overrides, RawClient};
-use crate::dpop::{DpopKey, send};
+use crate::dpop::{DpopKey, cli_authorize_url, cli_code_form, code_of, send};
 use crate::harness::TestServer;
 use crate::oauth::{Browser, PASSWORD, oauth_server};
 
@@ -191,18 +191,13 @@ async fn an_oauth_code_flow_with_dpop_crosses_instances() {
     let Some(c) = Cluster::start(3, |_, _| {}).await else { return };
     let mut b = Browser::new(&c.nodes[0]);
     let key = DpopKey::new();
-    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-    let url = format!(
-        "{}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback&scope=openid%20profile&code_challenge={challenge}&code_challenge_method=S256",
-        c.base(0)
-    );
+    let url = cli_authorize_url(&c.base(0), "openid%20profile");
     let login = b.get(&url).await;
     assert_eq!(login.status, 200, "{}", login.text);
     b.base = c.base(1);
     let done = b.login(&login, "alice", PASSWORD).await;
     assert_eq!(done.status, 303, "{}", done.text);
-    let loc = done.location();
-    let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
+    let code = code_of(&done.location());
     let token_url = format!("{}/oauth/token", c.public);
     // The DPoP nonce, as a client gets it (use_dpop_nonce), from A; used at C.
     let r = send(
@@ -214,13 +209,7 @@ async fn an_oauth_code_flow_with_dpop_crosses_instances() {
     .await;
     assert_eq!(r.body["error"], "use_dpop_nonce", "{}", r.body);
     let nonce = r.headers["dpop-nonce"].to_str().unwrap().to_owned();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-        ("client_id", "idca-cli"),
-        ("redirect_uri", "http://127.0.0.1/callback"),
-    ];
+    let form = cli_code_form(&code);
     let proof = key.proof("POST", &token_url, Some(&nonce), None);
     let r = send(b.http.post(c.on(&token_url, 2)).header("DPoP", &proof).form(&form)).await;
     assert_eq!((r.status, r.body["token_type"].as_str()), (200, Some("DPoP")), "{}", r.body);
@@ -241,22 +230,11 @@ async fn an_oauth_code_flow_with_dpop_crosses_instances() {
 async fn a_code_redeemed_at_two_instances_at_once_gives_one_token_and_revokes_the_grant() {
     let Some(c) = Cluster::start(2, |_, _| {}).await else { return };
     let mut b = Browser::new(&c.nodes[0]);
-    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
-    let url = format!(
-        "{}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback&scope=openid&code_challenge={challenge}&code_challenge_method=S256",
-        c.base(0)
-    );
+    let url = cli_authorize_url(&c.base(0), "openid");
     let login = b.get(&url).await;
     let done = b.login(&login, "alice", PASSWORD).await;
-    let loc = done.location();
-    let code = loc.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned();
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code.as_str()),
-        ("code_verifier", "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-        ("client_id", "idca-cli"),
-        ("redirect_uri", "http://127.0.0.1/callback"),
-    ];
+    let code = code_of(&done.location());
+    let form = cli_code_form(&code);
     let token_url = format!("{}/oauth/token", c.public);
     let at = |i: usize| send(b.http.post(c.on(&token_url, i)).form(&form));
     let (r0, r1) = tokio::join!(at(0), at(1));
@@ -285,10 +263,7 @@ async fn lockouts_and_order_rates_count_over_all_instances() {
         return;
     };
     let mut b = Browser::new(&c.nodes[0]);
-    let url = format!(
-        "{}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback&scope=openid&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
-        c.base(0)
-    );
+    let url = cli_authorize_url(&c.base(0), "openid");
     let login = b.get(&url).await;
     for i in 0..3 {
         b.base = c.base(i);

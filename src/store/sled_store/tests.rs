@@ -110,16 +110,9 @@ async fn certificates_issued_outside_acme_are_stored_once_and_listed() {
     let s = SledStore::temporary().unwrap();
     let (serial, _) = Serial::random();
     let cert = IssuedCertificate {
-        serial: serial.clone(),
         account: None,
         order: None,
-        chain_pem: "pem".into(),
-        not_before: 0,
-        not_after: 1,
-        issued: 0,
-        revoked: None,
-        replaced_by: None,
-        renewal_info: None,
+        ..crate::store::conformance::certificate(&serial, &AccountId::random(), &OrderId::random())
     };
     s.create_certificate(&cert).await.unwrap();
     assert!(matches!(s.create_certificate(&cert).await, Err(StoreError::AlreadyExists)));
