@@ -65,7 +65,9 @@ impl LimitStore for PgStore {
         }
         let row = query_opt(&client, "SELECT tat_ms FROM rate_buckets WHERE key = $1", &[&key]).await?;
         let tat: Option<i64> = row.map(|r| r.try_get(0)).transpose()?;
-        Ok(crate::store::gcra(tat, per_minute, now_ms).map(drop))
+        // Refused by the upsert: the wait from what is stored now (at least a second, if
+        // the bucket refilled in between: nothing was taken).
+        Ok(Err(crate::store::gcra(tat, per_minute, now_ms).err().unwrap_or(1)))
     }
 
     async fn purge_expired_limits(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError> {
