@@ -17,8 +17,9 @@ use crate::store::StoreError;
 
 /// Checks a CSR against an order (§7.4):
 /// 1. the CSR key is not the account key (§11.1);
-/// 2. for an identity order: no DNS or IP names, and URIs exactly the device's client id
-///    (`!` or `%21`) and the handle;
+/// 2. for an identity order: no DNS or IP names, URIs exactly the device's client id
+///    (`!` or `%21`) and the handle, and (as step-ca checks) the subject's organization
+///    the identity's domain (case-insensitive) and its `displayName` the user's name;
 /// 3. otherwise: no URIs, and DNS names and IP addresses exactly the order's identifiers;
 /// 4. a subject common name, if any, is one of them.
 pub(super) fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key: &Jwk) -> Result<(), AcmeError> {
@@ -37,6 +38,19 @@ pub(super) fn check_csr_against_order(csr: &CsrInfo, order: &Order, account_key:
             return Err(AcmeError::BadCsr(
                 "an identity CSR names exactly the device's client id and the user's handle, as URIs".into(),
             ));
+        }
+        if !matches!(csr.organizations.as_slice(), [o] if o.eq_ignore_ascii_case(&device.domain)) {
+            return Err(AcmeError::BadCsr(format!(
+                "an identity CSR's subject has one organization (O), the domain `{}`; found {:?}",
+                device.domain, csr.organizations
+            )));
+        }
+        if !matches!(csr.display_names.as_slice(), [n] if *n == device.name) {
+            return Err(AcmeError::BadCsr(format!(
+                "an identity CSR's subject has one displayName (2.16.840.1.113730.3.1.241), the user's name `{}`; \
+                 found {:?}",
+                device.name, csr.display_names
+            )));
         }
         return Ok(());
     }
@@ -220,6 +234,8 @@ mod tests {
             dns_names: dns.iter().map(|s| s.to_string()).collect(),
             ip_addresses: ips.iter().map(|s| s.parse().unwrap()).collect(),
             uris: vec![],
+            organizations: vec![],
+            display_names: vec![],
         }
     }
 
@@ -261,10 +277,46 @@ mod tests {
             dns_names: vec!["a.example".into()],
             ip_addresses: vec![],
             uris: vec![],
+            organizations: vec![],
+            display_names: vec![],
         };
         let o = order(&[(IdentifierKind::Dns, "a.example")]);
         assert!(
             matches!(check_csr_against_order(&c, &o, &jwk), Err(AcmeError::BadCsr(m)) if m.contains("account key"))
         );
+    }
+
+    /// An identity CSR, as step-ca checks it: the URIs, one organization (the domain,
+    /// any case) and one displayName (the user's name).
+    #[test]
+    fn identity_csrs_carry_the_domain_and_the_display_name() {
+        let client = "wireapp://K9gGyX8OAK8aH8Myj6djqQ!9ff0457928ebe5f4@wire.test";
+        let handle = "wireapp://%40alice_wire@wire.test";
+        let user = serde_json::json!({"handle": handle, "name": "Alice Smith", "domain": "wire.test"});
+        let mut device = user.clone();
+        device["client-id"] = serde_json::json!(client);
+        let mut o = order(&[]);
+        o.identifiers = vec![
+            Identifier { kind: IdentifierKind::WireappDevice, value: device.to_string() },
+            Identifier { kind: IdentifierKind::WireappUser, value: user.to_string() },
+        ];
+        let identity_csr = |orgs: &[&str], names: &[&str]| CsrInfo {
+            uris: vec![client.into(), handle.into()],
+            organizations: orgs.iter().map(|s| s.to_string()).collect(),
+            display_names: names.iter().map(|s| s.to_string()).collect(),
+            ..csr(&[], &[], None)
+        };
+        check_csr_against_order(&identity_csr(&["wire.test"], &["Alice Smith"]), &o, &some_key()).unwrap();
+        check_csr_against_order(&identity_csr(&["WIRE.test"], &["Alice Smith"]), &o, &some_key()).unwrap();
+        for (orgs, names, why) in [
+            (&[][..], &["Alice Smith"][..], "O"),
+            (&["other.test"][..], &["Alice Smith"][..], "O"),
+            (&["wire.test", "wire.test"][..], &["Alice Smith"][..], "O"),
+            (&["wire.test"][..], &[][..], "displayName"),
+            (&["wire.test"][..], &["Alice"][..], "displayName"),
+        ] {
+            let r = check_csr_against_order(&identity_csr(orgs, names), &o, &some_key());
+            assert!(matches!(&r, Err(AcmeError::BadCsr(m)) if m.contains(why)), "{orgs:?} {names:?}: {r:?}");
+        }
     }
 }

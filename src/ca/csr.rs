@@ -39,7 +39,15 @@ pub struct CsrInfo {
     pub ip_addresses: Vec<IpAddr>,
     /// URIs from the subjectAltName extension (client identity).
     pub uris: Vec<String>,
+    /// Subject organization (`O`) values.
+    pub organizations: Vec<String>,
+    /// Subject display names (LDAP `displayName`, OID 2.16.840.1.113730.3.1.241): where a
+    /// client identity CSR carries the user's name (Wire's core-crypto, step-ca).
+    pub display_names: Vec<String>,
 }
+
+/// LDAP `displayName` (RFC 2798 §2.3), as Netscape's OID.
+const OID_DISPLAY_NAME: &[u64] = &[2, 16, 840, 1, 113730, 3, 1, 241];
 
 fn bad(msg: impl Into<String>) -> CaError {
     CaError::BadCsr(msg.into())
@@ -77,6 +85,16 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
         Some(cn) => Some(cn.as_str().map_err(|_| bad("CSR common name is not a string"))?.to_ascii_lowercase()),
         None => None,
     };
+    let text = |a: &x509_parser::x509::AttributeTypeAndValue<'_>| {
+        a.as_str().map(str::to_owned).map_err(|_| bad("a CSR subject attribute is not a string"))
+    };
+    let organizations = info.subject.iter_organization().map(text).collect::<Result<Vec<_>, _>>()?;
+    let display_names = info
+        .subject
+        .iter_attributes()
+        .filter(|a| a.attr_type().iter().is_some_and(|arcs| arcs.eq(OID_DISPLAY_NAME.iter().copied())))
+        .map(text)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut dns_names = Vec::new();
     let mut ip_addresses = Vec::new();
     let mut uris = Vec::new();
@@ -101,7 +119,16 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
             _ => {}
         }
     }
-    Ok(CsrInfo { spki_der: spki.raw.to_vec(), key_type, common_name, dns_names, ip_addresses, uris })
+    Ok(CsrInfo {
+        spki_der: spki.raw.to_vec(),
+        key_type,
+        common_name,
+        dns_names,
+        ip_addresses,
+        uris,
+        organizations,
+        display_names,
+    })
 }
 
 /// The type of a public key, within policy: P-256, P-384, Ed25519, RSA 2048-4096.
@@ -182,6 +209,21 @@ mod tests {
         assert_eq!(info.dns_names, vec!["a.example"]);
         assert_eq!(info.ip_addresses, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
         assert_eq!(info.common_name.as_deref(), Some("a.example"));
+    }
+
+    /// A client identity CSR's subject, as Wire's core-crypto writes it: `O` and the LDAP
+    /// `displayName` (UTF-8).
+    #[test]
+    fn reads_the_organization_and_display_name() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut p = CertificateParams::new(vec![]).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(rcgen::DnType::OrganizationName, "wire.test");
+        let oid = rcgen::DnType::CustomDnType(OID_DISPLAY_NAME.to_vec());
+        p.distinguished_name.push(oid, rcgen::DnValue::Utf8String("Zoë Smith".into()));
+        let info = parse_csr(&csr(&p, &key)).unwrap();
+        assert_eq!((info.organizations, info.display_names), (vec!["wire.test".into()], vec!["Zoë Smith".into()]));
+        assert_eq!(info.common_name, None);
     }
 
     #[test]

@@ -484,7 +484,7 @@ pub async fn enroll_identity(o: &EnrollOptions, progress: &(dyn Fn(u32, &str) + 
     step(10, "CSR with a new certificate key, finalize, download");
     let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| e.to_string())?;
     let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name = identity_subject(&domain, &name);
     for uri in [client_id.as_str(), handle.as_str()] {
         params.subject_alt_names.push(rcgen::SanType::URI(uri.try_into().map_err(|_| format!("bad URI {uri}"))?));
     }
@@ -498,4 +498,16 @@ pub async fn enroll_identity(o: &EnrollOptions, progress: &(dyn Fn(u32, &str) + 
         return Err(format!("the certificate download returned no certificate: {chain}"));
     }
     Ok(Enrolled { chain_pem: chain, key_pem: cert_key.serialize_pem() })
+}
+
+/// An identity CSR's subject as Wire's core-crypto writes it (and step-ca checks it):
+/// `O={domain}`, `displayName={name}` (OID 2.16.840.1.113730.3.1.241).
+pub fn identity_subject(domain: &str, name: &str) -> rcgen::DistinguishedName {
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, domain);
+    dn.push(
+        rcgen::DnType::CustomDnType(vec![2, 16, 840, 1, 113730, 3, 1, 241]),
+        rcgen::DnValue::Utf8String(name.into()),
+    );
+    dn
 }

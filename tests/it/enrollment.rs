@@ -136,7 +136,7 @@ impl Enrollment {
     fn csr(&self) -> Vec<u8> {
         let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let mut p = rcgen::CertificateParams::default();
-        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name = idca::cli::enroll::identity_subject(DOMAIN, NAME);
         p.subject_alt_names = vec![
             rcgen::SanType::URI(self.device["client_id"].as_str().unwrap().try_into().unwrap()),
             rcgen::SanType::URI(HANDLE.try_into().unwrap()),
@@ -179,7 +179,22 @@ async fn enroll_with(key: Key) {
     let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": id_token}))).await;
     assert_eq!(r.json()["status"], "valid", "{}", r.text);
     assert_eq!(e.acme.post(&e.order_url, None).await.json()["status"], "ready");
-    // Finalize with a CSR naming the device and the user as URIs.
+    // A CSR whose subject does not carry the domain and the display name (step-ca's
+    // check) is badCSR and leaves the order ready.
+    for (org, name) in [("other.test", NAME), (DOMAIN, "Someone Else")] {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name = idca::cli::enroll::identity_subject(org, name);
+        p.subject_alt_names = vec![
+            rcgen::SanType::URI(e.device["client_id"].as_str().unwrap().try_into().unwrap()),
+            rcgen::SanType::URI(HANDLE.try_into().unwrap()),
+        ];
+        let der = p.serialize_request(&key).unwrap().der().to_vec();
+        let fin = e.acme.post(e.order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&der)}))).await;
+        fin.assert_problem(400, "badCSR");
+    }
+    assert_eq!(e.acme.post(&e.order_url, None).await.json()["status"], "ready");
+    // Finalize with a CSR naming the device and the user as URIs, O and displayName.
     let csr = e.csr();
     let fin = e.acme.post(e.order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&csr)}))).await;
     assert_eq!(fin.json()["status"], "valid", "{}", fin.text);
