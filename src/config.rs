@@ -469,6 +469,9 @@ pub struct DevicesConfig {
     pub access_token_lifetime_secs: u64,
     /// How far in the future a proof's `exp` may be, in seconds.
     pub max_proof_lifetime_secs: u64,
+    /// Clock skew tolerated on a device proof's `iat`, `nbf` and `exp`, in seconds (brig's
+    /// `setDpopMaxSkewSecs`, 1).
+    pub max_skew_secs: u64,
     /// The OpenID provider whose id_tokens answer `wire-oidc-01` (the challenge's
     /// `target`); empty: idca's own authorization server.
     pub oidc_issuer: String,
@@ -488,6 +491,7 @@ impl Default for DevicesConfig {
             nonce_ttl_secs: 300,
             access_token_lifetime_secs: 360,
             max_proof_lifetime_secs: 300,
+            max_skew_secs: 1,
             oidc_issuer: String::new(),
             oidc_jwks_uri: String::new(),
             oidc_client_id: String::new(),

@@ -122,6 +122,7 @@ fn golden_expected(v: &serde_json::Value) -> (WireExpected<'_>, i64) {
             team: s("team"),
             name: s("name"),
             max_exp: now + 3600,
+            max_skew_secs: 1,
             depth: JsonDepth::default(),
         },
         now,
@@ -134,8 +135,9 @@ fn wire_golden_proof_verifies() {
     let (expected, now) = golden_expected(&v);
     let p = verify_wire_proof(v["proof"].as_str().unwrap(), &expected, now).unwrap();
     assert_eq!(p.jkt.0, v["dpop_jkt"].as_str().unwrap());
-    // An exp up to 60 s past the allowed lifetime is clock skew, not a long-lived proof.
-    let skewed = WireExpected { max_exp: 1_763_133_147 - 60, ..expected.clone() };
+    // An exp up to the skew (1 s, brig's) past the allowed lifetime is clock skew, not a
+    // long-lived proof.
+    let skewed = WireExpected { max_exp: 1_763_133_147 - 1, ..expected.clone() };
     assert!(verify_wire_proof(v["proof"].as_str().unwrap(), &skewed, now).is_ok());
     assert_eq!(p.chal, v["chal"].as_str().unwrap());
     assert_eq!(p.aud, v["aud"].as_str().unwrap());
@@ -155,8 +157,9 @@ fn wire_golden_proof_rejects_each_changed_binding() {
         ("team", WireExpected { team: "other", ..good.clone() }, now),
         ("name", WireExpected { name: "Alice", ..good.clone() }, now),
         ("lives too long", WireExpected { max_exp: now + 60, ..good.clone() }, now),
-        // The golden proof's exp is 1_763_133_147; 60 s of leeway and one more second.
-        ("lives too long", WireExpected { max_exp: 1_763_133_147 - 61, ..good.clone() }, now),
+        // The golden proof's exp is 1_763_133_147; 1 s of skew and one more second.
+        ("lives too long", WireExpected { max_exp: 1_763_133_147 - 2, ..good.clone() }, now),
+        ("expired by more than the skew", good.clone(), 1_763_133_147 + 2),
         ("expired", good.clone(), now + 86_400),
         ("not yet valid", good.clone(), 1_763_125_947 - 3600),
     ];
@@ -180,4 +183,60 @@ fn wire_golden_access_token_is_signed_by_its_header_key() {
     let claims: serde_json::Value = jws.verify(&key).unwrap();
     assert_eq!(claims["cnf"]["kid"], v["dpop_jkt"]);
     assert_eq!(claims["proof"], v["proof"]);
+}
+
+/// A Wire-profile proof signed with a fresh key, with `edit` applied to its claims.
+fn fresh_wire_proof(edit: impl FnOnce(&mut serde_json::Value)) -> (String, i64) {
+    let now = 1_800_000_000;
+    let key = crate::jose::SigningKey::from_pkcs8(&crate::jose::SigningKey::generate_pkcs8().unwrap()).unwrap();
+    let mut claims = serde_json::json!({"sub": "wireapp://u!1@wire.test", "aud": "https://acme.test/chal/1",
+        "iat": now, "nbf": now, "exp": now + 60, "jti": "j", "nonce": "n", "htm": "POST",
+        "htu": "https://idca.test/clients/1/access-token", "chal": "c",
+        "handle": "wireapp://%40alice@wire.test", "team": "wire", "name": "Alice"});
+    edit(&mut claims);
+    (key.sign_embedding_jwk("dpop+jwt", &claims).unwrap(), now)
+}
+
+fn fresh_expected(team: &str) -> WireExpected<'_> {
+    WireExpected {
+        client_id: "wireapp://u!1@wire.test",
+        nonce: "n",
+        htu: "https://idca.test/clients/1/access-token",
+        handle: "wireapp://%40alice@wire.test",
+        team,
+        name: "Alice",
+        max_exp: 1_800_000_000 + 300,
+        max_skew_secs: 1,
+        depth: JsonDepth::default(),
+    }
+}
+
+/// brig's time checks: `iat` and `nbf` in the future by more than the skew are refused,
+/// a second of skew is not.
+#[test]
+fn wire_proofs_issued_in_the_future_are_refused() {
+    for (field, offset, ok) in [("iat", 1, true), ("iat", 2, false), ("nbf", 1, true), ("nbf", 2, false)] {
+        let (proof, now) = fresh_wire_proof(|c| c[field] = serde_json::json!(c[field].as_i64().unwrap() + offset));
+        let r = verify_wire_proof(&proof, &fresh_expected("wire"), now);
+        assert_eq!(r.is_ok(), ok, "{field} +{offset}: {r:?}");
+        if !ok {
+            assert!(matches!(&r, Err(DpopError::InvalidProof(m)) if m.contains(field)), "{r:?}");
+        }
+    }
+}
+
+/// A user without a team: the proof's `team` may be absent, null or empty; a team is
+/// refused. A user in a team needs it.
+#[test]
+fn wire_proofs_of_users_without_a_team() {
+    for team in [None, Some(serde_json::Value::Null), Some(serde_json::json!(""))] {
+        let (proof, now) = fresh_wire_proof(|c| match &team {
+            None => drop(c.as_object_mut().unwrap().remove("team")),
+            Some(t) => c["team"] = t.clone(),
+        });
+        assert!(verify_wire_proof(&proof, &fresh_expected(""), now).is_ok(), "{team:?}");
+        assert!(verify_wire_proof(&proof, &fresh_expected("wire"), now).is_err(), "{team:?} for a team user");
+    }
+    let (proof, now) = fresh_wire_proof(|_| {});
+    assert!(verify_wire_proof(&proof, &fresh_expected(""), now).is_err(), "a team for a user without one");
 }

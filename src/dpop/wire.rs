@@ -1,7 +1,8 @@
 //! Wire's DPoP profile (rusty-jwt-tools `dpop::verify`): the proof a device sends to
 //! `POST /clients/{cid}/access-token`. It differs from RFC 9449: `exp`, `nbf`, `sub`,
-//! `chal`, `handle`, `team`, `name` are required, and freshness comes from the backend's
-//! single-use nonce and the `exp` cap rather than an `iat` window.
+//! `chal`, `handle`, `name` are required (`team` too, for a user in a team), and
+//! freshness comes from the backend's single-use nonce and the `exp` cap, with brig's
+//! small clock skew (`devices.max_skew_secs`, Wire: 1 s) on every time claim.
 
 use serde::Deserialize;
 
@@ -20,10 +21,14 @@ pub struct WireExpected<'a> {
     pub htu: &'a str,
     /// `wireapp://%40{handle}@{domain}`.
     pub handle: &'a str,
+    /// The user's team; empty for a user without one (then the proof's `team` is absent,
+    /// null or empty).
     pub team: &'a str,
     pub name: &'a str,
     /// The latest `exp` accepted.
     pub max_exp: UnixTime,
+    /// Clock skew tolerated on `iat`, `nbf` and `exp`, in seconds.
+    pub max_skew_secs: i64,
     /// How deeply the proof's JSON may nest.
     pub depth: JsonDepth,
 }
@@ -56,19 +61,17 @@ struct Claims {
     name: Option<String>,
 }
 
-/// Clock skew tolerated on `nbf` and `exp`.
-const LEEWAY_SECS: i64 = 60;
-
 /// Verifies a Wire-profile proof, step by step:
 /// 1. a JWT with `typ` `dpop+jwt`, an ES256, ES384 or EdDSA `alg` (Wire takes no RSA),
 ///    and a public `jwk` of that type;
 /// 2. the signature with that `jwk`;
-/// 3. every claim present: `sub aud iat nbf exp jti nonce htm htu chal handle team name`;
+/// 3. every claim present: `sub aud iat nbf exp jti nonce htm htu chal handle name`, and
+///    `team` when the user has one;
 /// 4. `sub` is the device's client id;
 /// 5. `nonce` is the backend nonce (compared in constant time);
 /// 6. `htm` is POST and `htu` the access-token URL (normalised, no query);
-/// 7. `nbf` is not in the future, `exp` not in the past, and `exp` not beyond `max_exp`
-///    (each within a 60 s leeway);
+/// 7. `iat` and `nbf` are not in the future, `exp` not in the past, and `exp` not beyond
+///    `max_exp` (each within `max_skew_secs`, as brig checks them);
 /// 8. `handle`, `team` and `name` are the user's.
 pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) -> Result<WireProof, DpopError> {
     let bad = |m: &str| DpopError::InvalidProof(m.to_owned());
@@ -89,16 +92,15 @@ pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) ->
     // 2.
     let c: Claims = jws.verify(&jwk).map_err(|_| bad("bad signature"))?;
     // 3.
-    let (Some(sub), Some(aud), Some(_iat), Some(nbf), Some(exp), Some(jti), Some(nonce)) =
+    let (Some(sub), Some(aud), Some(iat), Some(nbf), Some(exp), Some(jti), Some(nonce)) =
         (c.sub, c.aud, c.iat, c.nbf, c.exp, c.jti, c.nonce)
     else {
         return Err(bad("the proof needs sub, aud, iat, nbf, exp, jti and nonce"));
     };
-    let (Some(htm), Some(htu), Some(chal), Some(handle), Some(team), Some(name)) =
-        (c.htm, c.htu, c.chal, c.handle, c.team, c.name)
-    else {
-        return Err(bad("the proof needs htm, htu, chal, handle, team and name"));
+    let (Some(htm), Some(htu), Some(chal), Some(handle), Some(name)) = (c.htm, c.htu, c.chal, c.handle, c.name) else {
+        return Err(bad("the proof needs htm, htu, chal, handle and name"));
     };
+    let team = c.team.unwrap_or_default();
     if jti.is_empty() || jti.len() > 256 || chal.is_empty() {
         return Err(bad("jti and chal must be non-empty"));
     }
@@ -118,15 +120,19 @@ pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) ->
         return Err(bad("htu is not the access-token URL"));
     }
     // 7.
-    if nbf > now + LEEWAY_SECS {
+    let skew = want.max_skew_secs;
+    if iat > now.saturating_add(skew) {
+        return Err(bad("the proof was issued in the future (iat)"));
+    }
+    if nbf > now.saturating_add(skew) {
         return Err(bad("the proof is not yet valid (nbf)"));
     }
-    if exp < now - LEEWAY_SECS {
+    if exp < now.saturating_sub(skew) {
         return Err(bad("the proof has expired (exp)"));
     }
-    // The same leeway as the other time claims: a client sets `exp` from its own clock
-    // (Wire's core-crypto: iat + the lifetime asked for), which may run ahead of ours.
-    if exp > want.max_exp + LEEWAY_SECS {
+    // The same skew as the other time claims: a client sets `exp` from its own clock
+    // (Wire's core-crypto: iat + the lifetime asked for).
+    if exp > want.max_exp.saturating_add(skew) {
         return Err(bad("the proof lives too long (exp)"));
     }
     // 8.
@@ -134,7 +140,11 @@ pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) ->
         return Err(bad("handle does not match the user"));
     }
     if team != want.team {
-        return Err(bad("team does not match the user"));
+        return Err(bad(if want.team.is_empty() {
+            "this user has no team: the proof's team must be absent or null"
+        } else {
+            "team does not match the user"
+        }));
     }
     if name != want.name {
         return Err(bad("name does not match the user"));

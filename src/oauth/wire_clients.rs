@@ -194,6 +194,7 @@ impl AuthServer {
             team: &user.team,
             name: &user.name,
             max_exp: clock::after(now, self.devices.max_proof_lifetime_secs),
+            max_skew_secs: clock::span(self.devices.max_skew_secs),
             depth: self.json_depth,
         };
         let verified = verify_wire_proof(proof, &expected, now).map_err(|e| match e {
