@@ -1,6 +1,8 @@
 //! Devices and client identity (Wire's profile): `POST /clients`,
-//! `HEAD|GET /clients/{cid}/nonce`, `POST /clients/{cid}/access-token`. Thin: the user's
-//! access token is checked by `authz`, everything else is one `authz` call.
+//! `HEAD|GET /clients/{cid}/nonce`, `POST /clients/{cid}/access-token`, also under a
+//! wire-server API version prefix `/v{N}` (N from 0 to 99), as Wire's clients call them.
+//! Thin: the user's access token is checked by `authz`, everything else is one `authz`
+//! call.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,11 +12,20 @@ use crate::oauth::AccessTokenClaims;
 
 type State = web::Data<AppState>;
 
+/// Unversioned, then under wire-server's API version prefixes (`/v5/clients/…`): the
+/// same endpoints, the same checks.
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/clients", web::post().to(register))
-        .route("/clients/{cid}/nonce", web::head().to(nonce_head))
-        .route("/clients/{cid}/nonce", web::get().to(nonce_get))
-        .route("/clients/{cid}/access-token", web::post().to(access_token));
+    for prefix in ["", "/v{api_version:[0-9]{1,2}}"] {
+        cfg.route(&format!("{prefix}/clients"), web::post().to(register))
+            .route(&format!("{prefix}/clients/{{cid}}/nonce"), web::head().to(nonce_head))
+            .route(&format!("{prefix}/clients/{{cid}}/nonce"), web::get().to(nonce_get))
+            .route(&format!("{prefix}/clients/{{cid}}/access-token"), web::post().to(access_token));
+    }
+}
+
+/// The device id in the path.
+fn cid(req: &HttpRequest) -> &str {
+    req.match_info().get("cid").unwrap_or_default()
 }
 
 /// The user behind the request's `Authorization: Bearer` token.
@@ -50,19 +61,20 @@ async fn nonce(
 }
 
 /// `HEAD`: 200 with `Replay-Nonce` (wire-server `head-nonce`).
-async fn nonce_head(st: State, req: HttpRequest, cid: web::Path<String>) -> Result<HttpResponse, HttpError> {
-    nonce(&st, &req, &cid, HttpResponse::Ok()).await
+async fn nonce_head(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    nonce(&st, &req, cid(&req), HttpResponse::Ok()).await
 }
 
 /// `GET`: 204 with `Replay-Nonce` (wire-server `get-nonce`).
-async fn nonce_get(st: State, req: HttpRequest, cid: web::Path<String>) -> Result<HttpResponse, HttpError> {
-    nonce(&st, &req, &cid, HttpResponse::NoContent()).await
+async fn nonce_get(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    nonce(&st, &req, cid(&req), HttpResponse::NoContent()).await
 }
 
-/// The client-identity access token.
-async fn access_token(st: State, req: HttpRequest, cid: web::Path<String>) -> Result<HttpResponse, HttpError> {
+/// The client-identity access token (its proof's `htu` is the unversioned URL, the
+/// wire-dpop-01 challenge's target, whichever path was called).
+async fn access_token(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     let who = user(&st, &req).await?;
     let proofs = credentials::dpop_proofs(&req)?;
-    let token = st.authz.device_access_token(&who, &cid, &proofs, st.clock.now()).await?;
+    let token = st.authz.device_access_token(&who, cid(&req), &proofs, st.clock.now()).await?;
     Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(token))
 }

@@ -103,33 +103,41 @@ impl Enrollment {
     /// The device's DPoP access token for the wire-dpop-01 challenge, its proof signed
     /// with `key`.
     async fn access_token(&self, key: &Key) -> String {
+        let (status, body) = self.token_request(key, "", self.dpop["target"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned()
+    }
+
+    /// A backend nonce and then a token request at `{prefix}/clients/{id}/…` (prefix
+    /// `""` or a wire-server API version such as `/v5`), the proof's `htu` being `htu`.
+    async fn token_request(&self, key: &Key, prefix: &str, htu: &str) -> (u16, Value) {
         let cid = self.device["id"].as_str().unwrap();
         let r = self
             .b
             .http
-            .head(format!("{}/clients/{cid}/nonce", self.b.base))
+            .head(format!("{}{prefix}/clients/{cid}/nonce", self.b.base))
             .bearer_auth(&self.user_token)
             .send()
             .await
             .unwrap();
+        assert_eq!(r.status(), 200);
         let nonce = r.headers()["replay-nonce"].to_str().unwrap().to_owned();
         let claims = json!({
             "sub": self.device["client_id"], "aud": self.dpop["url"], "iat": now(), "nbf": now(), "exp": now() + 120,
-            "jti": idca::model::random_token(), "nonce": nonce, "htm": "POST", "htu": self.dpop["target"],
+            "jti": idca::model::random_token(), "nonce": nonce, "htm": "POST", "htu": htu,
             "chal": self.dpop["token"], "handle": HANDLE, "team": "wire", "name": NAME,
         });
         let proof = sign_with(key, json!({"alg": key.alg(), "typ": "dpop+jwt", "jwk": key.jwk()}), &claims);
         let r = self
             .b
             .http
-            .post(self.dpop["target"].as_str().unwrap())
+            .post(format!("{}{prefix}/clients/{cid}/access-token", self.b.base))
             .bearer_auth(&self.user_token)
             .header("DPoP", proof)
             .send()
             .await
             .unwrap();
-        let body: Value = r.json().await.unwrap();
-        body["token"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned()
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     /// A CSR naming the device and the user as URIs, with a fresh Ed25519 key.
@@ -208,6 +216,31 @@ async fn enroll_with(key: Key) {
     assert!(cert.extended_key_usage().unwrap().unwrap().value.client_auth);
     assert!(cert.key_usage().unwrap().unwrap().value.digital_signature());
     assert!(!cert.is_ca());
+    e.server.stop().await;
+}
+
+/// Wire's clients call the device endpoints under an API version prefix: served the same
+/// (`/v0` to `/v99`), the proof's `htu` being the unversioned URL (the challenge target,
+/// as core-crypto writes it) at either path; a wrong `htu` is refused at both.
+#[tokio::test]
+async fn versioned_client_paths_are_served_and_check_the_htu() {
+    let e = start_enrollment(Key::ed25519()).await;
+    let target = e.dpop["target"].as_str().unwrap().to_owned();
+    let cid = e.device["id"].as_str().unwrap();
+    for prefix in ["/v5", "/v7", "/v12"] {
+        let (status, body) = e.token_request(&e.acme.key, prefix, &target).await;
+        assert_eq!(status, 200, "{prefix}: {body}");
+        assert_eq!(body["type"], "DPoP");
+    }
+    let versioned = format!("{}/v5/clients/{cid}/access-token", e.b.base);
+    let other_device = format!("{}/clients/0000000000000000/access-token", e.b.base);
+    for (prefix, htu) in [("", versioned.as_str()), ("", other_device.as_str()), ("/v5", other_device.as_str())] {
+        let (status, body) = e.token_request(&e.acme.key, prefix, htu).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_dpop_proof")), "{prefix} {htu}: {body}");
+        assert!(body["error_description"].as_str().unwrap().contains("htu"), "{body}");
+    }
+    let r = e.b.http.head(format!("{}/v100/clients/{cid}/nonce", e.b.base)).bearer_auth(&e.user_token).send();
+    assert_eq!(r.await.unwrap().status(), 404, "three digits is not an API version");
     e.server.stop().await;
 }
 
