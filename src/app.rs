@@ -504,6 +504,11 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let identity = ClientIdentity {
         tokens: Arc::new(IdentityKeys { own: authz.clone(), clock: clock.clone(), oidc }),
         issuer: oidc_issuer,
+        claims: crate::validate::OidcClaimMap {
+            client_id: config.devices.oidc_client_id.clone(),
+            handle_claim: config.devices.oidc_handle_claim.clone(),
+            name_claim: config.devices.oidc_name_claim.clone(),
+        },
     };
     // On a shared store (PostgreSQL) every instance must accept the others' nonces.
     let shared_nonces = if config.storage.url.is_empty() {

@@ -477,8 +477,15 @@ pub struct DevicesConfig {
     pub oidc_issuer: String,
     /// Its JWKS URL; empty: `jwks_uri` from `{oidc_issuer}/.well-known/openid-configuration`.
     pub oidc_jwks_uri: String,
-    /// When set, the id_token's `aud` must name this client.
+    /// The client a `wire-oidc-01` id_token's `aud` must name (idca's own id_tokens
+    /// included): `idca-cli`, the built-in public client, unless set.
     pub oidc_client_id: String,
+    /// The id_token claim with the user's handle (`wireapp://%40{handle}@{domain}`,
+    /// `{handle}@{domain}` or the bare handle); empty: `handle`, else
+    /// `preferred_username` (Wire's Keycloak and Dex setups).
+    pub oidc_handle_claim: String,
+    /// The id_token claim with the user's display name.
+    pub oidc_name_claim: String,
     /// A PEM root to trust when fetching the provider's keys; empty: the default roots.
     pub oidc_ca_file: String,
     /// Seconds between refreshes of the provider's keys.
@@ -494,7 +501,9 @@ impl Default for DevicesConfig {
             max_skew_secs: 1,
             oidc_issuer: String::new(),
             oidc_jwks_uri: String::new(),
-            oidc_client_id: String::new(),
+            oidc_client_id: "idca-cli".into(),
+            oidc_handle_claim: String::new(),
+            oidc_name_claim: "name".into(),
             oidc_ca_file: String::new(),
             oidc_refresh_secs: 300,
         }

@@ -212,6 +212,7 @@ impl Acme {
                         key_authorization: &format!("{}.{}", c.token, account.jkt),
                         handle: &ident.handle,
                         name: &ident.name,
+                        claims: &self.identity_claims,
                     },
                     now,
                 )

@@ -86,6 +86,7 @@ pub struct Acme {
     metrics: Arc<Metrics>,
     identity_tokens: Option<Arc<dyn IdentityTokens>>,
     identity_issuer: String,
+    identity_claims: crate::validate::OidcClaimMap,
     /// CAs retired by root rotations (their CRLs are still served).
     retired: Vec<Arc<Ca>>,
 }
@@ -153,6 +154,8 @@ impl From<&Config> for AcmeSettings {
 pub struct ClientIdentity {
     pub tokens: Arc<dyn IdentityTokens>,
     pub issuer: String,
+    /// The client id_tokens are for, and the claims that carry the identity.
+    pub claims: crate::validate::OidcClaimMap,
 }
 
 /// What the ACME core works with.
@@ -174,9 +177,9 @@ pub struct AcmeParts {
 impl Acme {
     pub fn new(parts: AcmeParts, settings: AcmeSettings) -> Self {
         let AcmeParts { store, ca, retired, links, queue, metrics, identity, shared_nonces } = parts;
-        let (identity_tokens, identity_issuer) = match identity {
-            Some(ClientIdentity { tokens, issuer }) => (Some(tokens), issuer),
-            None => (None, String::new()),
+        let (identity_tokens, identity_issuer, identity_claims) = match identity {
+            Some(ClientIdentity { tokens, issuer, claims }) => (Some(tokens), issuer, claims),
+            None => (None, String::new(), crate::validate::OidcClaimMap::default()),
         };
         Self {
             store,
@@ -193,6 +196,7 @@ impl Acme {
             metrics,
             identity_tokens,
             identity_issuer,
+            identity_claims,
             retired,
         }
     }

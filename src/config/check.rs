@@ -9,6 +9,7 @@ impl Config {
         self.check_ca()?;
         self.check_acme()?;
         self.check_oauth()?;
+        self.check_devices()?;
         self.check_limits()
     }
 
@@ -99,6 +100,19 @@ impl Config {
                 "acme.validation.connect_to `{}` is not an IP address",
                 self.acme.validation.connect_to
             )));
+        }
+        Ok(())
+    }
+
+    /// `[devices]`: `wire-oidc-01` id_tokens are always checked for a client and claims.
+    fn check_devices(&self) -> Result<(), ConfigError> {
+        let d = &self.devices;
+        if d.oidc_client_id.is_empty() || d.oidc_name_claim.is_empty() {
+            return Err(ConfigError::Invalid(
+                "devices.oidc_client_id (the client wire-oidc-01 id_tokens are for; default idca-cli) and \
+                 devices.oidc_name_claim (default name) cannot be empty"
+                    .into(),
+            ));
         }
         Ok(())
     }

@@ -280,6 +280,9 @@ impl AuthServer {
                     at_hash: tokens::at_hash(&access_token),
                     name: user.filter(|_| grant.scope.iter().any(|s| s == "profile")).map(|u| u.name.clone()),
                     email: user.filter(|_| grant.scope.iter().any(|s| s == "email")).map(|u| u.email.clone()),
+                    preferred_username: user
+                        .filter(|_| grant.scope.iter().any(|s| s == "profile"))
+                        .map(|u| u.username.clone()),
                     handle: user
                         .filter(|u| !u.handle.is_empty() && !u.domain.is_empty())
                         .map(|u| format!("wireapp://%40{}@{}", u.handle, u.domain)),

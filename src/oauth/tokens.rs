@@ -59,6 +59,9 @@ pub struct IdTokenClaims {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// The user name (with `profile`, as userinfo gives it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
     /// The user's Wire handle, `wireapp://%40{handle}@{domain}` (set from the user's record).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub handle: Option<String>,

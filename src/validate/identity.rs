@@ -45,6 +45,58 @@ pub struct OidcChallenge<'a> {
     pub key_authorization: &'a str,
     pub handle: &'a str,
     pub name: &'a str,
+    /// Which client the id_token is for, and which claims carry the identity.
+    pub claims: &'a OidcClaimMap,
+}
+
+/// How an id_token names the user (`[devices]`): the client its `aud` must name (always,
+/// idca's own id_tokens included), and the claims with the handle and the display name.
+/// step-ca maps claims with a template; Wire's own setup maps `preferred_username` to
+/// `wireapp://%40{preferred_username}@{domain}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcClaimMap {
+    pub client_id: String,
+    /// The claim with the handle; empty: `handle`, else `preferred_username`.
+    pub handle_claim: String,
+    /// The claim with the display name.
+    pub name_claim: String,
+}
+
+impl Default for OidcClaimMap {
+    fn default() -> Self {
+        Self { client_id: "idca-cli".into(), handle_claim: String::new(), name_claim: "name".into() }
+    }
+}
+
+impl OidcClaimMap {
+    /// The handle the id_token gives, as `wireapp://%40{handle}@{domain}`: the claim may
+    /// hold that URI, `{handle}@{domain}` (then of this `domain`), or the bare handle.
+    fn handle_of(&self, t: &Value, domain: &str) -> Option<String> {
+        let value = match self.handle_claim.as_str() {
+            "" => Some(s(t, "handle")).filter(|h| !h.is_empty()).unwrap_or_else(|| s(t, "preferred_username")),
+            claim => s(t, claim),
+        };
+        if value.is_empty() {
+            return None;
+        }
+        if value.starts_with("wireapp://") {
+            return Some(value.to_owned());
+        }
+        match value.rsplit_once('@') {
+            Some((h, d)) if d.eq_ignore_ascii_case(domain) => Some(format!("wireapp://%40{h}@{domain}")),
+            Some(_) => None,
+            None => Some(format!("wireapp://%40{value}@{domain}")),
+        }
+    }
+}
+
+/// Whether the `aud` claim (a string or an array) names `client_id` (OIDC Core §3.1.3.7).
+fn audience_names(t: &Value, client_id: &str) -> bool {
+    match t.get("aud") {
+        Some(Value::String(a)) => a == client_id,
+        Some(Value::Array(all)) => all.iter().any(|a| a.as_str() == Some(client_id)),
+        _ => false,
+    }
 }
 
 /// Leeway on time claims, as step-ca.
@@ -146,12 +198,13 @@ pub async fn check_wire_dpop(
 }
 
 /// `wire-oidc-01`, as step-ca checks it:
-/// 1. an id_token signed by idca's authorization server, issued by the target issuer,
-///    unexpired;
+/// 1. an id_token signed by idca's authorization server (or the configured provider),
+///    issued by the target issuer, for the configured client (`aud`), unexpired;
 /// 2. `keyauth` is `{challenge token}.{account thumbprint}`;
 /// 3. `acme_aud` is the challenge URL;
-/// 4. `name` is the identifier's display name and `handle` its handle (set by idca from
-///    the user's record, never from the request).
+/// 4. the display name (`name`, or the configured claim) is the identifier's and the
+///    handle (`handle`, else `preferred_username`, or the configured claim; as the URI,
+///    `{handle}@{domain}` or bare) its handle.
 pub async fn check_wire_oidc(
     keys: &dyn IdentityTokens,
     id_token: &str,
@@ -162,6 +215,12 @@ pub async fn check_wire_oidc(
     let t = keys.verify(id_token, "JWT").await.map_err(|e| unauthorized(&format!("id_token: {e}")))?;
     if s(&t, "iss") != c.issuer {
         return Err(unauthorized("id_token iss is not the challenge target"));
+    }
+    if !audience_names(&t, &c.claims.client_id) {
+        return Err(unauthorized(&format!(
+            "id_token aud does not name the client {} (devices.oidc_client_id)",
+            c.claims.client_id
+        )));
     }
     let exp = t.get("exp").and_then(Value::as_i64).unwrap_or(0);
     if exp < now - LEEWAY {
@@ -176,14 +235,11 @@ pub async fn check_wire_oidc(
         return Err(unauthorized("id_token acme_aud is not the challenge URL"));
     }
     // 4.
-    if s(&t, "name") != c.name {
-        return Err(unauthorized("id_token name is not the identifier's"));
+    if s(&t, &c.claims.name_claim) != c.name {
+        return Err(unauthorized(&format!("id_token {} is not the identifier's display name", c.claims.name_claim)));
     }
-    // An external provider may give the bare handle; it names the identifier's user when
-    // `wireapp://%40{handle}@{domain}` is the identifier's handle.
-    let handle = s(&t, "handle");
     let domain = c.handle.rsplit_once('@').map_or("", |(_, d)| d);
-    if handle.is_empty() || (handle != c.handle && format!("wireapp://%40{handle}@{domain}") != c.handle) {
+    if c.claims.handle_of(&t, domain).as_deref() != Some(c.handle) {
         return Err(unauthorized("id_token handle is not the identifier's"));
     }
     Ok(())
@@ -321,7 +377,15 @@ mod tests {
     fn wire_oidc_01_refuses_each_broken_binding() {
         let server = Server(key());
         let keyauth = format!("{TOKEN}.thumbprint");
-        let c = OidcChallenge { issuer: ISSUER, url: URL, key_authorization: &keyauth, handle: HANDLE, name: NAME };
+        let map = OidcClaimMap::default();
+        let c = OidcChallenge {
+            issuer: ISSUER,
+            url: URL,
+            key_authorization: &keyauth,
+            handle: HANDLE,
+            name: NAME,
+            claims: &map,
+        };
         let good = json!({"iss": ISSUER, "sub": "alice", "aud": "idca-cli", "iat": NOW, "exp": NOW + 300,
                           "keyauth": keyauth, "acme_aud": URL, "name": NAME, "handle": HANDLE});
         let id = |claims: &Value| server.0.sign("JWT", claims).unwrap();
@@ -334,6 +398,9 @@ mod tests {
             ("acme_aud", json!("https://idca.test/acme/chall/other")),
             ("name", json!("Bob")),
             ("handle", json!("wireapp://%40bob@wire.test")),
+            ("aud", json!("another-client")),
+            ("aud", json!(["another-client"])),
+            ("aud", Value::Null),
         ];
         for (k, v) in changes {
             let mut t = good.clone();
@@ -348,5 +415,46 @@ mod tests {
         assert!(block_on(check_wire_oidc(&server, &id(&bare), &c, NOW)).is_ok());
         bare["handle"] = json!("bob");
         assert!(block_on(check_wire_oidc(&server, &id(&bare), &c, NOW)).is_err());
+        // An audience list naming the client is fine.
+        let mut listed = good.clone();
+        listed["aud"] = json!(["other", "idca-cli"]);
+        assert!(block_on(check_wire_oidc(&server, &id(&listed), &c, NOW)).is_ok());
+    }
+
+    /// A provider with only `preferred_username` (Wire's Keycloak setup): the handle is
+    /// taken from it, bare or as `{handle}@{domain}`; configured claims replace the
+    /// defaults.
+    #[test]
+    fn wire_oidc_01_maps_the_providers_claims() {
+        let server = Server(key());
+        let keyauth = format!("{TOKEN}.thumbprint");
+        let id = |claims: &Value| server.0.sign("JWT", claims).unwrap();
+        let base = json!({"iss": ISSUER, "aud": "idca-cli", "exp": NOW + 300, "keyauth": keyauth, "acme_aud": URL});
+        let check = |map: &OidcClaimMap, extra: Value| {
+            let mut t = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                t[k] = v.clone();
+            }
+            let c = OidcChallenge {
+                issuer: ISSUER,
+                url: URL,
+                key_authorization: &keyauth,
+                handle: HANDLE,
+                name: NAME,
+                claims: map,
+            };
+            block_on(check_wire_oidc(&server, &id(&t), &c, NOW)).is_ok()
+        };
+        let default = OidcClaimMap::default();
+        assert!(check(&default, json!({"name": NAME, "preferred_username": "alice_wire"})));
+        assert!(check(&default, json!({"name": NAME, "preferred_username": "alice_wire@wire.test"})));
+        assert!(!check(&default, json!({"name": NAME, "preferred_username": "alice_wire@other.test"})));
+        assert!(!check(&default, json!({"name": NAME, "preferred_username": "alice"})));
+        assert!(!check(&default, json!({"name": NAME})), "no handle at all");
+        // `handle` wins over preferred_username when both are there.
+        assert!(!check(&default, json!({"name": NAME, "handle": "bob", "preferred_username": "alice_wire"})));
+        let custom = OidcClaimMap { handle_claim: "nickname".into(), name_claim: "display".into(), ..default };
+        assert!(check(&custom, json!({"display": NAME, "nickname": "alice_wire", "handle": "bob"})));
+        assert!(!check(&custom, json!({"name": NAME, "handle": "alice_wire"})));
     }
 }

@@ -11,7 +11,7 @@ mod tls_alpn01;
 
 pub use dns::Dns;
 pub use http01::Http01Checker;
-pub use identity::{DpopChallenge, IdentityTokens, OidcChallenge, check_wire_dpop, check_wire_oidc};
+pub use identity::{DpopChallenge, IdentityTokens, OidcChallenge, OidcClaimMap, check_wire_dpop, check_wire_oidc};
 pub use oidc_provider::OidcProvider;
 pub use tls_alpn01::{ACME_TLS_ALPN, TlsAlpn01Checker, sni_for};
 

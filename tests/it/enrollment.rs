@@ -32,6 +32,11 @@ fn param(url: &str, name: &str) -> Option<String> {
 
 /// Code + PKCE through the browser; `claims` is the OIDC claims parameter.
 async fn tokens(b: &mut Browser, claims: Option<&Value>) -> Value {
+    tokens_as(b, claims, "alice").await
+}
+
+/// [`tokens`] logged in as `username`.
+async fn tokens_as(b: &mut Browser, claims: Option<&Value>, username: &str) -> Value {
     let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
     let mut url = format!(
         "{}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1/callback&scope=openid%20profile&code_challenge={challenge}&code_challenge_method=S256",
@@ -42,7 +47,7 @@ async fn tokens(b: &mut Browser, claims: Option<&Value>) -> Value {
         url.push_str(&format!("&claims={enc}"));
     }
     let first: Page = b.get(&url).await;
-    let done = if first.status == 303 { first } else { b.login(&first, "alice", "wonderland").await };
+    let done = if first.status == 303 { first } else { b.login(&first, username, "wonderland").await };
     let code = param(&done.location(), "code").unwrap_or_else(|| panic!("{}", done.location()));
     let form = crate::dpop::cli_code_form(&code);
     b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap().json().await.unwrap()
@@ -580,6 +585,42 @@ async fn wire_oidc_01_can_trust_an_external_openid_provider() {
     assert!(r.text.contains("not signed by a current key"), "{}", r.text);
     e.server.stop().await;
     provider.stop().await;
+}
+
+/// A provider whose id_tokens carry no `handle`, only `preferred_username` (as Wire's
+/// Keycloak setup): the handle is taken from it; idca's own id_tokens say
+/// `preferred_username` too.
+#[tokio::test]
+async fn wire_oidc_01_takes_the_handle_from_preferred_username() {
+    let provider = oauth_server(|c| {
+        let u = &mut c.oauth.users[0];
+        (u.username, u.handle, u.domain) = ("alice_wire".into(), String::new(), String::new());
+    })
+    .await;
+    let mut at_provider = Browser::new(&provider);
+    let e = start_enrollment_with(Key::ed25519(), trusting(&provider)).await;
+    let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
+    let wanted = json!({"id_token": {"keyauth": {"essential": true, "value": keyauth}, "acme_aud": {"essential": true, "value": e.oidc["url"]}}});
+    let id_token =
+        tokens_as(&mut at_provider, Some(&wanted), "alice_wire").await["id_token"].as_str().unwrap().to_owned();
+    let claims = crate::oauth::verify_jwt(&at_provider, &id_token, "JWT").await;
+    assert_eq!((claims["preferred_username"].as_str(), claims.get("handle")), (Some("alice_wire"), None), "{claims}");
+    let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": id_token}))).await;
+    assert_eq!(r.json()["status"], "valid", "{}", r.text);
+    e.server.stop().await;
+    provider.stop().await;
+}
+
+/// The id_token's `aud` must name `devices.oidc_client_id`, for idca's own id_tokens too.
+#[tokio::test]
+async fn wire_oidc_01_refuses_an_id_token_for_another_client() {
+    let mut e = start_enrollment_with(Key::ed25519(), |c| c.devices.oidc_client_id = "wire-webapp".into()).await;
+    let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
+    let for_idca_cli = e.id_token(&keyauth).await;
+    let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": for_idca_cli}))).await;
+    assert_eq!(r.json()["status"], "invalid", "{}", r.text);
+    assert!(r.text.contains("aud does not name the client wire-webapp"), "{}", r.text);
+    e.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
