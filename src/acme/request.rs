@@ -77,7 +77,7 @@ impl Verified {
 fn jose_error(e: JoseError) -> AcmeError {
     match e {
         JoseError::UnsupportedAlgorithm(_) => {
-            AcmeError::BadSignatureAlgorithm(format!("{e}; supported: ES256, ES384, EdDSA, RS256"))
+            AcmeError::BadSignatureAlgorithm(format!("{e}; supported: ES256, ES384, ES512, EdDSA, RS256"))
         }
         JoseError::BadKey(_) | JoseError::PrivateKey | JoseError::KeyAlgorithmMismatch(_) => {
             AcmeError::BadPublicKey(e.to_string())

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION, OID_PKCS1_SHA256WITHRSA,
-    OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA, OID_SIG_ECDSA_WITH_SHA256, OID_SIG_ECDSA_WITH_SHA384,
-    OID_SIG_ED25519,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521, OID_PKCS1_RSAENCRYPTION,
+    OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA, OID_PKCS1_SHA512WITHRSA, OID_SIG_ECDSA_WITH_SHA256,
+    OID_SIG_ECDSA_WITH_SHA384, OID_SIG_ECDSA_WITH_SHA512, OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 
@@ -22,6 +22,9 @@ pub enum KeyType {
     Ed25519,
     P256,
     P384,
+    /// P-521: accepted in CSRs (Wire's cipher suite 5), verified with RustCrypto's
+    /// `p521`; idca does not make P-521 keys.
+    P521,
     Rsa(usize),
 }
 
@@ -66,6 +69,7 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
     let allowed = [
         OID_SIG_ECDSA_WITH_SHA256,
         OID_SIG_ECDSA_WITH_SHA384,
+        OID_SIG_ECDSA_WITH_SHA512,
         OID_SIG_ED25519,
         OID_PKCS1_SHA256WITHRSA,
         OID_PKCS1_SHA384WITHRSA,
@@ -74,12 +78,20 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
     if !allowed.contains(sig_alg) {
         return Err(bad(format!("CSR signature algorithm {sig_alg} is not accepted")));
     }
-    // 2. The self-signature proves possession of the key.
-    csr.verify_signature().map_err(|_| bad("CSR signature is invalid"))?;
-    // 3. Key type policy.
+    // 3. Key type policy (before the signature: P-521 is verified here, not by ring).
     let info = &csr.certification_request_info;
     let spki = &info.subject_pki;
     let key_type = key_type_of(spki)?;
+    // 2. The self-signature proves possession of the key.
+    if key_type == KeyType::P521 {
+        if *sig_alg != OID_SIG_ECDSA_WITH_SHA512 {
+            return Err(bad("a P-521 CSR is signed with ecdsa-with-SHA512"));
+        }
+        crate::jose::p521::verify_der(&spki.subject_public_key.data, info.raw, &csr.signature_value.data)
+            .map_err(|_| bad("CSR signature is invalid"))?;
+    } else {
+        csr.verify_signature().map_err(|_| bad("CSR signature is invalid"))?;
+    }
     // 4. Names and requested extensions.
     let common_name = match info.subject.iter_common_name().next() {
         Some(cn) => Some(cn.as_str().map_err(|_| bad("CSR common name is not a string"))?.to_ascii_lowercase()),
@@ -131,7 +143,7 @@ pub fn parse_csr(der: &[u8]) -> Result<CsrInfo, CaError> {
     })
 }
 
-/// The type of a public key, within policy: P-256, P-384, Ed25519, RSA 2048-4096.
+/// The type of a public key, within policy: P-256, P-384, P-521, Ed25519, RSA 2048-4096.
 pub fn spki_key_type(spki_der: &[u8]) -> Result<KeyType, CaError> {
     let (_, spki) =
         x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der).map_err(|_| bad("not a DER public key"))?;
@@ -144,8 +156,9 @@ fn key_type_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<Key
         match curve {
             Some(c) if c == OID_EC_P256 => KeyType::P256,
             Some(c) if c == OID_NIST_EC_P384 => KeyType::P384,
+            Some(c) if c == OID_NIST_EC_P521 => KeyType::P521,
             _ => {
-                return Err(bad("the key is on an unsupported curve (P-256 and P-384 accepted)"));
+                return Err(bad("the key is on an unsupported curve (P-256, P-384 and P-521 accepted)"));
             }
         }
     } else if spki.algorithm.algorithm == OID_SIG_ED25519 {
@@ -160,7 +173,7 @@ fn key_type_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<Key
         }
         KeyType::Rsa(bits)
     } else {
-        return Err(bad("the key type is not accepted (P-256, P-384, Ed25519, RSA)"));
+        return Err(bad("the key type is not accepted (P-256, P-384, P-521, Ed25519, RSA)"));
     })
 }
 

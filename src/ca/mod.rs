@@ -11,6 +11,7 @@ mod crl;
 mod csr;
 mod der;
 mod error;
+mod p521_leaf;
 pub mod pkcs12;
 
 pub use chains::{build_chains, chains_fit};
@@ -484,10 +485,15 @@ impl Ca {
         p.not_after = datetime(req.not_after)?;
         let (serial, number) = random_serial();
         p.serial_number = Some(number);
-        let spki = rcgen::SubjectPublicKeyInfo::from_der(req.spki_der)
-            .map_err(|e| CaError::BadCsr(format!("unsupported public key: {e}")))?;
-        let cert = p.signed_by(&spki, &self.issuer)?;
-        let der = cert.der().to_vec();
+        let der = if req.key_type == KeyType::P521 {
+            let raw = p521_leaf::RawSpki::from_der(req.spki_der)?;
+            let draft = p.signed_by(&raw, &self.issuer)?;
+            raw.set_right(draft.der(), self.issuer.key())?
+        } else {
+            let spki = rcgen::SubjectPublicKeyInfo::from_der(req.spki_der)
+                .map_err(|e| CaError::BadCsr(format!("unsupported public key: {e}")))?;
+            p.signed_by(&spki, &self.issuer)?.der().to_vec()
+        };
         let chain_pem = format!("{}{}", cert_pem(&der), self.default_chain.intermediates_pem);
         Ok(IssuedLeaf { serial, der, chain_pem })
     }

@@ -258,6 +258,7 @@ fn leaf_key(choice: &KeyChoice) -> Result<LeafKey, Fail> {
                 KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
                 KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
                 KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+                KeyType::P521 => return Err("idca cannot generate P-521 keys: pass one with --key FILE".into()),
                 KeyType::Rsa(_) => return Err("idca cannot generate RSA keys: pass one with --key FILE".into()),
             };
             let key = rcgen::KeyPair::generate_for(alg).map_err(store_error)?;
@@ -370,6 +371,7 @@ fn key_type_name(t: KeyType) -> String {
     match t {
         KeyType::P256 => "P-256".into(),
         KeyType::P384 => "P-384".into(),
+        KeyType::P521 => "P-521".into(),
         KeyType::Ed25519 => "Ed25519".into(),
         KeyType::Rsa(bits) => format!("RSA {bits}"),
     }

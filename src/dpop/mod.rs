@@ -65,7 +65,7 @@ struct Claims {
 }
 
 /// The algorithms proofs may use (`dpop_signing_alg_values_supported`).
-pub const ALGS: [&str; 4] = ["ES256", "ES384", "EdDSA", "RS256"];
+pub const ALGS: [&str; 5] = ["ES256", "ES384", "ES512", "EdDSA", "RS256"];
 
 /// Normalises an `htu` for comparison (§4.3 step 9, RFC 3986 §6.2.2-6.2.3): scheme and
 /// host lower-cased, default port dropped, query and fragment removed.

@@ -62,7 +62,8 @@ struct Claims {
 }
 
 /// Verifies a Wire-profile proof, step by step:
-/// 1. a JWT with `typ` `dpop+jwt`, an ES256, ES384 or EdDSA `alg` (Wire takes no RSA),
+/// 1. a JWT with `typ` `dpop+jwt`, an ES256, ES384, ES512 or EdDSA `alg` (Wire's cipher
+///    suites; no RSA),
 ///    and a public `jwk` of that type;
 /// 2. the signature with that `jwk`;
 /// 3. every claim present: `sub aud iat nbf exp jti nonce htm htu chal handle name`, and
@@ -81,8 +82,8 @@ pub fn verify_wire_proof(proof: &str, want: &WireExpected<'_>, now: UnixTime) ->
         return Err(bad("typ must be dpop+jwt"));
     }
     let alg = match Algorithm::parse(&jws.header.alg) {
-        Ok(a @ (Algorithm::ES256 | Algorithm::ES384 | Algorithm::EdDSA)) => a,
-        _ => return Err(bad("unsupported algorithm: use ES256, ES384 or EdDSA")),
+        Ok(a @ (Algorithm::ES256 | Algorithm::ES384 | Algorithm::ES512 | Algorithm::EdDSA)) => a,
+        _ => return Err(bad("unsupported algorithm: use ES256, ES384, ES512 or EdDSA")),
     };
     let jwk = jws.header.jwk.as_ref().ok_or_else(|| bad("the DPoP proof has no jwk"))?;
     let jwk = Jwk::from_value(jwk).map_err(|e| bad(&format!("DPoP proof jwk: {e}")))?;

@@ -10,7 +10,7 @@ use super::{Algorithm, JoseError, b64_decode, b64_encode};
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kty")]
 pub enum Jwk {
-    /// An elliptic-curve key (RFC 7518 §6.2): P-256 or P-384.
+    /// An elliptic-curve key (RFC 7518 §6.2): P-256, P-384 or P-521.
     #[serde(rename = "EC")]
     Ec { crv: EcCurve, x: String, y: String },
     /// An octet key pair (RFC 8037 §2): Ed25519 only.
@@ -35,6 +35,8 @@ pub enum EcCurve {
     P256,
     #[serde(rename = "P-384")]
     P384,
+    #[serde(rename = "P-521")]
+    P521,
 }
 
 /// The Edwards curves idca accepts.
@@ -110,6 +112,7 @@ impl Jwk {
                 let crv = match raw.crv.as_deref() {
                     Some("P-256") => EcCurve::P256,
                     Some("P-384") => EcCurve::P384,
+                    Some("P-521") => EcCurve::P521,
                     other => {
                         return Err(JoseError::BadKey(format!("unsupported EC curve {other:?}")));
                     }
@@ -117,6 +120,7 @@ impl Jwk {
                 let len = match crv {
                     EcCurve::P256 => 32,
                     EcCurve::P384 => 48,
+                    EcCurve::P521 => super::p521::COORDINATE_LEN,
                 };
                 let (x, xb) = member(raw.x, "x")?;
                 let (y, yb) = member(raw.y, "y")?;
@@ -163,6 +167,7 @@ impl Jwk {
             let alg = match crv {
                 EcCurve::P256 => &ring::agreement::ECDH_P256,
                 EcCurve::P384 => &ring::agreement::ECDH_P384,
+                EcCurve::P521 => return super::p521::check_point(&self.ec_point()?),
             };
             let point = self.ec_point()?;
             let peer = ring::agreement::UnparsedPublicKey::new(alg, &point);
@@ -193,6 +198,7 @@ impl Jwk {
             (self, alg),
             (Self::Ec { crv: EcCurve::P256, .. }, Algorithm::ES256)
                 | (Self::Ec { crv: EcCurve::P384, .. }, Algorithm::ES384)
+                | (Self::Ec { crv: EcCurve::P521, .. }, Algorithm::ES512)
                 | (Self::Okp { .. }, Algorithm::EdDSA)
                 | (Self::Rsa { .. }, Algorithm::RS256)
         )
@@ -209,6 +215,7 @@ impl Jwk {
                 let ring_alg: &dyn signature::VerificationAlgorithm = match crv {
                     EcCurve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
                     EcCurve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
+                    EcCurve::P521 => return super::p521::verify_fixed(&point, message, signature),
                 };
                 UnparsedPublicKey::new(ring_alg, point).verify(message, signature)
             }
@@ -235,6 +242,7 @@ impl Jwk {
                 let crv = match crv {
                     EcCurve::P256 => "P-256",
                     EcCurve::P384 => "P-384",
+                    EcCurve::P521 => "P-521",
                 };
                 format!(r#"{{"crv":"{crv}","kty":"EC","x":"{x}","y":"{y}"}}"#)
             }

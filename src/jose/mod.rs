@@ -1,8 +1,8 @@
-//! JWS and JWK on ring (RFC 7515, 7517, 7518, 7638).
+//! JWS and JWK on ring (RFC 7515, 7517, 7518, 7638), and P-521 on RustCrypto's `p521`.
 //!
 //! This module parses and verifies signatures. It knows nothing of ACME's header rules
 //! (`url`, `nonce`, `jwk` xor `kid`: see `acme::request`), of HTTP, or of the store.
-//! Accepted algorithms: ES256, ES384, EdDSA (Ed25519), RS256. Never `none`, never an
+//! Accepted algorithms: ES256, ES384, ES512, EdDSA (Ed25519), RS256. Never `none`, never an
 //! HMAC algorithm with a public key.
 
 mod compact;
@@ -11,6 +11,7 @@ pub mod json;
 mod jwk;
 mod jws;
 mod mac;
+pub(crate) mod p521;
 
 pub use compact::{CompactHeader, CompactJws, SigningKey};
 pub use error::JoseError;
@@ -32,19 +33,22 @@ pub enum Algorithm {
     ES256,
     /// ECDSA P-384 with SHA-384.
     ES384,
+    /// ECDSA P-521 with SHA-512 (Wire's cipher suite 5).
+    ES512,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
 }
 
 impl Algorithm {
     /// Every accepted algorithm, as named in the `alg` header.
-    pub const ALL: [&'static str; 4] = ["ES256", "ES384", "EdDSA", "RS256"];
+    pub const ALL: [&'static str; 5] = ["ES256", "ES384", "ES512", "EdDSA", "RS256"];
 
     /// Parses an `alg` header value; `none`, HMAC and anything unknown are refused.
     pub fn parse(alg: &str) -> Result<Self, JoseError> {
         match alg {
             "ES256" => Ok(Self::ES256),
             "ES384" => Ok(Self::ES384),
+            "ES512" => Ok(Self::ES512),
             "EdDSA" => Ok(Self::EdDSA),
             "RS256" => Ok(Self::RS256),
             other => Err(JoseError::UnsupportedAlgorithm(other.chars().take(32).collect())),

@@ -23,6 +23,8 @@ fn pem_der(path: &str) -> Vec<u8> {
 pub(crate) enum Key {
     P256(EcdsaKeyPair),
     P384(EcdsaKeyPair),
+    /// P-521 (ES512, Wire's cipher suite 5): RustCrypto, as ring has none.
+    P521(Box<p521::ecdsa::SigningKey>),
     Ed25519(Ed25519KeyPair),
     Rsa(RsaKeyPair),
 }
@@ -41,6 +43,24 @@ impl Key {
         Self::P384(EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap())
     }
 
+    pub(crate) fn p521() -> Self {
+        let rng = ring::rand::SystemRandom::new();
+        loop {
+            let mut scalar = [0u8; 66];
+            ring::rand::SecureRandom::fill(&rng, &mut scalar).unwrap();
+            scalar[0] &= 0x01;
+            if let Ok(k) = p521::ecdsa::SigningKey::from_slice(&scalar) {
+                return Self::P521(Box::new(k));
+            }
+        }
+    }
+
+    /// The uncompressed public point of a P-521 key.
+    pub(crate) fn p521_point(&self) -> Vec<u8> {
+        let Self::P521(k) = self else { panic!("not a P-521 key") };
+        k.verifying_key().to_sec1_bytes().to_vec()
+    }
+
     pub(crate) fn ed25519() -> Self {
         Self::Ed25519(Ed25519KeyPair::from_pkcs8_maybe_unchecked(&pem_der("keys/ed25519.pem")).unwrap())
     }
@@ -53,6 +73,7 @@ impl Key {
         match self {
             Self::P256(_) => "ES256",
             Self::P384(_) => "ES384",
+            Self::P521(_) => "ES512",
             Self::Ed25519(_) => "EdDSA",
             Self::Rsa(_) => "RS256",
         }
@@ -67,6 +88,10 @@ impl Key {
             Self::P384(k) => {
                 let p = k.public_key().as_ref();
                 json!({"kty":"EC","crv":"P-384","x":b64(&p[1..49]),"y":b64(&p[49..])})
+            }
+            Self::P521(_) => {
+                let p = self.p521_point();
+                json!({"kty":"EC","crv":"P-521","x":b64(&p[1..67]),"y":b64(&p[67..])})
             }
             Self::Ed25519(k) => {
                 json!({"kty":"OKP","crv":"Ed25519","x":b64(k.public_key().as_ref())})
@@ -92,6 +117,10 @@ impl Key {
         let rng = ring::rand::SystemRandom::new();
         match self {
             Self::P256(k) | Self::P384(k) => k.sign(&rng, msg).unwrap().as_ref().to_vec(),
+            Self::P521(k) => {
+                let sig: p521::ecdsa::Signature = p521::ecdsa::signature::Signer::sign(k.as_ref(), msg);
+                sig.to_bytes().to_vec()
+            }
             Self::Ed25519(k) => k.sign(msg).as_ref().to_vec(),
             Self::Rsa(k) => {
                 let mut sig = vec![0; k.public().modulus_len()];
@@ -286,4 +315,57 @@ pub(crate) fn csr(names: &[&str]) -> (Vec<u8>, rcgen::KeyPair) {
     let mut params = rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
     (params.serialize_request(&key).unwrap().der().to_vec(), key)
+}
+
+/// A DER TLV with a definite length.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = content.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len.to_be_bytes().into_iter().skip_while(|b| *b == 0).collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+    out.extend_from_slice(content);
+    out
+}
+
+/// `params` as a CSR for a P-521 `key`, signed with ecdsa-with-SHA512 (what Wire's cipher
+/// suite 5 sends). rcgen on ring cannot make one, so the request rcgen writes for a
+/// placeholder key gets the P-521 key put in and is signed again here.
+pub(crate) fn p521_csr(params: &rcgen::CertificateParams, key: &Key) -> Vec<u8> {
+    use x509_parser::prelude::FromDer;
+    let Key::P521(signing) = key else { panic!("not a P-521 key") };
+    let placeholder = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let draft = params.serialize_request(&placeholder).unwrap().der().to_vec();
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&draft).unwrap();
+    let info = &csr.certification_request_info;
+    // CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes }
+    let (subject, spki) = (info.subject.as_raw(), info.subject_pki.raw);
+    let content = &info.raw[header_len(info.raw)..];
+    let after_spki = {
+        let spki_at = content.windows(spki.len()).position(|w| w == spki).unwrap();
+        &content[spki_at + spki.len()..]
+    };
+    let ec_public_key = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    let secp521r1 = [0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
+    let mut bits = vec![0u8];
+    bits.extend(key.p521_point());
+    let new_spki = der(0x30, &[der(0x30, &[&ec_public_key[..], &secp521r1[..]].concat()), der(0x03, &bits)].concat());
+    let cri = der(0x30, &[&[0x02, 0x01, 0x00][..], subject, &new_spki, after_spki].concat());
+    let sig: p521::ecdsa::Signature = p521::ecdsa::signature::Signer::sign(signing.as_ref(), &cri);
+    let ecdsa_with_sha512 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    let mut sig_bits = vec![0u8];
+    sig_bits.extend(sig.to_der().to_bytes().iter());
+    der(0x30, &[cri, der(0x30, &ecdsa_with_sha512), der(0x03, &sig_bits)].concat())
+}
+
+/// The length of a DER TLV's tag and length bytes.
+fn header_len(tlv: &[u8]) -> usize {
+    match tlv[1] {
+        n if n < 0x80 => 2,
+        n => 2 + (n & 0x7f) as usize,
+    }
 }

@@ -327,3 +327,41 @@ async fn the_replay_store_is_bounded() {
     assert_eq!(backend_token(&b, &[first]).await.body["error"], "invalid_dpop_proof", "a replay stays a replay");
     server.stop().await;
 }
+
+/// A DPoP proof signed with P-521 (ES512, Wire's cipher suite 5) binds a token as ES256
+/// does, and discovery says ES512 is accepted.
+#[tokio::test]
+async fn es512_proofs_bind_tokens() {
+    let server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    let key = crate::client::Key::p521();
+    let url = format!("{}/oauth/token", b.base);
+    let proof = |nonce: Option<&str>| {
+        let header = json!({"typ": "dpop+jwt", "alg": "ES512", "jwk": key.jwk()});
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let mut claims = json!({"jti": idca::model::random_token(), "htm": "POST", "htu": url, "iat": now});
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        let input = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
+        format!("{input}.{}", b64(key.sign(input.as_bytes())))
+    };
+    let r = backend_token(&b, &[proof(None)]).await;
+    assert_eq!(r.body["error"], "use_dpop_nonce", "{}", r.body);
+    let nonce = r.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let r = backend_token(&b, &[proof(Some(&nonce))]).await;
+    assert_eq!((r.status, r.body["token_type"].as_str()), (200, Some("DPoP")), "{}", r.body);
+    let at = verify_jwt(&b, r.body["access_token"].as_str().unwrap(), "at+jwt").await;
+    assert_eq!(at["cnf"]["jkt"], key.thumbprint());
+    let meta: Value = b
+        .http
+        .get(format!("{}/.well-known/oauth-authorization-server", b.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(meta["dpop_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES512")));
+    server.stop().await;
+}

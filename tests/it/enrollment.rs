@@ -145,16 +145,22 @@ impl Enrollment {
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
-    /// A CSR naming the device and the user as URIs, with a fresh Ed25519 key.
+    /// A CSR naming the device and the user as URIs, with a fresh key of the account
+    /// key's type (as a Wire cipher suite signs both with one scheme).
     fn csr(&self) -> Vec<u8> {
-        let cert_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         let mut p = rcgen::CertificateParams::default();
         p.distinguished_name = idca::cli::enroll::identity_subject(DOMAIN, NAME);
         p.subject_alt_names = vec![
             rcgen::SanType::URI(self.device["client_id"].as_str().unwrap().try_into().unwrap()),
             rcgen::SanType::URI(HANDLE.try_into().unwrap()),
         ];
-        p.serialize_request(&cert_key).unwrap().der().to_vec()
+        let alg = match &self.acme.key {
+            Key::P521(_) => return crate::client::p521_csr(&p, &Key::p521()),
+            Key::P256(_) => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Key::P384(_) => &rcgen::PKCS_ECDSA_P384_SHA384,
+            _ => &rcgen::PKCS_ED25519,
+        };
+        p.serialize_request(&rcgen::KeyPair::generate_for(alg).unwrap()).unwrap().der().to_vec()
     }
 
     async fn id_token(&mut self, keyauth: &str) -> String {
@@ -163,9 +169,11 @@ impl Enrollment {
     }
 }
 
+/// Every signature scheme of Wire's cipher suites (Ed25519, P-256, P-384, and P-521 for
+/// suite 5: ES512 for the ACME requests and the DPoP proof, a P-521 CSR and leaf key).
 #[tokio::test]
 async fn the_seed_flow_issues_a_client_identity_certificate() {
-    for key in [Key::ed25519(), Key::p256(), Key::p384()] {
+    for key in [Key::ed25519(), Key::p256(), Key::p384(), Key::p521()] {
         enroll_with(key).await;
     }
 }
@@ -214,7 +222,19 @@ async fn enroll_with(key: Key) {
     let chain = e.acme.post(fin.json()["certificate"].as_str().unwrap(), None).await.text;
     let der = first_cert_der(&chain);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    // Signed by the intermediate (a P-521 leaf too, whose TBS idca set right and signed).
+    let blocks = crate::certs::pem_blocks(&chain);
+    let (_, intermediate) = X509Certificate::from_der(&blocks[1]).unwrap();
+    cert.verify_signature(Some(intermediate.public_key())).unwrap();
     assert_eq!(cert.subject().to_string(), format!("O={DOMAIN}, CN={NAME}"));
+    let curve = cert.public_key().algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+    let want = match alg {
+        "ES512" => Some("1.3.132.0.35"),
+        "ES384" => Some("1.3.132.0.34"),
+        "ES256" => Some("1.2.840.10045.3.1.7"),
+        _ => None,
+    };
+    assert_eq!(curve.as_deref(), want, "{alg}: the leaf key is the CSR's");
     let uris = leaf_uris(&cert);
     let device_uri = e.device["client_id"].as_str().unwrap().replace('!', "%21");
     assert_eq!(uris, vec![device_uri, HANDLE.to_owned()]);
