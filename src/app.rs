@@ -36,6 +36,8 @@ pub enum AppError {
 /// keys, and id_tokens against an external OpenID provider's when one is configured.
 struct IdentityKeys {
     own: Arc<crate::oauth::AuthServer>,
+    /// An external Wire backend's keys, for its `wire-dpop-01` access tokens.
+    backend: Option<crate::validate::BackendKeys>,
     clock: Arc<dyn Clock>,
     oidc: Option<Arc<crate::validate::OidcProvider>>,
 }
@@ -43,8 +45,12 @@ struct IdentityKeys {
 #[async_trait::async_trait]
 impl crate::validate::IdentityTokens for IdentityKeys {
     async fn verify(&self, token: &str, typ: &str) -> Result<serde_json::Value, String> {
-        match &self.oidc {
-            Some(provider) if typ == "JWT" => provider.verify(token),
+        match (&self.oidc, &self.backend) {
+            (Some(provider), _) if typ == "JWT" => provider.verify(token),
+            (_, Some(backend)) if typ != "JWT" => match self.own.verify_own_token(token, typ, self.clock.now()).await {
+                Ok(claims) => Ok(claims),
+                Err(own) => backend.verify(token, typ).map_err(|b| format!("{own}; {b}")),
+            },
             _ => self.own.verify_own_token(token, typ, self.clock.now()).await.map_err(|e| e.to_string()),
         }
     }
@@ -502,8 +508,18 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let oidc_issuer = oidc.as_ref().map_or_else(|| authz.issuer().to_owned(), |p| p.issuer().to_owned());
     let links = Links::new(public_url.clone());
     let identity = ClientIdentity {
-        tokens: Arc::new(IdentityKeys { own: authz.clone(), clock: clock.clone(), oidc }),
+        tokens: Arc::new(IdentityKeys {
+            own: authz.clone(),
+            backend: crate::validate::BackendKeys::from_config(
+                &config.devices.backend_keys,
+                JsonDepth::new(config.limits.json_max_depth),
+            )
+            .map_err(|e| AppError::Config(crate::config::ConfigError::Invalid(e)))?,
+            clock: clock.clone(),
+            oidc,
+        }),
         issuer: oidc_issuer,
+        dpop_target: config.devices.dpop_target.clone(),
         claims: crate::validate::OidcClaimMap {
             client_id: config.devices.oidc_client_id.clone(),
             handle_claim: config.devices.oidc_handle_claim.clone(),

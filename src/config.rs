@@ -490,6 +490,14 @@ pub struct DevicesConfig {
     pub oidc_ca_file: String,
     /// Seconds between refreshes of the provider's keys.
     pub oidc_refresh_secs: u64,
+    /// `wire-dpop-01` access tokens may also be signed by an external Wire backend
+    /// (wire-server's brig, step-ca's `dpop.key`): its public keys, each a PEM
+    /// SubjectPublicKeyInfo or a JWK (JSON).
+    pub backend_keys: Vec<String>,
+    /// The `wire-dpop-01` challenge's `target` (the device's access-token URL), with
+    /// `{device}` for the device id; empty: idca's own `/clients/{device}/access-token`.
+    /// Set it to the backend's URL when the backend issues the tokens.
+    pub dpop_target: String,
 }
 
 impl Default for DevicesConfig {
@@ -506,6 +514,8 @@ impl Default for DevicesConfig {
             oidc_name_claim: "name".into(),
             oidc_ca_file: String::new(),
             oidc_refresh_secs: 300,
+            backend_keys: Vec::new(),
+            dpop_target: String::new(),
         }
     }
 }

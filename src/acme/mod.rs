@@ -87,6 +87,8 @@ pub struct Acme {
     identity_tokens: Option<Arc<dyn IdentityTokens>>,
     identity_issuer: String,
     identity_claims: crate::validate::OidcClaimMap,
+    /// `devices.dpop_target` (empty: idca's own).
+    dpop_target: String,
     /// CAs retired by root rotations (their CRLs are still served).
     retired: Vec<Arc<Ca>>,
 }
@@ -156,6 +158,8 @@ pub struct ClientIdentity {
     pub issuer: String,
     /// The client id_tokens are for, and the claims that carry the identity.
     pub claims: crate::validate::OidcClaimMap,
+    /// The `wire-dpop-01` target with `{device}`; empty: idca's own access-token URL.
+    pub dpop_target: String,
 }
 
 /// What the ACME core works with.
@@ -177,9 +181,9 @@ pub struct AcmeParts {
 impl Acme {
     pub fn new(parts: AcmeParts, settings: AcmeSettings) -> Self {
         let AcmeParts { store, ca, retired, links, queue, metrics, identity, shared_nonces } = parts;
-        let (identity_tokens, identity_issuer, identity_claims) = match identity {
-            Some(ClientIdentity { tokens, issuer, claims }) => (Some(tokens), issuer, claims),
-            None => (None, String::new(), crate::validate::OidcClaimMap::default()),
+        let (identity_tokens, identity_issuer, identity_claims, dpop_target) = match identity {
+            Some(ClientIdentity { tokens, issuer, claims, dpop_target }) => (Some(tokens), issuer, claims, dpop_target),
+            None => (None, String::new(), crate::validate::OidcClaimMap::default(), String::new()),
         };
         Self {
             store,
@@ -197,6 +201,7 @@ impl Acme {
             identity_tokens,
             identity_issuer,
             identity_claims,
+            dpop_target,
             retired,
         }
     }

@@ -287,11 +287,14 @@ impl Acme {
         identity: &Option<(identity::WireIdentity, identity::WireIdentity)>,
     ) -> Option<String> {
         match (kind, identity) {
-            (ChallengeType::WireDpop01, Some((device, _))) => Some(format!(
-                "{}/clients/{}/access-token",
-                self.links.base(),
-                device.device_id.as_deref().unwrap_or_default()
-            )),
+            (ChallengeType::WireDpop01, Some((device, _))) => {
+                let id = device.device_id.as_deref().unwrap_or_default();
+                Some(if self.dpop_target.is_empty() {
+                    format!("{}/clients/{id}/access-token", self.links.base())
+                } else {
+                    self.dpop_target.replace("{device}", id)
+                })
+            }
             (ChallengeType::WireOidc01, Some(_)) => Some(self.identity_issuer.clone()),
             _ => None,
         }

@@ -114,6 +114,12 @@ impl Config {
                     .into(),
             ));
         }
+        let t = &d.dpop_target;
+        if !t.is_empty() && (!(t.starts_with("https://") || t.starts_with("http://")) || !t.contains("{device}")) {
+            return Err(ConfigError::Invalid(format!(
+                "devices.dpop_target `{t}` must be an http(s) URL with {{device}} for the device id"
+            )));
+        }
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Challenge checks (RFC 8555 §8). The checks take typed inputs and reach the network
 //! through reqwest; they know nothing of the store or of ACME's state machines.
 
+mod backend_keys;
 mod dial;
 mod dns;
 mod dns01;
@@ -9,6 +10,7 @@ mod identity;
 mod oidc_provider;
 mod tls_alpn01;
 
+pub use backend_keys::BackendKeys;
 pub use dns::Dns;
 pub use http01::Http01Checker;
 pub use identity::{DpopChallenge, IdentityTokens, OidcChallenge, OidcClaimMap, check_wire_dpop, check_wire_oidc};

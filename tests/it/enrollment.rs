@@ -631,6 +631,63 @@ async fn wire_oidc_01_takes_the_handle_from_preferred_username() {
     provider.stop().await;
 }
 
+/// An external Wire backend (brig) issues the device's access token, signed with its own
+/// key (`devices.backend_keys`), for the target `devices.dpop_target`: the CA accepts it
+/// and issues the identity certificate; a token signed by a key not configured is
+/// refused, whatever key its header carries.
+#[tokio::test]
+async fn wire_dpop_01_accepts_an_external_backends_token() {
+    let backend = idca::jose::SigningKey::from_pkcs8(&idca::jose::SigningKey::generate_pkcs8().unwrap()).unwrap();
+    let stranger = idca::jose::SigningKey::from_pkcs8(&idca::jose::SigningKey::generate_pkcs8().unwrap()).unwrap();
+    let key = backend.jwk().to_value().to_string();
+    let configure = move |c: &mut idca::config::Config| {
+        c.devices.backend_keys = vec![key];
+        c.devices.dpop_target = "https://backend.example.test/clients/{device}/access-token".into();
+    };
+    for (signer, accepted) in [(&stranger, false), (&backend, true)] {
+        let mut e = start_enrollment_with(Key::ed25519(), configure.clone()).await;
+        let target = e.dpop["target"].as_str().unwrap().to_owned();
+        let cid = e.device["id"].as_str().unwrap();
+        assert_eq!(target, format!("https://backend.example.test/clients/{cid}/access-token"));
+        // What brig does: check the device's proof, then sign the access token.
+        let nonce = "UhaLt4MDQpGJWKm5tvcjDQ";
+        let proof_claims = json!({
+            "sub": e.device["client_id"], "aud": e.dpop["url"], "iat": now(), "nbf": now(), "exp": now() + 120,
+            "jti": idca::model::random_token(), "nonce": nonce, "htm": "POST", "htu": target,
+            "chal": e.dpop["token"], "handle": HANDLE, "team": "wire", "name": NAME,
+        });
+        let k = &e.acme.key;
+        let proof = sign_with(k, json!({"alg": k.alg(), "typ": "dpop+jwt", "jwk": k.jwk()}), &proof_claims);
+        let token_claims = json!({
+            "api_version": 5, "aud": e.dpop["url"], "chal": e.dpop["token"], "client_id": e.device["client_id"],
+            "cnf": {"kid": k.thumbprint()}, "exp": now() + 300, "iat": now(), "nbf": now(), "iss": target,
+            "jti": idca::model::random_token(), "nonce": nonce, "proof": proof, "scope": "wire_client_id",
+            "sub": e.device["client_id"],
+        });
+        let token = signer.sign_embedding_jwk("at+jwt", &token_claims).unwrap();
+        let r = e.acme.post(e.dpop["url"].as_str().unwrap(), Some(&json!({"access_token": token}))).await;
+        if !accepted {
+            assert_eq!(r.json()["status"], "invalid", "{}", r.text);
+            assert!(r.text.contains("backend key"), "{}", r.text);
+            e.server.stop().await;
+            continue;
+        }
+        assert_eq!(r.json()["status"], "valid", "{}", r.text);
+        let keyauth = format!("{}.{}", e.oidc["token"].as_str().unwrap(), e.acme.key.thumbprint());
+        let id_token = e.id_token(&keyauth).await;
+        let r = e.acme.post(e.oidc["url"].as_str().unwrap(), Some(&json!({"id_token": id_token}))).await;
+        assert_eq!(r.json()["status"], "valid", "{}", r.text);
+        let csr = e.csr();
+        let fin = e.acme.post(e.order["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&csr)}))).await;
+        assert_eq!(fin.json()["status"], "valid", "{}", fin.text);
+        let chain = e.acme.post(fin.json()["certificate"].as_str().unwrap(), None).await.text;
+        let der = first_cert_der(&chain);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        assert_eq!(leaf_uris(&cert)[1], HANDLE);
+        e.server.stop().await;
+    }
+}
+
 /// The id_token's `aud` must name `devices.oidc_client_id`, for idca's own id_tokens too.
 #[tokio::test]
 async fn wire_oidc_01_refuses_an_id_token_for_another_client() {
