@@ -178,6 +178,8 @@ impl Acme {
         let ident = identity::wire_identity(authz.identifier.kind, &authz.identifier.value)?;
         let target = c.target.clone().unwrap_or_default();
         let url = self.links.challenge(&authz.id, &c.id);
+        let thumbprints: Vec<String> = account.key.thumbprints().into_iter().map(|j| j.0).collect();
+        let key_authorizations: Vec<String> = thumbprints.iter().map(|t| format!("{}.{t}", c.token)).collect();
         let token = |field: &str| {
             body.get(field)
                 .and_then(|t| t.as_str())
@@ -193,6 +195,7 @@ impl Acme {
                         url: &url,
                         token: &c.token,
                         account_jkt: &account.jkt.0,
+                        account_thumbprints: &thumbprints,
                         client_id: ident.client_id.as_deref().unwrap_or_default(),
                         handle: &ident.handle,
                         name: &ident.name,
@@ -209,7 +212,7 @@ impl Acme {
                     &crate::validate::OidcChallenge {
                         issuer: &target,
                         url: &url,
-                        key_authorization: &format!("{}.{}", c.token, account.jkt),
+                        key_authorizations: &key_authorizations,
                         handle: &ident.handle,
                         name: &ident.name,
                         claims: &self.identity_claims,

@@ -236,6 +236,23 @@ impl Jwk {
 
     /// The RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order.
     pub fn thumbprint(&self) -> Jkt {
+        self.thumbprint_with(&ring::digest::SHA256)
+    }
+
+    /// Every thumbprint a client may name this key by: SHA-256 (RFC 7638, RFC 8555), and
+    /// for P-384 and P-521 keys also SHA-384 and SHA-512, the hash Wire's clients
+    /// (rusty-jwt-tools) pair with those curves in key authorizations and `cnf.kid`.
+    pub fn thumbprints(&self) -> Vec<Jkt> {
+        let mut all = vec![self.thumbprint()];
+        match self {
+            Self::Ec { crv: EcCurve::P384, .. } => all.push(self.thumbprint_with(&ring::digest::SHA384)),
+            Self::Ec { crv: EcCurve::P521, .. } => all.push(self.thumbprint_with(&ring::digest::SHA512)),
+            _ => {}
+        }
+        all
+    }
+
+    fn thumbprint_with(&self, hash: &'static ring::digest::Algorithm) -> Jkt {
         // Members are base64url strings and fixed curve names: no JSON escaping needed.
         let canonical = match self {
             Self::Ec { crv, x, y } => {
@@ -249,7 +266,7 @@ impl Jwk {
             Self::Okp { x, .. } => format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#),
             Self::Rsa { n, e } => format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#),
         };
-        Jkt(b64_encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes())))
+        Jkt(b64_encode(ring::digest::digest(hash, canonical.as_bytes())))
     }
 
     /// The key as a JSON value (the `key` member of an ACME account).
@@ -331,5 +348,25 @@ mod tests {
             jwk.verify(Algorithm::ES384, b"hello", sig.as_ref()),
             Err(JoseError::KeyAlgorithmMismatch(Algorithm::ES384))
         );
+    }
+
+    /// P-384 and P-521 keys are also named by SHA-384 and SHA-512 thumbprints (Wire's
+    /// clients); the first is always RFC 7638's SHA-256.
+    #[test]
+    fn thumbprints_per_curve() {
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &signature::ECDSA_P384_SHA384_FIXED_SIGNING;
+        let pkcs8 = signature::EcdsaKeyPair::generate_pkcs8(alg, &rng).unwrap();
+        let pair = signature::EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).unwrap();
+        let p = signature::KeyPair::public_key(&pair).as_ref().to_vec();
+        let k = Jwk::from_value(&serde_json::json!({"kty": "EC", "crv": "P-384",
+            "x": b64_encode(&p[1..49]), "y": b64_encode(&p[49..])}))
+        .unwrap();
+        let all = k.thumbprints();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], k.thumbprint());
+        assert_eq!(b64_decode(&all[1].0).unwrap().len(), 48, "SHA-384");
+        let ed = Jwk::from_value(&serde_json::json!({"kty":"OKP","crv":"Ed25519","x": b64_encode([7u8; 32])})).unwrap();
+        assert_eq!(ed.thumbprints(), vec![ed.thumbprint()]);
     }
 }

@@ -28,6 +28,9 @@ pub struct DpopChallenge<'a> {
     pub token: &'a str,
     /// RFC 7638 thumbprint of the ACME account key (the DPoP key must be it).
     pub account_jkt: &'a str,
+    /// Every thumbprint of the account key a token's `cnf.kid` may carry
+    /// (`Jwk::thumbprints`: SHA-256, and SHA-384/512 for P-384/P-521 as Wire's clients).
+    pub account_thumbprints: &'a [String],
     pub client_id: &'a str,
     pub handle: &'a str,
     pub name: &'a str,
@@ -41,8 +44,9 @@ pub struct OidcChallenge<'a> {
     /// The challenge's `target`: the issuer.
     pub issuer: &'a str,
     pub url: &'a str,
-    /// `{token}.{account thumbprint}`.
-    pub key_authorization: &'a str,
+    /// `{token}.{account thumbprint}`, for each thumbprint of the account key (Wire's
+    /// clients hash P-384 and P-521 keys with SHA-384 and SHA-512).
+    pub key_authorizations: &'a [String],
     pub handle: &'a str,
     pub name: &'a str,
     /// Which client the id_token is for, and which claims carry the identity.
@@ -155,7 +159,8 @@ pub async fn check_wire_dpop(
     if s(&t, "chal") != c.token {
         return Err(unauthorized("access token chal is not the challenge token"));
     }
-    if t.get("cnf").map(|cnf| s(cnf, "kid")) != Some(c.account_jkt) {
+    let kid = t.get("cnf").map(|cnf| s(cnf, "kid")).unwrap_or_default();
+    if !c.account_thumbprints.iter().any(|j| j == kid) {
         return Err(unauthorized("the DPoP key (cnf.kid) is not the ACME account key"));
     }
     if s(&t, "client_id") != c.client_id || s(&t, "sub") != c.client_id {
@@ -227,7 +232,8 @@ pub async fn check_wire_oidc(
         return Err(unauthorized("id_token has expired"));
     }
     // 2.
-    if !crate::jose::ct_eq(s(&t, "keyauth").as_bytes(), c.key_authorization.as_bytes()) {
+    let keyauth = s(&t, "keyauth").as_bytes();
+    if !c.key_authorizations.iter().any(|k| crate::jose::ct_eq(keyauth, k.as_bytes())) {
         return Err(unauthorized("id_token keyauth is not this challenge's key authorization"));
     }
     // 3.
@@ -305,6 +311,7 @@ mod tests {
             url: URL,
             token: TOKEN,
             account_jkt: account.kid(),
+            account_thumbprints: &[account.kid().to_owned()],
             client_id: CLIENT,
             handle: HANDLE,
             name: NAME,
@@ -381,7 +388,7 @@ mod tests {
         let c = OidcChallenge {
             issuer: ISSUER,
             url: URL,
-            key_authorization: &keyauth,
+            key_authorizations: std::slice::from_ref(&keyauth),
             handle: HANDLE,
             name: NAME,
             claims: &map,
@@ -438,7 +445,7 @@ mod tests {
             let c = OidcChallenge {
                 issuer: ISSUER,
                 url: URL,
-                key_authorization: &keyauth,
+                key_authorizations: std::slice::from_ref(&keyauth),
                 handle: HANDLE,
                 name: NAME,
                 claims: map,
