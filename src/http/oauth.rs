@@ -79,7 +79,8 @@ fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
             res
         }
         AuthorizeOutcome::Consent { page, session } => with_session(pages::consent(&page), session),
-        AuthorizeOutcome::Redirect { url, session } => {
+        AuthorizeOutcome::Redirect { url, session, form_post: true } => with_session(pages::form_post(&url), session),
+        AuthorizeOutcome::Redirect { url, session, form_post: false } => {
             let Ok(location) = header::HeaderValue::from_str(&url) else {
                 return pages::error(400, "The redirect URI of this client cannot be used.");
             };

@@ -1,5 +1,6 @@
-//! HTML pages: login and errors. Real forms, no JavaScript; every page forbids framing
-//! and caching (RFC 9700 §4.16 clickjacking, RFC 6749 §10.13).
+//! HTML pages: login and errors. Real forms, no JavaScript (but the one line that submits
+//! a form-post response, allowed by its hash); every page forbids framing and caching
+//! (RFC 9700 §4.16 clickjacking, RFC 6749 §10.13).
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
@@ -35,17 +36,50 @@ fn page(status: StatusCode, title: &str, body: &str) -> HttpResponse {
          <title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
         escape(title)
     );
+    guarded(status, "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'", html)
+}
+
+/// A page with its CSP and the headers every page carries (no framing, no caching, no
+/// referrer, no sniffing).
+fn guarded(status: StatusCode, csp: &str, html: String) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
-        .insert_header((
-            "Content-Security-Policy",
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ))
+        .insert_header(("Content-Security-Policy", csp))
         .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Cache-Control", "no-store"))
         .insert_header(("Referrer-Policy", "no-referrer"))
         .insert_header(("X-Content-Type-Options", "nosniff"))
         .body(html)
+}
+
+/// The script of the form-post page, and its CSP hash.
+const SUBMIT: &str = "document.forms[0].submit()";
+
+/// The authorization response POSTed to the client (OAuth 2.0 Form Post Response Mode
+/// §2): `url`'s query as hidden fields of a form to the rest of it, submitted by a script
+/// the CSP allows by its hash (a button without JavaScript).
+pub(super) fn form_post(url: &str) -> HttpResponse {
+    let Ok(mut parsed) = reqwest::Url::parse(url) else {
+        return error(400, "The redirect URI of this client cannot be used.");
+    };
+    let fields: String = parsed
+        .query_pairs()
+        .map(|(k, v)| format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(&k), escape(&v)))
+        .collect();
+    parsed.set_query(None);
+    let digest = ring::digest::digest(&ring::digest::SHA256, SUBMIT.as_bytes());
+    let hash = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest.as_ref());
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing in</title>\
+         <style>{STYLE}</style></head><body><form method=\"post\" action=\"{}\">{fields}\
+         <noscript><button type=\"submit\">Continue</button></noscript></form><script>{SUBMIT}</script></body></html>",
+        escape(parsed.as_str())
+    );
+    let csp = format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; frame-ancestors 'none'; \
+         base-uri 'none'"
+    );
+    guarded(StatusCode::OK, &csp, html)
 }
 
 /// The login form for a pending authorization.

@@ -80,12 +80,18 @@ impl AuthServer {
             Err(message) => return Ok(AuthorizeOutcome::ErrorPage { status: 400, message: message.to_owned() }),
         };
         let state = p.state.clone();
+        let form_post = p.response_mode.as_deref() == Some("form_post");
         let error_redirect = |e: OAuthError| {
             let description = e.description();
             let params = [("error", e.code()), ("error_description", description.as_str())];
             let url = self.redirect_to_client(&redirect_uri, &params, state.as_deref());
-            Ok(AuthorizeOutcome::Redirect { url, session: None })
+            Ok(AuthorizeOutcome::Redirect { url, session: None, form_post })
         };
+        if let Some(mode) = p.response_mode.as_deref().filter(|m| !["query", "form_post"].contains(m)) {
+            return error_redirect(OAuthError::InvalidRequest(format!(
+                "response_mode `{mode}` is not supported (query, form_post)"
+            )));
+        }
         let CheckedRequest { scope, code_challenge, id_token_claims, prompt, max_age } =
             match self.check_request(p, &client) {
                 Ok(checked) => checked,
@@ -118,6 +124,7 @@ impl AuthServer {
             csrf: random_token(),
             redirect_uri_sent: p.redirect_uri.is_some(),
             consent,
+            form_post,
             expires: clock::after(now, self.config.login_page_lifetime_secs),
         };
         // 6.
@@ -128,7 +135,7 @@ impl AuthServer {
                 return Ok(AuthorizeOutcome::Consent { page: consent_page(request, &pending, &client), session: None });
             }
             let url = self.issue_code(&pending, &s.sub, s.auth_time, now).await?;
-            return Ok(AuthorizeOutcome::Redirect { url, session: None });
+            return Ok(AuthorizeOutcome::Redirect { url, session: None, form_post });
         }
         let request = random_token();
         self.store.put_pending_authorization(&request, &pending).await?;
@@ -341,7 +348,7 @@ impl AuthServer {
         };
         self.store.put_session(&SecretHash::of(&session_id), &session).await?;
         let url = self.issue_code(&pending, &user.username, now, now).await?;
-        Ok(AuthorizeOutcome::Redirect { url, session: Some((session_id, lifetime)) })
+        Ok(AuthorizeOutcome::Redirect { url, session: Some((session_id, lifetime)), form_post: pending.form_post })
     }
 
     /// The consent form (for dynamically registered clients): a live session, a live
@@ -382,12 +389,12 @@ impl AuthServer {
         match form.action.as_str() {
             "allow" => {
                 let url = self.issue_code(&pending, &session.sub, session.auth_time, now).await?;
-                Ok(AuthorizeOutcome::Redirect { url, session: None })
+                Ok(AuthorizeOutcome::Redirect { url, session: None, form_post: pending.form_post })
             }
             _ => {
                 let params = [("error", "access_denied"), ("error_description", "the user denied the request")];
                 let url = self.redirect_to_client(&pending.redirect_uri, &params, pending.state.as_deref());
-                Ok(AuthorizeOutcome::Redirect { url, session: None })
+                Ok(AuthorizeOutcome::Redirect { url, session: None, form_post: pending.form_post })
             }
         }
     }

@@ -61,6 +61,9 @@ pub struct AuthorizeParams {
     pub claims: Option<String>,
     /// RFC 9449 §10: the thumbprint of the key the token request will prove.
     pub dpop_jkt: Option<String>,
+    /// OAuth 2.0 Multiple Response Type Encoding Practices §2.1: `query` (the default) or
+    /// `form_post` (OAuth 2.0 Form Post Response Mode).
+    pub response_mode: Option<String>,
 }
 
 /// The login form (fields of the page `http::oauth` renders).
@@ -163,8 +166,10 @@ pub enum AuthorizeOutcome {
     /// An error that must not be redirected (unknown client, bad redirect URI, RFC 6749
     /// §4.1.2.1): shown to the user.
     ErrorPage { status: u16, message: String },
-    /// Back to the client, with a code or an error; optionally a new session cookie.
-    Redirect { url: String, session: Option<(String, i64)> },
+    /// Back to the client, with a code or an error (as the query of `url`); optionally a
+    /// new session cookie. With `form_post`, the parameters are POSTed to the redirect URI
+    /// by a page that submits itself (OAuth 2.0 Form Post Response Mode §2).
+    Redirect { url: String, session: Option<(String, i64)>, form_post: bool },
     /// The user must log in.
     Login(LoginPage),
     /// The user must consent (third-party client); maybe with a new session cookie.

@@ -560,3 +560,34 @@ async fn a_non_ascii_credential_header_is_malformed_everywhere() {
     assert!(challenge.contains("invalid_request"), "{challenge}");
     server.stop().await;
 }
+
+/// `response_mode=form_post` (OAuth 2.0 Form Post Response Mode): the code, `state` and
+/// `iss` come back as a page that POSTs them to the redirect URI, after a login and from
+/// a live session alike, with its one script allowed by hash; the code works at the
+/// token endpoint; an unknown response mode is `invalid_request`; discovery says so.
+#[tokio::test]
+async fn form_post_response_mode_posts_the_response_to_the_client() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let url = format!("{}&response_mode=form_post&state=st-1", crate::dpop::cli_authorize_url(&b.base, "openid"));
+    let login = b.get(&url).await;
+    for page in [b.login(&login, "alice", PASSWORD).await, b.get(&url).await] {
+        assert_eq!(page.status, 200, "{}", page.text);
+        let csp = page.headers["content-security-policy"].to_str().unwrap().to_owned();
+        assert!(csp.contains("script-src 'sha256-") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(page.text.contains(r#"<form method="post" action="http://127.0.0.1/callback">"#), "{}", page.text);
+        assert_eq!((page.field("state"), page.field("iss")), ("st-1".to_owned(), b.base.clone()));
+        let code = page.field("code");
+        let form = crate::dpop::cli_code_form(&code);
+        let r = b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let bad = format!("{}&response_mode=fragment", crate::dpop::cli_authorize_url(&b.base, "openid"));
+    let r = b.get(&bad).await;
+    assert_eq!(r.status, 303);
+    assert_eq!(query_param(&r.location(), "error").as_deref(), Some("invalid_request"), "{}", r.location());
+    let meta: Value =
+        b.http.get(format!("{}/.well-known/openid-configuration", b.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(meta["response_modes_supported"], json!(["query", "form_post"]));
+    server.stop().await;
+}
