@@ -1,0 +1,74 @@
+// idca's pages in a real browser (headless Chromium, playwright-core), with assertions:
+// the login page with code + PKCE back to the client (code, state, iss), a wrong password
+// shown on the page, and response_mode=form_post POSTed to the client by the page's own
+// script (allowed by its CSP hash). Each page is screenshotted (a PNG that is not blank).
+// scripts/page-tests runs it against a fresh `idca serve` with a user alice / wonderland.
+import { chromium } from 'playwright-core';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+
+const BASE = process.env.IDCA_BASE || 'https://localhost:14000';
+const SHOTS = process.env.SHOTS || '/tmp/idca-pages';
+fs.mkdirSync(SHOTS, { recursive: true });
+const fail = m => { console.error('FAIL', m); process.exit(1); };
+// The client: what reaches its redirect URI (a real listener: Chromium does not route
+// the hops of a redirect).
+let back = null;
+const client = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', c => { body += c; });
+  req.on('end', () => { back = { url: `http://127.0.0.1:8765${req.url}`, method: req.method, body }; res.end('back at the app'); });
+}).listen(8765, '127.0.0.1');
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+const fresh = async () => (await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 } })).newPage();
+const shot = async (page, name) => {
+  const path = `${SHOTS}/${name}.png`;
+  await page.screenshot({ path });
+  if (fs.statSync(path).size < 2000) fail(`${name}.png looks blank`);
+};
+const authorize = extra => {
+  const verifier = crypto.randomBytes(32).toString('base64url');
+  const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
+  return `${BASE}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1:8765/callback`
+    + `&scope=openid%20profile&state=browser-state&code_challenge=${challenge}&code_challenge_method=S256${extra}`;
+};
+const login = async (page, password) => {
+  await page.fill('#username', 'alice');
+  await page.fill('#password', password);
+};
+
+// 1. Login, redirected back with code, state and iss.
+let page = await fresh();
+await page.goto(authorize(''));
+await shot(page, 'login');
+await login(page, 'wonderland');
+await Promise.all([page.waitForURL('http://127.0.0.1:8765/**'), page.click('button[type=submit]')]);
+const u = new URL(back.url);
+if (back.method !== 'GET' || !u.searchParams.get('code') || u.searchParams.get('state') !== 'browser-state' || u.searchParams.get('iss') !== BASE) fail(`query response: ${JSON.stringify(back)}`);
+console.log('query response: code, state and iss at the client');
+
+// 2. A wrong password is shown on the page.
+page = await fresh();
+await page.goto(authorize(''));
+await login(page, 'nope');
+await page.click('button[type=submit]');
+await page.waitForSelector('.error');
+const message = await page.textContent('.error');
+if (!/Wrong user name or password/.test(message)) fail(`error message: ${message}`);
+await shot(page, 'wrong-password');
+console.log('wrong password:', message);
+
+// 3. form_post: the page POSTs code, state and iss to the client by itself.
+page = await fresh();
+back = null;
+await page.goto(authorize('&response_mode=form_post'));
+await login(page, 'wonderland');
+await Promise.all([page.waitForURL('http://127.0.0.1:8765/**', { timeout: 10000 }), page.click('button[type=submit]')]);
+const posted = new URLSearchParams(back && back.body || '');
+if (back.method !== 'POST' || !posted.get('code') || posted.get('state') !== 'browser-state' || posted.get('iss') !== BASE) fail(`form_post response: ${JSON.stringify(back)}`);
+console.log('form_post response: POSTed code, state and iss to the client');
+await browser.close();
+client.close();
+console.log('RESULT pages ok');
