@@ -18,7 +18,12 @@ let back = null;
 const client = http.createServer((req, res) => {
   let body = '';
   req.on('data', c => { body += c; });
-  req.on('end', () => { back = { url: `http://127.0.0.1:8765${req.url}`, method: req.method, body }; res.end('back at the app'); });
+  req.on('end', () => {
+    // Only the redirect URI counts (the browser asks for a favicon too).
+    if (!req.url.startsWith('/callback')) { res.statusCode = 404; res.end(); return; }
+    back = { url: `http://127.0.0.1:8765${req.url}`, method: req.method, body };
+    res.end('back at the app');
+  });
 }).listen(8765, '127.0.0.1');
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
