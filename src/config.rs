@@ -395,6 +395,7 @@ impl Default for OAuthConfig {
                 grant_types: ["authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"]
                     .map(str::to_owned)
                     .to_vec(),
+                post_logout_redirect_uris: vec!["http://127.0.0.1/signed-out".to_owned()],
             }],
             users: Vec::new(),
         }
@@ -419,6 +420,10 @@ pub struct ClientConfig {
     pub scopes: Vec<String>,
     /// `authorization_code`, `refresh_token`, `client_credentials`.
     pub grant_types: Vec<String>,
+    /// Where RP-initiated logout may send the browser back (exact match, OpenID Connect
+    /// RP-Initiated Logout 1.0 §3.1).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// `[[oauth.users]]`: a user who can log in.

@@ -7,7 +7,7 @@ use base64::Engine;
 use super::{AppState, HttpError, credentials, pages};
 use crate::oauth::{
     AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm, DeviceOutcome,
-    LoginForm, OAuthError, TokenForm, paths,
+    LoginForm, LogoutOutcome, LogoutParams, OAuthError, TokenForm, paths,
 };
 
 type State = web::Data<AppState>;
@@ -43,6 +43,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Li
         .route(paths::DEVICE_VERIFY, web::post().to(device_decide))
         .route(paths::DEVICE_DONE, web::get().to(device_done))
         .route(paths::REVOKE, web::post().to(revoke))
+        .route(paths::LOGOUT, web::get().to(logout))
+        .route(paths::LOGOUT, web::post().to(logout_form))
         .route(paths::USERINFO, web::get().to(userinfo))
         .route(paths::USERINFO, web::post().to(userinfo))
         .route("/.well-known/oauth-authorization-server", web::get().to(metadata))
@@ -92,6 +94,35 @@ fn render(st: &AppState, outcome: AuthorizeOutcome) -> HttpResponse {
             with_session(res, session)
         }
     }
+}
+
+/// RP-initiated logout's end-session endpoint (OpenID Connect RP-Initiated Logout 1.0 §2).
+async fn logout(st: State, req: HttpRequest, q: web::Query<LogoutParams>) -> Result<HttpResponse, HttpError> {
+    let session = credentials::cookie(&req, SESSION_COOKIE);
+    let outcome = st.authz.logout(&q, session.as_deref(), st.clock.now()).await?;
+    Ok(match outcome {
+        LogoutOutcome::ErrorPage { status, message } => pages::error(status, &message),
+        LogoutOutcome::Confirm { params, csrf } => pages::logout_confirm(&params, &csrf),
+        LogoutOutcome::SignedOut { redirect } => {
+            let mut res = match redirect.map(|r| header::HeaderValue::from_str(&r)) {
+                Some(Ok(location)) => HttpResponse::SeeOther()
+                    .insert_header((header::LOCATION, location))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish(),
+                _ => pages::signed_out(),
+            };
+            // The session cookie goes too.
+            if let Ok(v) = header::HeaderValue::from_str(&format!("{SESSION_COOKIE}=; Path=/oauth; Max-Age=0")) {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+            res
+        }
+    })
+}
+
+/// The end-session endpoint by form POST (§2), also the confirmation page's target.
+async fn logout_form(st: State, req: HttpRequest, form: web::Form<LogoutParams>) -> Result<HttpResponse, HttpError> {
+    logout(st, req, web::Query(form.into_inner())).await
 }
 
 /// The consent form's target.

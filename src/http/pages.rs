@@ -82,6 +82,32 @@ pub(super) fn form_post(url: &str) -> HttpResponse {
     guarded(StatusCode::OK, &csp, html)
 }
 
+/// RP-initiated logout without an `id_token_hint`: the user confirms (the form carries
+/// the request on, with a CSRF token bound to the session).
+pub(super) fn logout_confirm(p: &crate::oauth::LogoutParams, csrf: &str) -> HttpResponse {
+    let hidden = |name: &str, v: &Option<String>| {
+        v.as_ref()
+            .map(|v| format!("<input type=\"hidden\" name=\"{name}\" value=\"{}\">", escape(v)))
+            .unwrap_or_default()
+    };
+    let body = format!(
+        "<h1>Sign out?</h1><p>You are signed in to idca. Sign out of it in this browser?</p>\
+         <form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{}{}{}\
+         <button type=\"submit\">Sign out</button></form>",
+        crate::oauth::paths::LOGOUT,
+        escape(csrf),
+        hidden("client_id", &p.client_id),
+        hidden("post_logout_redirect_uri", &p.post_logout_redirect_uri),
+        hidden("state", &p.state),
+    );
+    page(StatusCode::OK, "Sign out", &body)
+}
+
+/// After RP-initiated logout, when the client gave no address to return to.
+pub(super) fn signed_out() -> HttpResponse {
+    page(StatusCode::OK, "Signed out", "<h1>Signed out</h1><p>You are signed out of idca in this browser.</p>")
+}
+
 /// The login form for a pending authorization.
 pub(super) fn login(p: &LoginPage) -> HttpResponse {
     let error =

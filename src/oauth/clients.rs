@@ -17,6 +17,8 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     pub scopes: Vec<String>,
     pub grant_types: Vec<String>,
+    /// RP-initiated logout's return addresses (exact match).
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl From<&ClientConfig> for Client {
@@ -29,6 +31,7 @@ impl From<&ClientConfig> for Client {
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.clone(),
             grant_types: c.grant_types.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
         }
     }
 }
@@ -43,6 +46,7 @@ impl From<&RegisteredClient> for Client {
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.clone(),
             grant_types: c.grant_types.clone(),
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 }
@@ -160,6 +164,7 @@ mod tests {
             redirect_uris: uris.iter().map(|s| s.to_string()).collect(),
             scopes: vec![],
             grant_types: vec![],
+            post_logout_redirect_uris: vec![],
         }
     }
 

@@ -20,6 +20,7 @@ impl AuthServer {
             "userinfo_endpoint": url(paths::USERINFO),
             "introspection_endpoint": url(paths::INTROSPECT),
             "revocation_endpoint": url(paths::REVOKE),
+            "end_session_endpoint": url(paths::LOGOUT),
             "device_authorization_endpoint": url(paths::DEVICE),
             "registration_endpoint": self.config.dynamic_registration.then(|| url(paths::REGISTER)),
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

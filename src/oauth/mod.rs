@@ -11,6 +11,7 @@ mod device_grant;
 mod discovery;
 mod error;
 mod login;
+mod logout;
 mod pkce;
 mod registration;
 mod resource;
@@ -23,6 +24,7 @@ pub use clients::{Client, ClientCredentials};
 pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
 pub use login::{User, hash_password, verify_password};
+pub use logout::{LogoutOutcome, LogoutParams};
 pub use registration::{ClientMetadata, RegistrationResponse};
 pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, KeyRing, Keys};
 pub use wire::*;
@@ -269,6 +271,7 @@ pub mod paths {
     pub const REGISTER: &str = "/oauth/register";
     pub const DEVICE_VERIFY: &str = "/oauth/device/verify";
     pub const DEVICE_DONE: &str = "/oauth/device/done";
+    pub const LOGOUT: &str = "/oauth/logout";
 }
 
 #[cfg(test)]

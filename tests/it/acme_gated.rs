@@ -69,6 +69,7 @@ async fn acme_accounts_stay_with_their_subject() {
             redirect_uris: vec![],
             scopes: vec!["acme".into(), "profile".into()],
             grant_types: vec!["client_credentials".into()],
+            post_logout_redirect_uris: vec![],
         });
     })
     .await;

@@ -40,6 +40,7 @@ pub(crate) async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) 
             redirect_uris: vec![],
             scopes: vec!["acme".into()],
             grant_types: vec!["client_credentials".into()],
+            post_logout_redirect_uris: vec![],
         });
         c.oauth.clients.push(idca::config::ClientConfig {
             client_id: "webapp".into(),
@@ -48,6 +49,7 @@ pub(crate) async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) 
             redirect_uris: vec!["https://app.example.test/cb".into()],
             scopes: vec!["openid".into(), "profile".into(), "email".into()],
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            post_logout_redirect_uris: vec!["https://app.example.test/signed-out".into()],
         });
         tweak(c);
     })
@@ -589,5 +591,66 @@ async fn form_post_response_mode_posts_the_response_to_the_client() {
     let meta: Value =
         b.http.get(format!("{}/.well-known/openid-configuration", b.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(meta["response_modes_supported"], json!(["query", "form_post"]));
+    server.stop().await;
+}
+
+/// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): with an id_token_hint
+/// and a registered post_logout_redirect_uri the session ends (server-side: the old
+/// cookie no longer signs in) and the browser goes back with `state`; an unregistered
+/// address is refused and ends nothing; without a hint the user confirms on a page whose
+/// CSRF token is bound to the session; discovery names the endpoint.
+#[tokio::test]
+async fn rp_initiated_logout_ends_the_session() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let url = crate::dpop::cli_authorize_url(&b.base, "openid");
+    let sign_in = async |b: &mut Browser| {
+        let login = b.get(&url).await;
+        let done = b.login(&login, "alice", PASSWORD).await;
+        let code = crate::dpop::code_of(&done.location());
+        let form = crate::dpop::cli_code_form(&code);
+        let t: Value =
+            b.http.post(format!("{}/oauth/token", b.base)).form(&form).send().await.unwrap().json().await.unwrap();
+        t["id_token"].as_str().unwrap().to_owned()
+    };
+    let id_token = sign_in(&mut b).await;
+    assert_eq!(b.get(&url).await.status, 303, "the session signs in");
+    let base = b.base.clone();
+    let logout = |params: &str| format!("{base}/oauth/logout?{params}");
+    let r = b.get(&logout(&format!("id_token_hint={id_token}&post_logout_redirect_uri=https://evil.example/x"))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(b.get(&url).await.status, 303, "a refused logout ends nothing");
+    let cookie = b.cookie.clone();
+    let r = b
+        .get(&logout(&format!(
+            "id_token_hint={id_token}&post_logout_redirect_uri=http://127.0.0.1/signed-out&state=bye"
+        )))
+        .await;
+    assert_eq!((r.status, r.location()), (303, "http://127.0.0.1/signed-out?state=bye".to_owned()));
+    b.cookie = cookie;
+    assert_eq!(b.get(&url).await.status, 200, "the old session cookie no longer signs in: the login page");
+
+    // Without a hint: a confirmation page first.
+    sign_in(&mut b).await;
+    let confirm = b.get(&logout("client_id=idca-cli")).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.text);
+    assert!(confirm.text.contains("Sign out?"), "{}", confirm.text);
+    let post = |b: &Browser, csrf: String| {
+        let mut r =
+            b.http.post(format!("{}/oauth/logout", b.base)).form(&[("csrf", csrf), ("client_id", "idca-cli".into())]);
+        if let Some(c) = &b.cookie {
+            r = r.header("cookie", c.clone());
+        }
+        r.send()
+    };
+    assert_eq!(post(&b, "forged".into()).await.unwrap().status(), 403);
+    assert_eq!(b.get(&url).await.status, 303, "a forged confirmation ends nothing");
+    let r = post(&b, confirm.field("csrf")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Signed out"));
+    assert_eq!(b.get(&url).await.status, 200, "signed out");
+    let meta: Value =
+        b.http.get(format!("{}/.well-known/openid-configuration", b.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(meta["end_session_endpoint"], format!("{}/oauth/logout", b.base));
     server.stop().await;
 }
