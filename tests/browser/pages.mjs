@@ -1,7 +1,7 @@
 // idca's pages in a real browser (headless Chromium, playwright-core), with assertions:
 // the login page with code + PKCE back to the client (code, state, iss), a wrong password
-// shown on the page, and response_mode=form_post POSTed to the client by the page's own
-// script (allowed by its CSP hash). Each page is screenshotted (a PNG that is not blank).
+// shown on the page, response_mode=form_post POSTed to the client by the page's own
+// script (allowed by its CSP hash), and logout through its confirmation page. Each page is screenshotted (a PNG that is not blank).
 // scripts/page-tests runs it against a fresh `idca serve` with a user alice / wonderland.
 import { chromium } from 'playwright-core';
 import crypto from 'node:crypto';
@@ -74,6 +74,18 @@ await Promise.all([page.waitForURL('http://127.0.0.1:8765/**', { timeout: 10000 
 const posted = new URLSearchParams(back && back.body || '');
 if (back.method !== 'POST' || !posted.get('code') || posted.get('state') !== 'browser-state' || posted.get('iss') !== BASE) fail(`form_post response: ${JSON.stringify(back)}`);
 console.log('form_post response: POSTed code, state and iss to the client');
+
+// 4. Logout without an id_token_hint: a confirmation page, then signed out (the next
+// authorization request shows the login page again).
+await page.goto(`${BASE}/oauth/logout?client_id=idca-cli`);
+await page.waitForSelector('text=Sign out?');
+await shot(page, 'logout-confirm');
+await page.click('button[type=submit]');
+await page.waitForSelector('text=You are signed out');
+await shot(page, 'signed-out');
+await page.goto(authorize(''));
+if (!(await page.$('#password'))) fail('still signed in after logout');
+console.log('logout: confirmed, signed out, the login page again');
 await browser.close();
 client.close();
 console.log('RESULT pages ok');
