@@ -274,6 +274,9 @@ pub struct RegisteredClient {
     /// SHA-256 of the registration access token (RFC 7592 §3).
     pub registration_token_hash: SecretHash,
     pub created: UnixTime,
+    /// RP-initiated logout's return addresses (exact match).
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// A user's device (a Wire "client"), registered with `POST /clients`.

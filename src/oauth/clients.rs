@@ -46,7 +46,7 @@ impl From<&RegisteredClient> for Client {
             redirect_uris: c.redirect_uris.clone(),
             scopes: c.scopes.clone(),
             grant_types: c.grant_types.clone(),
-            post_logout_redirect_uris: Vec::new(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
         }
     }
 }

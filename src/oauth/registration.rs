@@ -26,6 +26,9 @@ pub struct ClientMetadata {
     /// RFC 7592 §2.2: a PUT names the client it updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// OpenID Connect RP-Initiated Logout 1.0 §3.1: where logout may return.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// The registration response (RFC 7591 §3.2.1, RFC 7592 §3).
@@ -47,6 +50,8 @@ pub struct RegistrationResponse {
     pub grant_types: Vec<String>,
     pub response_types: Vec<String>,
     pub scope: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl std::fmt::Debug for RegistrationResponse {
@@ -59,8 +64,9 @@ const AUTH_METHODS: [&str; 3] = ["none", "client_secret_basic", "client_secret_p
 
 impl AuthServer {
     /// Checks metadata (RFC 7591 §2, §3.2.2) and returns what the client gets:
-    /// 1. redirect URIs: https, loopback http or a reverse-domain private-use scheme, no
-    ///    fragment (`invalid_redirect_uri`); required for authorization_code;
+    /// 1. redirect URIs (and post-logout redirect URIs): https, loopback http or a
+    ///    reverse-domain private-use scheme, no fragment (`invalid_redirect_uri`);
+    ///    required for authorization_code;
     /// 2. grant types among authorization_code, refresh_token, device_code;
     ///    client_credentials is not for dynamic clients;
     /// 3. scopes within `oauth.dynamic_client_scopes` (`invalid_client_metadata`).
@@ -70,6 +76,10 @@ impl AuthServer {
         for uri in &m.redirect_uris {
             crate::config::check_redirect_uri(uri)
                 .map_err(|why| OAuthError::InvalidRedirectUri(format!("redirect_uris: {why}")))?;
+        }
+        for uri in &m.post_logout_redirect_uris {
+            crate::config::check_redirect_uri(uri)
+                .map_err(|why| OAuthError::InvalidRedirectUri(format!("post_logout_redirect_uris: {why}")))?;
         }
         let method = m.token_endpoint_auth_method.clone().unwrap_or_else(|| "client_secret_basic".into());
         if !AUTH_METHODS.contains(&method.as_str()) {
@@ -123,6 +133,7 @@ impl AuthServer {
             grant_types: c.grant_types.clone(),
             response_types: vec!["code".into()],
             scope: c.scope_string(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
         }
     }
 
@@ -144,6 +155,7 @@ impl AuthServer {
             scopes,
             registration_token_hash: SecretHash::of(&token),
             created: now,
+            post_logout_redirect_uris: m.post_logout_redirect_uris.clone(),
         };
         self.store.create_client(&client).await?;
         Ok(self.registration_response(&client, secret, Some(token)))
@@ -196,6 +208,7 @@ impl AuthServer {
         c.value.grant_types = grant_types;
         c.value.scopes = scopes;
         c.value.redirect_uris = m.redirect_uris.clone();
+        c.value.post_logout_redirect_uris = m.post_logout_redirect_uris.clone();
         if let Some(name) = &m.client_name {
             c.value.client_name = name.clone();
         }

@@ -114,6 +114,10 @@ async fn rejects_powerful_scopes_bad_redirects_and_grants() {
             "invalid_client_metadata",
         ),
         (json!({"redirect_uris": ["https://a.test/cb"], "response_types": ["token"]}), "invalid_client_metadata"),
+        (
+            json!({"redirect_uris": ["https://a.test/cb"], "post_logout_redirect_uris": ["http://a.test/out"]}),
+            "invalid_redirect_uri",
+        ),
     ] {
         let (status, body) = register(&b, meta.clone()).await;
         assert_eq!((status, body["error"].as_str()), (400, Some(error)), "{meta}: {body}");
@@ -205,5 +209,24 @@ async fn registration_management_with_the_access_token() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    server.stop().await;
+}
+
+/// A registered client's `post_logout_redirect_uris` (RP-Initiated Logout §3.1) are
+/// echoed and honoured by the end-session endpoint, exactly.
+#[tokio::test]
+async fn registered_clients_name_their_post_logout_redirect_uris() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let meta = json!({"redirect_uris": ["http://127.0.0.1/cb"], "token_endpoint_auth_method": "none",
+                      "post_logout_redirect_uris": ["https://rp.example.test/bye"]});
+    let (status, body) = register(&b, meta).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["post_logout_redirect_uris"], json!(["https://rp.example.test/bye"]));
+    let (id, base) = (body["client_id"].as_str().unwrap(), b.base.clone());
+    let out = |uri: &str| format!("{base}/oauth/logout?client_id={id}&post_logout_redirect_uri={uri}&state=s");
+    let r = b.get(&out("https://rp.example.test/bye")).await;
+    assert_eq!((r.status, r.location()), (303, "https://rp.example.test/bye?state=s".to_owned()));
+    assert_eq!(b.get(&out("https://rp.example.test/other")).await.status, 400);
     server.stop().await;
 }
