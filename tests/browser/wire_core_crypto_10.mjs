@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
-import crypto from 'node:crypto';
+import { login as loginAt, registerDevice } from './wire_app.mjs';
 
 const BASE = process.env.IDCA_BASE || 'https://localhost:14000';
 const ROOT = fs.readFileSync(process.env.IDCA_ROOT || 'data/root.pem', 'utf8');
@@ -26,41 +26,9 @@ const srv = http.createServer((req, res) => {
   res.setHeader('content-type', f.endsWith('.wasm') ? 'application/wasm' : 'text/javascript'); res.end(fs.readFileSync(f));
 }).listen(8767);
 
-// Scripted OAuth login (code + PKCE through the form), as idca enroll does.
-let cookie = null;
-async function send(url, opts = {}) {
-  opts.headers = { ...(opts.headers || {}), ...(cookie ? { cookie } : {}) };
-  const r = await fetch(url, { redirect: 'manual', ...opts });
-  const sc = r.headers.get('set-cookie'); if (sc) cookie = sc.split(';')[0];
-  return r;
-}
-async function login(claims) {
-  const verifier = crypto.randomBytes(32).toString('base64url');
-  const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
-  let url = `${BASE}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=${encodeURIComponent('http://127.0.0.1/callback')}&scope=${encodeURIComponent('openid profile acme')}&state=s&code_challenge=${challenge}&code_challenge_method=S256`;
-  if (claims) url += '&claims=' + encodeURIComponent(JSON.stringify(claims));
-  let r = await send(url);
-  let loc;
-  if (r.status === 303) loc = r.headers.get('location');
-  else {
-    const page = await r.text();
-    const field = n => page.match(new RegExp(`name="${n}" value="([^"]*)"`))[1];
-    const body = new URLSearchParams({ request: field('request'), csrf: field('csrf'), username: 'alice', password: 'wonderland' });
-    r = await send(`${BASE}/oauth/login`, { method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
-    loc = r.headers.get('location');
-  }
-  const code = new URL(loc).searchParams.get('code');
-  r = await send(`${BASE}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code, code_verifier: verifier, client_id: 'idca-cli', redirect_uri: 'http://127.0.0.1/callback' }) });
-  return r.json();
-}
-
+const login = claims => loginAt(BASE, claims);
 const user = await login(null);
-const device = await (await fetch(`${BASE}/clients`, { method: 'POST', headers: { authorization: `Bearer ${user.access_token}`, 'content-type': 'application/json' }, body: '{}' })).json();
-console.log('device', device.client_id);
-const m = device.client_id.match(/^wireapp:\/\/([^!]+)!([0-9a-f]+)@(.+)$/);
-const hex = Buffer.from(m[1], 'base64url').toString('hex');
-const uuid = `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+const { device, uuid, deviceHex } = await registerDevice(BASE, user.access_token);
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-web-security', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
@@ -119,7 +87,7 @@ const result = await page.evaluate(async ({ BASE, uuid, deviceHex, device, userT
   catch (e) { console.log('finalize failed', JSON.stringify(e, (k, v) => typeof v === 'bigint' ? String(v) : v)); throw e; }
   console.log('credential acquired');
   return credential ? 2 : 0;
-}, { BASE, uuid, deviceHex: m[2], device, userToken: user.access_token, ROOT, SUITE });
+}, { BASE, uuid, deviceHex, device, userToken: user.access_token, ROOT, SUITE });
 console.log('RESULT certificates in chain:', result);
 await browser.close();
 srv.close();
