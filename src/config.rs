@@ -361,6 +361,9 @@ pub struct OAuthConfig {
     /// The scopes a dynamically registered client may have: never `acme` unless listed
     /// here (the cozy-stack rule: unknown applications get no powerful scopes).
     pub dynamic_client_scopes: Vec<String>,
+    /// The longest a client assertion (`private_key_jwt`, `client_secret_jwt`) may
+    /// live: its `exp` at most this many seconds ahead (its `jti` is remembered as long).
+    pub client_assertion_max_lifetime_secs: u64,
     /// Static clients.
     pub clients: Vec<ClientConfig>,
     /// Users who can log in.
@@ -386,6 +389,7 @@ impl Default for OAuthConfig {
             dynamic_registration: true,
             demo_user: true,
             dynamic_client_scopes: ["openid", "profile", "email", "offline_access"].map(str::to_owned).to_vec(),
+            client_assertion_max_lifetime_secs: 600,
             clients: vec![ClientConfig {
                 client_id: "idca-cli".to_owned(),
                 name: "idca command line".to_owned(),
@@ -396,56 +400,14 @@ impl Default for OAuthConfig {
                     .map(str::to_owned)
                     .to_vec(),
                 post_logout_redirect_uris: vec!["http://127.0.0.1/signed-out".to_owned()],
+                jwks: None,
+                jwks_uri: String::new(),
+                jwt_secret: String::new(),
+                require_pushed_authorization_requests: false,
             }],
             users: Vec::new(),
         }
     }
-}
-
-/// `[[oauth.clients]]`: a client registered in configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientConfig {
-    pub client_id: String,
-    /// Shown on the login page.
-    pub name: String,
-    /// argon2 hash of the client secret (`idca hash-password`); empty for a public client.
-    #[serde(default)]
-    pub secret_hash: String,
-    /// Exact redirect URIs (for `http://127.0.0.1` / `http://[::1]` any port matches,
-    /// RFC 8252 §7.3).
-    #[serde(default)]
-    pub redirect_uris: Vec<String>,
-    /// Scopes the client may ask for.
-    pub scopes: Vec<String>,
-    /// `authorization_code`, `refresh_token`, `client_credentials`.
-    pub grant_types: Vec<String>,
-    /// Where RP-initiated logout may send the browser back (exact match, OpenID Connect
-    /// RP-Initiated Logout 1.0 §3.1).
-    #[serde(default)]
-    pub post_logout_redirect_uris: Vec<String>,
-}
-
-/// `[[oauth.users]]`: a user who can log in.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    pub username: String,
-    /// argon2 hash of the password (`idca hash-password`).
-    pub password_hash: String,
-    /// Display name (also Wire's `name`).
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub email: String,
-    /// Wire identity: the user's handle (without `@`), team and domain. A device's client
-    /// id is `wireapp://{user id}!{device id}@{domain}`.
-    #[serde(default)]
-    pub handle: String,
-    #[serde(default)]
-    pub team: String,
-    #[serde(default)]
-    pub domain: String,
 }
 
 /// `[dpop]`: DPoP (RFC 9449) at the token endpoint and idca's resources.
@@ -578,12 +540,14 @@ mod check;
 mod cidr;
 mod error;
 mod limits;
+mod oauth_clients;
 mod public_url;
 mod redirect_uri;
 
 pub use cidr::Cidr;
 pub use error::ConfigError;
 pub use limits::LimitsConfig;
+pub use oauth_clients::{ClientConfig, UserConfig};
 pub use redirect_uri::check_redirect_uri;
 
 #[cfg(test)]

@@ -126,6 +126,22 @@ impl Config {
     /// `[oauth]`.
     fn check_oauth(&self) -> Result<(), ConfigError> {
         for c in &self.oauth.clients {
+            let invalid = |why: &str| ConfigError::Invalid(format!("oauth client {}: {why}", c.client_id));
+            let methods =
+                [!c.secret_hash.is_empty(), c.jwks.is_some(), !c.jwks_uri.is_empty(), !c.jwt_secret.is_empty()];
+            if methods.iter().filter(|m| **m).count() > 1 {
+                return Err(invalid("give one of secret_hash, jwks, jwks_uri, jwt_secret"));
+            }
+            if c.jwks.as_ref().is_some_and(|j| crate::jose::jwk_set(j).is_empty()) {
+                return Err(invalid("jwks holds no signing key idca supports (EC P-256/384/521, Ed25519, RSA)"));
+            }
+            let uri = &c.jwks_uri;
+            if !(uri.is_empty() || uri.starts_with("https://") || uri.starts_with("http://")) {
+                return Err(invalid("jwks_uri must be an http(s) URL"));
+            }
+            if !c.jwt_secret.is_empty() && c.jwt_secret.len() < 32 {
+                return Err(invalid("jwt_secret must be at least 32 bytes (RFC 7518 §3.2)"));
+            }
             for uri in &c.redirect_uris {
                 check_redirect_uri(uri).map_err(|why| {
                     ConfigError::Invalid(format!("oauth client {}: redirect URI {uri}: {why}", c.client_id))

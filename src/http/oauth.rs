@@ -167,9 +167,26 @@ async fn login(st: State, req: HttpRequest, form: web::Form<LoginForm>) -> Resul
 }
 
 /// Client authentication (RFC 6749 §2.3.1): HTTP Basic with form-urlencoded id and
-/// secret, or `client_id` (+ `client_secret`) in the body; never both.
+/// secret, `client_id` (+ `client_secret`) in the body, or a `client_assertion`
+/// (RFC 7523 §2.2); only one method.
 fn client_credentials(req: &HttpRequest, form: &TokenForm) -> Result<ClientCredentials, OAuthError> {
     let basic = credentials::scheme(req, "basic")?;
+    if let Some(assertion) = &form.client_assertion {
+        if basic.is_some() || form.client_secret.is_some() {
+            return Err(OAuthError::InvalidRequest("use one client authentication method".into()));
+        }
+        if form.client_assertion_type.as_deref() != Some(crate::oauth::ASSERTION_TYPE) {
+            return Err(OAuthError::InvalidClient(format!(
+                "client_assertion_type must be {}",
+                crate::oauth::ASSERTION_TYPE
+            )));
+        }
+        let client_id = crate::oauth::asserted_client_id(assertion)?;
+        if form.client_id.as_deref().is_some_and(|c| c != client_id) {
+            return Err(OAuthError::InvalidClient("client_id differs from the assertion's sub".into()));
+        }
+        return Ok(ClientCredentials::Assertion { client_id, assertion: assertion.clone() });
+    }
     match (basic, &form.client_secret) {
         (Some(_), Some(_)) => Err(OAuthError::InvalidRequest("use one client authentication method".into())),
         (Some(b64), None) => {

@@ -113,8 +113,47 @@ impl<'a> CompactJws<'a> {
     pub fn verify<T: DeserializeOwned>(&self, key: &Jwk) -> Result<T, JoseError> {
         let alg = Algorithm::parse(&self.header.alg)?;
         key.verify(alg, self.signing_input.as_bytes(), &self.signature)?;
+        self.payload_unverified()
+    }
+
+    /// Verifies an HMAC (HS256/384/512, RFC 7518 §3.2) with the shared `secret`, in
+    /// constant time, and decodes the claims. Only for secrets both sides hold
+    /// (`client_secret_jwt`): a public-key algorithm is refused here, as HMAC is in
+    /// [`Self::verify`].
+    pub fn verify_mac<T: DeserializeOwned>(&self, secret: &[u8]) -> Result<T, JoseError> {
+        let alg = match self.header.alg.as_str() {
+            "HS256" => ring::hmac::HMAC_SHA256,
+            "HS384" => ring::hmac::HMAC_SHA384,
+            "HS512" => ring::hmac::HMAC_SHA512,
+            other => return Err(JoseError::UnsupportedAlgorithm(other.chars().take(32).collect())),
+        };
+        ring::hmac::verify(&ring::hmac::Key::new(alg, secret), self.signing_input.as_bytes(), &self.signature)
+            .map_err(|_| JoseError::BadSignature)?;
+        self.payload_unverified()
+    }
+
+    /// The claims, signature NOT checked: only to find which key to check it with
+    /// (a client assertion's `sub` names its client).
+    pub fn payload_unverified<T: DeserializeOwned>(&self) -> Result<T, JoseError> {
         super::json::from_slice(&b64_decode(self.payload_b64)?, self.depth).map_err(JoseError::Malformed)
     }
+}
+
+/// The signing keys of a JWK Set (RFC 7517 §5) idca can verify with, each with its `kid`;
+/// keys for another `use` than `sig`, and keys of unsupported types, are left out.
+pub fn jwk_set(jwks: &serde_json::Value) -> Vec<(Option<String>, Jwk)> {
+    jwks.get("keys")
+        .and_then(serde_json::Value::as_array)
+        .map(|keys| {
+            keys.iter()
+                .filter(|k| k.get("use").and_then(serde_json::Value::as_str).is_none_or(|u| u == "sig"))
+                .filter_map(|k| {
+                    let kid = k.get("kid").and_then(serde_json::Value::as_str).map(str::to_owned);
+                    Jwk::from_value(k).ok().map(|jwk| (kid, jwk))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

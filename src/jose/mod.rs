@@ -13,7 +13,7 @@ mod jws;
 mod mac;
 pub(crate) mod p521;
 
-pub use compact::{CompactHeader, CompactJws, SigningKey};
+pub use compact::{CompactHeader, CompactJws, SigningKey, jwk_set};
 pub use error::JoseError;
 pub use json::JsonDepth;
 pub use jwk::{Jkt, Jwk};

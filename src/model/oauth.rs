@@ -277,6 +277,14 @@ pub struct RegisteredClient {
     /// RP-initiated logout's return addresses (exact match).
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// `private_key_jwt`: the client's keys inline (a JWK Set) or where to fetch them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Authorization requests only through PAR (RFC 9126 §6).
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// A user's device (a Wire "client"), registered with `POST /clients`.

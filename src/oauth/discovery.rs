@@ -2,6 +2,10 @@
 
 use super::*;
 
+/// What client assertions may be signed with: the JWS algorithms idca verifies for
+/// `private_key_jwt` and the HMACs for `client_secret_jwt`.
+const ASSERTION_ALGS: [&str; 8] = ["ES256", "ES384", "ES512", "EdDSA", "RS256", "HS256", "HS384", "HS512"];
+
 impl AuthServer {
     /// The JWKS.
     pub fn jwks(&self) -> serde_json::Value {
@@ -23,13 +27,16 @@ impl AuthServer {
             "end_session_endpoint": url(paths::LOGOUT),
             "device_authorization_endpoint": url(paths::DEVICE),
             "registration_endpoint": self.config.dynamic_registration.then(|| url(paths::REGISTER)),
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "introspection_endpoint_auth_methods_supported": &registration::AUTH_METHODS[..4],
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
+            "revocation_endpoint_auth_methods_supported": registration::AUTH_METHODS,
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "scopes_supported": SCOPES,
             "response_types_supported": ["code"],
             "response_modes_supported": ["query", "form_post"],
             "grant_types_supported": GRANT_TYPES,
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "token_endpoint_auth_methods_supported": registration::AUTH_METHODS,
+            "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
             "code_challenge_methods_supported": ["S256"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["ES256"],

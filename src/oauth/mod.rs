@@ -6,6 +6,7 @@
 
 mod authorize;
 mod claims;
+mod client_auth;
 mod clients;
 mod device_grant;
 mod discovery;
@@ -20,7 +21,8 @@ mod tokens;
 mod wire;
 mod wire_clients;
 
-pub use clients::{Client, ClientCredentials};
+pub use client_auth::{ASSERTION_TYPE, asserted_client_id};
+pub use clients::{Client, ClientAuth, ClientCredentials};
 pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
 pub use login::{User, hash_password, verify_password};
@@ -62,6 +64,10 @@ pub struct AuthServer {
     dpop_config: DpopConfig,
     devices: DevicesConfig,
     json_depth: JsonDepth,
+    /// Keys fetched from clients' `jwks_uri`s.
+    jwks_cache: client_auth::JwksCache,
+    /// Derives dynamic clients' `client_secret_jwt` secrets (shared by all instances).
+    jwt_secret_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -158,6 +164,9 @@ impl AuthServer {
             Duration::from_secs(dpop.max_age_secs),
             json_depth,
         );
+        let mut fresh = [0u8; 32];
+        crate::model::fill_random(&mut fresh);
+        let jwt_secret_key = store.shared_secret(CLIENT_JWT_SECRET, &fresh).await?;
         let mut stored = store.oauth_keys().await?;
         if !stored.iter().any(|k| k.retired.is_none()) {
             let pkcs8 = crate::jose::SigningKey::generate_pkcs8()?;
@@ -197,6 +206,8 @@ impl AuthServer {
             dpop_config: dpop,
             devices,
             json_depth,
+            jwks_cache: client_auth::JwksCache::default(),
+            jwt_secret_key,
         })
     }
 
@@ -220,7 +231,7 @@ impl AuthServer {
             return Ok(Some(c.clone()));
         }
         match self.store.registered_client(id).await {
-            Ok(c) => Ok(Some(Client::from(&c.value))),
+            Ok(c) => Ok(Some(Client::registered(&c.value, || self.derived_jwt_secret(id)))),
             Err(StoreError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -243,7 +254,12 @@ impl AuthServer {
             });
         }
         let result = match self.client(id).await {
-            Ok(Some(client)) => client.authenticate(creds).await.map(|()| client),
+            Ok(Some(client)) => match creds {
+                ClientCredentials::Assertion { assertion, .. } => {
+                    self.check_client_assertion(&client, assertion, now).await.map(|()| client)
+                }
+                _ => client.authenticate(creds).await.map(|()| client),
+            },
             Ok(None) => Err(OAuthError::InvalidClient("unknown client".into())),
             Err(e) => Err(e),
         };
@@ -256,6 +272,9 @@ impl AuthServer {
         result
     }
 }
+
+/// The store's name for the key dynamic clients' `client_secret_jwt` secrets derive from.
+const CLIENT_JWT_SECRET: &str = "client-jwt-secret";
 
 /// The OAuth endpoints' paths.
 pub mod paths {

@@ -29,6 +29,14 @@ pub struct ClientMetadata {
     /// OpenID Connect RP-Initiated Logout 1.0 §3.1: where logout may return.
     #[serde(default)]
     pub post_logout_redirect_uris: Vec<String>,
+    /// `private_key_jwt`: the client's public keys, inline or by URL (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// RFC 9126 §6: authorization requests only through PAR.
+    #[serde(default)]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// The registration response (RFC 7591 §3.2.1, RFC 7592 §3).
@@ -52,6 +60,11 @@ pub struct RegistrationResponse {
     pub scope: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub post_logout_redirect_uris: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    pub require_pushed_authorization_requests: bool,
 }
 
 impl std::fmt::Debug for RegistrationResponse {
@@ -60,7 +73,9 @@ impl std::fmt::Debug for RegistrationResponse {
     }
 }
 
-const AUTH_METHODS: [&str; 3] = ["none", "client_secret_basic", "client_secret_post"];
+/// The client authentication methods (RFC 7591 §2, OIDC Core §9).
+pub(super) const AUTH_METHODS: [&str; 5] =
+    ["client_secret_basic", "client_secret_post", "private_key_jwt", "client_secret_jwt", "none"];
 
 impl AuthServer {
     /// Checks metadata (RFC 7591 §2, §3.2.2) and returns what the client gets:
@@ -85,6 +100,7 @@ impl AuthServer {
         if !AUTH_METHODS.contains(&method.as_str()) {
             return Err(bad(format!("token_endpoint_auth_method must be one of {}", AUTH_METHODS.join(", "))));
         }
+        check_client_keys(&method, m)?;
         // 2.
         let grants = m.grant_types.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
         for g in &grants {
@@ -134,6 +150,9 @@ impl AuthServer {
             response_types: vec!["code".into()],
             scope: c.scope_string(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            jwks: c.jwks.clone(),
+            jwks_uri: c.jwks_uri.clone(),
+            require_pushed_authorization_requests: c.require_pushed_authorization_requests,
         }
     }
 
@@ -143,10 +162,17 @@ impl AuthServer {
             return Err(OAuthError::AccessDenied("dynamic client registration is off".into()));
         }
         let (method, grant_types, scopes) = self.check_metadata(m)?;
-        let secret = (method != "none").then(|| format!("{}{}", random_token(), random_token()));
+        let client_id = format!("dyn-{}", random_token());
+        // client_secret_jwt: a secret the server can recompute (it must check MACs);
+        // private_key_jwt and none: no secret.
+        let secret = match method.as_str() {
+            "none" | "private_key_jwt" => None,
+            "client_secret_jwt" => Some(self.derived_jwt_secret(&client_id)),
+            _ => Some(format!("{}{}", random_token(), random_token())),
+        };
         let token = format!("{}{}", random_token(), random_token());
         let client = RegisteredClient {
-            client_id: format!("dyn-{}", random_token()),
+            client_id,
             client_name: m.client_name.clone().unwrap_or_else(|| "Unnamed application".into()),
             secret_hash: secret.as_deref().map(SecretHash::of),
             token_endpoint_auth_method: method,
@@ -156,6 +182,9 @@ impl AuthServer {
             registration_token_hash: SecretHash::of(&token),
             created: now,
             post_logout_redirect_uris: m.post_logout_redirect_uris.clone(),
+            jwks: m.jwks.clone(),
+            jwks_uri: m.jwks_uri.clone(),
+            require_pushed_authorization_requests: m.require_pushed_authorization_requests,
         };
         self.store.create_client(&client).await?;
         Ok(self.registration_response(&client, secret, Some(token)))
@@ -199,16 +228,21 @@ impl AuthServer {
             return Err(OAuthError::InvalidRequest("client_id does not match the registration".into()));
         }
         let (method, grant_types, scopes) = self.check_metadata(m)?;
-        if (method == "none") != c.value.secret_hash.is_none() {
-            return Err(OAuthError::InvalidClientMetadata(
-                "token_endpoint_auth_method cannot switch between public and confidential".into(),
-            ));
+        let secret_methods = ["client_secret_basic", "client_secret_post"];
+        let old = c.value.token_endpoint_auth_method.as_str();
+        if method != old && !(secret_methods.contains(&old) && secret_methods.contains(&method.as_str())) {
+            return Err(OAuthError::InvalidClientMetadata(format!(
+                "token_endpoint_auth_method cannot change from {old} to {method}"
+            )));
         }
         c.value.token_endpoint_auth_method = method;
         c.value.grant_types = grant_types;
         c.value.scopes = scopes;
         c.value.redirect_uris = m.redirect_uris.clone();
         c.value.post_logout_redirect_uris = m.post_logout_redirect_uris.clone();
+        c.value.jwks = m.jwks.clone();
+        c.value.jwks_uri = m.jwks_uri.clone();
+        c.value.require_pushed_authorization_requests = m.require_pushed_authorization_requests;
         if let Some(name) = &m.client_name {
             c.value.client_name = name.clone();
         }
@@ -226,6 +260,25 @@ impl AuthServer {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// `private_key_jwt` needs keys: `jwks` (with a key idca can verify with) or an https
+/// `jwks_uri`, not both (RFC 7591 §2); other methods take neither.
+fn check_client_keys(method: &str, m: &ClientMetadata) -> Result<(), OAuthError> {
+    let bad = |msg: &str| OAuthError::InvalidClientMetadata(msg.into());
+    match (method, &m.jwks, &m.jwks_uri) {
+        ("private_key_jwt", Some(_), Some(_)) => Err(bad("jwks and jwks_uri must not both be given")),
+        ("private_key_jwt", Some(jwks), None) if crate::jose::jwk_set(jwks).is_empty() => {
+            Err(bad("jwks holds no signing key idca supports (EC P-256/384/521, Ed25519, RSA)"))
+        }
+        ("private_key_jwt", None, Some(uri)) if !uri.starts_with("https://") || uri.len() > 2048 => {
+            Err(bad("jwks_uri must be an https URL"))
+        }
+        ("private_key_jwt", None, None) => Err(bad("private_key_jwt needs jwks or jwks_uri")),
+        ("private_key_jwt", _, _) => Ok(()),
+        (_, None, None) => Ok(()),
+        _ => Err(bad("jwks and jwks_uri are only for private_key_jwt")),
     }
 }
 

@@ -96,6 +96,9 @@ pub struct TokenForm {
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+    /// RFC 7523 §2.2: a JWT authenticating the client, and its type.
+    pub client_assertion: Option<String>,
+    pub client_assertion_type: Option<String>,
     /// The OIDC `claims` parameter of a device authorization request.
     pub claims: Option<String>,
 }

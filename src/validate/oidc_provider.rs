@@ -76,19 +76,7 @@ impl OidcProvider {
             self.jwks_uri.clone()
         };
         let jwks = self.get_json(&jwks_uri).await?;
-        let keys: Vec<(Option<String>, Jwk)> = jwks
-            .get("keys")
-            .and_then(Value::as_array)
-            .map(|keys| {
-                keys.iter()
-                    .filter(|k| k.get("use").and_then(Value::as_str).is_none_or(|u| u == "sig"))
-                    .filter_map(|k| {
-                        let kid = k.get("kid").and_then(Value::as_str).map(str::to_owned);
-                        Jwk::from_value(k).ok().map(|jwk| (kid, jwk))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let keys = crate::jose::jwk_set(&jwks);
         let n = keys.len();
         if let Ok(mut held) = self.keys.write() {
             *held = keys;

@@ -70,6 +70,7 @@ async fn acme_accounts_stay_with_their_subject() {
             scopes: vec!["acme".into(), "profile".into()],
             grant_types: vec!["client_credentials".into()],
             post_logout_redirect_uris: vec![],
+            ..Default::default()
         });
     })
     .await;

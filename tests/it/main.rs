@@ -8,6 +8,7 @@ mod certs;
 mod chains;
 mod challenges;
 mod client;
+mod client_auth;
 mod device;
 mod devices;
 mod dpop;

@@ -41,6 +41,7 @@ pub(crate) async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) 
             scopes: vec!["acme".into()],
             grant_types: vec!["client_credentials".into()],
             post_logout_redirect_uris: vec![],
+            ..Default::default()
         });
         c.oauth.clients.push(idca::config::ClientConfig {
             client_id: "webapp".into(),
@@ -50,6 +51,7 @@ pub(crate) async fn oauth_server(tweak: impl FnOnce(&mut idca::config::Config)) 
             scopes: vec!["openid".into(), "profile".into(), "email".into()],
             grant_types: vec!["authorization_code".into(), "refresh_token".into()],
             post_logout_redirect_uris: vec!["https://app.example.test/signed-out".into()],
+            ..Default::default()
         });
         tweak(c);
     })
