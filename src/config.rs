@@ -364,6 +364,10 @@ pub struct OAuthConfig {
     /// The longest a client assertion (`private_key_jwt`, `client_secret_jwt`) may
     /// live: its `exp` at most this many seconds ahead (its `jti` is remembered as long).
     pub client_assertion_max_lifetime_secs: u64,
+    /// Every client's authorization requests must come through PAR (RFC 9126 §5).
+    pub require_pushed_authorization_requests: bool,
+    /// Seconds a pushed request's `request_uri` lives (RFC 9126 §2.2 `expires_in`).
+    pub par_lifetime_secs: u64,
     /// Static clients.
     pub clients: Vec<ClientConfig>,
     /// Users who can log in.
@@ -390,6 +394,8 @@ impl Default for OAuthConfig {
             demo_user: true,
             dynamic_client_scopes: ["openid", "profile", "email", "offline_access"].map(str::to_owned).to_vec(),
             client_assertion_max_lifetime_secs: 600,
+            require_pushed_authorization_requests: false,
+            par_lifetime_secs: 60,
             clients: vec![ClientConfig {
                 client_id: "idca-cli".to_owned(),
                 name: "idca command line".to_owned(),

@@ -7,7 +7,7 @@ use base64::Engine;
 use super::{AppState, HttpError, credentials, pages};
 use crate::oauth::{
     AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm, DeviceOutcome,
-    LoginForm, LogoutOutcome, LogoutParams, OAuthError, TokenForm, paths,
+    LoginForm, LogoutOutcome, LogoutParams, OAuthError, PushedForm, TokenForm, paths,
 };
 
 type State = web::Data<AppState>;
@@ -39,6 +39,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Li
         .route(paths::JWKS, web::get().to(jwks))
         .route(paths::INTROSPECT, web::post().to(introspect))
         .route(paths::DEVICE, web::post().to(device_authorization))
+        .route(paths::PAR, web::post().to(pushed_authorization_request))
         .route(paths::DEVICE_VERIFY, web::get().to(device_page))
         .route(paths::DEVICE_VERIFY, web::post().to(device_decide))
         .route(paths::DEVICE_DONE, web::get().to(device_done))
@@ -248,6 +249,20 @@ async fn token(st: State, req: HttpRequest, form: web::Form<TokenForm>) -> Resul
         .insert_header((header::PRAGMA, "no-cache"))
         .insert_header(("DPoP-Nonce", st.authz.dpop_nonce(now)))
         .json(response))
+}
+
+/// The pushed authorization request endpoint (RFC 9126 §2): `201` with the
+/// `request_uri`, never cached.
+async fn pushed_authorization_request(
+    st: State,
+    req: HttpRequest,
+    form: web::Form<Vec<(String, String)>>,
+) -> Result<HttpResponse, HttpError> {
+    let form = PushedForm::parse(form.into_inner())?;
+    let creds = client_credentials(&req, &form.authentication)?;
+    let from = credentials::client_ip(&req, &st.trusted_proxies);
+    let body = st.authz.push_authorization_request(&creds, from, form, st.clock.now()).await?;
+    Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(body))
 }
 
 /// The device authorization endpoint (RFC 8628 §3.1).

@@ -259,6 +259,17 @@ mod tests {
     }
 }
 
+/// A pushed authorization request (RFC 9126 §2): its parameters, kept under the hash
+/// of its `request_uri` until used once or expired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushedAuthorization {
+    /// The client that pushed it (and the only one that may use it, §4).
+    pub client_id: String,
+    /// The authorization request's parameters, as pushed.
+    pub params: std::collections::BTreeMap<String, String>,
+    pub expires: UnixTime,
+}
+
 /// A client registered through RFC 7591 (stored; static clients live in config).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisteredClient {

@@ -46,7 +46,7 @@ impl Prompt {
 }
 
 /// An authorization request that passed steps 2 to 5 of [`AuthServer::authorize`].
-struct CheckedRequest {
+pub(super) struct CheckedRequest {
     scope: Vec<String>,
     code_challenge: Option<String>,
     id_token_claims: std::collections::BTreeMap<String, serde_json::Value>,
@@ -56,6 +56,8 @@ struct CheckedRequest {
 
 impl AuthServer {
     /// The authorization endpoint (RFC 6749 §4.1.1), in order:
+    /// 0. a `request_uri` stands for the parameters pushed for it (RFC 9126 §4), and a
+    ///    client that must use PAR gets `invalid_request` without one (after step 1);
     /// 1. an unknown client or a redirect URI that is not registered for it is shown as
     ///    an error page, never redirected (§4.1.2.1, RFC 9700 §4.1);
     /// 2. `response_type` must be `code`;
@@ -74,6 +76,12 @@ impl AuthServer {
         session: Option<&str>,
         now: UnixTime,
     ) -> Result<AuthorizeOutcome, OAuthError> {
+        // 0. (RFC 9126 §4)
+        let (p, pushed) = match self.pushed_parameters(p, now).await? {
+            Ok(found) => found,
+            Err(message) => return Ok(AuthorizeOutcome::ErrorPage { status: 400, message: message.to_owned() }),
+        };
+        let p = &p;
         // 1.
         let (client, redirect_uri) = match self.client_and_redirect_uri(p).await? {
             Ok(found) => found,
@@ -87,10 +95,13 @@ impl AuthServer {
             let url = self.redirect_to_client(&redirect_uri, &params, state.as_deref());
             Ok(AuthorizeOutcome::Redirect { url, session: None, form_post })
         };
-        if let Some(mode) = p.response_mode.as_deref().filter(|m| !["query", "form_post"].contains(m)) {
-            return error_redirect(OAuthError::InvalidRequest(format!(
-                "response_mode `{mode}` is not supported (query, form_post)"
-            )));
+        if let Err(e) = self.check_response_mode(p) {
+            return error_redirect(e);
+        }
+        if !pushed && self.requires_par(&client) {
+            return error_redirect(OAuthError::InvalidRequest(
+                "this client must push its authorization requests (RFC 9126 PAR) first".into(),
+            ));
         }
         let CheckedRequest { scope, code_challenge, id_token_claims, prompt, max_age } =
             match self.check_request(p, &client) {
@@ -152,7 +163,7 @@ impl AuthServer {
 
     /// Step 1 of [`AuthServer::authorize`]: the client and the redirect URI to answer
     /// at, or the message of the error page to show instead (never a redirect).
-    async fn client_and_redirect_uri(
+    pub(super) async fn client_and_redirect_uri(
         &self,
         p: &AuthorizeParams,
     ) -> Result<Result<(Client, String), &'static str>, OAuthError> {
@@ -178,6 +189,16 @@ impl AuthServer {
         Ok(Ok((client, redirect_uri)))
     }
 
+    /// `response_mode`: `query` (the default) or `form_post`.
+    pub(super) fn check_response_mode(&self, p: &AuthorizeParams) -> Result<(), OAuthError> {
+        match p.response_mode.as_deref() {
+            None | Some("query" | "form_post") => Ok(()),
+            Some(mode) => {
+                Err(OAuthError::InvalidRequest(format!("response_mode `{mode}` is not supported (query, form_post)")))
+            }
+        }
+    }
+
     /// The browser session named by the cookie, if it exists and has not expired.
     async fn live_session(&self, id: Option<&str>, now: UnixTime) -> Result<Option<Session>, OAuthError> {
         let Some(id) = id else { return Ok(None) };
@@ -190,7 +211,7 @@ impl AuthServer {
 
     /// Steps 2 to 5 of [`AuthServer::authorize`] for a known client and redirect URI:
     /// what the request asks for, or the error to redirect back with.
-    fn check_request(&self, p: &AuthorizeParams, client: &Client) -> Result<CheckedRequest, OAuthError> {
+    pub(super) fn check_request(&self, p: &AuthorizeParams, client: &Client) -> Result<CheckedRequest, OAuthError> {
         // 2.
         if p.response_type.as_deref() != Some("code") {
             return Err(OAuthError::UnsupportedResponseType("response_type must be code".into()));

@@ -25,6 +25,8 @@ impl AuthServer {
             "introspection_endpoint": url(paths::INTROSPECT),
             "revocation_endpoint": url(paths::REVOKE),
             "end_session_endpoint": url(paths::LOGOUT),
+            "pushed_authorization_request_endpoint": url(paths::PAR),
+            "require_pushed_authorization_requests": self.config.require_pushed_authorization_requests,
             "device_authorization_endpoint": url(paths::DEVICE),
             "registration_endpoint": self.config.dynamic_registration.then(|| url(paths::REGISTER)),
             "introspection_endpoint_auth_methods_supported": &registration::AUTH_METHODS[..4],

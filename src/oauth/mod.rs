@@ -13,6 +13,7 @@ mod discovery;
 mod error;
 mod login;
 mod logout;
+mod par;
 mod pkce;
 mod registration;
 mod resource;
@@ -27,6 +28,7 @@ pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
 pub use login::{User, hash_password, verify_password};
 pub use logout::{LogoutOutcome, LogoutParams};
+pub use par::{PushedForm, PushedResponse};
 pub use registration::{ClientMetadata, RegistrationResponse};
 pub use tokens::{AT_JWT, AccessTokenClaims, IdTokenClaims, KeyRing, Keys};
 pub use wire::*;
@@ -291,6 +293,7 @@ pub mod paths {
     pub const DEVICE_VERIFY: &str = "/oauth/device/verify";
     pub const DEVICE_DONE: &str = "/oauth/device/done";
     pub const LOGOUT: &str = "/oauth/logout";
+    pub const PAR: &str = "/oauth/par";
 }
 
 #[cfg(test)]

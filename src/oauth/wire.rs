@@ -64,6 +64,8 @@ pub struct AuthorizeParams {
     /// OAuth 2.0 Multiple Response Type Encoding Practices §2.1: `query` (the default) or
     /// `form_post` (OAuth 2.0 Form Post Response Mode).
     pub response_mode: Option<String>,
+    /// RFC 9126 §4: stands for the parameters pushed to the PAR endpoint.
+    pub request_uri: Option<String>,
 }
 
 /// The login form (fields of the page `http::oauth` renders).

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 
 use super::{AccountCreation, Attempt, AttemptRule, Store, StoreError};
 use crate::jose::Jwk;
-use crate::model::oauth::{AuthorizationCode, CodeRedemption, Grant, RefreshToken, SecretHash, Session};
+use crate::model::oauth::{
+    AuthorizationCode, CodeRedemption, Grant, PushedAuthorization, RefreshToken, SecretHash, Session,
+};
 use crate::model::*;
 use crate::store::Version;
 
@@ -137,6 +139,29 @@ pub(crate) async fn device_nonces_are_taken_once(store: Arc<dyn Store>) {
     let taken: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(taken, [&("nonce-1".to_owned(), 1_000)]);
     assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(StoreError::NotFound))));
+}
+
+/// A pushed authorization request is taken once, by its client, before it expires.
+pub(crate) async fn pushed_requests_are_taken_once_by_their_client(store: Arc<dyn Store>) {
+    let p = PushedAuthorization {
+        client_id: "c1".into(),
+        params: [("scope".into(), "openid".into())].into(),
+        expires: 100,
+    };
+    let hash = SecretHash::of("request-uri");
+    store.put_pushed_authorization(&hash, &p).await.unwrap();
+    assert!(matches!(store.take_pushed_authorization(&hash, "c2", 50).await, Err(StoreError::NotFound)));
+    let results =
+        race(&store, |s, _| async move { s.take_pushed_authorization(&SecretHash::of("request-uri"), "c1", 50).await })
+            .await;
+    let taken: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(taken, [&p]);
+    assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(StoreError::NotFound))));
+    let late = SecretHash::of("late");
+    store.put_pushed_authorization(&late, &p).await.unwrap();
+    assert!(matches!(store.take_pushed_authorization(&late, "c1", 101).await, Err(StoreError::NotFound)));
+    assert!(store.purge_expired_oauth(101, 100).await.unwrap() >= 1);
+    assert!(matches!(store.take_pushed_authorization(&late, "c1", 100).await, Err(StoreError::NotFound)));
 }
 
 /// Issuance chains are stored by one winner of many instances starting together.
@@ -520,6 +545,7 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     replay_keys_are_single_use(backend.fresh(UNBOUNDED).await).await;
     replay_keys_are_bounded(backend.fresh(2).await).await;
     device_nonces_are_taken_once(backend.fresh(UNBOUNDED).await).await;
+    pushed_requests_are_taken_once_by_their_client(backend.fresh(UNBOUNDED).await).await;
     acme_nonces_and_shared_secrets_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     ca_chains_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     codes_are_redeemed_once(backend.fresh(UNBOUNDED).await).await;

@@ -28,7 +28,7 @@ use crate::clock::UnixTime;
 use crate::jose::Jkt;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Device, DeviceAuthorization, Grant, OAuthKey, PendingAuthorization,
-    RefreshToken, RegisteredClient, SecretHash, Session,
+    PushedAuthorization, RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaChains, CaMaterial, Identifier, IssuedCertificate, Order, OrderId,
@@ -272,6 +272,18 @@ pub trait OAuthStore: Send + Sync {
 
     /// Removes and returns it, once.
     async fn take_pending_authorization(&self, id: &str) -> Result<PendingAuthorization, StoreError>;
+    /// Keeps a pushed authorization request (RFC 9126 §2.2) under the hash of its
+    /// `request_uri`; durable before the `201`.
+    async fn put_pushed_authorization(&self, hash: &SecretHash, p: &PushedAuthorization) -> Result<(), StoreError>;
+    /// Takes a pushed request once (RFC 9126 §4: one-time use), only for the client that
+    /// pushed it and before it expires; one atomic step decides (`NotFound` otherwise, and
+    /// a wrong client leaves it in place).
+    async fn take_pushed_authorization(
+        &self,
+        hash: &SecretHash,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<PushedAuthorization, StoreError>;
 
     async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError>;
 

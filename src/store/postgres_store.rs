@@ -29,7 +29,7 @@ use crate::clock::UnixTime;
 use crate::jose::Jkt;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Device, DeviceAuthorization, DeviceStatus, Grant, OAuthKey,
-    PendingAuthorization, RefreshToken, RegisteredClient, SecretHash, Session,
+    PendingAuthorization, PushedAuthorization, RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaChains, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate,
@@ -53,6 +53,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("postgres_store/migrations/0001_schema.sql")),
     (2, include_str!("postgres_store/migrations/0002_expiry_indexes.sql")),
     (3, include_str!("postgres_store/migrations/0003_shared_limits.sql")),
+    (4, include_str!("postgres_store/migrations/0004_pushed_authorizations.sql")),
 ];
 
 /// Attempts of a transaction the database aborted for serialization.

@@ -27,7 +27,7 @@ use crate::clock::UnixTime;
 use crate::jose::Jkt;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Device, DeviceAuthorization, DeviceStatus, Grant, OAuthKey,
-    PendingAuthorization, RefreshToken, RegisteredClient, SecretHash, Session,
+    PendingAuthorization, PushedAuthorization, RefreshToken, RegisteredClient, SecretHash, Session,
 };
 use crate::model::{
     Account, AccountId, Authorization, AuthzId, CaChains, CaMaterial, ChallengeStatus, Identifier, IssuedCertificate,
@@ -99,6 +99,7 @@ struct Inner {
 struct OAuthTrees {
     keys: Tree,
     pending: Tree,
+    pushed: Tree,
     sessions: Tree,
     codes: Tree,
     grants: Tree,
@@ -337,6 +338,7 @@ impl SledStore {
             oauth: OAuthTrees {
                 keys: tree("oauth_keys")?,
                 pending: tree("oauth_pending")?,
+                pushed: tree("oauth_pushed")?,
                 sessions: tree("oauth_sessions")?,
                 codes: tree("oauth_codes")?,
                 grants: tree("oauth_grants")?,

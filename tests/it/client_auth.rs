@@ -11,7 +11,7 @@ use crate::client::{Key, b64};
 use crate::dpop::{Reply, send};
 use crate::oauth::{Browser, oauth_server};
 
-const TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub(crate) const TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 const MAC_SECRET: &str = "a shared secret of at least thirty-two bytes";
 
 fn now() -> i64 {
@@ -19,12 +19,12 @@ fn now() -> i64 {
 }
 
 /// The claims a well-made assertion from `client` to `aud` carries.
-fn claims(client: &str, aud: &str) -> Value {
+pub(crate) fn claims(client: &str, aud: &str) -> Value {
     json!({"iss": client, "sub": client, "aud": aud, "exp": now() + 60, "iat": now(), "jti": idca::model::random_token()})
 }
 
 /// A compact JWS of `claims` signed by `key` (with `header` fields added).
-fn signed(key: &Key, header: Value, claims: &Value) -> String {
+pub(crate) fn signed(key: &Key, header: Value, claims: &Value) -> String {
     let mut h = json!({"alg": key.alg(), "typ": "JWT"});
     h.as_object_mut().unwrap().extend(header.as_object().unwrap().clone());
     let input = format!("{}.{}", b64(h.to_string()), b64(claims.to_string()));
@@ -90,7 +90,10 @@ impl JwksServer {
     }
 }
 
-fn keyed_client(id: &str, tweak: impl FnOnce(&mut idca::config::ClientConfig)) -> idca::config::ClientConfig {
+pub(crate) fn keyed_client(
+    id: &str,
+    tweak: impl FnOnce(&mut idca::config::ClientConfig),
+) -> idca::config::ClientConfig {
     let mut c = idca::config::ClientConfig {
         client_id: id.into(),
         name: id.into(),

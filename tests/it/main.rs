@@ -29,6 +29,7 @@ mod oauth;
 mod oauth_rejects;
 mod oidc_requests;
 mod ops;
+mod par;
 mod pebble_compat;
 mod postgres;
 mod registration;

@@ -52,6 +52,26 @@ impl OAuthStore for PgStore {
         body(&row.ok_or(StoreError::NotFound)?, 0, "oauth_pending")
     }
 
+    async fn put_pushed_authorization(&self, hash: &SecretHash, p: &PushedAuthorization) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let sql = "INSERT INTO oauth_pushed (id, client_id, expires, body) VALUES ($1, $2, $3, $4)";
+        exec(&client, sql, &[&hash.0, &p.client_id, &p.expires, &json(p)]).await?;
+        Ok(())
+    }
+
+    /// One `DELETE … RETURNING` decides, for the right client and unexpired only.
+    async fn take_pushed_authorization(
+        &self,
+        hash: &SecretHash,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<PushedAuthorization, StoreError> {
+        let client = self.client().await?;
+        let sql = "DELETE FROM oauth_pushed WHERE id = $1 AND client_id = $2 AND expires >= $3 RETURNING body";
+        let row = query_opt(&client, sql, &[&hash.0, &client_id, &now]).await?;
+        body(&row.ok_or(StoreError::NotFound)?, 0, "oauth_pushed")
+    }
+
     async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError> {
         let client = self.client().await?;
         let sql = "INSERT INTO oauth_sessions (id, expires, body) VALUES ($1, $2, $3) \
@@ -262,6 +282,7 @@ impl OAuthStore for PgStore {
             "DELETE FROM oauth_codes WHERE hash IN (SELECT hash FROM oauth_codes WHERE expires < $1 LIMIT $2)",
             "DELETE FROM oauth_sessions WHERE id IN (SELECT id FROM oauth_sessions WHERE expires < $1 LIMIT $2)",
             "DELETE FROM oauth_pending WHERE id IN (SELECT id FROM oauth_pending WHERE expires < $1 LIMIT $2)",
+            "DELETE FROM oauth_pushed WHERE id IN (SELECT id FROM oauth_pushed WHERE expires < $1 LIMIT $2)",
             "DELETE FROM device_authorizations WHERE hash IN \
              (SELECT hash FROM device_authorizations WHERE expires < $1 LIMIT $2)",
         ] {

@@ -13,6 +13,7 @@ const TABLES: &[&str] = &[
     "certificates",
     "oauth_keys",
     "oauth_pending",
+    "oauth_pushed",
     "oauth_sessions",
     "oauth_codes",
     "oauth_grants",

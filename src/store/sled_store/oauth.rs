@@ -49,6 +49,34 @@ impl OAuthStore for SledStore {
         decode("oauth_pending", &old).map(|v| v.value)
     }
 
+    async fn put_pushed_authorization(&self, hash: &SecretHash, p: &PushedAuthorization) -> Result<(), StoreError> {
+        self.inner.oauth.pushed.insert(hash.0.as_bytes(), encode(p, Version::FIRST)?).map_err(backend)?;
+        self.durable().await
+    }
+
+    /// Read, check, then remove only if still the bytes read (compare-and-swap): of
+    /// racing takers one wins.
+    async fn take_pushed_authorization(
+        &self,
+        hash: &SecretHash,
+        client_id: &str,
+        now: UnixTime,
+    ) -> Result<PushedAuthorization, StoreError> {
+        let tree = &self.inner.oauth.pushed;
+        let old = tree.get(hash.0.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
+        let p: PushedAuthorization = decode("oauth_pushed", &old)?.value;
+        if p.client_id != client_id || p.expires < now {
+            return Err(StoreError::NotFound);
+        }
+        match tree.compare_and_swap(hash.0.as_bytes(), Some(old), None as Option<&[u8]>).map_err(backend)? {
+            Ok(()) => {
+                self.durable().await?;
+                Ok(p)
+            }
+            Err(_) => Err(StoreError::NotFound),
+        }
+    }
+
     async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError> {
         self.inner.oauth.sessions.insert(id.0.as_bytes(), encode(session, Version::FIRST)?).map_err(backend)?;
         self.durable().await
@@ -193,6 +221,7 @@ impl OAuthStore for SledStore {
         let mut purged = purge_tree::<AuthorizationCode>(&o.codes, "oauth_codes", batch, |c| c.expires < now)?.len();
         purged += purge_tree::<Session>(&o.sessions, "oauth_sessions", batch, |s| s.expires < now)?.len();
         purged += purge_tree::<PendingAuthorization>(&o.pending, "oauth_pending", batch, |p| p.expires < now)?.len();
+        purged += purge_tree::<PushedAuthorization>(&o.pushed, "oauth_pushed", batch, |p| p.expires < now)?.len();
         let devices = purge_tree::<DeviceAuthorization>(&o.devices, "oauth_devices", batch, |d| d.expires < now)?;
         for d in &devices {
             o.user_codes.remove(d.user_code.as_bytes()).map_err(backend)?;

@@ -1,0 +1,9 @@
+-- Pushed authorization requests (RFC 9126): kept under the hash of their request_uri
+-- until one DELETE ... WHERE client_id = ... RETURNING takes them (one-time use).
+CREATE TABLE oauth_pushed (
+    id text PRIMARY KEY,
+    client_id text NOT NULL,
+    expires bigint NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE INDEX oauth_pushed_expiry ON oauth_pushed (expires);
