@@ -39,10 +39,7 @@ impl PushedForm {
             }
             params.insert(k, v);
         }
-        let object = |m: &BTreeMap<String, String>| {
-            serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect())
-        };
-        let authentication = serde_json::from_value(object(&params))
+        let authentication = serde_json::from_value(json_object(&params))
             .map_err(|e| OAuthError::InvalidRequest(format!("malformed request: {e}")))?;
         for field in AUTHENTICATION_FIELDS {
             params.remove(field);
@@ -51,9 +48,13 @@ impl PushedForm {
     }
 }
 
+/// Form fields as a JSON object of strings, to deserialize the typed forms from.
+fn json_object(params: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect())
+}
+
 fn authorize_params(params: &BTreeMap<String, String>) -> Result<AuthorizeParams, OAuthError> {
-    let object = params.iter().map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str()))).collect();
-    serde_json::from_value(serde_json::Value::Object(object))
+    serde_json::from_value(json_object(params))
         .map_err(|e| OAuthError::InvalidRequest(format!("malformed authorization request: {e}")))
 }
 
