@@ -113,3 +113,24 @@ fn public_url_never_names_a_host_resolving_elsewhere() {
     assert_eq!(url("10.1.2.3:7", v4), "http://10.1.2.3:7");
     assert_eq!(url("[2001:db8::1]:7", v4), "http://[2001:db8::1]:7");
 }
+
+#[test]
+fn key_clients_name_one_method_with_usable_keys() {
+    let client = |extra: &str| {
+        format!("[[oauth.clients]]\nclient_id = \"k\"\nname = \"k\"\nscopes = []\ngrant_types = []\n{extra}\n")
+    };
+    let jwks = r#"jwks = { keys = [ { kty = "EC", crv = "P-256", x = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", y = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" } ] }"#;
+    let c = Config::parse(&client(jwks)).unwrap();
+    assert_eq!(crate::jose::jwk_set(c.oauth.clients[0].jwks.as_ref().unwrap()).len(), 1);
+    assert!(Config::parse(&client("jwks_uri = \"https://k.example/jwks\"")).is_ok());
+    assert!(Config::parse(&client(&format!("jwt_secret = \"{}\"", "x".repeat(32)))).is_ok());
+    for (bad, says) in [
+        (format!("{jwks}\njwt_secret = \"{}\"", "x".repeat(32)), "give one of"),
+        ("jwt_secret = \"short\"".to_owned(), "at least 32 bytes"),
+        ("jwks = { keys = [ { kty = \"oct\", k = \"AAAA\" } ] }".to_owned(), "no signing key"),
+        ("jwks_uri = \"ftp://k.example/jwks\"".to_owned(), "http(s) URL"),
+    ] {
+        let err = Config::parse(&client(&bad)).unwrap_err();
+        assert!(err.to_string().contains(says), "{bad}: {err}");
+    }
+}
