@@ -6,8 +6,8 @@ use base64::Engine;
 
 use super::{AppState, HttpError, credentials, pages};
 use crate::oauth::{
-    AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm, DeviceOutcome,
-    LoginForm, LogoutOutcome, LogoutParams, OAuthError, PushedForm, TokenForm, paths,
+    AccountOutcome, AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm,
+    DeviceOutcome, LoginForm, LogoutOutcome, LogoutParams, OAuthError, PushedForm, RevokeGrantForm, TokenForm, paths,
 };
 
 type State = web::Data<AppState>;
@@ -40,6 +40,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Li
         .route(paths::INTROSPECT, web::post().to(introspect))
         .route(paths::DEVICE, web::post().to(device_authorization))
         .route(paths::PAR, web::post().to(pushed_authorization_request))
+        .route(paths::ACCOUNT, web::get().to(account))
+        .route(paths::ACCOUNT_REVOKE, web::post().to(account_revoke))
         .route(paths::DEVICE_VERIFY, web::get().to(device_page))
         .route(paths::DEVICE_VERIFY, web::post().to(device_decide))
         .route(paths::DEVICE_DONE, web::get().to(device_done))
@@ -119,6 +121,34 @@ async fn logout(st: State, req: HttpRequest, q: web::Query<LogoutParams>) -> Res
             res
         }
     })
+}
+
+/// The signed-in user's account page: their grants, each revocable.
+async fn account(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    let session = credentials::cookie(&req, SESSION_COOKIE);
+    Ok(account_page(st.authz.account(session.as_deref(), st.clock.now()).await?))
+}
+
+/// The account page's revoke form: 303 back to the page.
+async fn account_revoke(
+    st: State,
+    req: HttpRequest,
+    form: web::Form<RevokeGrantForm>,
+) -> Result<HttpResponse, HttpError> {
+    let session = credentials::cookie(&req, SESSION_COOKIE);
+    Ok(account_page(st.authz.revoke_user_grant(&form, session.as_deref(), st.clock.now()).await?))
+}
+
+fn account_page(outcome: AccountOutcome) -> HttpResponse {
+    match outcome {
+        AccountOutcome::Page(p) => pages::account(&p),
+        AccountOutcome::SignedOut => pages::error(401, "You are not signed in to idca in this browser."),
+        AccountOutcome::Forbidden => pages::error(403, "This form is not valid any more. Reload the account page."),
+        AccountOutcome::Revoked => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, paths::ACCOUNT))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish(),
+    }
 }
 
 /// The end-session endpoint by form POST (§2), also the confirmation page's target.

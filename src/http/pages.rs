@@ -103,6 +103,45 @@ pub(super) fn logout_confirm(p: &crate::oauth::LogoutParams, csrf: &str) -> Http
     page(StatusCode::OK, "Sign out", &body)
 }
 
+/// The account page: the user's grants (client, scopes, since when), each with a revoke
+/// form carrying the session's CSRF token.
+pub(super) fn account(p: &crate::oauth::AccountPage) -> HttpResponse {
+    let grants: String = p
+        .grants
+        .iter()
+        .map(|g| {
+            let since = time::OffsetDateTime::from_unix_timestamp(g.created)
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_default();
+            format!(
+                "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>\
+                 <form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"grant\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Revoke access</button>\
+                 </form></li>",
+                escape(&g.client_name),
+                escape(&g.scope.join(" ")),
+                escape(&since),
+                crate::oauth::paths::ACCOUNT_REVOKE,
+                escape(&g.id),
+                escape(&p.csrf),
+            )
+        })
+        .collect();
+    let list = if p.grants.is_empty() {
+        "<p>No application has access to your account.</p>".to_owned()
+    } else {
+        format!("<ul class=\"grants\">{grants}</ul>")
+    };
+    let body = format!(
+        "<h1>Your account</h1><p>Signed in as <strong>{}</strong>.</p><h2>Applications with access</h2>{list}\
+         <p><a href=\"{}\">Sign out</a></p>",
+        escape(&p.user),
+        crate::oauth::paths::LOGOUT,
+    );
+    page(StatusCode::OK, "Your account", &body)
+}
+
 /// After RP-initiated logout, when the client gave no address to return to.
 pub(super) fn signed_out() -> HttpResponse {
     page(StatusCode::OK, "Signed out", "<h1>Signed out</h1><p>You are signed out of idca in this browser.</p>")

@@ -98,6 +98,9 @@ pub struct PendingAuthorization {
     /// `prompt=consent`, OIDC Core §3.1.2.1).
     #[serde(default)]
     pub consent: bool,
+    /// `prompt=consent`: asked even when an earlier approval covers the request.
+    #[serde(default)]
+    pub consent_prompted: bool,
     /// `response_mode=form_post`: the response is POSTed to the client.
     #[serde(default)]
     pub form_post: bool,

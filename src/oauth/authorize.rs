@@ -65,8 +65,9 @@ impl AuthServer {
     /// 4. PKCE (RFC 7636): S256 only; required from public clients, and from all when
     ///    `oauth.require_pkce`;
     /// 5. `prompt` and `max_age` (OIDC Core §3.1.2.1): `prompt=login`, `max_age=0` or a
-    ///    session older than `max_age` need a fresh login; `prompt=consent` and
-    ///    dynamically registered clients need consent; `prompt=none` shows no page and
+    ///    session older than `max_age` need a fresh login; `prompt=consent`, and
+    ///    dynamically registered clients the user has no live grant for these scopes
+    ///    with, need consent; `prompt=none` shows no page and
     ///    answers `login_required` or `consent_required` instead;
     /// 6. with a usable session (and no consent to ask) a code is issued at once, else
     ///    the request is kept and the login (or consent) page shown.
@@ -112,7 +113,16 @@ impl AuthServer {
             .live_session(session, now)
             .await?
             .filter(|s| !prompt.login && max_age.is_none_or(|m| m > 0 && now - s.auth_time <= m));
-        let consent = client.dynamic || prompt.consent;
+        // Consent: asked of third-party clients unless a live grant already covers these
+        // scopes (for a user known only after login, `login` decides), always with
+        // `prompt=consent`.
+        let remembered = match &session {
+            Some(s) if client.dynamic && !prompt.consent => {
+                self.remembered_consent(&s.sub, &client.client_id, &scope).await?
+            }
+            _ => false,
+        };
+        let consent = prompt.consent || (client.dynamic && !remembered);
         if prompt.none {
             let (code, detail) = match &session {
                 None => ("login_required", "the user must log in"),
@@ -135,6 +145,7 @@ impl AuthServer {
             csrf: random_token(),
             redirect_uri_sent: p.redirect_uri.is_some(),
             consent,
+            consent_prompted: prompt.consent,
             form_post,
             expires: clock::after(now, self.config.login_page_lifetime_secs),
         };
@@ -200,7 +211,7 @@ impl AuthServer {
     }
 
     /// The browser session named by the cookie, if it exists and has not expired.
-    async fn live_session(&self, id: Option<&str>, now: UnixTime) -> Result<Option<Session>, OAuthError> {
+    pub(super) async fn live_session(&self, id: Option<&str>, now: UnixTime) -> Result<Option<Session>, OAuthError> {
         let Some(id) = id else { return Ok(None) };
         match self.store.session(&SecretHash::of(id)).await {
             Ok(s) if s.expires > now => Ok(Some(s)),
@@ -352,7 +363,10 @@ impl AuthServer {
         let lifetime = clock::span(self.config.session_lifetime_secs);
         let session = Session { sub: user.username.clone(), auth_time: now, expires: now + lifetime };
         let client = self.client(&pending.client_id).await?;
-        if let Some(client) = client.filter(|c| c.dynamic || pending.consent) {
+        let ask = (client.as_ref().is_some_and(|c| c.dynamic) || pending.consent)
+            && (pending.consent_prompted
+                || !self.remembered_consent(&user.username, &pending.client_id, &pending.scope).await?);
+        if let Some(client) = client.filter(|_| ask) {
             // A third-party client: the user consents on the next page, which the same
             // pending request (and its CSRF token) carries.
             self.store.put_session(&SecretHash::of(&session_id), &session).await?;

@@ -4,6 +4,7 @@
 //! typed inputs here and renders the outcomes: redirects, pages, JSON. Grants, codes,
 //! refresh tokens and sessions go through the [`Store`]; secrets are stored hashed.
 
+mod account;
 mod authorize;
 mod claims;
 mod client_auth;
@@ -22,6 +23,7 @@ mod tokens;
 mod wire;
 mod wire_clients;
 
+pub use account::{AccountOutcome, AccountPage, GrantView, RevokeGrantForm};
 pub use client_auth::{ASSERTION_TYPE, asserted_client_id};
 pub use clients::{Client, ClientAuth, ClientCredentials};
 pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
@@ -294,6 +296,8 @@ pub mod paths {
     pub const DEVICE_DONE: &str = "/oauth/device/done";
     pub const LOGOUT: &str = "/oauth/logout";
     pub const PAR: &str = "/oauth/par";
+    pub const ACCOUNT: &str = "/oauth/account";
+    pub const ACCOUNT_REVOKE: &str = "/oauth/account/revoke";
 }
 
 #[cfg(test)]

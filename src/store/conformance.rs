@@ -164,6 +164,26 @@ pub(crate) async fn pushed_requests_are_taken_once_by_their_client(store: Arc<dy
     assert!(matches!(store.take_pushed_authorization(&late, "c1", 100).await, Err(StoreError::NotFound)));
 }
 
+/// A user's live grants are listed; revoked ones and other users' are not.
+pub(crate) async fn user_grants_list_the_live_ones(store: Arc<dyn Store>) {
+    let grant = |id: &str, sub: &str, created| Grant {
+        id: id.into(),
+        client_id: "c1".into(),
+        sub: sub.into(),
+        scope: vec!["openid".into()],
+        auth_time: Some(1),
+        created,
+        revoked: false,
+    };
+    for g in [grant("g2", "alice", 20), grant("g1", "alice", 10), grant("g3", "bob", 5), grant("g4", "alice", 30)] {
+        store.create_grant(&g, None).await.unwrap();
+    }
+    store.revoke_grant("g4").await.unwrap();
+    let ids: Vec<String> = store.user_grants("alice").await.unwrap().into_iter().map(|g| g.id).collect();
+    assert_eq!(ids, ["g1", "g2"]);
+    assert!(store.user_grants("nobody").await.unwrap().is_empty());
+}
+
 /// Issuance chains are stored by one winner of many instances starting together.
 pub(crate) async fn ca_chains_have_one_winner(store: Arc<dyn Store>) {
     let chains = |n: usize| CaChains {
@@ -546,6 +566,7 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     replay_keys_are_bounded(backend.fresh(2).await).await;
     device_nonces_are_taken_once(backend.fresh(UNBOUNDED).await).await;
     pushed_requests_are_taken_once_by_their_client(backend.fresh(UNBOUNDED).await).await;
+    user_grants_list_the_live_ones(backend.fresh(UNBOUNDED).await).await;
     acme_nonces_and_shared_secrets_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     ca_chains_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     codes_are_redeemed_once(backend.fresh(UNBOUNDED).await).await;

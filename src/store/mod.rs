@@ -314,6 +314,9 @@ pub trait OAuthStore: Send + Sync {
 
     /// Revokes a grant: its refresh tokens and access tokens stop working.
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError>;
+    /// The user's grants that are not revoked, oldest first (the account page, and
+    /// remembered consent).
+    async fn user_grants(&self, sub: &str) -> Result<Vec<Grant>, StoreError>;
 
     async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError>;
 

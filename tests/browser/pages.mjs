@@ -1,7 +1,8 @@
 // idca's pages in a real browser (headless Chromium, playwright-core), with assertions:
 // the login page with code + PKCE back to the client (code, state, iss), a wrong password
 // shown on the page, response_mode=form_post POSTed to the client by the page's own
-// script (allowed by its CSP hash), and logout through its confirmation page. Each page is screenshotted (a PNG that is not blank).
+// script (allowed by its CSP hash), the account page (a grant listed and revoked), and
+// logout through its confirmation page. Each page is screenshotted (a PNG that is not blank).
 // scripts/page-tests runs it against a fresh `idca serve` with a user alice / wonderland.
 import { chromium } from 'playwright-core';
 import crypto from 'node:crypto';
@@ -33,8 +34,9 @@ const shot = async (page, name) => {
   await page.screenshot({ path });
   if (fs.statSync(path).size < 2000) fail(`${name}.png looks blank`);
 };
+let verifier = null;
 const authorize = extra => {
-  const verifier = crypto.randomBytes(32).toString('base64url');
+  verifier = crypto.randomBytes(32).toString('base64url');
   const challenge = crypto.createHash('sha256').update(verifier).digest('base64url');
   return `${BASE}/oauth/authorize?response_type=code&client_id=idca-cli&redirect_uri=http://127.0.0.1:8765/callback`
     + `&scope=openid%20profile&state=browser-state&code_challenge=${challenge}&code_challenge_method=S256${extra}`;
@@ -75,7 +77,20 @@ const posted = new URLSearchParams(back && back.body || '');
 if (back.method !== 'POST' || !posted.get('code') || posted.get('state') !== 'browser-state' || posted.get('iss') !== BASE) fail(`form_post response: ${JSON.stringify(back)}`);
 console.log('form_post response: POSTed code, state and iss to the client');
 
-// 4. Logout without an id_token_hint: a confirmation page, then signed out (the next
+// 4. The account page: the grant the code just redeemed is listed and revoked there.
+const redeemed = await page.request.post(`${BASE}/oauth/token`, { form: { grant_type: 'authorization_code',
+  code: posted.get('code'), code_verifier: verifier, client_id: 'idca-cli', redirect_uri: 'http://127.0.0.1:8765/callback' } });
+if (redeemed.status() !== 200) fail(`token: ${redeemed.status()} ${await redeemed.text()}`);
+await page.goto(`${BASE}/oauth/account`);
+await page.waitForSelector('text=Applications with access');
+if (!(await page.textContent('.grants')).includes('idca command line')) fail('the grant is not listed');
+await shot(page, 'account');
+await Promise.all([page.waitForURL(`${BASE}/oauth/account`), page.click('text=Revoke access')]);
+await page.waitForSelector('text=No application has access');
+await shot(page, 'account-revoked');
+console.log('account page: the grant listed, revoked');
+
+// 5. Logout without an id_token_hint: a confirmation page, then signed out (the next
 // authorization request shows the login page again).
 await page.goto(`${BASE}/oauth/logout?client_id=idca-cli`);
 await page.waitForSelector('text=Sign out?');

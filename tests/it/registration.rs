@@ -39,7 +39,7 @@ async fn consent(b: &mut Browser, page: &Page, action: &str) -> Page {
 }
 
 #[tokio::test]
-async fn a_registered_public_client_needs_consent_then_gets_tokens() {
+async fn a_registered_public_client_needs_consent_once_until_the_user_revokes_it() {
     let server = oauth_server(|_| {}).await;
     let mut b = Browser::new(&server);
     let meta: Value =
@@ -86,12 +86,61 @@ async fn a_registered_public_client_needs_consent_then_gets_tokens() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    // Next time, with a session, consent is asked again (not remembered) and can be denied.
+    let tokens: Value = r.json().await.unwrap();
+    // Next time, with a session, consent is remembered for the same scopes: the code at once.
     let again = start_authorization(&mut b, &client_id, "openid").await;
-    assert_eq!(again.status, 200);
-    let denied = consent(&mut b, &again, "deny").await;
+    assert_eq!(again.status, 303, "{}", again.text);
+    assert!(param(&again.location(), "code").is_some(), "{}", again.location());
+    // More scopes than approved, or prompt=consent: asked again (and can be denied).
+    let wider = start_authorization(&mut b, &client_id, "openid profile").await;
+    assert_eq!(wider.status, 200, "{}", wider.text);
+    assert!(wider.text.contains("Allow"));
+    let prompted = start_authorization(&mut b, &client_id, "openid&prompt=consent").await;
+    assert_eq!(prompted.status, 200, "{}", prompted.text);
+    let denied = consent(&mut b, &prompted, "deny").await;
     assert_eq!(param(&denied.location(), "error").as_deref(), Some("access_denied"));
     assert_eq!(param(&denied.location(), "state").as_deref(), Some("st"));
+
+    // The account page lists the grant; revoking it stops its tokens and the consent.
+    let account = b.get(&format!("{}/oauth/account", b.base)).await;
+    assert_eq!(account.status, 200, "{}", account.text);
+    assert!(
+        account.text.contains("Note app") && account.text.contains("Signed in as <strong>alice"),
+        "{}",
+        account.text
+    );
+    assert!(account.headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(account.headers["x-frame-options"], "DENY");
+    let revoke = |b: &Browser, grant: String, csrf: String, cookie: Option<String>| {
+        let mut r = b.http.post(format!("{}/oauth/account/revoke", b.base)).form(&[("grant", grant), ("csrf", csrf)]);
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        r.send()
+    };
+    let (grant, csrf) = (account.field("grant"), account.field("csrf"));
+    // A forged form (wrong CSRF), and the right form without the session: refused.
+    assert_eq!(revoke(&b, grant.clone(), "x".into(), b.cookie.clone()).await.unwrap().status(), 403);
+    assert_eq!(revoke(&b, grant.clone(), csrf.clone(), None).await.unwrap().status(), 401);
+    assert_eq!(revoke(&b, "another".into(), csrf.clone(), b.cookie.clone()).await.unwrap().status(), 403);
+    let r = revoke(&b, grant, csrf, b.cookie.clone()).await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["location"].to_str().unwrap()), (303, "/oauth/account"));
+    let account = b.get(&format!("{}/oauth/account", b.base)).await;
+    assert!(account.text.contains("No application has access"), "{}", account.text);
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let r = b
+        .http
+        .post(format!("{}/oauth/token", b.base))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", refresh), ("client_id", client_id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a revoked grant's refresh token");
+    let userinfo = crate::oauth::userinfo(&b, tokens["access_token"].as_str().unwrap()).await;
+    assert!(userinfo.get("sub").is_none(), "a revoked grant's access token: {userinfo}");
+    let asked = start_authorization(&mut b, &client_id, "openid").await;
+    assert_eq!(asked.status, 200, "consent asked again after revocation: {}", asked.text);
+    assert!(asked.text.contains("Allow"));
     server.stop().await;
 }
 

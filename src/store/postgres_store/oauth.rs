@@ -143,6 +143,14 @@ impl OAuthStore for PgStore {
         body(&row.ok_or(StoreError::NotFound)?, 0, "oauth_grants")
     }
 
+    async fn user_grants(&self, sub: &str) -> Result<Vec<Grant>, StoreError> {
+        let client = self.client().await?;
+        let sql = "SELECT body FROM oauth_grants WHERE body->>'sub' = $1 AND body->'revoked' = 'false' \
+                   ORDER BY (body->>'created')::bigint, id";
+        let rows = query(&client, sql, &[&sub]).await?;
+        rows.iter().map(|r| body(r, 0, "oauth_grants")).collect()
+    }
+
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         let sql = "UPDATE oauth_grants SET version = version + 1, body = jsonb_set(body, '{revoked}', 'true') \

@@ -161,6 +161,20 @@ impl OAuthStore for SledStore {
         Self::get(&self.inner.oauth.grants, "oauth_grants", id.as_bytes()).map(|v| v.value)
     }
 
+    /// A scan of the grants: fine for the users of one embedded instance.
+    async fn user_grants(&self, sub: &str) -> Result<Vec<Grant>, StoreError> {
+        let mut grants = Vec::new();
+        for entry in self.inner.oauth.grants.iter() {
+            let (_, bytes) = entry.map_err(backend)?;
+            let g: Grant = decode("oauth_grants", &bytes)?.value;
+            if g.sub == sub && !g.revoked {
+                grants.push(g);
+            }
+        }
+        grants.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(grants)
+    }
+
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
         let grants = &self.inner.oauth.grants;
         loop {

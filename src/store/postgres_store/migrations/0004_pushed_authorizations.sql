@@ -7,3 +7,5 @@ CREATE TABLE oauth_pushed (
     body jsonb NOT NULL
 );
 CREATE INDEX oauth_pushed_expiry ON oauth_pushed (expires);
+-- A user's grants (the account page, remembered consent).
+CREATE INDEX oauth_grants_by_sub ON oauth_grants ((body->>'sub'));
