@@ -6,8 +6,8 @@ use base64::Engine;
 
 use super::{AppState, HttpError, credentials, pages};
 use crate::oauth::{
-    AccountOutcome, AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm, DeviceForm,
-    DeviceOutcome, LoginForm, LogoutOutcome, LogoutParams, OAuthError, PushedForm, RevokeGrantForm, TokenForm, paths,
+    AccountForm, AccountOutcome, AuthorizeOutcome, AuthorizeParams, ClientCredentials, ClientMetadata, ConsentForm,
+    DeviceForm, DeviceOutcome, LoginForm, LogoutOutcome, LogoutParams, OAuthError, PushedForm, TokenForm, paths,
 };
 
 type State = web::Data<AppState>;
@@ -130,13 +130,9 @@ async fn account(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError>
 }
 
 /// The account page's revoke form: 303 back to the page.
-async fn account_revoke(
-    st: State,
-    req: HttpRequest,
-    form: web::Form<RevokeGrantForm>,
-) -> Result<HttpResponse, HttpError> {
+async fn account_revoke(st: State, req: HttpRequest, form: web::Form<AccountForm>) -> Result<HttpResponse, HttpError> {
     let session = credentials::cookie(&req, SESSION_COOKIE);
-    Ok(account_page(st.authz.revoke_user_grant(&form, session.as_deref(), st.clock.now()).await?))
+    Ok(account_page(st.authz.account_revoke(&form, session.as_deref(), st.clock.now()).await?))
 }
 
 fn account_page(outcome: AccountOutcome) -> HttpResponse {

@@ -103,40 +103,80 @@ pub(super) fn logout_confirm(p: &crate::oauth::LogoutParams, csrf: &str) -> Http
     page(StatusCode::OK, "Sign out", &body)
 }
 
-/// The account page: the user's grants (client, scopes, since when), each with a revoke
-/// form carrying the session's CSRF token.
+/// RFC 3339 for a page (empty if out of range).
+fn date(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// The account page: the user's grants (client, scopes, since when), browser sessions
+/// and devices, each with a form that takes it back carrying the session's CSRF token.
 pub(super) fn account(p: &crate::oauth::AccountPage) -> HttpResponse {
-    let grants: String = p
+    let revoke = |field: &str, value: &str, label: &str| {
+        format!(
+            "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"{field}\" value=\"{}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">{label}</button></form>",
+            crate::oauth::paths::ACCOUNT_REVOKE,
+            escape(value),
+            escape(&p.csrf),
+        )
+    };
+    let section = |class: &str, items: Vec<String>, empty: &str| {
+        if items.is_empty() {
+            format!("<p>{empty}</p>")
+        } else {
+            format!("<ul class=\"{class}\">{}</ul>", items.concat())
+        }
+    };
+    let grants = p
         .grants
         .iter()
         .map(|g| {
-            let since = time::OffsetDateTime::from_unix_timestamp(g.created)
-                .ok()
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-                .unwrap_or_default();
             format!(
-                "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>\
-                 <form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"grant\" value=\"{}\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Revoke access</button>\
-                 </form></li>",
+                "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>{}</li>",
                 escape(&g.client_name),
                 escape(&g.scope.join(" ")),
-                escape(&since),
-                crate::oauth::paths::ACCOUNT_REVOKE,
-                escape(&g.id),
-                escape(&p.csrf),
+                date(g.created),
+                revoke("grant", &g.id, "Revoke access"),
             )
         })
         .collect();
-    let list = if p.grants.is_empty() {
-        "<p>No application has access to your account.</p>".to_owned()
-    } else {
-        format!("<ul class=\"grants\">{grants}</ul>")
-    };
+    let sessions = p
+        .sessions
+        .iter()
+        .map(|s| {
+            format!(
+                "<li>Signed in {}{}<br><span class=\"scopes\">until {}</span>{}</li>",
+                date(s.auth_time),
+                if s.current { " (this browser)" } else { "" },
+                date(s.expires),
+                revoke("session", &s.id, "Sign out this session"),
+            )
+        })
+        .collect();
+    let devices = p
+        .devices
+        .iter()
+        .map(|d| {
+            format!(
+                "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>{}</li>",
+                escape(if d.label.is_empty() { &d.id } else { &d.label }),
+                escape(&d.client_id),
+                date(d.created),
+                revoke("device", &d.id, "Remove device"),
+            )
+        })
+        .collect();
     let body = format!(
-        "<h1>Your account</h1><p>Signed in as <strong>{}</strong>.</p><h2>Applications with access</h2>{list}\
+        "<h1>Your account</h1><p>Signed in as <strong>{}</strong>.</p>\
+         <h2>Applications with access</h2>{}<h2>Sessions</h2>{}<h2>Devices</h2>{}\
          <p><a href=\"{}\">Sign out</a></p>",
         escape(&p.user),
+        section("grants", grants, "No application has access to your account."),
+        section("sessions", sessions, "No sessions."),
+        section("devices", devices, "No devices."),
         crate::oauth::paths::LOGOUT,
     );
     page(StatusCode::OK, "Your account", &body)

@@ -23,7 +23,7 @@ mod tokens;
 mod wire;
 mod wire_clients;
 
-pub use account::{AccountOutcome, AccountPage, GrantView, RevokeGrantForm};
+pub use account::{AccountForm, AccountOutcome, AccountPage, GrantView, SessionView};
 pub use client_auth::{ASSERTION_TYPE, asserted_client_id};
 pub use clients::{Client, ClientAuth, ClientCredentials};
 pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};

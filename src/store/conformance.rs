@@ -164,8 +164,9 @@ pub(crate) async fn pushed_requests_are_taken_once_by_their_client(store: Arc<dy
     assert!(matches!(store.take_pushed_authorization(&late, "c1", 100).await, Err(StoreError::NotFound)));
 }
 
-/// A user's live grants are listed; revoked ones and other users' are not.
-pub(crate) async fn user_grants_list_the_live_ones(store: Arc<dyn Store>) {
+/// A user's live grants, sessions and devices are listed (revoked, ended and other
+/// users' are not); a device is deleted once.
+pub(crate) async fn a_users_grants_sessions_and_devices_are_listed(store: Arc<dyn Store>) {
     let grant = |id: &str, sub: &str, created| Grant {
         id: id.into(),
         client_id: "c1".into(),
@@ -182,6 +183,32 @@ pub(crate) async fn user_grants_list_the_live_ones(store: Arc<dyn Store>) {
     let ids: Vec<String> = store.user_grants("alice").await.unwrap().into_iter().map(|g| g.id).collect();
     assert_eq!(ids, ["g1", "g2"]);
     assert!(store.user_grants("nobody").await.unwrap().is_empty());
+    let session = |sub: &str, auth_time, expires| Session { sub: sub.into(), auth_time, expires };
+    store.put_session(&SecretHash::of("s1"), &session("alice", 2, 100)).await.unwrap();
+    store.put_session(&SecretHash::of("s2"), &session("alice", 1, 100)).await.unwrap();
+    store.put_session(&SecretHash::of("s3"), &session("alice", 3, 10)).await.unwrap();
+    store.put_session(&SecretHash::of("s4"), &session("bob", 1, 100)).await.unwrap();
+    let live = store.user_sessions("alice", 50).await.unwrap();
+    assert_eq!(
+        live,
+        [(SecretHash::of("s2"), session("alice", 1, 100)), (SecretHash::of("s1"), session("alice", 2, 100))]
+    );
+    let device = |id: &str, user: &str, created| oauth::Device {
+        id: id.into(),
+        user: user.into(),
+        client_id: format!("wireapp://u!{id}@d"),
+        label: String::new(),
+        created,
+    };
+    for d in [device("d2", "alice", 2), device("d1", "alice", 1), device("d3", "bob", 1)] {
+        store.create_device(&d).await.unwrap();
+    }
+    let ids: Vec<String> = store.user_devices("alice").await.unwrap().into_iter().map(|d| d.id).collect();
+    assert_eq!(ids, ["d1", "d2"]);
+    store.delete_device("d1").await.unwrap();
+    assert!(matches!(store.delete_device("d1").await, Err(StoreError::NotFound)));
+    assert!(matches!(store.device("d1").await, Err(StoreError::NotFound)));
+    assert_eq!(store.user_devices("alice").await.unwrap().len(), 1);
 }
 
 /// Issuance chains are stored by one winner of many instances starting together.
@@ -566,7 +593,7 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     replay_keys_are_bounded(backend.fresh(2).await).await;
     device_nonces_are_taken_once(backend.fresh(UNBOUNDED).await).await;
     pushed_requests_are_taken_once_by_their_client(backend.fresh(UNBOUNDED).await).await;
-    user_grants_list_the_live_ones(backend.fresh(UNBOUNDED).await).await;
+    a_users_grants_sessions_and_devices_are_listed(backend.fresh(UNBOUNDED).await).await;
     acme_nonces_and_shared_secrets_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     ca_chains_have_one_winner(backend.fresh(UNBOUNDED).await).await;
     codes_are_redeemed_once(backend.fresh(UNBOUNDED).await).await;

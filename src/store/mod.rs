@@ -317,6 +317,12 @@ pub trait OAuthStore: Send + Sync {
     /// The user's grants that are not revoked, oldest first (the account page, and
     /// remembered consent).
     async fn user_grants(&self, sub: &str) -> Result<Vec<Grant>, StoreError>;
+    /// The user's browser sessions that have not ended, with their ids' hashes.
+    async fn user_sessions(&self, sub: &str, now: UnixTime) -> Result<Vec<(SecretHash, Session)>, StoreError>;
+    /// The user's devices, oldest first.
+    async fn user_devices(&self, user: &str) -> Result<Vec<Device>, StoreError>;
+    /// Removes a device: its client id gets no more nonces or tokens (`NotFound` if absent).
+    async fn delete_device(&self, id: &str) -> Result<(), StoreError>;
 
     async fn refresh_token(&self, hash: &SecretHash) -> Result<Versioned<RefreshToken>, StoreError>;
 

@@ -84,11 +84,12 @@ if (redeemed.status() !== 200) fail(`token: ${redeemed.status()} ${await redeeme
 await page.goto(`${BASE}/oauth/account`);
 await page.waitForSelector('text=Applications with access');
 if (!(await page.textContent('.grants')).includes('idca command line')) fail('the grant is not listed');
+if (!(await page.textContent('.sessions')).includes('(this browser)')) fail('the session is not listed');
 await shot(page, 'account');
 await Promise.all([page.waitForURL(`${BASE}/oauth/account`), page.click('text=Revoke access')]);
 await page.waitForSelector('text=No application has access');
 await shot(page, 'account-revoked');
-console.log('account page: the grant listed, revoked');
+console.log('account page: the grant and this session listed, the grant revoked');
 
 // 5. Logout without an id_token_hint: a confirmation page, then signed out (the next
 // authorization request shows the login page again).

@@ -275,3 +275,49 @@ async fn tokens_have_the_fields_of_wires_golden_token() {
     assert_eq!(keys(&ours_c["cnf"]), keys(&theirs_c["cnf"]));
     f.server.stop().await;
 }
+
+#[tokio::test]
+async fn the_account_page_lists_sessions_and_devices_and_takes_each_back() {
+    let f = fixture().await;
+    let mut b = f.b;
+    let mut other = Browser::new(&f.server);
+    let _ = user_token(&mut other).await;
+    let page = b.get(&format!("{}/oauth/account", b.base)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text.contains("laptop") && page.text.contains(f.device["client_id"].as_str().unwrap()),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("(this browser)"), "{}", page.text);
+    assert_eq!(page.text.matches("name=\"session\"").count(), 2, "{}", page.text);
+    let csrf = page.field("csrf");
+    let revoke = |b: &Browser, field: &'static str, value: String, csrf: String| {
+        b.http
+            .post(format!("{}/oauth/account/revoke", b.base))
+            .header("cookie", b.cookie.clone().unwrap())
+            .form(&[(field, value), ("csrf", csrf)])
+            .send()
+    };
+    // Another browser's session, ended from this one: that browser is signed out.
+    let other_cookie = other.cookie.clone().unwrap();
+    let other_hash = idca::model::oauth::SecretHash::of(other_cookie.split_once('=').unwrap().1).0;
+    assert_eq!(revoke(&b, "session", other_hash.clone(), "forged".into()).await.unwrap().status(), 403);
+    assert_eq!(revoke(&b, "session", other_hash, csrf.clone()).await.unwrap().status(), 303);
+    assert_eq!(other.get(&format!("{}/oauth/account", other.base)).await.status, 401);
+    assert_eq!(b.get(&format!("{}/oauth/account", b.base)).await.status, 200, "this browser stays signed in");
+    // The device, removed: it gets no more nonces.
+    assert_eq!(revoke(&b, "device", "0123456789abcdef".into(), csrf.clone()).await.unwrap().status(), 403);
+    assert_eq!(revoke(&b, "device", f.device["id"].as_str().unwrap().to_owned(), csrf).await.unwrap().status(), 303);
+    let r = b
+        .http
+        .head(format!("{}/clients/{}/nonce", b.base, f.device["id"].as_str().unwrap()))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.status(), 200, "a removed device");
+    let page = b.get(&format!("{}/oauth/account", b.base)).await;
+    assert!(page.text.contains("No devices."), "{}", page.text);
+    f.server.stop().await;
+}

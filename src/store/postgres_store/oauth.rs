@@ -151,6 +151,29 @@ impl OAuthStore for PgStore {
         rows.iter().map(|r| body(r, 0, "oauth_grants")).collect()
     }
 
+    async fn user_sessions(&self, sub: &str, now: UnixTime) -> Result<Vec<(SecretHash, Session)>, StoreError> {
+        let client = self.client().await?;
+        let sql = "SELECT id, body FROM oauth_sessions WHERE body->>'sub' = $1 AND expires > $2 \
+                   ORDER BY (body->>'auth_time')::bigint, id";
+        let rows = query(&client, sql, &[&sub, &now]).await?;
+        rows.iter().map(|r| Ok((SecretHash(r.get(0)), body(r, 1, "oauth_sessions")?))).collect()
+    }
+
+    async fn user_devices(&self, user: &str) -> Result<Vec<Device>, StoreError> {
+        let client = self.client().await?;
+        let sql = "SELECT body FROM devices WHERE user_name = $1 ORDER BY (body->>'created')::bigint, id";
+        let rows = query(&client, sql, &[&user]).await?;
+        rows.iter().map(|r| body(r, 0, "devices")).collect()
+    }
+
+    async fn delete_device(&self, id: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        match exec(&client, "DELETE FROM devices WHERE id = $1", &[&id]).await? {
+            0 => Err(StoreError::NotFound),
+            _ => Ok(()),
+        }
+    }
+
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
         let client = self.client().await?;
         let sql = "UPDATE oauth_grants SET version = version + 1, body = jsonb_set(body, '{revoked}', 'true') \

@@ -175,6 +175,37 @@ impl OAuthStore for SledStore {
         Ok(grants)
     }
 
+    async fn user_sessions(&self, sub: &str, now: UnixTime) -> Result<Vec<(SecretHash, Session)>, StoreError> {
+        let mut sessions = Vec::new();
+        for entry in self.inner.oauth.sessions.iter() {
+            let (key, bytes) = entry.map_err(backend)?;
+            let s: Session = decode("oauth_sessions", &bytes)?.value;
+            if s.sub == sub && s.expires > now {
+                sessions.push((SecretHash(String::from_utf8_lossy(&key).into_owned()), s));
+            }
+        }
+        sessions.sort_by(|a, b| (a.1.auth_time, &a.0.0).cmp(&(b.1.auth_time, &b.0.0)));
+        Ok(sessions)
+    }
+
+    async fn user_devices(&self, user: &str) -> Result<Vec<Device>, StoreError> {
+        let mut devices = Vec::new();
+        for entry in self.inner.oauth.user_devices.iter() {
+            let (_, bytes) = entry.map_err(backend)?;
+            let d: Device = decode("user_devices", &bytes)?.value;
+            if d.user == user {
+                devices.push(d);
+            }
+        }
+        devices.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+        Ok(devices)
+    }
+
+    async fn delete_device(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.oauth.user_devices.remove(id.as_bytes()).map_err(backend)?.ok_or(StoreError::NotFound)?;
+        self.durable().await
+    }
+
     async fn revoke_grant(&self, id: &str) -> Result<(), StoreError> {
         let grants = &self.inner.oauth.grants;
         loop {

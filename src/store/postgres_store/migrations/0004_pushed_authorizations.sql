@@ -7,5 +7,6 @@ CREATE TABLE oauth_pushed (
     body jsonb NOT NULL
 );
 CREATE INDEX oauth_pushed_expiry ON oauth_pushed (expires);
--- A user's grants (the account page, remembered consent).
+-- A user's grants and sessions (the account page, remembered consent).
 CREATE INDEX oauth_grants_by_sub ON oauth_grants ((body->>'sub'));
+CREATE INDEX oauth_sessions_by_sub ON oauth_sessions ((body->>'sub'));
