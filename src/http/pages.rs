@@ -130,18 +130,19 @@ pub(super) fn account(p: &crate::oauth::AccountPage) -> HttpResponse {
             format!("<ul class=\"{class}\">{}</ul>", items.concat())
         }
     };
+    // A named thing, what it holds, since when, and its form.
+    let item = |name: &str, detail: &str, since: i64, form: String| {
+        format!(
+            "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>{form}</li>",
+            escape(name),
+            escape(detail),
+            date(since)
+        )
+    };
     let grants = p
         .grants
         .iter()
-        .map(|g| {
-            format!(
-                "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>{}</li>",
-                escape(&g.client_name),
-                escape(&g.scope.join(" ")),
-                date(g.created),
-                revoke("grant", &g.id, "Revoke access"),
-            )
-        })
+        .map(|g| item(&g.client_name, &g.scope.join(" "), g.created, revoke("grant", &g.id, "Revoke access")))
         .collect();
     let sessions = p
         .sessions
@@ -160,13 +161,8 @@ pub(super) fn account(p: &crate::oauth::AccountPage) -> HttpResponse {
         .devices
         .iter()
         .map(|d| {
-            format!(
-                "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>{}</li>",
-                escape(if d.label.is_empty() { &d.id } else { &d.label }),
-                escape(&d.client_id),
-                date(d.created),
-                revoke("device", &d.id, "Remove device"),
-            )
+            let name = if d.label.is_empty() { &d.id } else { &d.label };
+            item(name, &d.client_id, d.created, revoke("device", &d.id, "Remove device"))
         })
         .collect();
     let body = format!(
