@@ -119,6 +119,17 @@ async fn a_registered_public_client_needs_consent_once_until_the_user_revokes_it
         r.send()
     };
     let (grant, csrf) = (account.field("grant"), account.field("csrf"));
+    // Introspection (by the confidential webapp) sees the access token active until then.
+    let (http, base) = (b.http.clone(), b.base.clone());
+    let introspect = |token: String| {
+        http.post(format!("{base}/oauth/introspect"))
+            .basic_auth("webapp", Some(crate::oauth::SECRET))
+            .form(&[("token", token)])
+            .send()
+    };
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let active: Value = introspect(access.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(active["active"], json!(true), "{active}");
     // A forged form (wrong CSRF), and the right form without the session: refused.
     assert_eq!(revoke(&b, grant.clone(), "x".into(), b.cookie.clone()).await.unwrap().status(), 403);
     assert_eq!(revoke(&b, grant.clone(), csrf.clone(), None).await.unwrap().status(), 401);
@@ -136,6 +147,8 @@ async fn a_registered_public_client_needs_consent_once_until_the_user_revokes_it
         .await
         .unwrap();
     assert_eq!(r.status(), 400, "a revoked grant's refresh token");
+    let inactive: Value = introspect(access.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(inactive, json!({"active": false}), "introspection of a revoked grant's access token");
     let userinfo = crate::oauth::userinfo(&b, tokens["access_token"].as_str().unwrap()).await;
     assert!(userinfo.get("sub").is_none(), "a revoked grant's access token: {userinfo}");
     let asked = start_authorization(&mut b, &client_id, "openid").await;
