@@ -9,6 +9,7 @@ mod chains;
 mod challenges;
 mod client;
 mod client_auth;
+mod defences;
 mod device;
 mod devices;
 mod dpop;

@@ -1,0 +1,50 @@
+//! Defences that had no test of their own (issue 21): tokens never trusted for a key
+//! they carry, and the JWT size cap.
+
+use serde_json::{Value, json};
+
+use crate::client::{Key, b64};
+use crate::oauth::{Browser, authorize_with_login, exchange, oauth_server, public_client};
+
+/// `token`'s claims re-signed by `key` with `header` (the forger's choice of header).
+fn forged(token: &str, key: &Key, header: Value) -> String {
+    let claims = token.split('.').nth(1).unwrap();
+    let input = format!("{}.{claims}", b64(header.to_string()));
+    format!("{input}.{}", b64(key.sign(input.as_bytes())))
+}
+
+async fn userinfo_status(b: &Browser, token: &str) -> u16 {
+    let r = b.http.get(format!("{}/oauth/userinfo", b.base)).bearer_auth(token).send().await.unwrap();
+    r.status().as_u16()
+}
+
+#[tokio::test]
+async fn tokens_are_never_trusted_for_a_key_they_carry() {
+    let server = oauth_server(|_| {}).await;
+    let mut b = Browser::new(&server);
+    let cli = public_client(&b, "http://127.0.0.1/callback");
+    let (code, verifier, _) = authorize_with_login(&mut b, &cli, &["openid"]).await;
+    let t = exchange(&b, &cli, code, verifier).await;
+    let access = oauth2::TokenResponse::access_token(&t).secret().clone();
+    assert_eq!(userinfo_status(&b, &access).await, 200);
+    let kid: Value =
+        serde_json::from_slice(&idca::jose::b64_decode(access.split('.').next().unwrap()).unwrap()).unwrap();
+    let kid = kid["kid"].clone();
+
+    let mallory = Key::p256();
+    let jwk = mallory.jwk();
+    for (what, header) in [
+        ("jwk", json!({"alg": "ES256", "typ": "at+jwt", "jwk": jwk})),
+        ("jwk and idca's kid", json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "jwk": jwk})),
+        ("jku", json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "jku": "https://mallory.example/jwks"})),
+        ("x5u", json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "x5u": "https://mallory.example/cert.pem"})),
+        ("x5c", json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "x5c": ["MIIB"]})),
+        ("no kid", json!({"alg": "ES256", "typ": "at+jwt"})),
+    ] {
+        assert_eq!(userinfo_status(&b, &forged(&access, &mallory, header)).await, 401, "{what}");
+    }
+    // Past the JWT size cap (16 KiB): refused as a bad token, not a server error.
+    let huge = format!("{access}{}", "A".repeat(20 * 1024));
+    assert_eq!(userinfo_status(&b, &huge).await, 401);
+    server.stop().await;
+}
