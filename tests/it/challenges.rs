@@ -203,6 +203,23 @@ async fn rejects_tls_alpn01_with_a_bad_certificate() {
     server.stop().await;
 }
 
+/// RFC 8737 §3: the responder must negotiate `acme-tls/1`; one that answers without ALPN
+/// or with another protocol is refused, even with the right certificate.
+#[tokio::test]
+async fn rejects_tls_alpn01_without_the_acme_tls_protocol() {
+    for (what, alpn) in [("no ALPN", vec![]), ("h2 only", vec![b"h2".to_vec()])] {
+        let plain = crate::harness::TlsAlpnResponder::start_with_alpn(alpn).await;
+        let server = crate::harness::start_with(|c| c.acme.validation.tls_port = plain.port).await;
+        let ch = fail_one(&server, "tls-alpn-01", "plain.example.test", |_, ka| {
+            plain.set("plain.example.test", "plain.example.test", ka, true);
+        })
+        .await;
+        assert_eq!(ch["status"], "invalid", "{what}: {ch}");
+        assert_eq!(ch["error"]["type"], "urn:ietf:params:acme:error:tls", "{what}: {ch}");
+        server.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn rejects_tls_alpn01_when_nothing_listens() {
     let server = crate::harness::start_with(|c| c.acme.validation.tls_port = 1).await;

@@ -309,6 +309,11 @@ impl rustls::server::ResolvesServerCert for BySni {
 
 impl TlsAlpnResponder {
     pub(crate) async fn start() -> Self {
+        Self::start_with_alpn(vec![idca::validate::ACME_TLS_ALPN.to_vec()]).await
+    }
+
+    /// A responder that negotiates only `alpn` (empty: no ALPN at all).
+    pub(crate) async fn start_with_alpn(alpn: Vec<Vec<u8>>) -> Self {
         let certs: Arc<Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>> = Arc::default();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -316,7 +321,7 @@ impl TlsAlpnResponder {
             .unwrap()
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(BySni(certs.clone())));
-        config.alpn_protocols = vec![idca::validate::ACME_TLS_ALPN.to_vec()];
+        config.alpn_protocols = alpn;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
