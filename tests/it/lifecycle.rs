@@ -164,11 +164,25 @@ async fn key_change_body(
     account: &str,
     old_key: serde_json::Value,
 ) -> String {
+    key_change_body_signed(c, new, new, json!({"url": inner_url}), account, old_key).await
+}
+
+/// A keyChange body whose inner JWS names `new`'s key but is signed by `signer`, with
+/// `header` fields added to the inner header.
+async fn key_change_body_signed(
+    c: &RawClient,
+    new: &Key,
+    signer: &Key,
+    header: serde_json::Value,
+    account: &str,
+    old_key: serde_json::Value,
+) -> String {
     let url = c.url("keyChange");
-    let inner_header = json!({"alg": new.alg(), "jwk": new.jwk(), "url": inner_url});
+    let mut inner_header = json!({"alg": new.alg(), "jwk": new.jwk()});
+    inner_header.as_object_mut().unwrap().extend(header.as_object().unwrap().clone());
     let protected = b64(inner_header.to_string());
     let payload = b64(json!({"account": account, "oldKey": old_key}).to_string());
-    let sig = b64(new.sign(format!("{protected}.{payload}").as_bytes()));
+    let sig = b64(signer.sign(format!("{protected}.{payload}").as_bytes()));
     let inner = json!({"protected": protected, "payload": payload, "signature": sig});
     c.jws(&url, Some(&inner), &Overrides::default()).await.to_string()
 }
@@ -209,6 +223,13 @@ async fn rejects_key_change_violations() {
     c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
     // account names someone else.
     let body = key_change_body(&c, &new, &url, &format!("{account}x"), c.key.jwk()).await;
+    c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
+    // RFC 8555 §7.3.5: the inner JWS must be signed by the new key it names, and carry
+    // no nonce.
+    let (fresh, stranger) = (Key::p256(), Key::p256());
+    let body = key_change_body_signed(&c, &fresh, &stranger, json!({"url": url}), &account, c.key.jwk()).await;
+    c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
+    let body = key_change_body_signed(&c, &new, &new, json!({"url": url, "nonce": "abc"}), &account, c.key.jwk()).await;
     c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
     // The new key belongs to another account: 409 with its Location.
     let mut other = RawClient::new(&server, Key::ed25519()).await;
