@@ -77,13 +77,25 @@ async fn rejects_unknown_and_missing_nonce() {
 }
 
 #[tokio::test]
-async fn rejects_wrong_url() {
+async fn rejects_a_wrong_foreign_or_missing_url() {
     let server = start().await;
     let c = RawClient::new(&server, Key::p256()).await;
     let o = Overrides { url: Some(c.url("newOrder")), ..Default::default() };
     c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
         .await
         .assert_problem(403, "unauthorized");
+    // The right path on another host (RFC 8555 §6.4: the whole URL must match).
+    let elsewhere = c.url("newAccount").replace("://localhost:", "://evil.example:");
+    assert_ne!(elsewhere, c.url("newAccount"));
+    let o = Overrides { url: Some(elsewhere), ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
+        .await
+        .assert_problem(403, "unauthorized");
+    // No url at all.
+    let o = Overrides { no_url: true, ..Default::default() };
+    c.post_with(&c.url("newAccount"), Some(&json!({"termsOfServiceAgreed": true})), &o)
+        .await
+        .assert_problem(400, "malformed");
     assert_no_account(&c).await;
     server.stop().await;
 }

@@ -170,6 +170,8 @@ pub(crate) struct Overrides {
     pub jwk: Option<Value>,
     pub kid: Option<Option<String>>,
     pub extra: Option<(String, Value)>,
+    /// Leaves `url` out of the protected header.
+    pub no_url: bool,
 }
 
 /// The raw client: one account key, optionally an account URL (`kid`).
@@ -225,6 +227,11 @@ impl RawClient {
         }
         if let Some((k, v)) = &o.extra {
             header[k.as_str()] = v.clone();
+        }
+        if o.no_url
+            && let Some(h) = header.as_object_mut()
+        {
+            h.remove("url");
         }
         let protected = b64(header.to_string());
         let payload = payload.map(|p| b64(p.to_string())).unwrap_or_default();
