@@ -48,3 +48,39 @@ async fn tokens_are_never_trusted_for_a_key_they_carry() {
     assert_eq!(userinfo_status(&b, &huge).await, 401);
     server.stop().await;
 }
+
+/// Every attribute of `name`'s Set-Cookie in `headers`, lower-cased, value dropped.
+fn cookie_attributes(headers: &reqwest::header::HeaderMap, name: &str) -> Vec<String> {
+    let set = headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} cookie in {headers:?}"));
+    let mut attrs: Vec<String> = set.split(';').skip(1).map(|a| a.trim().to_ascii_lowercase()).collect();
+    attrs.retain(|a| !a.starts_with("max-age="));
+    attrs.sort();
+    attrs
+}
+
+#[tokio::test]
+async fn login_and_session_cookies_are_secure_http_only_lax_and_scoped_to_oauth() {
+    let server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    let login = b.http.get(crate::dpop::cli_authorize_url(&b.base, "openid")).send().await.unwrap();
+    let expected = ["httponly", "path=/oauth", "samesite=lax", "secure"];
+    assert_eq!(cookie_attributes(login.headers(), "idca_login_"), expected);
+    let login_cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = crate::oauth::Page { status: 200, headers: login.headers().clone(), text: login.text().await.unwrap() };
+    let form = [
+        ("request", page.field("request")),
+        ("csrf", page.field("csrf")),
+        ("username", "alice".to_owned()),
+        ("password", crate::oauth::PASSWORD.to_owned()),
+    ];
+    let done =
+        b.http.post(format!("{}/oauth/login", b.base)).header("cookie", login_cookie).form(&form).send().await.unwrap();
+    assert_eq!(done.status(), 303);
+    assert_eq!(cookie_attributes(done.headers(), "idca_session="), expected);
+    server.stop().await;
+}
