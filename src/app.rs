@@ -94,7 +94,8 @@ pub async fn open_backend(config: &Config) -> Result<Arc<dyn Store>, AppError> {
         tracing::info!(database = %crate::store::database_url(url), "using PostgreSQL");
         return Ok(Arc::new(store));
     }
-    let store = SledStore::open(&dir.join("db"), config.storage.cache_capacity_mib)?;
+    let store =
+        SledStore::open_with(&dir.join("db"), config.storage.cache_capacity_mib, config.storage.open_unchecked)?;
     // The data directory's name and the store's in theirs, on stable storage.
     for d in [crate::files::parent_dir(dir), dir.as_path()] {
         crate::files::sync_dir(d).map_err(|e| AppError::Io(format!("cannot sync {}: {e}", d.display())))?;

@@ -84,6 +84,10 @@ pub struct StorageConfig {
     /// Seconds between purges of expired codes, sessions, device codes, nonces and replay
     /// keys (either backend).
     pub purge_interval_secs: u64,
+    /// sled: after an unclean stop the store is checked on a copy beside it first; when
+    /// that copy cannot be made, open the store unchecked (with a warning) instead of
+    /// refusing to start.
+    pub open_unchecked: bool,
 }
 
 impl Default for StorageConfig {
@@ -94,6 +98,7 @@ impl Default for StorageConfig {
             url: String::new(),
             pool_size: 16,
             purge_interval_secs: 60,
+            open_unchecked: false,
         }
     }
 }

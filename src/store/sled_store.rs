@@ -277,8 +277,15 @@ impl SledStore {
     /// another process holds it or its files are missing, damaged or have lost writes
     /// (see `guard`).
     pub fn open(dir: &Path, cache_capacity_mib: u64) -> Result<Self, StoreError> {
+        Self::open_with(dir, cache_capacity_mib, false)
+    }
+
+    /// [`Self::open`]; `unchecked_ok` (`storage.open_unchecked`): a store that was not
+    /// closed cleanly and cannot be copied to be checked opens anyway (with a warning)
+    /// instead of being refused.
+    pub fn open_with(dir: &Path, cache_capacity_mib: u64, unchecked_ok: bool) -> Result<Self, StoreError> {
         let cache = cache_capacity_mib.saturating_mul(1024 * 1024);
-        let (mut guard, expected) = guard::Guard::acquire(dir, cache)?;
+        let (mut guard, expected) = guard::Guard::acquire(dir, cache, unchecked_ok)?;
         let db = guard::open_db(dir, cache)?;
         guard::check_generation(&db, expected).map_err(|e| match e {
             StoreError::Damaged { problem, .. } => StoreError::Damaged { path: dir.display().to_string(), problem },

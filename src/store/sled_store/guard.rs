@@ -56,7 +56,9 @@ impl Guard {
     /// Takes the lock, refuses a store whose files are missing or damaged, and checks a
     /// store that was not closed cleanly on a copy first. Returns the guard and the
     /// generation the store must hold at least.
-    pub(super) fn acquire(dir: &Path, cache_capacity: u64) -> Result<(Self, u64), StoreError> {
+    /// `unchecked_ok`: when the copy cannot be made, open the store without the check
+    /// (`storage.open_unchecked`) instead of refusing.
+    pub(super) fn acquire(dir: &Path, cache_capacity: u64, unchecked_ok: bool) -> Result<(Self, u64), StoreError> {
         let lock_path = sibling(dir, ".lock");
         let lock = open_beside(&lock_path)?;
         match lock.try_lock() {
@@ -86,7 +88,7 @@ impl Guard {
         let closed_cleanly =
             std::fs::read_to_string(&clean).is_ok_and(|recorded| fingerprint(dir).is_ok_and(|now| now == recorded));
         if !closed_cleanly && log_len > 0 {
-            guard.check_copy(cache_capacity, expected)?;
+            guard.check_copy(cache_capacity, expected, unchecked_ok)?;
         }
         // From here on the files change: a crash must not find a stale fingerprint.
         match std::fs::remove_file(&clean) {
@@ -111,14 +113,24 @@ impl Guard {
         }
     }
 
-    /// Opens a copy of the store the way the real open would, and checks it.
-    fn check_copy(&self, cache_capacity: u64, expected: u64) -> Result<(), StoreError> {
+    /// Opens a copy of the store the way the real open would, and checks it. A copy that
+    /// cannot be made (no space, no permission beside the store) refuses the open, since
+    /// sled's recovery would rewrite a damaged store unseen, unless `unchecked_ok`.
+    fn check_copy(&self, cache_capacity: u64, expected: u64, unchecked_ok: bool) -> Result<(), StoreError> {
         let copy = sibling(&self.dir, ".check");
         let _ = std::fs::remove_dir_all(&copy);
         if let Err(e) = copy_dir(&self.dir, &copy) {
             let _ = std::fs::remove_dir_all(&copy);
-            tracing::warn!(store = %self.dir.display(), error = %e, "cannot copy the store to check it after an unclean stop; opening it unchecked");
-            return Ok(());
+            if unchecked_ok {
+                tracing::warn!(store = %self.dir.display(), error = %e, "cannot copy the store to check it after an unclean stop; opening it unchecked (storage.open_unchecked)");
+                return Ok(());
+            }
+            return Err(StoreError::Backend(format!(
+                "{} was not closed cleanly and cannot be copied to {} to be checked first ({e}); make room or \
+                 fix permissions beside it, or set storage.open_unchecked = true to open it without the check",
+                self.dir.display(),
+                copy.display()
+            )));
         }
         let result = open_db(&copy, cache_capacity).and_then(|db| check_generation(&db, expected));
         let _ = std::fs::remove_dir_all(&copy);

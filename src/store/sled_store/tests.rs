@@ -343,3 +343,41 @@ async fn sled_passes_the_conformance_suite() {
     let backend = SledBackend { root: tempfile::tempdir().unwrap(), last: Default::default() };
     crate::store::conformance::run_all(&backend).await;
 }
+
+#[tokio::test]
+async fn an_unclean_store_that_cannot_be_copied_for_its_check_is_refused_unless_told() {
+    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let a = account(11);
+    {
+        let s = SledStore::open(&dir, 8).unwrap();
+        s.create_account(&a).await.unwrap();
+    }
+    // As after a crash: no clean-close record. And the copy's place is taken by a file.
+    let mut clean = dir.as_os_str().to_owned();
+    clean.push(".clean");
+    let mut check = dir.as_os_str().to_owned();
+    check.push(".check");
+    let open = || {
+        let mut last = None;
+        for _ in 0..50 {
+            let _ = std::fs::remove_file(&clean);
+            match SledStore::open(&dir, 8) {
+                Err(e) if e.to_string().contains("in use") => std::thread::sleep(std::time::Duration::from_millis(20)),
+                other => {
+                    last = Some(other);
+                    break;
+                }
+            }
+        }
+        last.unwrap()
+    };
+    std::fs::write(&check, b"in the way").unwrap();
+    let err = open().unwrap_err();
+    assert!(err.to_string().contains("storage.open_unchecked"), "{err}");
+    let _ = std::fs::remove_file(&clean);
+    let s = SledStore::open_with(&dir, 8, true).unwrap();
+    assert_eq!(s.account(&a.id).await.unwrap().value, a);
+    drop(s);
+    let _ = std::fs::remove_file(&check);
+    let _ = std::fs::remove_dir_all(&dir);
+}
