@@ -231,6 +231,9 @@ async fn rejects_key_change_violations() {
     c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
     let body = key_change_body_signed(&c, &new, &new, json!({"url": url, "nonce": "abc"}), &account, c.key.jwk()).await;
     c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
+    let body =
+        key_change_body_signed(&c, &fresh, &fresh, json!({"url": url, "kid": account}), &account, c.key.jwk()).await;
+    c.send(&url, body, "application/jose+json").await.assert_problem(400, "malformed");
     // The new key belongs to another account: 409 with its Location.
     let mut other = RawClient::new(&server, Key::ed25519()).await;
     let other_url = other.register().await.location();
