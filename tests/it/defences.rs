@@ -84,3 +84,38 @@ async fn login_and_session_cookies_are_secure_http_only_lax_and_scoped_to_oauth(
     assert_eq!(cookie_attributes(done.headers(), "idca_session="), expected);
     server.stop().await;
 }
+
+/// RFC 9449 §11.1: a proof's `jti` is remembered in the store, so a restart does not make
+/// a used proof good again.
+#[tokio::test]
+async fn a_used_dpop_proof_stays_used_across_a_restart() {
+    let mut server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    let url = format!("{}/oauth/token", b.base);
+    let key = crate::dpop::DpopKey::new();
+    let request = |http: &reqwest::Client, proof: &str| {
+        http.post(&url)
+            .basic_auth("backend", Some(crate::oauth::SECRET))
+            .header("DPoP", proof)
+            .form(&[("grant_type", "client_credentials"), ("scope", "acme")])
+            .send()
+    };
+    let first = request(&b.http, &key.proof("POST", &url, None, None)).await.unwrap();
+    let nonce = first.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let proof = key.proof("POST", &url, Some(&nonce), None);
+    assert_eq!(request(&b.http, &proof).await.unwrap().status(), 200);
+
+    // The same process stops; a new one starts on the same data directory and port.
+    let port: u16 = b.base.rsplit(':').next().unwrap().parse().unwrap();
+    server.server.take().unwrap().stop().await;
+    let mut config = server.config.clone();
+    config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    config.management.listen = String::new();
+    let restarted = idca::app::start(config, idca::app::StartOptions::default()).await.unwrap();
+    assert_eq!(restarted.addr.port(), port);
+    let replay = request(&b.http, &proof).await.unwrap();
+    assert_eq!(replay.status(), 400);
+    let body: Value = replay.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap_or_default().contains("already used"), "{body}");
+    restarted.stop().await;
+}
