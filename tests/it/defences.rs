@@ -119,3 +119,21 @@ async fn a_used_dpop_proof_stays_used_across_a_restart() {
     assert!(body["error_description"].as_str().unwrap_or_default().contains("already used"), "{body}");
     restarted.stop().await;
 }
+
+/// The data directory (keys, the store) is its owner's only: 0700 when created, and
+/// made so again at start when something widened it.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut server = crate::harness::start().await;
+    let dir = server.data_dir();
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    server.server.take().unwrap().stop().await;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut config = server.config.clone();
+    config.management.listen = String::new();
+    let restarted = idca::app::start(config, idca::app::StartOptions::default()).await.unwrap();
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+    restarted.stop().await;
+}
