@@ -29,6 +29,10 @@ pub struct LimitsConfig {
     /// Failed logins from one address over all user names before a lockout of
     /// `oauth.login_lockout_secs` (per user and address: `oauth.login_max_failures`).
     pub login_max_failures_per_address: u32,
+    /// Dynamic client registrations (RFC 7591) per minute from one address (an IPv6
+    /// address counts by its /48, as Boulder counts registrations), counted through the
+    /// store; 0: no limit.
+    pub registrations_per_minute_per_address: u32,
     /// Orders that are not yet valid or invalid one account may hold; 0: no limit.
     pub pending_orders_per_account: usize,
     /// Pending authorizations in those orders one account may hold; 0: no limit.
@@ -54,6 +58,7 @@ impl Default for LimitsConfig {
             request_body_timeout_ms: 10_000,
             token_max_failures: 10,
             token_max_failures_per_address: 50,
+            registrations_per_minute_per_address: 20,
             token_lockout_secs: 300,
             login_max_failures_per_address: 50,
             pending_orders_per_account: 300,

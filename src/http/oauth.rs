@@ -348,8 +348,9 @@ async fn device_done(q: web::Query<Approved>) -> HttpResponse {
 }
 
 /// Dynamic client registration (RFC 7591 §3): `201` with the client's credentials.
-async fn register(st: State, m: web::Json<ClientMetadata>) -> Result<HttpResponse, HttpError> {
-    let r = st.authz.register(&m, st.clock.now()).await?;
+async fn register(st: State, req: HttpRequest, m: web::Json<ClientMetadata>) -> Result<HttpResponse, HttpError> {
+    let from = credentials::client_ip(&req, &st.trusted_proxies);
+    let r = st.authz.register(&m, from, st.clock.now()).await?;
     Ok(HttpResponse::Created().insert_header((header::CACHE_CONTROL, "no-store")).json(r))
 }
 

@@ -72,6 +72,7 @@ pub struct AuthServer {
     jwks_cache: client_auth::JwksCache,
     /// Derives dynamic clients' `client_secret_jwt` secrets (shared by all instances).
     jwt_secret_key: Vec<u8>,
+    registrations_per_minute: u32,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -105,6 +106,21 @@ fn with_query(base: &str, params: &[(&str, &str)]) -> String {
     url
 }
 
+/// The address a per-address limit counts by: an IPv4 address, or an IPv6 address's /48
+/// (one site's allocation; Boulder counts registrations so).
+pub(crate) fn address_group(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
+            }
+        },
+    }
+}
+
 pub(crate) fn scopes(s: &str) -> Vec<String> {
     let mut v: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     v.sort();
@@ -128,6 +144,8 @@ pub struct OAuthSettings {
     pub token_max_failures: u32,
     pub token_max_failures_per_address: u32,
     pub token_lockout_secs: u64,
+    /// Dynamic registrations per minute per address (`limits.registrations_per_minute_per_address`).
+    pub registrations_per_minute_per_address: u32,
     /// How deeply presented tokens' and proofs' JSON may nest (`limits.json_max_depth`).
     pub json_depth: JsonDepth,
 }
@@ -143,6 +161,7 @@ impl From<&Config> for OAuthSettings {
             token_max_failures: l.token_max_failures,
             token_max_failures_per_address: l.token_max_failures_per_address,
             token_lockout_secs: l.token_lockout_secs,
+            registrations_per_minute_per_address: l.registrations_per_minute_per_address,
             json_depth: JsonDepth::new(l.json_max_depth),
         }
     }
@@ -212,6 +231,7 @@ impl AuthServer {
             json_depth,
             jwks_cache: client_auth::JwksCache::default(),
             jwt_secret_key,
+            registrations_per_minute: settings.registrations_per_minute_per_address,
         })
     }
 
@@ -312,6 +332,15 @@ mod tests {
         for bad in ["", "password", "implicit", "AUTHORIZATION_CODE", "authorization_code "] {
             assert_eq!(GrantType::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn addresses_group_by_ipv4_or_ipv6_slash_48() {
+        let g = |s: &str| address_group(s.parse().unwrap());
+        assert_eq!(g("192.0.2.7"), "192.0.2.7");
+        assert_eq!(g("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(g("2001:db8:aa:1::1"), g("2001:db8:aa:ffff::2"));
+        assert_ne!(g("2001:db8:aa::1"), g("2001:db8:ab::1"));
     }
 
     #[test]

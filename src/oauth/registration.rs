@@ -157,11 +157,32 @@ impl AuthServer {
     }
 
     /// Registers a client (RFC 7591 §3); durable before the `201`.
-    pub async fn register(&self, m: &ClientMetadata, now: UnixTime) -> Result<RegistrationResponse, OAuthError> {
+    /// At most `limits.registrations_per_minute_per_address` from one address (its /48
+    /// for IPv6), counted in the store (GCRA), so that a loop cannot fill it.
+    pub async fn register(
+        &self,
+        m: &ClientMetadata,
+        from: std::net::IpAddr,
+        now: UnixTime,
+    ) -> Result<RegistrationResponse, OAuthError> {
         if !self.config.dynamic_registration {
             return Err(OAuthError::AccessDenied("dynamic client registration is off".into()));
         }
         let (method, grant_types, scopes) = self.check_metadata(m)?;
+        let per_minute = self.registrations_per_minute;
+        if per_minute > 0 {
+            let key = format!("register:{}", super::address_group(from));
+            if let Err(wait) = self.store.take_rate(&key, per_minute, crate::clock::wall_ms()).await? {
+                let retry_after = i64::try_from(wait).unwrap_or(i64::MAX).max(1);
+                return Err(OAuthError::TooManyAttempts {
+                    detail: format!(
+                        "at most {per_minute} client registrations per minute from one address \
+                         (limits.registrations_per_minute_per_address); try again in {retry_after} s"
+                    ),
+                    retry_after,
+                });
+            }
+        }
         let client_id = format!("dyn-{}", random_token());
         // client_secret_jwt: a secret the server can recompute (it must check MACs);
         // private_key_jwt and none: no secret.

@@ -374,3 +374,26 @@ async fn orders_with_too_many_identifiers_are_refused() {
     assert_eq!(c.new_order(&["a.test", "b.test"]).await.status, 201);
     server.stop().await;
 }
+
+/// A loop on dynamic registration stops at `limits.registrations_per_minute_per_address`
+/// (429 temporarily_unavailable with Retry-After), counted in the store; refused
+/// metadata does not count.
+#[tokio::test]
+async fn dynamic_registrations_per_address_are_rate_limited() {
+    let server = crate::oauth::oauth_server(|c| c.limits.registrations_per_minute_per_address = 3).await;
+    let b = crate::oauth::Browser::new(&server);
+    let register = |m: Value| b.http.post(format!("{}/oauth/register", b.base)).json(&m).send();
+    let good = json!({"redirect_uris": ["https://a.test/cb"]});
+    assert_eq!(register(json!({"redirect_uris": ["http://a.test/cb"]})).await.unwrap().status(), 400);
+    for _ in 0..3 {
+        assert_eq!(register(good.clone()).await.unwrap().status(), 201);
+    }
+    let r = register(good.clone()).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("registrations_per_minute_per_address"), "{body}");
+    server.stop().await;
+}
