@@ -33,6 +33,10 @@ pub struct LimitsConfig {
     /// address counts by its /48, as Boulder counts registrations), counted through the
     /// store; 0: no limit.
     pub registrations_per_minute_per_address: u32,
+    /// Device authorization requests (RFC 8628 §3.1) per minute from one address (IPv6:
+    /// its /48) and per client, through the store; 0: no limit.
+    pub device_authorizations_per_minute_per_address: u32,
+    pub device_authorizations_per_minute_per_client: u32,
     /// Orders that are not yet valid or invalid one account may hold; 0: no limit.
     pub pending_orders_per_account: usize,
     /// Pending authorizations in those orders one account may hold; 0: no limit.
@@ -59,6 +63,8 @@ impl Default for LimitsConfig {
             token_max_failures: 10,
             token_max_failures_per_address: 50,
             registrations_per_minute_per_address: 20,
+            device_authorizations_per_minute_per_address: 30,
+            device_authorizations_per_minute_per_client: 120,
             token_lockout_secs: 300,
             login_max_failures_per_address: 50,
             pending_orders_per_account: 300,

@@ -72,7 +72,8 @@ const USER_CODE_KEY: &str = "";
 
 impl AuthServer {
     /// The device authorization endpoint (RFC 8628 §3.1-3.2). `claims` is the OIDC
-    /// `claims` parameter (Core §5.5), kept for the id_token as on the code flow.
+    /// `claims` parameter (Core §5.5), kept for the id_token as on the code flow. At most
+    /// `limits.device_authorizations_per_minute_per_address` / `_per_client`.
     pub async fn device_authorization(
         &self,
         creds: &ClientCredentials,
@@ -85,6 +86,14 @@ impl AuthServer {
         if !client.allows_grant(DEVICE_GRANT) {
             return Err(OAuthError::UnauthorizedClient("this client may not use the device grant".into()));
         }
+        // RFC 8628 §5.4: each request stores a device code; one loop must not fill the store.
+        let (per_address, per_client) = self.device_authorizations_per_minute;
+        let key = format!("device:{}", super::address_group(from));
+        let option = "limits.device_authorizations_per_minute_per_address";
+        self.take_rate(&key, per_address, "device authorization requests from one address", option).await?;
+        let key = format!("device-client:{}", client.client_id);
+        let option = "limits.device_authorizations_per_minute_per_client";
+        self.take_rate(&key, per_client, "device authorization requests per client", option).await?;
         let scope = scopes(scope.unwrap_or(""));
         if scope.is_empty() {
             return Err(OAuthError::InvalidScope("scope is required".into()));

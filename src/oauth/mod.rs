@@ -73,6 +73,7 @@ pub struct AuthServer {
     /// Derives dynamic clients' `client_secret_jwt` secrets (shared by all instances).
     jwt_secret_key: Vec<u8>,
     registrations_per_minute: u32,
+    device_authorizations_per_minute: (u32, u32),
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -146,6 +147,10 @@ pub struct OAuthSettings {
     pub token_lockout_secs: u64,
     /// Dynamic registrations per minute per address (`limits.registrations_per_minute_per_address`).
     pub registrations_per_minute_per_address: u32,
+    /// Device authorization requests per minute per address and per client
+    /// (`limits.device_authorizations_per_minute_per_*`).
+    pub device_authorizations_per_minute_per_address: u32,
+    pub device_authorizations_per_minute_per_client: u32,
     /// How deeply presented tokens' and proofs' JSON may nest (`limits.json_max_depth`).
     pub json_depth: JsonDepth,
 }
@@ -162,6 +167,8 @@ impl From<&Config> for OAuthSettings {
             token_max_failures_per_address: l.token_max_failures_per_address,
             token_lockout_secs: l.token_lockout_secs,
             registrations_per_minute_per_address: l.registrations_per_minute_per_address,
+            device_authorizations_per_minute_per_address: l.device_authorizations_per_minute_per_address,
+            device_authorizations_per_minute_per_client: l.device_authorizations_per_minute_per_client,
             json_depth: JsonDepth::new(l.json_max_depth),
         }
     }
@@ -232,6 +239,10 @@ impl AuthServer {
             jwks_cache: client_auth::JwksCache::default(),
             jwt_secret_key,
             registrations_per_minute: settings.registrations_per_minute_per_address,
+            device_authorizations_per_minute: (
+                settings.device_authorizations_per_minute_per_address,
+                settings.device_authorizations_per_minute_per_client,
+            ),
         })
     }
 
@@ -299,6 +310,26 @@ impl AuthServer {
 
 /// The store's name for the key dynamic clients' `client_secret_jwt` secrets derive from.
 const CLIENT_JWT_SECRET: &str = "client-jwt-secret";
+
+impl AuthServer {
+    /// One request against a rate of `per_minute` for `key`, counted in the store (GCRA,
+    /// so it holds across instances); 0: no limit. Past it: 429 naming `option`.
+    async fn take_rate(&self, key: &str, per_minute: u32, what: &str, option: &str) -> Result<(), OAuthError> {
+        if per_minute == 0 {
+            return Ok(());
+        }
+        match self.store.take_rate(key, per_minute, crate::clock::wall_ms()).await? {
+            Ok(()) => Ok(()),
+            Err(wait) => {
+                let retry_after = i64::try_from(wait).unwrap_or(i64::MAX).max(1);
+                Err(OAuthError::TooManyAttempts {
+                    detail: format!("at most {per_minute} {what} per minute ({option}); try again in {retry_after} s"),
+                    retry_after,
+                })
+            }
+        }
+    }
+}
 
 /// The OAuth endpoints' paths.
 pub mod paths {

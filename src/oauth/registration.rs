@@ -169,20 +169,9 @@ impl AuthServer {
             return Err(OAuthError::AccessDenied("dynamic client registration is off".into()));
         }
         let (method, grant_types, scopes) = self.check_metadata(m)?;
-        let per_minute = self.registrations_per_minute;
-        if per_minute > 0 {
-            let key = format!("register:{}", super::address_group(from));
-            if let Err(wait) = self.store.take_rate(&key, per_minute, crate::clock::wall_ms()).await? {
-                let retry_after = i64::try_from(wait).unwrap_or(i64::MAX).max(1);
-                return Err(OAuthError::TooManyAttempts {
-                    detail: format!(
-                        "at most {per_minute} client registrations per minute from one address \
-                         (limits.registrations_per_minute_per_address); try again in {retry_after} s"
-                    ),
-                    retry_after,
-                });
-            }
-        }
+        let key = format!("register:{}", super::address_group(from));
+        let option = "limits.registrations_per_minute_per_address";
+        self.take_rate(&key, self.registrations_per_minute, "client registrations from one address", option).await?;
         let client_id = format!("dyn-{}", random_token());
         // client_secret_jwt: a secret the server can recompute (it must check MACs);
         // private_key_jwt and none: no secret.

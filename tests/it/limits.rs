@@ -397,3 +397,48 @@ async fn dynamic_registrations_per_address_are_rate_limited() {
     assert!(body["error_description"].as_str().unwrap().contains("registrations_per_minute_per_address"), "{body}");
     server.stop().await;
 }
+
+/// Device authorization requests stop at their per-address and per-client rates.
+#[tokio::test]
+async fn device_authorizations_are_rate_limited_per_address_and_per_client() {
+    let server = crate::oauth::oauth_server(|c| {
+        c.limits.device_authorizations_per_minute_per_address = 3;
+        c.limits.device_authorizations_per_minute_per_client = 2;
+    })
+    .await;
+    let b = crate::oauth::Browser::new(&server);
+    let device = |client: String| {
+        b.http
+            .post(format!("{}/oauth/device", b.base))
+            .form(&[("client_id", client), ("scope", "openid".into())])
+            .send()
+    };
+    let reg: Value = b
+        .http
+        .post(format!("{}/oauth/register", b.base))
+        .json(&json!({"token_endpoint_auth_method": "none", "scope": "openid",
+                      "grant_types": ["urn:ietf:params:oauth:grant-type:device_code"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let other = reg["client_id"].as_str().unwrap().to_owned();
+    // Per client: idca-cli gets two, the third is refused.
+    for _ in 0..2 {
+        assert_eq!(device("idca-cli".into()).await.unwrap().status(), 200);
+    }
+    let r = device("idca-cli".into()).await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("per_client"), "{body}");
+    // Per address: the third request from this address counted there already; the next
+    // one, from another client, is refused by the address.
+    let r = device(other).await.unwrap();
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error_description"].as_str().unwrap().contains("per_address"), "{body}");
+    server.stop().await;
+}
