@@ -123,7 +123,7 @@ async fn logout(st: State, req: HttpRequest, q: web::Query<LogoutParams>) -> Res
     })
 }
 
-/// The signed-in user's account page: their grants, each revocable.
+/// The signed-in user's account page: their grants, sessions and devices, each revocable.
 async fn account(st: State, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     let session = credentials::cookie(&req, SESSION_COOKIE);
     Ok(account_page(st.authz.account(session.as_deref(), st.clock.now()).await?))
@@ -202,17 +202,11 @@ fn client_credentials(req: &HttpRequest, form: &TokenForm) -> Result<ClientCrede
         if basic.is_some() || form.client_secret.is_some() {
             return Err(OAuthError::InvalidRequest("use one client authentication method".into()));
         }
-        if form.client_assertion_type.as_deref() != Some(crate::oauth::ASSERTION_TYPE) {
-            return Err(OAuthError::InvalidClient(format!(
-                "client_assertion_type must be {}",
-                crate::oauth::ASSERTION_TYPE
-            )));
-        }
-        let client_id = crate::oauth::asserted_client_id(assertion)?;
-        if form.client_id.as_deref().is_some_and(|c| c != client_id) {
-            return Err(OAuthError::InvalidClient("client_id differs from the assertion's sub".into()));
-        }
-        return Ok(ClientCredentials::Assertion { client_id, assertion: assertion.clone() });
+        return ClientCredentials::assertion(
+            assertion,
+            form.client_assertion_type.as_deref(),
+            form.client_id.as_deref(),
+        );
     }
     match (basic, &form.client_secret) {
         (Some(_), Some(_)) => Err(OAuthError::InvalidRequest("use one client authentication method".into())),

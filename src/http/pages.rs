@@ -103,14 +103,6 @@ pub(super) fn logout_confirm(p: &crate::oauth::LogoutParams, csrf: &str) -> Http
     page(StatusCode::OK, "Sign out", &body)
 }
 
-/// RFC 3339 for a page (empty if out of range).
-fn date(t: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
-
 /// The account page: the user's grants (client, scopes, since when), browser sessions
 /// and devices, each with a form that takes it back carrying the session's CSRF token.
 pub(super) fn account(p: &crate::oauth::AccountPage) -> HttpResponse {
@@ -136,7 +128,7 @@ pub(super) fn account(p: &crate::oauth::AccountPage) -> HttpResponse {
             "<li><strong>{}</strong><br><span class=\"scopes\">{} · since {}</span>{form}</li>",
             escape(name),
             escape(detail),
-            date(since)
+            crate::clock::rfc3339(since)
         )
     };
     let grants = p
@@ -150,9 +142,9 @@ pub(super) fn account(p: &crate::oauth::AccountPage) -> HttpResponse {
         .map(|s| {
             format!(
                 "<li>Signed in {}{}<br><span class=\"scopes\">until {}</span>{}</li>",
-                date(s.auth_time),
+                crate::clock::rfc3339(s.auth_time),
                 if s.current { " (this browser)" } else { "" },
-                date(s.expires),
+                crate::clock::rfc3339(s.expires),
                 revoke("session", &s.id, "Sign out this session"),
             )
         })

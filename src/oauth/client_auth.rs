@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::{AuthServer, Client, OAuthError};
+use super::{AuthServer, Client, ClientCredentials, OAuthError};
 use crate::clock::UnixTime;
 use crate::jose::{CompactJws, Jwk, b64_encode};
 
@@ -73,11 +73,31 @@ struct AssertionClaims {
 
 /// The client an assertion claims to be (its `sub`, RFC 7523 §3 item B), read before
 /// anything is verified: only to find the client whose keys check it.
-pub fn asserted_client_id(assertion: &str) -> Result<String, OAuthError> {
+fn asserted_client_id(assertion: &str) -> Result<String, OAuthError> {
     let bad = |why: &str| OAuthError::InvalidClient(format!("malformed client assertion: {why}"));
     let jws = CompactJws::parse(assertion, crate::jose::JsonDepth::default()).map_err(|e| bad(&e.to_string()))?;
     let claims: AssertionClaims = jws.payload_unverified().map_err(|e| bad(&e.to_string()))?;
     claims.sub.filter(|s| !s.is_empty()).ok_or_else(|| bad("no sub"))
+}
+
+impl ClientCredentials {
+    /// `client_assertion` credentials (RFC 7523 §2.2): the type must be the JWT bearer
+    /// type; the client is the assertion's `sub`, and a `client_id` sent beside it must
+    /// agree.
+    pub fn assertion(
+        assertion: &str,
+        assertion_type: Option<&str>,
+        client_id: Option<&str>,
+    ) -> Result<Self, OAuthError> {
+        if assertion_type != Some(ASSERTION_TYPE) {
+            return Err(OAuthError::InvalidClient(format!("client_assertion_type must be {ASSERTION_TYPE}")));
+        }
+        let asserted = asserted_client_id(assertion)?;
+        if client_id.is_some_and(|c| c != asserted) {
+            return Err(OAuthError::InvalidClient("client_id differs from the assertion's sub".into()));
+        }
+        Ok(Self::Assertion { client_id: asserted, assertion: assertion.to_owned() })
+    }
 }
 
 /// Signing keys with their `kid`s (a verifiable JWK Set).

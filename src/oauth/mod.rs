@@ -24,7 +24,7 @@ mod wire;
 mod wire_clients;
 
 pub use account::{AccountForm, AccountOutcome, AccountPage, GrantView, SessionView};
-pub use client_auth::{ASSERTION_TYPE, asserted_client_id};
+pub use client_auth::ASSERTION_TYPE;
 pub use clients::{Client, ClientAuth, ClientCredentials};
 pub use device_grant::{DEVICE_GRANT, DeviceForm, DeviceOutcome, DeviceResponse};
 pub use error::OAuthError;
