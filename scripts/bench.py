@@ -49,7 +49,8 @@ class Server:
         storage = f'[storage]\nurl = "{database}"\n' if database else ""
         with open(self.config, "w") as f:
             f.write(f'[server]\nlisten = "127.0.0.1:{PORT}"\n[management]\nlisten = ""\n'
-                    f'[acme.testing]\nalways_valid = true\n[log]\nfilter = "warn"\n{storage}')
+                    f'[acme.testing]\nalways_valid = true\n[limits]\nnew_accounts_per_minute_per_address = 0\n'
+                    f'[log]\nfilter = "warn"\n{storage}')
         self.proc = None
 
     def start(self):
@@ -224,7 +225,8 @@ class Instance:
         with open(self.config, "w") as f:
             f.write(f'[server]\nlisten = "127.0.0.1:{self.port}"\npublic_url = "https://localhost:{PORT}"\n'
                     f'tls = false\ntrusted_proxies = ["127.0.0.1/32"]\n[management]\nlisten = ""\n'
-                    f'[storage]\nurl = "{database}"\n[acme.testing]\nalways_valid = true\n[log]\nfilter = "warn"\n')
+                    f'[storage]\nurl = "{database}"\n[acme.testing]\nalways_valid = true\n'
+                    f'[limits]\nnew_accounts_per_minute_per_address = 0\n[log]\nfilter = "warn"\n')
         self.proc = subprocess.Popen([IDCA, "--config", self.config, "--data", self.data, "serve"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 20

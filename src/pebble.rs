@@ -125,6 +125,8 @@ pub fn parse(text: &str) -> Result<Config, String> {
     let file: File = serde_json::from_value(value).map_err(|e| format!("not a Pebble configuration: {e}"))?;
     let p = file.pebble;
     let mut c = Config::default();
+    // Pebble limits no new accounts; test suites make one per test.
+    c.limits.new_accounts_per_minute_per_address = 0;
     if let Some(listen) = p.listen_address {
         c.server.listen = listen.parse().map_err(|_| format!("listenAddress `{listen}` is not ip:port"))?;
     }
@@ -304,6 +306,9 @@ mod tests {
         assert_eq!(c.acme.retry_after_secs, 3);
         assert_eq!(c.acme.profiles["shortlived"].validity_secs, 518_400);
         assert_eq!(c.acme.default_profile, "default");
+        // As Pebble: no limit on new accounts (idca's own default has one).
+        assert_eq!(c.limits.new_accounts_per_minute_per_address, 0);
+        assert_ne!(Config::default().limits.new_accounts_per_minute_per_address, 0);
     }
 
     #[test]

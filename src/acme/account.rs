@@ -51,12 +51,33 @@ impl Acme {
         }
     }
 
+    /// One of `limits.new_accounts_per_minute_per_address` for `from`'s address group.
+    async fn take_new_account_rate(&self, from: std::net::IpAddr) -> Result<(), AcmeError> {
+        let per_minute = self.new_accounts_per_minute;
+        if per_minute == 0 {
+            return Ok(());
+        }
+        let key = format!("new-account:{}", crate::model::address_group(from));
+        match self.store.take_rate(&key, per_minute, crate::clock::wall_ms()).await? {
+            Ok(()) => Ok(()),
+            Err(retry_after) => Err(AcmeError::RateLimited {
+                detail: format!(
+                    "at most {per_minute} new accounts per minute from one address \
+                     (limits.new_accounts_per_minute_per_address)"
+                ),
+                retry_after,
+            }),
+        }
+    }
+
     /// newAccount (§7.3): creates an account for the JWS key, or returns the existing
-    /// one (200 + `Location`). Durable before a 201 is sent.
+    /// one (200 + `Location`). Durable before a 201 is sent. New accounts from one
+    /// address (`from`, IPv6 by its /48) are limited per minute.
     pub async fn new_account(
         &self,
         req: SignedRequest,
         who: Option<&Subject>,
+        from: std::net::IpAddr,
         now: UnixTime,
     ) -> Result<Reply<wire::Account>, AcmeError> {
         let v = self.verify(&req, KeyRule::Jwk).await?;
@@ -106,6 +127,7 @@ impl Acme {
                 self.config.terms_of_service
             )));
         }
+        self.take_new_account_rate(from).await?;
         let account = Account {
             id: AccountId::random(),
             status: AccountStatus::Valid,

@@ -82,6 +82,8 @@ pub struct Acme {
     queue: ValidationQueue,
     /// `limits.pending_orders_per_account` and `pending_authorizations_per_account`.
     pending_limits: (usize, usize),
+    /// `limits.new_accounts_per_minute_per_address`; 0: no limit.
+    new_accounts_per_minute: u32,
     json_depth: JsonDepth,
     metrics: Arc<Metrics>,
     identity_tokens: Option<Arc<dyn IdentityTokens>>,
@@ -133,6 +135,9 @@ pub struct AcmeSettings {
     /// Pending authorizations per account; 0: no limit
     /// (`limits.pending_authorizations_per_account`).
     pub pending_authorizations_per_account: usize,
+    /// New accounts per minute from one address (IPv6: its /48); 0: no limit
+    /// (`limits.new_accounts_per_minute_per_address`).
+    pub new_accounts_per_minute: u32,
     /// How deeply a JWS's JSON may nest (`limits.json_max_depth`).
     pub json_depth: JsonDepth,
 }
@@ -145,6 +150,7 @@ impl From<&Config> for AcmeSettings {
             nonce_window: l.nonce_window,
             pending_orders_per_account: l.pending_orders_per_account,
             pending_authorizations_per_account: l.pending_authorizations_per_account,
+            new_accounts_per_minute: l.new_accounts_per_minute_per_address,
             json_depth: JsonDepth::new(l.json_max_depth),
         }
     }
@@ -194,6 +200,7 @@ impl Acme {
             },
             links,
             pending_limits: (settings.pending_orders_per_account, settings.pending_authorizations_per_account),
+            new_accounts_per_minute: settings.new_accounts_per_minute,
             json_depth: settings.json_depth,
             config: settings.acme,
             queue,

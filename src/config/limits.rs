@@ -29,6 +29,9 @@ pub struct LimitsConfig {
     /// Failed logins from one address over all user names before a lockout of
     /// `oauth.login_lockout_secs` (per user and address: `oauth.login_max_failures`).
     pub login_max_failures_per_address: u32,
+    /// New ACME accounts (RFC 8555 §7.3) per minute from one address (IPv6: its /48, as
+    /// Boulder's NewRegistrationsPerIPv6Range), through the store; 0: no limit.
+    pub new_accounts_per_minute_per_address: u32,
     /// Dynamic client registrations (RFC 7591) per minute from one address (an IPv6
     /// address counts by its /48, as Boulder counts registrations), counted through the
     /// store; 0: no limit.
@@ -37,6 +40,13 @@ pub struct LimitsConfig {
     /// its /48) and per client, through the store; 0: no limit.
     pub device_authorizations_per_minute_per_address: u32,
     pub device_authorizations_per_minute_per_client: u32,
+    /// Login (or consent) pages shown per minute to one address (IPv6: its /48): each
+    /// stores the request until the form comes back; 0: no limit.
+    pub login_pages_per_minute_per_address: u32,
+    /// Devices one user may register (`POST /clients`) and backend nonces one user may
+    /// get (`/clients/{cid}/nonce`) per minute; 0: no limit.
+    pub device_registrations_per_minute_per_user: u32,
+    pub backend_nonces_per_minute_per_user: u32,
     /// Orders that are not yet valid or invalid one account may hold; 0: no limit.
     pub pending_orders_per_account: usize,
     /// Pending authorizations in those orders one account may hold; 0: no limit.
@@ -62,9 +72,13 @@ impl Default for LimitsConfig {
             request_body_timeout_ms: 10_000,
             token_max_failures: 10,
             token_max_failures_per_address: 50,
+            new_accounts_per_minute_per_address: 300,
             registrations_per_minute_per_address: 20,
             device_authorizations_per_minute_per_address: 30,
             device_authorizations_per_minute_per_client: 120,
+            login_pages_per_minute_per_address: 120,
+            device_registrations_per_minute_per_user: 30,
+            backend_nonces_per_minute_per_user: 300,
             token_lockout_secs: 300,
             login_max_failures_per_address: 50,
             pending_orders_per_account: 300,

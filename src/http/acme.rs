@@ -104,8 +104,9 @@ async fn new_nonce_get() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }
 
-async fn new_account(st: State, post: JosePost, who: Principal) -> Res {
-    Ok(json_reply(st.acme.new_account(post.0, who.0.as_ref(), st.clock.now()).await?))
+async fn new_account(st: State, req: actix_web::HttpRequest, post: JosePost, who: Principal) -> Res {
+    let from = super::credentials::client_ip(&req, &st.trusted_proxies);
+    Ok(json_reply(st.acme.new_account(post.0, who.0.as_ref(), from, st.clock.now()).await?))
 }
 
 async fn account(st: State, post: JosePost, id: web::Path<String>) -> Res {

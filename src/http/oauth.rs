@@ -162,7 +162,8 @@ async fn consent(st: State, req: HttpRequest, form: web::Form<ConsentForm>) -> R
 /// The authorization endpoint (RFC 6749 §3.1).
 async fn authorize(st: State, req: HttpRequest, q: web::Query<AuthorizeParams>) -> Result<HttpResponse, HttpError> {
     let session = credentials::cookie(&req, SESSION_COOKIE);
-    let outcome = st.authz.authorize(&q, session.as_deref(), st.clock.now()).await?;
+    let from = credentials::client_ip(&req, &st.trusted_proxies);
+    let outcome = st.authz.authorize(&q, session.as_deref(), from, st.clock.now()).await?;
     Ok(render(&st, outcome))
 }
 

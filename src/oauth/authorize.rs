@@ -70,11 +70,14 @@ impl AuthServer {
     ///    with, need consent; `prompt=none` shows no page and
     ///    answers `login_required` or `consent_required` instead;
     /// 6. with a usable session (and no consent to ask) a code is issued at once, else
-    ///    the request is kept and the login (or consent) page shown.
+    ///    the request is kept and the login (or consent) page shown, at most
+    ///    `limits.login_pages_per_minute_per_address` a minute per address (past it the
+    ///    client gets `temporarily_unavailable`, RFC 6749 §4.1.2.1).
     pub async fn authorize(
         &self,
         p: &AuthorizeParams,
         session: Option<&str>,
+        from: IpAddr,
         now: UnixTime,
     ) -> Result<AuthorizeOutcome, OAuthError> {
         // 0. (RFC 9126 §4)
@@ -132,6 +135,12 @@ impl AuthServer {
             if !code.is_empty() {
                 return error_redirect(OAuthError::PromptNone { code, detail: detail.into() });
             }
+        }
+        // A page shown keeps the request in the store: limited per address.
+        if (session.is_none() || consent)
+            && let Err(e) = self.take_rate(Rate::LoginPage, &crate::model::address_group(from)).await
+        {
+            return error_redirect(e);
         }
         let pending = PendingAuthorization {
             client_id: client.client_id.clone(),

@@ -87,13 +87,8 @@ impl AuthServer {
             return Err(OAuthError::UnauthorizedClient("this client may not use the device grant".into()));
         }
         // RFC 8628 §5.4: each request stores a device code; one loop must not fill the store.
-        let (per_address, per_client) = self.device_authorizations_per_minute;
-        let key = format!("device:{}", super::address_group(from));
-        let option = "limits.device_authorizations_per_minute_per_address";
-        self.take_rate(&key, per_address, "device authorization requests from one address", option).await?;
-        let key = format!("device-client:{}", client.client_id);
-        let option = "limits.device_authorizations_per_minute_per_client";
-        self.take_rate(&key, per_client, "device authorization requests per client", option).await?;
+        self.take_rate(super::Rate::DeviceAuthorizationFrom, &crate::model::address_group(from)).await?;
+        self.take_rate(super::Rate::DeviceAuthorizationBy, &client.client_id).await?;
         let scope = scopes(scope.unwrap_or(""));
         if scope.is_empty() {
             return Err(OAuthError::InvalidScope("scope is required".into()));

@@ -72,8 +72,7 @@ pub struct AuthServer {
     jwks_cache: client_auth::JwksCache,
     /// Derives dynamic clients' `client_secret_jwt` secrets (shared by all instances).
     jwt_secret_key: Vec<u8>,
-    registrations_per_minute: u32,
-    device_authorizations_per_minute: (u32, u32),
+    rates: Rates,
 }
 
 impl std::fmt::Debug for AuthServer {
@@ -107,21 +106,6 @@ fn with_query(base: &str, params: &[(&str, &str)]) -> String {
     url
 }
 
-/// The address a per-address limit counts by: an IPv4 address, or an IPv6 address's /48
-/// (one site's allocation; Boulder counts registrations so).
-pub(crate) fn address_group(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}::/48", s[0], s[1], s[2])
-            }
-        },
-    }
-}
-
 pub(crate) fn scopes(s: &str) -> Vec<String> {
     let mut v: Vec<String> = s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect();
     v.sort();
@@ -145,12 +129,8 @@ pub struct OAuthSettings {
     pub token_max_failures: u32,
     pub token_max_failures_per_address: u32,
     pub token_lockout_secs: u64,
-    /// Dynamic registrations per minute per address (`limits.registrations_per_minute_per_address`).
-    pub registrations_per_minute_per_address: u32,
-    /// Device authorization requests per minute per address and per client
-    /// (`limits.device_authorizations_per_minute_per_*`).
-    pub device_authorizations_per_minute_per_address: u32,
-    pub device_authorizations_per_minute_per_client: u32,
+    /// What may be asked for how often (`limits.*_per_minute_*`).
+    pub rates: Rates,
     /// How deeply presented tokens' and proofs' JSON may nest (`limits.json_max_depth`).
     pub json_depth: JsonDepth,
 }
@@ -166,9 +146,14 @@ impl From<&Config> for OAuthSettings {
             token_max_failures: l.token_max_failures,
             token_max_failures_per_address: l.token_max_failures_per_address,
             token_lockout_secs: l.token_lockout_secs,
-            registrations_per_minute_per_address: l.registrations_per_minute_per_address,
-            device_authorizations_per_minute_per_address: l.device_authorizations_per_minute_per_address,
-            device_authorizations_per_minute_per_client: l.device_authorizations_per_minute_per_client,
+            rates: Rates {
+                registrations_per_address: l.registrations_per_minute_per_address,
+                device_authorizations_per_address: l.device_authorizations_per_minute_per_address,
+                device_authorizations_per_client: l.device_authorizations_per_minute_per_client,
+                login_pages_per_address: l.login_pages_per_minute_per_address,
+                device_registrations_per_user: l.device_registrations_per_minute_per_user,
+                backend_nonces_per_user: l.backend_nonces_per_minute_per_user,
+            },
             json_depth: JsonDepth::new(l.json_max_depth),
         }
     }
@@ -238,11 +223,7 @@ impl AuthServer {
             json_depth,
             jwks_cache: client_auth::JwksCache::default(),
             jwt_secret_key,
-            registrations_per_minute: settings.registrations_per_minute_per_address,
-            device_authorizations_per_minute: (
-                settings.device_authorizations_per_minute_per_address,
-                settings.device_authorizations_per_minute_per_client,
-            ),
+            rates: settings.rates,
         })
     }
 
@@ -312,13 +293,15 @@ impl AuthServer {
 const CLIENT_JWT_SECRET: &str = "client-jwt-secret";
 
 impl AuthServer {
-    /// One request against a rate of `per_minute` for `key`, counted in the store (GCRA,
-    /// so it holds across instances); 0: no limit. Past it: 429 naming `option`.
-    async fn take_rate(&self, key: &str, per_minute: u32, what: &str, option: &str) -> Result<(), OAuthError> {
+    /// One of `rate`'s per-minute allowance for `who` (an address group, a client id or a
+    /// user), counted through the store so that every instance shares it; past it 429
+    /// `temporarily_unavailable` with the seconds to wait.
+    async fn take_rate(&self, rate: Rate, who: &str) -> Result<(), OAuthError> {
+        let (per_minute, prefix, what, option) = rate.spec(&self.rates);
         if per_minute == 0 {
             return Ok(());
         }
-        match self.store.take_rate(key, per_minute, crate::clock::wall_ms()).await? {
+        match self.store.take_rate(&format!("{prefix}:{who}"), per_minute, crate::clock::wall_ms()).await? {
             Ok(()) => Ok(()),
             Err(wait) => {
                 let retry_after = i64::try_from(wait).unwrap_or(i64::MAX).max(1);
@@ -327,6 +310,77 @@ impl AuthServer {
                     retry_after,
                 })
             }
+        }
+    }
+}
+
+/// The per-minute allowances of `[limits]` the authorization server applies; 0: none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rates {
+    pub registrations_per_address: u32,
+    pub device_authorizations_per_address: u32,
+    pub device_authorizations_per_client: u32,
+    pub login_pages_per_address: u32,
+    pub device_registrations_per_user: u32,
+    pub backend_nonces_per_user: u32,
+}
+
+/// What a [`Rates`] allowance counts.
+#[derive(Debug, Clone, Copy)]
+enum Rate {
+    /// RFC 7591 registrations, by address group.
+    Registration,
+    /// RFC 8628 §3.1 requests, by address group and by client.
+    DeviceAuthorizationFrom,
+    DeviceAuthorizationBy,
+    /// Login (or consent) pages shown, each a stored request, by address group.
+    LoginPage,
+    /// `POST /clients`, by user.
+    DeviceRegistration,
+    /// `/clients/{cid}/nonce`, by user.
+    BackendNonce,
+}
+
+impl Rate {
+    /// The allowance, the store key's prefix, what is counted and the option to raise.
+    fn spec(self, r: &Rates) -> (u32, &'static str, &'static str, &'static str) {
+        match self {
+            Self::Registration => (
+                r.registrations_per_address,
+                "register",
+                "client registrations from one address",
+                "limits.registrations_per_minute_per_address",
+            ),
+            Self::DeviceAuthorizationFrom => (
+                r.device_authorizations_per_address,
+                "device",
+                "device authorization requests from one address",
+                "limits.device_authorizations_per_minute_per_address",
+            ),
+            Self::DeviceAuthorizationBy => (
+                r.device_authorizations_per_client,
+                "device-client",
+                "device authorization requests per client",
+                "limits.device_authorizations_per_minute_per_client",
+            ),
+            Self::LoginPage => (
+                r.login_pages_per_address,
+                "login-page",
+                "login pages from one address",
+                "limits.login_pages_per_minute_per_address",
+            ),
+            Self::DeviceRegistration => (
+                r.device_registrations_per_user,
+                "device-registration",
+                "device registrations per user",
+                "limits.device_registrations_per_minute_per_user",
+            ),
+            Self::BackendNonce => (
+                r.backend_nonces_per_user,
+                "backend-nonce",
+                "backend nonces per user",
+                "limits.backend_nonces_per_minute_per_user",
+            ),
         }
     }
 }
@@ -363,15 +417,6 @@ mod tests {
         for bad in ["", "password", "implicit", "AUTHORIZATION_CODE", "authorization_code "] {
             assert_eq!(GrantType::parse(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn addresses_group_by_ipv4_or_ipv6_slash_48() {
-        let g = |s: &str| address_group(s.parse().unwrap());
-        assert_eq!(g("192.0.2.7"), "192.0.2.7");
-        assert_eq!(g("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(g("2001:db8:aa:1::1"), g("2001:db8:aa:ffff::2"));
-        assert_ne!(g("2001:db8:aa::1"), g("2001:db8:ab::1"));
     }
 
     #[test]

@@ -169,9 +169,7 @@ impl AuthServer {
             return Err(OAuthError::AccessDenied("dynamic client registration is off".into()));
         }
         let (method, grant_types, scopes) = self.check_metadata(m)?;
-        let key = format!("register:{}", super::address_group(from));
-        let option = "limits.registrations_per_minute_per_address";
-        self.take_rate(&key, self.registrations_per_minute, "client registrations from one address", option).await?;
+        self.take_rate(super::Rate::Registration, &crate::model::address_group(from)).await?;
         let client_id = format!("dyn-{}", random_token());
         // client_secret_jwt: a secret the server can recompute (it must check MACs);
         // private_key_jwt and none: no secret.

@@ -102,6 +102,7 @@ impl AuthServer {
         now: UnixTime,
     ) -> Result<DeviceInfo, OAuthError> {
         let user = self.wire_user(&who.sub)?;
+        self.take_rate(super::Rate::DeviceRegistration, &who.sub).await?;
         for _ in 0..5 {
             let mut b = [0u8; 8];
             crate::model::fill_random(&mut b);
@@ -144,6 +145,7 @@ impl AuthServer {
     /// the previous one; single use, for `devices.nonce_ttl_secs`.
     pub async fn device_nonce(&self, who: &AccessTokenClaims, cid: &str, now: UnixTime) -> Result<String, OAuthError> {
         self.owned_device(who, cid).await?;
+        self.take_rate(super::Rate::BackendNonce, &who.sub).await?;
         let nonce = uuid_nonce();
         self.store.put_device_nonce(cid, &nonce, clock::after(now, self.devices.nonce_ttl_secs)).await?;
         Ok(nonce)

@@ -68,7 +68,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let server = oauth_server(|_| {}).await;
+    fixture_with(|_| {}).await
+}
+
+async fn fixture_with(configure: impl FnOnce(&mut idca::config::Config)) -> Fixture {
+    let server = oauth_server(configure).await;
     let mut b = Browser::new(&server);
     let token = user_token(&mut b).await;
     let r = b
@@ -319,5 +323,32 @@ async fn the_account_page_lists_sessions_and_devices_and_takes_each_back() {
     assert_ne!(r.status(), 200, "a removed device");
     let page = b.get(&format!("{}/oauth/account", b.base)).await;
     assert!(page.text.contains("No devices."), "{}", page.text);
+    f.server.stop().await;
+}
+
+/// Device registrations and backend nonces stop at their per-user rates (429
+/// temporarily_unavailable with Retry-After).
+#[tokio::test]
+async fn device_registrations_and_backend_nonces_are_rate_limited_per_user() {
+    let f = fixture_with(|c| {
+        c.limits.device_registrations_per_minute_per_user = 2;
+        c.limits.backend_nonces_per_minute_per_user = 3;
+    })
+    .await;
+    let register = || f.b.http.post(format!("{}/clients", f.b.base)).bearer_auth(&f.token).json(&json!({})).send();
+    assert_eq!(register().await.unwrap().status(), 201, "the fixture's device was the first");
+    let r = register().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("device_registrations_per_minute_per_user"), "{body}");
+    for _ in 0..3 {
+        f.nonce().await;
+    }
+    let r =
+        f.b.http.head(format!("{}/clients/{}/nonce", f.b.base, f.cid())).bearer_auth(&f.token).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().get("replay-nonce").is_none());
     f.server.stop().await;
 }

@@ -442,3 +442,52 @@ async fn device_authorizations_are_rate_limited_per_address_and_per_client() {
     assert!(body["error_description"].as_str().unwrap().contains("per_address"), "{body}");
     server.stop().await;
 }
+
+/// New accounts from one address stop at `limits.new_accounts_per_minute_per_address`:
+/// rateLimited with Retry-After and nothing stored; a known key's newAccount (which
+/// creates nothing) is still answered.
+#[tokio::test]
+async fn new_accounts_per_address_are_rate_limited() {
+    let server = start_with(|c| c.limits.new_accounts_per_minute_per_address = 3).await;
+    let first = registered(&server).await;
+    for _ in 0..2 {
+        registered(&server).await;
+    }
+    let mut refused = RawClient::new(&server, Key::p256()).await;
+    let r = refused.register().await;
+    r.assert_problem(429, "rateLimited");
+    let wait: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(r.text.contains("new_accounts_per_minute_per_address"), "{}", r.text);
+    let as_jwk = crate::client::Overrides { kid: Some(None), ..Default::default() };
+    let only_existing = json!({"onlyReturnExisting": true});
+    let none = refused.post_with(&refused.url("newAccount"), Some(&only_existing), &as_jwk).await;
+    none.assert_problem(400, "accountDoesNotExist");
+    let again = first.post_with(&first.url("newAccount"), Some(&json!({})), &as_jwk).await;
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(Some(again.location()), first.kid);
+    server.stop().await;
+}
+
+/// Login pages shown to one address stop at `limits.login_pages_per_minute_per_address`:
+/// the browser is sent back to the client with `temporarily_unavailable` (RFC 6749
+/// §4.1.2.1) and nothing is stored; a page already shown can still be used.
+#[tokio::test]
+async fn login_pages_per_address_are_rate_limited() {
+    let server = crate::oauth::oauth_server(|c| c.limits.login_pages_per_minute_per_address = 2).await;
+    let mut b = crate::oauth::Browser::new(&server);
+    let url = crate::dpop::cli_authorize_url(&b.base, "openid");
+    assert_eq!(b.get(&url).await.status, 200);
+    let shown = b.get(&url).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    let refused = b.get(&format!("{url}&state=s1")).await;
+    assert!((300..400).contains(&refused.status), "{} {}", refused.status, refused.text);
+    let to = refused.location();
+    assert!(to.starts_with("http://127.0.0.1/callback?"), "{to}");
+    assert!(to.contains("error=temporarily_unavailable") && to.contains("state=s1"), "{to}");
+    assert!(to.contains("login_pages_per_minute_per_address"), "{to}");
+    let page = b.login(&shown, "alice", crate::oauth::PASSWORD).await;
+    assert!((300..400).contains(&page.status), "the page shown still logs in: {}", page.text);
+    assert!(page.location().contains("code="), "{}", page.location());
+    server.stop().await;
+}

@@ -30,7 +30,8 @@ impl Cluster {
         let text = format!(
             "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"https://localhost:{lb}\"\ntls = false\n\
              trusted_proxies = [\"127.0.0.1/32\"]\n[storage]\nurl = {database:?}\n[management]\nlisten = \"\"\n\
-             [acme.testing]\nalways_valid = true\nvalidation_delay_ms = 100\n[acme.validation]\nlease_secs = {LEASE_SECS}\n[log]\nfilter = \
+             [acme.testing]\nalways_valid = true\nvalidation_delay_ms = 100\n[acme.validation]\nlease_secs = {LEASE_SECS}\n\
+             [limits]\nnew_accounts_per_minute_per_address = 0\n[log]\nfilter = \
              \"warn\"\n",
             port = self.ports[i],
             lb = self.lb_port,

@@ -449,7 +449,7 @@ async fn run(args: Args) -> Result<bool, String> {
         &config,
         format!(
             "[server]\nlisten = \"127.0.0.1:{}\"\n[management]\nlisten = \"\"\n[acme.testing]\nalways_valid = \
-             true\n[log]\nfilter = \"warn\"\n{}",
+             true\n[limits]\nnew_accounts_per_minute_per_address = 0\n[log]\nfilter = \"warn\"\n{}",
             args.port,
             args.database.as_ref().map(|url| format!("[storage]\nurl = {url:?}\n")).unwrap_or_default()
         ),
