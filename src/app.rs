@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
@@ -18,6 +18,9 @@ use crate::jose::JsonDepth;
 use crate::model::CaMaterial;
 use crate::store::{PgStore, SledStore, Store, StoreError};
 use crate::validate::NetworkChecker;
+
+mod background;
+use background::{spawn_key_refresh, spawn_purge, watch_quota};
 
 /// Why idca could not start.
 #[derive(Debug, thiserror::Error)]
@@ -320,24 +323,6 @@ async fn close(store: Arc<dyn Store>) {
     tracing::warn!("the store is still in use 10 s after the server stopped");
 }
 
-/// Every [`crate::oauth::KeyRing::REFRESH_SECS`], reloads the OAuth signing keys, so that
-/// a rotation made elsewhere (another instance, `idca oauth-rotate-key`) is signed with
-/// and published here too. Ends when the authorization server is dropped.
-fn spawn_key_refresh(authz: Weak<crate::oauth::AuthServer>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(crate::oauth::KeyRing::REFRESH_SECS));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(authz) = authz.upgrade() else { return };
-            if let Err(e) = authz.reload_keys().await {
-                tracing::warn!(error = %e, "reloading the OAuth signing keys failed; retrying later");
-            }
-        }
-    });
-}
-
 /// With a shared store (PostgreSQL), instances behind one load balancer must give out the
 /// same URLs (account and order URLs, the issuer, DPoP `htu`): `server.public_url` is
 /// required, unless the listener is on loopback or on a port chosen at start (0): one
@@ -379,49 +364,6 @@ async fn check_shared_config(config: &Config, store: &dyn Store) -> Result<(), A
 /// The shared value the configuration fingerprint is kept under.
 const CONFIG_FINGERPRINT: &str = "config_fingerprint";
 
-/// Records removed per statement (or per tree scan) when purging.
-const PURGE_BATCH: usize = 1000;
-
-/// Every `every`, removes the short-lived records that expired (codes, sessions, pending
-/// and device authorizations, device nonces, DPoP replay keys, lockout counters, rate
-/// buckets, open-order entries) in batches, so the store
-/// does not grow without bound. Ends when the store is dropped.
-fn spawn_purge(store: Weak<dyn Store>, clock: Arc<dyn Clock>, every: Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every.max(Duration::from_secs(1)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let Some(store) = store.upgrade() else { return };
-            loop {
-                let now = clock.now();
-                let purged = async {
-                    Ok::<_, StoreError>(
-                        store.purge_expired_oauth(now, PURGE_BATCH).await?
-                            + store.purge_expired_replay(now, PURGE_BATCH).await?
-                            + store.purge_expired_limits(now, PURGE_BATCH).await?,
-                    )
-                }
-                .await;
-                match purged {
-                    Ok(n) if n >= PURGE_BATCH => tokio::task::yield_now().await,
-                    Ok(n) => {
-                        if n > 0 {
-                            tracing::debug!(purged = n, "expired records removed");
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "purging expired records failed; retrying later");
-                        break;
-                    }
-                }
-            }
-        }
-    });
-}
-
 /// Start-up options that are not configuration.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StartOptions {
@@ -440,6 +382,8 @@ pub async fn start(config: Config, options: StartOptions) -> Result<Server, AppE
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let store = open_store(&config).await?;
     spawn_purge(Arc::downgrade(&store), clock.clone(), Duration::from_secs(config.storage.purge_interval_secs));
+    let quota_every = Duration::from_secs(config.storage.quota_check_secs);
+    watch_quota(&store, config.storage.quota_bytes, quota_every).await;
     let material = load_or_create_ca(&config, store.as_ref(), clock.now()).await?;
 
     check_shared_config(&config, store.as_ref()).await?;

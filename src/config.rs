@@ -88,6 +88,11 @@ pub struct StorageConfig {
     /// that copy cannot be made, open the store unchecked (with a warning) instead of
     /// refusing to start.
     pub open_unchecked: bool,
+    /// Live data (bytes) past which objects are no longer created (ACME 503
+    /// serverInternal, OAuth 503 temporarily_unavailable); 0: no quota.
+    pub quota_bytes: u64,
+    /// Seconds between measurements of the live data against `quota_bytes`.
+    pub quota_check_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -99,6 +104,8 @@ impl Default for StorageConfig {
             pool_size: 16,
             purge_interval_secs: 60,
             open_unchecked: false,
+            quota_bytes: 4 << 30,
+            quota_check_secs: 10,
         }
     }
 }

@@ -112,6 +112,17 @@ impl Metrics {
         let _ = writeln!(out, "idca_certificates_revoked_total {}", self.revocations.load(Ordering::Relaxed));
         out
     }
+
+    /// The store's gauges, appended to [`Metrics::render`]: its live data as last
+    /// measured and its quota (`storage.quota_bytes`, 0: none).
+    pub fn render_store(out: &mut String, live_bytes: u64, quota_bytes: u64) {
+        let _ = writeln!(out, "# HELP idca_store_live_bytes Live data in the store, as last measured for its quota.");
+        let _ = writeln!(out, "# TYPE idca_store_live_bytes gauge");
+        let _ = writeln!(out, "idca_store_live_bytes {live_bytes}");
+        let _ = writeln!(out, "# HELP idca_store_quota_bytes The store quota (storage.quota_bytes; 0: none).");
+        let _ = writeln!(out, "# TYPE idca_store_quota_bytes gauge");
+        let _ = writeln!(out, "idca_store_quota_bytes {quota_bytes}");
+    }
 }
 
 #[cfg(test)]

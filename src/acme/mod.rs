@@ -290,10 +290,16 @@ impl Acme {
         }
     }
 
-    /// Whether the store answers (for `/healthz`).
-    pub async fn health(&self) -> Result<(), AcmeError> {
+    /// Whether the store answers (for `/healthz`), and whether it is past its quota
+    /// (then the refusal new objects get).
+    pub async fn health(&self) -> Result<Option<String>, AcmeError> {
         self.store.ca_material().await?;
-        Ok(())
+        Ok(self.store.quota().admit().err().map(|e| e.to_string()))
+    }
+
+    /// The store's live data as last measured, and its quota (0: none).
+    pub fn store_usage(&self) -> (u64, u64) {
+        (self.store.quota().used(), self.store.quota().limit())
     }
 
     /// The root certificate PEM.

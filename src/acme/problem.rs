@@ -230,6 +230,10 @@ impl From<StoreError> for AcmeError {
                     retry_after: UNAVAILABLE_RETRY_AFTER,
                 }
             }
+            // Refused before anything was written; the log has said so already.
+            e @ StoreError::OverQuota { .. } => {
+                Self::Unavailable { detail: e.to_string(), retry_after: crate::store::QUOTA_RETRY_AFTER }
+            }
             e => Self::internal(e),
         }
     }

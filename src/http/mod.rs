@@ -54,10 +54,15 @@ pub fn configure(cfg: &mut web::ServiceConfig, limits: &LimitsConfig) {
     acme::configure(cfg);
 }
 
-/// Liveness: the process serves requests and can read its store.
+/// Liveness: the process serves requests and can read its store. A store past its
+/// quota is still live (reads, revocations and purges work), so that is said in the
+/// body of a 200, not by taking the instance out of a balancer.
 async fn healthz(st: web::Data<AppState>) -> actix_web::HttpResponse {
     match st.acme.health().await {
-        Ok(()) => actix_web::HttpResponse::Ok().content_type("text/plain").body("ok\n"),
+        Ok(None) => actix_web::HttpResponse::Ok().content_type("text/plain").body("ok\n"),
+        Ok(Some(over)) => {
+            actix_web::HttpResponse::Ok().content_type("text/plain").body(format!("ok\nover quota: {over}\n"))
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
             actix_web::HttpResponse::ServiceUnavailable().content_type("text/plain").body("unavailable\n")
@@ -67,7 +72,10 @@ async fn healthz(st: web::Data<AppState>) -> actix_web::HttpResponse {
 
 /// Prometheus metrics (text format 0.0.4).
 async fn metrics(st: web::Data<AppState>) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(st.metrics.render())
+    let mut body = st.metrics.render();
+    let (live, quota) = st.acme.store_usage();
+    Metrics::render_store(&mut body, live, quota);
+    actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }
 
 /// One structured log line per request: the client's address, method, path (never the

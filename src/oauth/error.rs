@@ -165,6 +165,7 @@ impl From<crate::store::StoreError> for OAuthError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::Full(detail) => Self::TooManyAttempts { detail, retry_after: 60 },
+            e @ crate::store::StoreError::OverQuota { .. } => Self::TemporarilyUnavailable(e.to_string()),
             e @ (crate::store::StoreError::Unavailable(_) | crate::store::StoreError::Retry(_)) => {
                 tracing::warn!(error = %e, "the store is unavailable");
                 Self::TemporarilyUnavailable("the server's database is unavailable; retry shortly".into())

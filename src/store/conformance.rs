@@ -8,13 +8,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{AccountCreation, Attempt, AttemptRule, Store, StoreError};
+use super::{AccountCreation, Store, StoreError};
 use crate::jose::Jwk;
 use crate::model::oauth::{
     AuthorizationCode, CodeRedemption, Grant, PushedAuthorization, RefreshToken, SecretHash, Session,
 };
 use crate::model::*;
 use crate::store::Version;
+
+mod limits;
+use limits::*;
 
 /// What the suite needs of a backend.
 #[async_trait]
@@ -495,44 +498,6 @@ pub(crate) async fn finalize_is_compare_and_swap(s: Arc<dyn Store>) {
     assert!(matches!(s.certificate(&other).await, Err(StoreError::NotFound)));
 }
 
-/// Lockouts: a burst of attempts at once passes only up to the limit (attempts in
-/// flight count), failures lock the key out until the lockout ends, a success clears.
-pub(crate) async fn lockouts_stop_a_burst_at_the_limit(s: Arc<dyn Store>) {
-    let rule = AttemptRule { max: 5, lockout_secs: 300 };
-    let begun = race(&s, |s, _| async move { s.begin_attempt("login:alice|10.0.0.1", rule, 100).await.unwrap() }).await;
-    assert_eq!(begun.iter().filter(|r| r.is_ok()).count(), 5, "{begun:?}");
-    for _ in 0..5 {
-        s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Failed, 110).await.unwrap();
-    }
-    assert_eq!(s.begin_attempt("login:alice|10.0.0.1", rule, 120).await.unwrap(), Err(290));
-    assert!(s.begin_attempt("login:bob|10.0.0.1", rule, 120).await.unwrap().is_ok(), "keys are apart");
-    let free = s.begin_attempt("login:alice|10.0.0.1", rule, 410).await.unwrap();
-    assert!(free.is_ok(), "the lockout ends");
-    s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Failed, 410).await.unwrap();
-    s.begin_attempt("login:alice|10.0.0.1", rule, 411).await.unwrap().unwrap();
-    s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Succeeded, 411).await.unwrap();
-    for _ in 0..5 {
-        s.begin_attempt("login:alice|10.0.0.1", rule, 412).await.unwrap().unwrap();
-        s.end_attempt("login:alice|10.0.0.1", rule, Attempt::Abandoned, 412).await.unwrap();
-    }
-    assert!(s.begin_attempt("login:alice|10.0.0.1", rule, 412).await.unwrap().is_ok(), "a success cleared them");
-    assert!(s.purge_expired_limits(10_000, 1000).await.unwrap() <= 2);
-}
-
-/// Rates: a burst at once gets exactly the burst; then one a step (GCRA).
-pub(crate) async fn rates_stop_a_burst_at_the_limit(s: Arc<dyn Store>) {
-    let ms = 1_000_000;
-    let taken = race(&s, |s, _| async move { s.take_rate("new-order:a", 3, ms).await.unwrap() }).await;
-    assert_eq!(taken.iter().filter(|r| r.is_ok()).count(), 3, "{taken:?}");
-    assert!(taken.iter().all(|r| r.is_ok() || *r == Err(20)), "{taken:?}");
-    assert!(s.take_rate("new-order:b", 3, ms).await.unwrap().is_ok(), "keys are apart");
-    assert!(s.take_rate("new-order:a", 3, ms + 19_000).await.unwrap().is_err());
-    assert!(s.take_rate("new-order:a", 3, ms + 20_000).await.unwrap().is_ok(), "one more after a step");
-    assert!(s.take_rate("new-order:a", 3, ms + 20_000).await.unwrap().is_err());
-    assert!(s.purge_expired_limits(10_000, 1000).await.unwrap() >= 2, "full buckets are dropped");
-    assert!(s.take_rate("new-order:a", 3, 10_000_000).await.unwrap().is_ok());
-}
-
 /// A validation has one owner at a time: many instances claiming at once get it once;
 /// the holder renews; an expired lease is taken over, by one; a finished one by none.
 pub(crate) async fn validation_leases_have_one_owner(s: Arc<dyn Store>) {
@@ -603,6 +568,7 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     finalize_is_compare_and_swap(backend.fresh(UNBOUNDED).await).await;
     lockouts_stop_a_burst_at_the_limit(backend.fresh(UNBOUNDED).await).await;
     rates_stop_a_burst_at_the_limit(backend.fresh(UNBOUNDED).await).await;
+    the_quota_refuses_new_objects_while_past_it(backend.fresh(UNBOUNDED).await).await;
     validation_leases_have_one_owner(backend.fresh(UNBOUNDED).await).await;
     open_orders_are_listed_until_finalized_or_expired(backend.fresh(UNBOUNDED).await).await;
     acknowledged_writes_survive_a_reopen(backend).await;

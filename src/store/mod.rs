@@ -10,10 +10,12 @@
 pub(crate) mod conformance;
 mod local_limits;
 mod postgres_store;
+mod quota;
 mod sled_store;
 mod snapshot;
 
 pub use postgres_store::{PgStore, database_url};
+pub use quota::{QUOTA_RETRY_AFTER, Quota};
 pub use sled_store::{SledStore, copy_dir};
 pub use snapshot::Snapshot;
 
@@ -77,6 +79,12 @@ pub enum StoreError {
     /// A bounded part of the store is full (`limits.dpop_jti_max`).
     #[error("{0}")]
     Full(String),
+    /// The live data is past `storage.quota_bytes`: no new objects until it falls.
+    #[error(
+        "the store holds {used} bytes of live data, past its quota of {limit} (storage.quota_bytes); \
+         it takes new objects again once expired records are purged"
+    )]
+    OverQuota { used: u64, limit: u64 },
     /// The store's files are missing, damaged or have lost writes; nothing was changed.
     #[error(
         "the store at {path} is damaged: {problem}. Nothing was changed; restore it (with the db.* files beside it) \
@@ -152,6 +160,17 @@ pub trait LimitStore: Send + Sync {
 
     /// Removes at most `batch` counters that no longer limit anything at `now`.
     async fn purge_expired_limits(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError>;
+    /// The quota every object-creating operation checks first (`storage.quota_bytes`).
+    fn quota(&self) -> &Quota;
+    /// The bytes of live data (an estimate from the backend's own accounting, which
+    /// falls when records are removed, unlike the files' size).
+    async fn live_bytes(&self) -> Result<u64, StoreError>;
+    /// Measures the live data into [`LimitStore::quota`]; whether it is past the quota.
+    async fn measure_quota(&self) -> Result<bool, StoreError> {
+        let used = self.live_bytes().await?;
+        self.quota().record(used);
+        Ok(self.quota().is_over())
+    }
 }
 
 /// GCRA (the generic cell rate algorithm) for `per_minute` requests a minute: from the

@@ -71,6 +71,7 @@ pub struct PgStore {
     /// Tests: this many next transactions are aborted as for serialization, as
     /// CockroachDB's `inject_retry_errors_enabled` does.
     injected_aborts: std::sync::atomic::AtomicU32,
+    quota: super::Quota,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -247,6 +248,7 @@ impl PgStore {
                 purged_at: AtomicI64::new(0),
             },
             injected_aborts: std::sync::atomic::AtomicU32::new(0),
+            quota: super::Quota::default(),
         })
     }
 

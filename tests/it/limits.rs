@@ -491,3 +491,72 @@ async fn login_pages_per_address_are_rate_limited() {
     assert!(page.location().contains("code="), "{}", page.location());
     server.stop().await;
 }
+
+/// The store's live data as `/metrics` last reported it.
+async fn store_live_bytes(b: &crate::oauth::Browser) -> u64 {
+    let text = b.http.get(format!("{}/metrics", b.base)).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("idca_store_live_bytes ")).expect("the live-bytes gauge");
+    line["idca_store_live_bytes ".len()..].parse().unwrap()
+}
+
+/// The store quota: past `storage.quota_bytes` of live data nothing new is created (ACME
+/// 503 serverInternal, OAuth 503 temporarily_unavailable, `/healthz` says so), reads go
+/// on, and once the expired records are purged new objects are taken again.
+#[tokio::test]
+async fn the_store_quota_refuses_new_objects_until_a_purge_brings_it_below() {
+    const QUOTA: u64 = 200_000;
+    let server = crate::oauth::oauth_server(|c| {
+        c.storage.quota_bytes = QUOTA;
+        c.storage.quota_check_secs = 1;
+        c.storage.purge_interval_secs = 1;
+        c.oauth.login_page_lifetime_secs = 15;
+        c.limits.login_pages_per_minute_per_address = 0;
+        c.limits.new_accounts_per_minute_per_address = 0;
+    })
+    .await;
+    let b = crate::oauth::Browser::new(&server);
+    let baseline = store_live_bytes(&b).await;
+    // (PostgreSQL may not have reported its first rows yet: 0 is possible.)
+    assert!(baseline < QUOTA / 2, "a fresh store holds {baseline} bytes");
+    let account = registered(&server).await;
+    let url = crate::dpop::cli_authorize_url(&b.base, "openid");
+    // Each login page shown keeps its request in the store: fill it.
+    let started = Instant::now();
+    let refused = loop {
+        let r = b.http.get(&url).send().await.unwrap();
+        if r.status() != 200 {
+            break r;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the quota never took effect");
+    };
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(body["error_description"].as_str().unwrap().contains("storage.quota_bytes"), "{body}");
+    assert!(store_live_bytes(&b).await > QUOTA);
+    let health = b.http.get(format!("{}/healthz", b.base)).send().await.unwrap();
+    assert_eq!(health.status(), 200, "a store over its quota is still live");
+    assert!(health.text().await.unwrap().contains("over quota"));
+    // ACME: no new account or order; the account that exists still reads.
+    let mut newcomer = RawClient::new(&server, Key::p256()).await;
+    let r = newcomer.register().await;
+    r.assert_problem(503, "serverInternal");
+    assert!(r.header("retry-after").is_some());
+    account.new_order(&["q.example.test"]).await.assert_problem(503, "serverInternal");
+    assert_eq!(account.post(account.kid.as_ref().unwrap(), None).await.status, 200);
+    let reg = b.http.post(format!("{}/oauth/register", b.base)).json(&json!({"redirect_uris": ["https://a.test/cb"]}));
+    assert_eq!(reg.send().await.unwrap().status(), 503);
+    // The pages expire, the purge removes them, the next measurement is below the quota.
+    let recovered = loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = b.http.get(&url).send().await.unwrap();
+        if r.status() == 200 {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "the store never went below its quota");
+    };
+    assert!(recovered >= Duration::from_secs(15), "only after the pages expired: {recovered:?}");
+    assert_eq!(b.http.get(format!("{}/healthz", b.base)).send().await.unwrap().text().await.unwrap(), "ok\n");
+    assert_eq!(newcomer.register().await.status, 201);
+    server.stop().await;
+}

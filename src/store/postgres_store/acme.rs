@@ -53,6 +53,7 @@ impl AcmeStore for PgStore {
     /// One statement decides (RFC 8555 §7.3.1): the insert, refused by the unique key
     /// thumbprint (or external account binding kid) when taken.
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO accounts (id, jkt, eab_kid, version, body) VALUES ($1, $2, $3, 1, $4) \
                    ON CONFLICT DO NOTHING";
@@ -100,6 +101,7 @@ impl AcmeStore for PgStore {
         new_authzs: &[Authorization],
         replaces: Option<(&IssuedCertificate, Version)>,
     ) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let Some((cert, seen)) = replaces else {
             let client = self.client().await?;
             return insert_order(&client, order, new_authzs).await;
@@ -180,6 +182,7 @@ impl AcmeStore for PgStore {
     /// One statement: the order's compare-and-swap decides, and the certificate is
     /// inserted only from its row (one row affected: finalized; none: lost the race).
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "WITH finalized AS (UPDATE orders SET version = version + 1, body = $2, open_until = NULL \
                    WHERE id = $1 AND version = $3 RETURNING 1) \

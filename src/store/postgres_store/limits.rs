@@ -70,6 +70,36 @@ impl LimitStore for PgStore {
         Ok(Err(crate::store::gcra(tat, per_minute, now_ms).err().unwrap_or(1)))
     }
 
+    fn quota(&self) -> &crate::store::Quota {
+        &self.quota
+    }
+
+    /// Per table of this schema: PostgreSQL's count of live rows (its statistics, which
+    /// fall as soon as a deleting transaction's counts are reported, within seconds)
+    /// times the average size of up to 100 of its rows. The files' size would not do:
+    /// PostgreSQL reuses freed space but does not give it back.
+    async fn live_bytes(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let tables = client
+            .query(
+                "SELECT relname::text, n_live_tup FROM pg_stat_user_tables \
+                 WHERE schemaname = current_schema() AND n_live_tup > 0",
+                &[],
+            )
+            .await?;
+        let mut total = 0f64;
+        for row in tables {
+            let (name, rows): (String, i64) = (row.get(0), row.get(1));
+            let sample = format!(
+                "SELECT coalesce(avg(pg_column_size(t.*)), 0)::float8 FROM (SELECT * FROM \"{}\" LIMIT 100) t",
+                name.replace('"', "\"\"")
+            );
+            let width: f64 = client.query_one(&sample, &[]).await?.get(0);
+            total += width * rows as f64;
+        }
+        Ok(total as u64)
+    }
+
     async fn purge_expired_limits(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError> {
         let client = self.client().await?;
         let batch = i64::try_from(batch).unwrap_or(i64::MAX);

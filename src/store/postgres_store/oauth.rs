@@ -32,6 +32,7 @@ impl OAuthStore for PgStore {
     }
 
     async fn put_pending_authorization(&self, id: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO oauth_pending (id, expires, body) VALUES ($1, $2, $3) \
                    ON CONFLICT (id) DO UPDATE SET expires = EXCLUDED.expires, body = EXCLUDED.body";
@@ -53,6 +54,7 @@ impl OAuthStore for PgStore {
     }
 
     async fn put_pushed_authorization(&self, hash: &SecretHash, p: &PushedAuthorization) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO oauth_pushed (id, client_id, expires, body) VALUES ($1, $2, $3, $4)";
         exec(&client, sql, &[&hash.0, &p.client_id, &p.expires, &json(p)]).await?;
@@ -73,6 +75,7 @@ impl OAuthStore for PgStore {
     }
 
     async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO oauth_sessions (id, expires, body) VALUES ($1, $2, $3) \
                    ON CONFLICT (id) DO UPDATE SET expires = EXCLUDED.expires, body = EXCLUDED.body";
@@ -87,6 +90,7 @@ impl OAuthStore for PgStore {
     }
 
     async fn put_code(&self, hash: &SecretHash, code: &AuthorizationCode) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO oauth_codes (hash, redeemed_grant, expires, body) VALUES ($1, $2, $3, $4) \
                    ON CONFLICT (hash) DO UPDATE SET redeemed_grant = EXCLUDED.redeemed_grant, \
@@ -134,6 +138,7 @@ impl OAuthStore for PgStore {
         grant: &Grant,
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<(), StoreError> {
+        self.quota.admit()?;
         transaction!(self, |tx| insert_grant(&tx, grant, refresh).await)
     }
 
@@ -194,6 +199,7 @@ impl OAuthStore for PgStore {
     }
 
     async fn create_device(&self, device: &Device) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO devices (id, user_name, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
         match exec(&client, sql, &[&device.id, &device.user, &json(device)]).await? {
@@ -209,6 +215,7 @@ impl OAuthStore for PgStore {
     }
 
     async fn create_client(&self, c: &RegisteredClient) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO oauth_clients (client_id, version, body) VALUES ($1, 1, $2) ON CONFLICT DO NOTHING";
         match exec(&client, sql, &[&c.client_id, &json(c)]).await? {
@@ -241,6 +248,7 @@ impl OAuthStore for PgStore {
     }
 
     async fn create_device_authorization(&self, hash: &SecretHash, d: &DeviceAuthorization) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO device_authorizations (hash, user_code, expires, version, body) \
                    VALUES ($1, $2, $3, 1, $4) ON CONFLICT DO NOTHING";

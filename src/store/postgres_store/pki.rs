@@ -71,6 +71,7 @@ impl PkiStore for PgStore {
     }
 
     async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError> {
+        self.quota.admit()?;
         let client = self.client().await?;
         let sql = "INSERT INTO certificates (serial, revoked, version, body) VALUES ($1, $2, 1, $3) \
                    ON CONFLICT DO NOTHING";

@@ -5,6 +5,7 @@ use super::*;
 #[async_trait]
 impl AcmeStore for SledStore {
     async fn create_account(&self, account: &Account) -> Result<AccountCreation, StoreError> {
+        self.inner.quota.admit()?;
         let i = &self.inner;
         let bytes = encode(account, Version::FIRST)?;
         if account.eab_kid.is_none() {
@@ -102,6 +103,7 @@ impl AcmeStore for SledStore {
         new_authzs: &[Authorization],
         replaces: Option<(&IssuedCertificate, Version)>,
     ) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         let i = &self.inner;
         let order_bytes = encode(order, Version::FIRST)?;
         let authz_bytes = new_authzs
@@ -271,6 +273,7 @@ impl AcmeStore for SledStore {
     }
 
     async fn finalize_order(&self, order: &Order, seen: Version, cert: &IssuedCertificate) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         let i = &self.inner;
         // No sled transaction (see `update_authorization`): the certificate first, then
         // the order by compare-and-swap. A lost race removes the certificate again; a

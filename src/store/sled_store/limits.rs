@@ -18,6 +18,16 @@ impl LimitStore for SledStore {
         Ok(self.inner.limits.take_rate(key, per_minute, now_ms))
     }
 
+    fn quota(&self) -> &crate::store::Quota {
+        &self.inner.quota
+    }
+
+    /// sled's own count of live bytes in its log segments (vendored addition,
+    /// `vendor/sled/PATCHES.md`): it falls as soon as records are removed.
+    async fn live_bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.live_bytes())
+    }
+
     async fn purge_expired_limits(&self, now: UnixTime, batch: usize) -> Result<usize, StoreError> {
         let mut gone = self.inner.limits.purge(now, batch);
         let tree = &self.inner.open_orders;

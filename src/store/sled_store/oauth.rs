@@ -35,6 +35,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn put_pending_authorization(&self, id: &str, p: &PendingAuthorization) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         self.inner.oauth.pending.insert(id.as_bytes(), encode(p, Version::FIRST)?).map_err(backend)?;
         self.durable().await
     }
@@ -50,6 +51,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn put_pushed_authorization(&self, hash: &SecretHash, p: &PushedAuthorization) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         self.inner.oauth.pushed.insert(hash.0.as_bytes(), encode(p, Version::FIRST)?).map_err(backend)?;
         self.durable().await
     }
@@ -78,6 +80,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn put_session(&self, id: &SecretHash, session: &Session) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         self.inner.oauth.sessions.insert(id.0.as_bytes(), encode(session, Version::FIRST)?).map_err(backend)?;
         self.durable().await
     }
@@ -87,6 +90,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn put_code(&self, hash: &SecretHash, code: &AuthorizationCode) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         self.inner.oauth.codes.insert(hash.0.as_bytes(), encode(code, Version::FIRST)?).map_err(backend)?;
         self.durable().await
     }
@@ -146,6 +150,7 @@ impl OAuthStore for SledStore {
         grant: &Grant,
         refresh: Option<(&SecretHash, &RefreshToken)>,
     ) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         let o = &self.inner.oauth;
         let write = GrantWrite::new(grant, refresh)?;
         (&o.grants, &o.refresh)
@@ -279,6 +284,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn create_device_authorization(&self, hash: &SecretHash, d: &DeviceAuthorization) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         let o = &self.inner.oauth;
         let bytes = encode(d, Version::FIRST)?;
         (&o.devices, &o.user_codes)
@@ -365,6 +371,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn create_client(&self, client: &RegisteredClient) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         let bytes = encode(client, Version::FIRST)?;
         let prev = self
             .inner
@@ -405,6 +412,7 @@ impl OAuthStore for SledStore {
     }
 
     async fn create_device(&self, device: &Device) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         let prev = self
             .inner
             .oauth

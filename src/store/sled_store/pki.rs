@@ -96,6 +96,7 @@ impl PkiStore for SledStore {
     }
 
     async fn create_certificate(&self, cert: &IssuedCertificate) -> Result<(), StoreError> {
+        self.inner.quota.admit()?;
         insert_new(&self.inner.certs, cert.serial.0.as_bytes(), encode(cert, Version::FIRST)?)?;
         self.durable().await
     }

@@ -381,3 +381,22 @@ async fn an_unclean_store_that_cannot_be_copied_for_its_check_is_refused_unless_
     let _ = std::fs::remove_file(&check);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The live bytes the quota measures grow with what is stored and fall when it is
+/// removed (the file's size would not).
+#[tokio::test]
+async fn live_bytes_follow_what_is_stored() {
+    use crate::model::oauth::{SecretHash, Session};
+    let s = SledStore::temporary().unwrap();
+    let empty = s.live_bytes().await.unwrap();
+    for i in 0..500 {
+        let session = Session { sub: format!("user-{i:0>200}"), auth_time: 1, expires: 10 };
+        s.put_session(&SecretHash::of(&i.to_string()), &session).await.unwrap();
+    }
+    let full = s.live_bytes().await.unwrap();
+    assert!(full > empty + 100_000, "{empty} → {full}");
+    while s.purge_expired_oauth(100, 1000).await.unwrap() > 0 {}
+    s.inner.db.flush().unwrap();
+    let purged = s.live_bytes().await.unwrap();
+    assert!(purged < empty + (full - empty) / 4, "{empty} → {full} → {purged}");
+}

@@ -421,6 +421,12 @@ impl Db {
         Ok(hasher.finalize())
     }
 
+    /// idca addition: the bytes of live data in the log's segments, which (unlike
+    /// `size_on_disk`) falls when data is removed, before any space is reclaimed.
+    pub fn live_bytes(&self) -> u64 {
+        self.context.pagecache.live_bytes()
+    }
+
     /// Returns the on-disk size of the storage files
     /// for this database.
     pub fn size_on_disk(&self) -> Result<u64> {

@@ -476,6 +476,11 @@ impl IoBufs {
         })
     }
 
+    /// idca: see `SegmentAccountant::live_bytes`.
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.with_sa(|sa| sa.live_bytes())
+    }
+
     /// `SegmentAccountant` access for coordination with the `PageCache`
     pub(in crate::pagecache) fn with_sa<B, F>(&self, f: F) -> B
     where

@@ -1394,6 +1394,11 @@ impl PageCache {
         Ok(on_disk_bytes / logical_size)
     }
 
+    /// idca: bytes of live data in the log's segments (blobs not counted).
+    pub(crate) fn live_bytes(&self) -> u64 {
+        self.log.iobufs.live_bytes()
+    }
+
     pub(crate) fn size_on_disk(&self) -> Result<u64> {
         let mut size = self.config.file.metadata()?.len();
 

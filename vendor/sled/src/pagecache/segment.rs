@@ -723,6 +723,19 @@ impl SegmentAccountant {
     /// Asynchronously apply a GC-related operation. Used in a flat-combining
     /// style that allows callers to avoid blocking while sending these
     /// messages to this module.
+    /// idca: bytes of live page fragments over all segments, what the log would hold
+    /// if every segment were cleaned (unlike the file's size, it falls after removals).
+    pub(super) fn live_bytes(&self) -> u64 {
+        self.segments
+            .iter()
+            .map(|segment| match segment {
+                Segment::Active(a) => a.rss.saturating_sub(a.deferred_replaced_rss) as u64,
+                Segment::Inactive(i) => i.rss as u64,
+                Segment::Free(_) | Segment::Draining(_) => 0,
+            })
+            .sum()
+    }
+
     pub(super) fn apply_op(&mut self, op: &SegmentOp) -> Result<()> {
         use SegmentOp::*;
         match op {
