@@ -61,7 +61,7 @@ pub(crate) fn parse_cert_id(id: &str) -> Result<(Vec<u8>, Serial), AcmeError> {
     if aki.is_empty() || serial.is_empty() || serial.len() > 20 {
         return Err(bad());
     }
-    Ok((aki, Serial(serial.iter().map(|b| format!("{b:02x}")).collect())))
+    Ok((aki, Serial(crate::model::hex(&serial))))
 }
 
 /// The CertID of one of our certificates (RFC 9773 §4.1).
@@ -128,7 +128,7 @@ impl Acme {
         der: &[u8],
         cert: &X509Certificate<'_>,
     ) -> Result<Versioned<IssuedCertificate>, AcmeError> {
-        let serial = Serial(cert.raw_serial().iter().map(|b| format!("{b:02x}")).collect());
+        let serial = Serial(crate::model::hex(cert.raw_serial()));
         let stored = self.issued(&serial).await?;
         if stored.value.leaf_der().as_deref() != Some(der) {
             return Err(AcmeError::NotFound("no such certificate".into()));

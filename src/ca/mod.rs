@@ -30,7 +30,7 @@ use rcgen::{
 use rustls::pki_types::CertificateDer;
 
 use crate::clock::UnixTime;
-use crate::model::{CaChains, CaMaterial, Serial};
+use crate::model::{CaChains, CaMaterial, Serial, hex};
 
 /// The loaded CA: certificates, and the intermediate's key ready to sign.
 pub struct Ca {
@@ -524,10 +524,6 @@ impl Ca {
         chain.extend(self.default_chain.intermediates.iter().cloned());
         Ok((chain, key.serialize_der()))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The authority key identifier (RFC 5280 §4.2.1.1) of a certificate, if it has one.

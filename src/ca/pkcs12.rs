@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn mac_kdf_matches_openssl() {
         let key = pkcs12_kdf("changeit", &[1, 2, 3, 4, 5, 6, 7, 8], 3, 2048);
-        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = crate::model::hex(&key);
         assert_eq!(hex, include_str!("../../fixtures/pkcs12-kdf-vector.txt").trim());
     }
 

@@ -154,7 +154,7 @@ pub fn describe_ca(root_der: &[u8]) -> String {
 
 /// The SHA-256 fingerprint of a certificate, hex.
 pub fn fingerprint(der: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::model::hex(ring::digest::digest(&ring::digest::SHA256, der).as_ref())
 }
 
 /// The key of a new certificate.

@@ -97,8 +97,7 @@ impl Serial {
     pub fn random() -> (Self, [u8; 16]) {
         let mut bytes = time_ordered_bytes();
         bytes[0] = (bytes[0] & 0x7f) | 0x01;
-        let hex = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        (Self(hex), bytes)
+        (Self(super::hex(&bytes)), bytes)
     }
 
     pub fn as_str(&self) -> &str {

@@ -11,6 +11,11 @@ pub use ids::*;
 pub use names::check_dns_name;
 pub use pki::*;
 
+/// Lowercase hex of `bytes` (serials, fingerprints, digests).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The address a per-address limit counts by: an IPv4 address, or an IPv6 address's /48
 /// (one site's allocation; Boulder counts registrations so).
 pub fn address_group(ip: std::net::IpAddr) -> String {

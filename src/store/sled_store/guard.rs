@@ -7,11 +7,12 @@
 //! - `D.generation`: the number of the last group commit known to be on disk. Each group
 //!   commit writes its number into the store before flushing and into this file after,
 //!   so the store never holds less than the file says unless it lost flushed writes.
-//! - `D.clean`: written after a clean close: the size and modification time of every
-//!   file of the store. When it matches, the store opens directly. Otherwise (after a
-//!   crash, or when something touched the files) it is first opened as a copy and
-//!   checked; a damaged store is reported and left exactly as it was, because sled's
-//!   recovery rewrites what it opens.
+//! - `D.clean`: written after a clean close: the size, modification time and SHA-256 of
+//!   every file of the store. When it matches (sizes and times first; then the contents,
+//!   so a same-size change made behind idca's back is found too), the store opens
+//!   directly. Otherwise (after a crash, or when something touched the files) it is
+//!   first opened as a copy and checked; a damaged store is reported and left exactly
+//!   as it was, because sled's recovery rewrites what it opens.
 
 use std::fs::File;
 use std::io::Write;
@@ -85,8 +86,10 @@ impl Guard {
             ));
         }
         let clean = sibling(dir, ".clean");
-        let closed_cleanly =
-            std::fs::read_to_string(&clean).is_ok_and(|recorded| fingerprint(dir).is_ok_and(|now| now == recorded));
+        let closed_cleanly = std::fs::read_to_string(&clean).is_ok_and(|recorded| {
+            fingerprint(dir, Contents::Skip).is_ok_and(|now| now == without_digests(&recorded))
+                && fingerprint(dir, Contents::Hash).is_ok_and(|now| now == recorded)
+        });
         if !closed_cleanly && log_len > 0 {
             guard.check_copy(cache_capacity, expected, unchecked_ok)?;
         }
@@ -162,7 +165,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         // sled has closed its files by now (the guard is dropped after the database).
-        if let Some(print) = self.opened.then(|| fingerprint(&self.dir).ok()).flatten() {
+        if let Some(print) = self.opened.then(|| fingerprint(&self.dir, Contents::Hash).ok()).flatten() {
             let path = sibling(&self.dir, ".clean");
             let written = File::create(&path).and_then(|mut f| {
                 f.write_all(print.as_bytes())?;
@@ -248,27 +251,62 @@ pub(super) fn open_db(dir: &Path, cache_capacity: u64) -> Result<sled::Db, Store
     }
 }
 
-/// Every file under `dir` with its size and modification time, one per line, sorted.
-fn fingerprint(dir: &Path) -> std::io::Result<String> {
-    fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
+/// Whether a fingerprint reads the files' contents.
+#[derive(Clone, Copy, PartialEq)]
+enum Contents {
+    Skip,
+    Hash,
+}
+
+/// Every file under `dir` with its size and modification time (and with
+/// `Contents::Hash`, the SHA-256 of its contents), one per line, sorted.
+fn fingerprint(dir: &Path, contents: Contents) -> std::io::Result<String> {
+    fn walk(dir: &Path, base: &Path, contents: Contents, out: &mut Vec<String>) -> std::io::Result<()> {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let meta = entry.metadata()?;
             if meta.is_dir() {
-                walk(&entry.path(), base, out)?;
+                walk(&entry.path(), base, contents, out)?;
             } else {
                 let modified = meta.modified()?.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-                let name = entry.path();
-                let name = name.strip_prefix(base).unwrap_or(&name).display().to_string();
-                out.push(format!("{name} {} {}", meta.len(), modified.as_nanos()));
+                let path = entry.path();
+                let name = path.strip_prefix(base).unwrap_or(&path).display().to_string();
+                let mut line = format!("{name} {} {}", meta.len(), modified.as_nanos());
+                if contents == Contents::Hash {
+                    line.push(' ');
+                    line.push_str(&sha256_file(&path)?);
+                }
+                out.push(line);
             }
         }
         Ok(())
     }
     let mut lines = Vec::new();
-    walk(dir, dir, &mut lines)?;
+    walk(dir, dir, contents, &mut lines)?;
     lines.sort();
     Ok(lines.join("\n") + "\n")
+}
+
+/// A recorded fingerprint without its digests (a recorded line is `name size time digest`;
+/// file names in a sled store have no spaces).
+fn without_digests(recorded: &str) -> String {
+    recorded.lines().map(|l| l.rsplit_once(' ').map_or(l, |(rest, _)| rest)).map(|l| format!("{l}\n")).collect()
+}
+
+/// The SHA-256 of a file's contents, in hex.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hash.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(crate::model::hex(hash.finish().as_ref()))
 }
 
 /// Copies a directory tree (a store, to check it before opening; `idca-crash` and the

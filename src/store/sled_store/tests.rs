@@ -400,3 +400,46 @@ async fn live_bytes_follow_what_is_stored() {
     let purged = s.live_bytes().await.unwrap();
     assert!(purged < empty + (full - empty) / 4, "{empty} → {full} → {purged}");
 }
+
+/// A clean close records the files' contents too: a change that keeps a file's size and
+/// modification time (a flipped bit, a restore over it) sends the next open through the
+/// check on a copy, which here cannot be made, so the open is refused; the untouched
+/// store opens directly even then.
+#[tokio::test]
+async fn a_same_size_change_after_a_clean_close_is_checked() {
+    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let mut check = dir.as_os_str().to_owned();
+    check.push(".check");
+    let open = || {
+        for _ in 0..50 {
+            match SledStore::open(&dir, 8) {
+                Err(e) if e.to_string().contains("in use") => std::thread::sleep(std::time::Duration::from_millis(20)),
+                other => return other,
+            }
+        }
+        panic!("{} stays in use", dir.display());
+    };
+    {
+        let s = SledStore::open(&dir, 8).unwrap();
+        s.create_account(&account(12)).await.unwrap();
+    }
+    // The copy's place is taken: only a store that needs its check is refused.
+    std::fs::write(&check, b"in the way").unwrap();
+    drop(open().unwrap());
+    let log = dir.join("db");
+    let modified = std::fs::metadata(&log).unwrap().modified().unwrap();
+    let mut bytes = std::fs::read(&log).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+    std::fs::File::options().write(true).open(&log).unwrap().set_modified(modified).unwrap();
+    let err = open().unwrap_err();
+    assert!(err.to_string().contains("not closed cleanly"), "{err}");
+    let _ = std::fs::remove_file(&check);
+    let _ = std::fs::remove_dir_all(&dir);
+    for suffix in [".generation", ".lock", ".clean"] {
+        let mut f = dir.as_os_str().to_owned();
+        f.push(suffix);
+        let _ = std::fs::remove_file(f);
+    }
+}
