@@ -16,6 +16,8 @@ the ratios, not single runs.
     python3 scripts/bench.py --ab OLD NEW --concurrency 1  # ... one flow at a time
     python3 scripts/bench.py --stores --concurrency 8  # sled against PostgreSQL, alternated
     python3 scripts/bench.py --instances --concurrency 32  # 1, 2, 3 instances behind HAProxy
+    python3 scripts/bench.py --pebble --concurrency 32 --pin 0  # idca against Debian's pebble,
+                                        # alternated, each server pinned to CPU 0 (load on the rest)
 """
 
 import argparse
@@ -41,9 +43,15 @@ def build():
     subprocess.run(["cargo", "build", "--release", "-q", "--bins"], cwd=ROOT, check=True)
 
 
+def pinned(command, pin):
+    """`command` run on CPU `pin` only (taskset execs it: the pid stays the server's)."""
+    return ["taskset", "-c", str(pin), *command] if pin is not None else command
+
+
 class Server:
-    def __init__(self, data, binary=IDCA, database=None):
+    def __init__(self, data, binary=IDCA, database=None, pin=None):
         self.binary = binary
+        self.pin = pin
         self.data = data
         self.config = os.path.join(os.path.dirname(data), "bench.toml")
         storage = f'[storage]\nurl = "{database}"\n' if database else ""
@@ -57,7 +65,7 @@ class Server:
         """Starts the server; returns seconds until the directory answered."""
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [self.binary, "--config", self.config, "--data", self.data, "serve"],
+            pinned([self.binary, "--config", self.config, "--data", self.data, "serve"], self.pin),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -78,9 +86,13 @@ class Server:
             self.proc = None
 
 
-def load(server, concurrency, orders, mode="issue", duration=120, directory=None, ca=None):
+def load(server, concurrency, orders, mode="issue", duration=120, directory=None, ca=None, pin=None):
+    """idca-load against `server`; with `pin` (the server's CPU), on the other CPUs."""
+    others = None
+    if pin is not None:
+        others = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)) if c != pin)
     out = subprocess.run(
-        [LOAD, "--directory", directory or f"https://localhost:{PORT}/directory", "--ca",
+        (["taskset", "-c", others] if others else []) + [LOAD, "--directory", directory or f"https://localhost:{PORT}/directory", "--ca",
          ca or os.path.join(server.data, "root.pem"), "-c", str(concurrency), "-n", str(orders),
          "--duration", str(duration), "--mode", mode, "--server-pid", str(server.proc.pid), "--json"],
         capture_output=True, text=True)
@@ -116,6 +128,84 @@ def compare(binaries, runs, tmp, concurrency=32):
         p50 = median([r["flow_ms"]["p50"] for r in rs])
         print(f"{b}: c={concurrency} {rate:.0f} issuances/s, flow p50 {p50:.2f} ms, {cpu:.2f} ms CPU each "
               f"= {ratio:.1f}x the floor (runs: {', '.join('%.0f' % r['per_second'] for r in rs)})")
+
+
+class Pebble:
+    """Debian's `pebble` (apt-get install pebble) on a TLS certificate from idca's own
+    local PKI, always valid and without its artificial sleeps: Pebble's fastest mode."""
+
+    def __init__(self, tmp, pin=None):
+        self.dir = os.path.join(tmp, "pebble")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        os.makedirs(self.dir)
+        ca = os.path.join(self.dir, "ca")
+        for args in (["init"], ["issue", "localhost"]):
+            subprocess.run([IDCA, "--data", ca, *args], cwd=self.dir, check=True, capture_output=True)
+        self.root = os.path.join(ca, "root.pem")
+        self.config = os.path.join(self.dir, "pebble-config.json")
+        with open(self.config, "w") as f:
+            json.dump({"pebble": {"listenAddress": f"127.0.0.1:{PORT}", "managementListenAddress": "",
+                                  "certificate": os.path.join(self.dir, "localhost.pem"),
+                                  "privateKey": os.path.join(self.dir, "localhost-key.pem"),
+                                  "httpPort": 5002, "tlsPort": 5001}}, f)
+        self.pin = pin
+        self.proc = None
+        self.data = ca  # where load() finds the root
+
+    def start(self):
+        env = dict(os.environ, PEBBLE_VA_ALWAYS_VALID="1", PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0",
+                   PEBBLE_AUTHZREUSE="0")
+        self.proc = subprocess.Popen(pinned(["pebble", "-config", self.config], self.pin), env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ctx = ssl.create_default_context(cafile=self.root)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"https://localhost:{PORT}/dir", context=ctx, timeout=1).read()
+                return
+            except Exception:
+                time.sleep(0.05)
+        raise SystemExit("pebble did not start")
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+
+def compare_pebble(runs, tmp, concurrency, pin, orders=1000):
+    """idca (fresh data each run) and Pebble alternated, the same load, each server on CPU
+    `pin` when given; prints each one's medians and the ratio."""
+    if shutil.which("pebble") is None:
+        raise SystemExit("pebble is not installed: apt-get install pebble")
+    results = {"idca": [], "pebble": []}
+    for _ in range(runs):
+        data = os.path.join(tmp, "data")
+        shutil.rmtree(data, ignore_errors=True)
+        servers = [("idca", Server(data, pin=pin), None, None),
+                   ("pebble", Pebble(tmp, pin), f"https://localhost:{PORT}/dir", None)]
+        for name, server, directory, _ in servers:
+            try:
+                server.start()
+                ca = server.root if name == "pebble" else None
+                load(server, 8, 20, directory=directory, ca=ca, pin=pin)  # warm-up
+                r = load(server, concurrency, orders, directory=directory, ca=ca, pin=pin, duration=300)[0]
+                results[name].append(r)
+            finally:
+                server.stop()
+    where = f"server pinned to CPU {pin}" if pin is not None else "unpinned"
+    for name, rs in results.items():
+        rate = median([r["per_second"] for r in rs])
+        cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
+        floor = median([r["floor_ms"] for r in rs])
+        errors = sum(sum(r["errors"].values()) for r in rs)
+        print(f"{name}: c={concurrency}, {where}: {rate:.0f} issuances/s (runs: "
+              f"{', '.join('%.0f' % r['per_second'] for r in rs)}), {cpu:.2f} ms server CPU each "
+              f"({cpu / floor:.1f}x the {floor:.2f} ms floor), {errors} errors")
+    ratios = [i["per_second"] / p["per_second"] for i, p in zip(results["idca"], results["pebble"])]
+    print(f"idca / pebble issuances/s, run by run: {', '.join('%.2f' % r for r in ratios)}; "
+          f"median {median(ratios):.2f}")
 
 
 def proc_cpu(pid, children=True):
@@ -349,7 +439,19 @@ def main():
     ap.add_argument("--concurrency", type=int, default=32, help="workers for --ab and --stores")
     ap.add_argument("--stores", action="store_true", help="compare sled and PostgreSQL")
     ap.add_argument("--instances", action="store_true", help="1, 2 and 3 instances behind HAProxy on PostgreSQL")
+    ap.add_argument("--pebble", action="store_true", help="idca against Debian's pebble, alternated")
+    ap.add_argument("--pin", type=int, help="with --pebble: run each server on this CPU only")
+    ap.add_argument("--orders", type=int, default=1000, help="issuances per --pebble run")
     args = ap.parse_args()
+    if args.pebble:
+        if not args.no_build:
+            build()
+        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+        try:
+            compare_pebble(args.runs, tmp, args.concurrency, args.pin, args.orders)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     if args.instances:
         if not args.no_build:
             build()
