@@ -106,19 +106,20 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def compare(binaries, runs, tmp, concurrency=32):
-    """Alternates the binaries on fresh data and prints the medians of each."""
+def compare(binaries, runs, tmp, concurrency=32, pin=None):
+    """Alternates the binaries on fresh data and prints the medians of each (with `pin`,
+    each server on that CPU and the load on the others)."""
     results = {b: [] for b in binaries}
     for _ in range(runs):
         for b in binaries:
             data = os.path.join(tmp, "data")
             shutil.rmtree(data, ignore_errors=True)
-            server = Server(data, b)
+            server = Server(data, b, pin=pin)
             try:
                 server.start()
-                load(server, 8, 200)  # warm-up
+                load(server, 8, 200, pin=pin)  # warm-up
                 orders = 4000 if concurrency >= 8 else 500 * concurrency
-                results[b].append(load(server, concurrency, orders)[0])
+                results[b].append(load(server, concurrency, orders, pin=pin)[0])
             finally:
                 server.stop()
     for b, rs in results.items():
@@ -440,7 +441,7 @@ def main():
     ap.add_argument("--stores", action="store_true", help="compare sled and PostgreSQL")
     ap.add_argument("--instances", action="store_true", help="1, 2 and 3 instances behind HAProxy on PostgreSQL")
     ap.add_argument("--pebble", action="store_true", help="idca against Debian's pebble, alternated")
-    ap.add_argument("--pin", type=int, help="with --pebble: run each server on this CPU only")
+    ap.add_argument("--pin", type=int, help="with --pebble or --ab: run each server on this CPU only")
     ap.add_argument("--orders", type=int, default=1000, help="issuances per --pebble run")
     args = ap.parse_args()
     if args.pebble:
@@ -475,7 +476,7 @@ def main():
     if args.ab:
         tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
         try:
-            compare(args.ab, args.runs, tmp, args.concurrency)
+            compare(args.ab, args.runs, tmp, args.concurrency, args.pin)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return 0

@@ -1,5 +1,12 @@
 //! The `idca` command.
 
+/// mimalloc instead of glibc's malloc: a request allocates and frees many small buffers
+/// (headers, JSON, JWS parts), and glibc's free lists were 8 % of the server's CPU
+/// (README "Performance"). Built without transparent huge pages (`no_thp`): with them
+/// the resident memory after 2,200 issuances was 89 MiB instead of 48.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
