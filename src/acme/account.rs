@@ -3,7 +3,7 @@
 use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, Signer, found, wire};
 use crate::clock::{UnixTime, rfc3339};
 use crate::model::oauth::{ResourceChallenge, Subject};
-use crate::model::{Account, AccountId, AccountStatus};
+use crate::model::{Account, AccountId, AccountStatus, OrderId};
 use crate::store::{AccountCreation, StoreError};
 
 /// Checks contact URLs (§7.3): `mailto:` only, one plain address each, no `hfields`.
@@ -343,22 +343,38 @@ impl Acme {
         }
     }
 
-    /// The account's orders (§7.1.2.1), paginated with `Link: rel="next"`.
+    /// The account's orders (§7.1.2.1), paginated with `Link: rel="next"`: the next
+    /// page's URL names its first order (`?cursor=`), so a page is found by position and
+    /// costs the same however deep it is (an offset would walk every order before it).
     pub async fn account_orders(
         &self,
         req: SignedRequest,
         id: &AccountId,
-        page: usize,
+        cursor: Option<&str>,
     ) -> Result<Reply<wire::OrdersList>, AcmeError> {
         let v = self.verify(&req, KeyRule::Kid).await?;
         v.require_post_as_get()?;
         if &v.account()?.value.id != id {
             return Err(AcmeError::Unauthorized("these orders belong to another account".into()));
         }
-        let (ids, more) = found(self.store.account_orders(id, page, self.config.orders_per_page).await, "account")?;
+        let from = match cursor {
+            None => None,
+            Some(cursor) => {
+                let first = OrderId(cursor.to_owned());
+                match self.store.order(&first).await {
+                    Ok(o) if &o.value.account == id => Some((o.value.created, first)),
+                    Ok(_) | Err(StoreError::NotFound) => {
+                        return Err(AcmeError::Malformed("the cursor names no order of this account".into()));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let from = from.as_ref().map(|(created, first)| (*created, first));
+        let (ids, next) = found(self.store.account_orders(id, from, self.config.orders_per_page).await, "account")?;
         let mut reply = Reply::ok(wire::OrdersList { orders: ids.iter().map(|o| self.links.order(o)).collect() });
-        if more {
-            reply = reply.link(format!("{}?page={}", self.links.account_orders(id), page + 1), "next");
+        if let Some(next) = next {
+            reply = reply.link(format!("{}?cursor={}", self.links.account_orders(id), next.0), "next");
         }
         Ok(reply)
     }

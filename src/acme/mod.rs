@@ -93,6 +93,7 @@ pub struct Acme {
     dpop_target: String,
     /// CAs retired by root rotations (their CRLs are still served).
     retired: Vec<Arc<Ca>>,
+    crls: revoke::CrlCache,
 }
 
 impl std::fmt::Debug for Acme {
@@ -210,6 +211,7 @@ impl Acme {
             identity_claims,
             dpop_target,
             retired,
+            crls: revoke::CrlCache::default(),
         }
     }
 

@@ -12,6 +12,9 @@ use crate::store::{StoreError, Versioned};
 
 /// Seconds until the next CRL is promised (RFC 5280 §5.1.2.5 `nextUpdate`).
 const CRL_NEXT_UPDATE_SECS: i64 = 86_400;
+/// A kept CRL is signed again after this long, so its `nextUpdate` is always at least
+/// 23 hours ahead.
+const CRL_REBUILD_SECS: i64 = 3_600;
 /// `Retry-After` on renewal information (RFC 9773 §4.3 suggests hours).
 const ARI_RETRY_AFTER_SECS: u64 = 21_600;
 
@@ -179,20 +182,28 @@ impl Acme {
 
     /// The current CRL, DER, signed by the intermediate.
     pub async fn crl(&self, now: UnixTime) -> Result<Vec<u8>, AcmeError> {
-        let revoked = self.store.revoked_certificates().await?;
-        Ok(self.ca.crl(&revoked, now, CRL_NEXT_UPDATE_SECS)?)
+        self.crl_of(&self.ca.crl_id(), now).await
     }
 
     /// The CRL of the CA named `id` ([`Ca::crl_id`]): the current one or one retired by
     /// a root rotation, signed by that CA's intermediate. It lists every revoked serial;
     /// serials are random 128-bit numbers, so another CA's never names one of its leaves.
+    /// Built once per revocation epoch and kept (see [`CrlCache`]).
     pub async fn crl_of(&self, id: &str, now: UnixTime) -> Result<Vec<u8>, AcmeError> {
         let ca = std::iter::once(&self.ca)
             .chain(&self.retired)
             .find(|ca| ca.crl_id() == id)
             .ok_or_else(|| AcmeError::NotFound("no such CRL".into()))?;
+        // The epoch before the list: a revocation between the two moves the epoch on, so
+        // the next request builds again.
+        let epoch = self.store.revocation_epoch().await?;
+        if let Some(der) = self.crls.get(id, epoch, now) {
+            return Ok(der);
+        }
         let revoked = self.store.revoked_certificates().await?;
-        Ok(ca.crl(&revoked, now, CRL_NEXT_UPDATE_SECS)?)
+        let der = ca.crl(&revoked, now, CRL_NEXT_UPDATE_SECS)?;
+        self.crls.put(id, epoch, now, der.clone());
+        Ok(der)
     }
 
     /// The certificate named by a CertID, if idca issued it.
@@ -253,6 +264,35 @@ impl Acme {
             Ok(())
         })
         .await
+    }
+}
+
+/// The CRLs last built, by CA id: each is served until a revocation moves the store's
+/// revocation epoch ([`crate::store::PkiStore::revocation_epoch`], shared by every
+/// instance) or it is [`CRL_REBUILD_SECS`] old. Building one signs a list the size of
+/// every revocation, so without this each download would cost as much as the list.
+#[derive(Debug, Default)]
+pub(super) struct CrlCache(std::sync::Mutex<std::collections::HashMap<String, KeptCrl>>);
+
+#[derive(Debug)]
+struct KeptCrl {
+    epoch: u64,
+    this_update: UnixTime,
+    der: Vec<u8>,
+}
+
+impl CrlCache {
+    fn get(&self, id: &str, epoch: u64, now: UnixTime) -> Option<Vec<u8>> {
+        let kept = self.0.lock().ok()?;
+        let crl = kept.get(id)?;
+        let fresh = crl.epoch == epoch && (crl.this_update..crl.this_update + CRL_REBUILD_SECS).contains(&now);
+        fresh.then(|| crl.der.clone())
+    }
+
+    fn put(&self, id: &str, epoch: u64, now: UnixTime, der: Vec<u8>) {
+        if let Ok(mut kept) = self.0.lock() {
+            kept.insert(id.to_owned(), KeptCrl { epoch, this_update: now, der });
+        }
     }
 }
 

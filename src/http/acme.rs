@@ -14,49 +14,50 @@ use crate::model::{AccountId, AuthzId, ChallengeId, OrderId, Serial};
 type State = web::Data<AppState>;
 type Res = Result<HttpResponse, HttpError>;
 
-/// The resources that take only POST (and POST-as-GET, RFC 8555 §6.3).
-const POST_ONLY: [&str; 12] = [
-    paths::NEW_ACCOUNT,
-    "/acme/acct/{id}",
-    "/acme/acct/{id}/orders",
-    paths::NEW_ORDER,
-    "/acme/order/{id}",
-    "/acme/order/{id}/finalize",
-    "/acme/authz/{id}",
-    "/acme/chall/{authz}/{id}",
-    "/acme/cert/{serial}",
-    "/acme/cert/{serial}/alternate/{n}",
-    paths::REVOKE_CERT,
-    paths::KEY_CHANGE,
-];
+/// The ACME resources under `/acme`, by their path inside it.
+fn under_acme(path: &str) -> &str {
+    path.strip_prefix("/acme").unwrap_or(path)
+}
 
+/// A resource taken only by POST (and POST-as-GET, RFC 8555 §6.3): any other method gets
+/// [`post_only`]'s 405.
+fn post_resource<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(under_acme(path)).route(web::post().to(handler)).default_service(web::to(post_only))
+}
+
+/// The routes, grouped so that a request is matched with few comparisons: the paths
+/// under `/acme` in one scope (one prefix test for everything else), the fixed ones
+/// first, each path one resource (its regular expression tried once, not per method).
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    let mut acme = web::scope("")
+    let under = web::scope("/acme")
+        .route(under_acme(paths::NEW_NONCE), web::head().to(new_nonce_head))
+        .route(under_acme(paths::NEW_NONCE), web::get().to(new_nonce_get))
+        .service(post_resource(paths::NEW_ACCOUNT, new_account))
+        .service(post_resource(paths::NEW_ORDER, new_order))
+        .service(post_resource(paths::REVOKE_CERT, revoke_cert))
+        .service(post_resource(paths::KEY_CHANGE, key_change))
+        .service(post_resource("/acme/order/{id}", order))
+        .service(post_resource("/acme/authz/{id}", authorization))
+        .service(post_resource("/acme/chall/{authz}/{id}", challenge))
+        .service(post_resource("/acme/order/{id}/finalize", finalize))
+        .service(post_resource("/acme/cert/{serial}", certificate))
+        .service(post_resource("/acme/acct/{id}", account))
+        .service(post_resource("/acme/acct/{id}/orders", account_orders))
+        .service(post_resource("/acme/cert/{serial}/alternate/{n}", alternate_certificate))
+        .route("/renewal-info/{id}", web::get().to(renewal_info));
+    let acme = web::scope("")
         .wrap(from_fn(acme_headers))
         .route(paths::DIRECTORY, web::get().to(directory))
         // Pebble's directory path, so Pebble users can switch by changing the binary.
         .route("/dir", web::get().to(directory))
-        .route(paths::NEW_NONCE, web::head().to(new_nonce_head))
-        .route(paths::NEW_NONCE, web::get().to(new_nonce_get))
-        .route(paths::NEW_ACCOUNT, web::post().to(new_account))
-        .route("/acme/acct/{id}", web::post().to(account))
-        .route("/acme/acct/{id}/orders", web::post().to(account_orders))
-        .route(paths::NEW_ORDER, web::post().to(new_order))
-        .route("/acme/order/{id}", web::post().to(order))
-        .route("/acme/order/{id}/finalize", web::post().to(finalize))
-        .route("/acme/authz/{id}", web::post().to(authorization))
-        .route("/acme/chall/{authz}/{id}", web::post().to(challenge))
-        .route("/acme/cert/{serial}", web::post().to(certificate))
-        .route("/acme/cert/{serial}/alternate/{n}", web::post().to(alternate_certificate))
-        .route(paths::REVOKE_CERT, web::post().to(revoke_cert))
-        .route(paths::KEY_CHANGE, web::post().to(key_change))
-        .route("/acme/renewal-info/{id}", web::get().to(renewal_info))
+        .service(under)
         .route(paths::CRL, web::get().to(crl))
         .route(&format!("{}/{{id}}", paths::CRL), web::get().to(crl_of));
-    // Registered after the POST routes, so only other methods reach it.
-    for path in POST_ONLY {
-        acme = acme.route(path, web::route().to(post_only));
-    }
     cfg.service(acme);
 }
 
@@ -115,12 +116,12 @@ async fn account(st: State, post: JosePost, id: web::Path<String>) -> Res {
 
 #[derive(Deserialize)]
 struct Page {
-    page: Option<usize>,
+    cursor: Option<String>,
 }
 
 async fn account_orders(st: State, post: JosePost, id: web::Path<String>, q: web::Query<Page>) -> Res {
     let id = AccountId(id.into_inner());
-    Ok(json_reply(st.acme.account_orders(post.0, &id, q.page.unwrap_or(0)).await?))
+    Ok(json_reply(st.acme.account_orders(post.0, &id, q.cursor.as_deref()).await?))
 }
 
 async fn new_order(st: State, post: JosePost, who: Principal) -> Res {

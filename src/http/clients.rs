@@ -13,13 +13,18 @@ use crate::oauth::AccessTokenClaims;
 type State = web::Data<AppState>;
 
 /// Unversioned, then under wire-server's API version prefixes (`/v5/clients/…`): the
-/// same endpoints, the same checks.
+/// same endpoints, the same checks. Each set in a scope, so that other requests pass it
+/// with one prefix test.
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    for prefix in ["", "/v{api_version:[0-9]{1,2}}"] {
-        cfg.route(&format!("{prefix}/clients"), web::post().to(register))
-            .route(&format!("{prefix}/clients/{{cid}}/nonce"), web::head().to(nonce_head))
-            .route(&format!("{prefix}/clients/{{cid}}/nonce"), web::get().to(nonce_get))
-            .route(&format!("{prefix}/clients/{{cid}}/access-token"), web::post().to(access_token));
+    for prefix in ["/clients", "/v{api_version:[0-9]{1,2}}/clients"] {
+        cfg.service(
+            web::scope(prefix)
+                .route("", web::post().to(register))
+                .service(
+                    web::resource("/{cid}/nonce").route(web::head().to(nonce_head)).route(web::get().to(nonce_get)),
+                )
+                .route("/{cid}/access-token", web::post().to(access_token)),
+        );
     }
 }
 

@@ -87,11 +87,11 @@ pub async fn log_request(
     let start = Instant::now();
     let method = req.method().to_string();
     let path = req.path().to_owned();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let client = credentials::client_ip(req.request(), state.as_ref().map_or(&[], |s| s.trusted_proxies.as_slice()));
     let res = next.call(req).await?;
     if let Some(state) = state {
+        let route = route_pattern(res.request().match_info());
         state.metrics.request(&method, &route, res.status().as_u16(), start.elapsed());
     }
     tracing::info!(
@@ -103,6 +103,29 @@ pub async fn log_request(
         micros = start.elapsed().as_micros() as u64,
     );
     Ok(res)
+}
+
+/// The route a routed request matched, for metrics: its path with each matched segment
+/// written as `{name}` (`/acme/order/{id}`), read from what routing captured instead of
+/// matching the path against every route again (`match_pattern` does, with a regular
+/// expression per route: 1 % of the server's CPU). A path no route took in full is
+/// `unmatched`, so unknown paths cannot grow the metrics.
+fn route_pattern(info: &actix_web::dev::Path<actix_web::dev::Url>) -> String {
+    if !info.unprocessed().is_empty() || info.as_str().is_empty() {
+        return "unmatched".to_owned();
+    }
+    // Segments come in the order they were matched: each is looked for after the last.
+    let mut pattern = info.as_str().to_owned();
+    let mut from = 0;
+    for (name, value) in info.iter() {
+        if let Some(at) = pattern.get(from..).and_then(|rest| rest.find(value)).filter(|_| !value.is_empty()) {
+            let at = from + at;
+            let name = format!("{{{name}}}");
+            pattern.replace_range(at..at + value.len(), &name);
+            from = at + name.len();
+        }
+    }
+    pattern
 }
 
 /// A request body must arrive within `limits.request_body_timeout_ms` of the request

@@ -28,9 +28,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Li
     cfg.app_data(form)
         .app_data(json)
         .route(paths::REGISTER, web::post().to(register))
-        .route("/oauth/register/{client_id}", web::get().to(read_registration))
-        .route("/oauth/register/{client_id}", web::put().to(update_registration))
-        .route("/oauth/register/{client_id}", web::delete().to(delete_registration))
+        .service(
+            web::resource("/oauth/register/{client_id}")
+                .route(web::get().to(read_registration))
+                .route(web::put().to(update_registration))
+                .route(web::delete().to(delete_registration)),
+        )
         .route(paths::AUTHORIZE, web::get().to(authorize))
         .route(paths::AUTHORIZE, web::post().to(authorize_form))
         .route(paths::LOGIN, web::post().to(login))

@@ -17,7 +17,9 @@ use crate::model::*;
 use crate::store::Version;
 
 mod limits;
+mod pki;
 use limits::*;
+use pki::*;
 
 /// What the suite needs of a backend.
 #[async_trait]
@@ -475,8 +477,8 @@ pub(crate) async fn a_failed_order_creation_writes_nothing(s: Arc<dyn Store>) {
     assert!(matches!(s.create_order(&second, &[fresh.clone(), a.clone()], None).await, Err(StoreError::AlreadyExists)));
     assert!(matches!(s.order(&second.id).await, Err(StoreError::NotFound)));
     assert!(matches!(s.authorization(&fresh.id).await, Err(StoreError::NotFound)));
-    let (ids, more) = s.account_orders(&acct.id, 0, 10).await.unwrap();
-    assert_eq!((ids, more), (vec![first.id], false));
+    let (ids, next) = s.account_orders(&acct.id, None, 10).await.unwrap();
+    assert_eq!((ids, next), (vec![first.id], None));
 }
 
 /// Finalizing is a compare-and-swap on the order: a second finalize from the same read
@@ -571,5 +573,7 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     the_quota_refuses_new_objects_while_past_it(backend.fresh(UNBOUNDED).await).await;
     validation_leases_have_one_owner(backend.fresh(UNBOUNDED).await).await;
     open_orders_are_listed_until_finalized_or_expired(backend.fresh(UNBOUNDED).await).await;
+    orders_page_from_a_position(backend.fresh(UNBOUNDED).await).await;
+    revocations_move_the_epoch(backend.fresh(UNBOUNDED).await).await;
     acknowledged_writes_survive_a_reopen(backend).await;
 }

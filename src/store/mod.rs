@@ -219,13 +219,15 @@ pub trait AcmeStore: Send + Sync {
 
     async fn order(&self, id: &OrderId) -> Result<Versioned<Order>, StoreError>;
 
-    /// One page of an account's orders, oldest first.
+    /// Up to `per_page` of an account's orders, oldest first, from the order at `from`
+    /// (its `created` and id; `None`: the oldest), and the first order of the next page.
+    /// A range read from a position, so every page costs the same however deep it is.
     async fn account_orders(
         &self,
         account: &AccountId,
-        page: usize,
+        from: Option<(UnixTime, &OrderId)>,
         per_page: usize,
-    ) -> Result<(Vec<OrderId>, bool), StoreError>;
+    ) -> Result<(Vec<OrderId>, Option<OrderId>), StoreError>;
 
     async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError>;
 
@@ -440,6 +442,11 @@ pub trait PkiStore: Send + Sync {
 
     /// Every revoked certificate's serial and revocation (for the CRL).
     async fn revoked_certificates(&self) -> Result<Vec<(Serial, crate::model::Revocation)>, StoreError>;
+
+    /// A number that changes whenever the set [`revoked_certificates`](Self::revoked_certificates)
+    /// returns may have changed, on every instance: a CRL built at one epoch is current
+    /// while the epoch stays (it may also change when the set did not).
+    async fn revocation_epoch(&self) -> Result<u64, StoreError>;
 }
 
 /// Single-use values shared by every instance: the DPoP nonce secret, DPoP proof

@@ -54,6 +54,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("postgres_store/migrations/0002_expiry_indexes.sql")),
     (3, include_str!("postgres_store/migrations/0003_shared_limits.sql")),
     (4, include_str!("postgres_store/migrations/0004_pushed_authorizations.sql")),
+    (5, include_str!("postgres_store/migrations/0005_revocation_epoch.sql")),
 ];
 
 /// Attempts of a transaction the database aborted for serialization.

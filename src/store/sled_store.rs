@@ -87,6 +87,9 @@ struct Inner {
     /// When a full store last purged (at most once a second, so that a full store
     /// answers at once instead of scanning for every proof).
     jti_purged_at: std::sync::atomic::AtomicI64,
+    /// Bumped by every write to `revoked` (see [`PkiStore::revocation_epoch`]): only
+    /// this process writes the store.
+    revocation_epoch: std::sync::atomic::AtomicU64,
     quota: super::Quota,
     /// `None` only while dropping.
     flusher: Option<mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>>,
@@ -343,6 +346,7 @@ impl SledStore {
             jti_live: std::sync::atomic::AtomicU64::new(db.open_tree("dpop_jti").map_err(backend)?.len() as u64),
             jti_capacity: std::sync::atomic::AtomicU64::new(u64::MAX),
             jti_purged_at: std::sync::atomic::AtomicI64::new(0),
+            revocation_epoch: std::sync::atomic::AtomicU64::new(0),
             quota: super::Quota::default(),
             oauth: OAuthTrees {
                 keys: tree("oauth_keys")?,

@@ -113,8 +113,21 @@ async fn orders_list_pages() {
         .find(|l| l.contains("rel=\"next\""))
         .unwrap();
     let next = link.trim_start_matches('<').split('>').next().unwrap().to_owned();
+    assert!(next.contains("?cursor="), "{next}");
     let second = c.post(&next, None).await;
     assert_eq!(second.json()["orders"].as_array().unwrap().len(), 1);
     assert!(second.headers.get_all("link").iter().all(|v| !v.to_str().unwrap().contains("rel=\"next\"")));
+    let listed: std::collections::HashSet<String> = [&first, &second]
+        .iter()
+        .flat_map(|r| r.json()["orders"].as_array().unwrap().iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    // A cursor naming another account's order, or nothing, is the client's mistake.
+    let other = registered(&server).await;
+    let theirs = other.new_order(&["q.example.test"]).await.headers["location"].to_str().unwrap().to_owned();
+    let theirs = theirs.rsplit('/').next().unwrap();
+    for cursor in [theirs, "no-such-order"] {
+        c.post(&format!("{url}?cursor={cursor}"), None).await.assert_problem(400, "malformed");
+    }
     server.stop().await;
 }

@@ -57,6 +57,20 @@ async fn healthz_and_metrics() {
     assert!(text.contains("idca_validations_total{type=\"http-01\",result=\"valid\"} 1"), "{text}");
     assert!(text.contains("route=\"/acme/order/{id}/finalize\",status=\"200\"} 1"), "{text}");
     assert!(text.contains("idca_http_request_duration_seconds_count{route=\"/acme/new-order\"} 1"), "{text}");
+    // Routes are named by their pattern, never by the ids in the path; paths no route
+    // takes are all one label.
+    for path in ["/acme/chall/a1/b2", "/v5/clients/c3/nonce", "/no/such/x9", "/acme/no-such"] {
+        c.http.get(format!("{base}{path}")).send().await.unwrap();
+    }
+    let text = c.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for label in [
+        "route=\"/acme/chall/{authz}/{id}\",status=\"405\"} 1",
+        "route=\"/v{api_version}/clients/{cid}/nonce\",status=\"401\"} 1",
+        "route=\"unmatched\",status=\"404\"} 2",
+    ] {
+        assert!(text.contains(label), "{label} in {text}");
+    }
+    assert!(!["a1", "b2", "c3", "x9", "no-such"].iter().any(|id| text.contains(id)), "{text}");
     server.stop().await;
 }
 

@@ -127,18 +127,20 @@ impl AcmeStore for PgStore {
     async fn account_orders(
         &self,
         account: &AccountId,
-        page: usize,
+        from: Option<(UnixTime, &OrderId)>,
         per_page: usize,
-    ) -> Result<(Vec<OrderId>, bool), StoreError> {
+    ) -> Result<(Vec<OrderId>, Option<OrderId>), StoreError> {
         let client = self.client().await?;
-        let sql = "SELECT id FROM orders WHERE account_id = $1 ORDER BY created, id LIMIT $2 OFFSET $3";
+        // From a position in `orders_by_account`, never an OFFSET: each page one index
+        // range, however deep.
+        let sql = "SELECT id FROM orders WHERE account_id = $1 AND (created, id) >= ($2, $3) \
+                   ORDER BY created, id LIMIT $4";
         let limit = i64::try_from(per_page.saturating_add(1)).unwrap_or(i64::MAX);
-        let offset = i64::try_from(page.saturating_mul(per_page)).unwrap_or(i64::MAX);
-        let rows = query(&client, sql, &[&account.0, &limit, &offset]).await?;
+        let (created, id) = from.map_or((i64::MIN, ""), |(c, id)| (c, id.0.as_str()));
+        let rows = query(&client, sql, &[&account.0, &created, &id, &limit]).await?;
         let mut ids = rows.iter().map(|r| text(r, 0, "orders").map(OrderId)).collect::<Result<Vec<_>, _>>()?;
-        let more = ids.len() > per_page;
-        ids.truncate(per_page);
-        Ok((ids, more))
+        let next = (ids.len() > per_page).then(|| ids.pop()).flatten();
+        Ok((ids, next))
     }
 
     async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError> {

@@ -109,4 +109,12 @@ impl PkiStore for PgStore {
             })
             .collect()
     }
+
+    /// Moved by the triggers on `certificates` (migration 5), in the writing statement.
+    async fn revocation_epoch(&self) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = query_opt(&client, "SELECT epoch FROM revocation_epoch", &[]).await?.ok_or(StoreError::NotFound)?;
+        let epoch: i64 = row.try_get(0)?;
+        Ok(epoch.cast_unsigned())
+    }
 }

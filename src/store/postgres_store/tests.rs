@@ -63,9 +63,9 @@ async fn migrations_apply_once_and_are_recorded() {
     let (a, b) = tokio::join!(PgStore::open(&url, 2, 10), PgStore::open(&url, 2, 10));
     let (a, _b) = (a.unwrap(), b.unwrap());
     let versions = a.schema_versions().await.unwrap();
-    let all: Vec<_> = (1..=4).map(|v| (v, 10)).collect();
+    let all: Vec<_> = (1..=5).map(|v| (v, 10)).collect();
     assert_eq!(versions, all);
-    assert_eq!(PgStore::latest_schema_version(), 4);
+    assert_eq!(PgStore::latest_schema_version(), 5);
     drop(a);
     let again = PgStore::open(&url, 2, 20).await.unwrap();
     assert_eq!(again.schema_versions().await.unwrap(), all, "applied again");

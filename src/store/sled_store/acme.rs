@@ -180,24 +180,28 @@ impl AcmeStore for SledStore {
     async fn account_orders(
         &self,
         account: &AccountId,
-        page: usize,
+        from: Option<(UnixTime, &OrderId)>,
         per_page: usize,
-    ) -> Result<(Vec<OrderId>, bool), StoreError> {
+    ) -> Result<(Vec<OrderId>, Option<OrderId>), StoreError> {
         let mut prefix = account.0.as_bytes().to_vec();
         prefix.push(0);
-        let skip = page.saturating_mul(per_page);
+        let start = match from {
+            Some((created, id)) => order_index_key(account, created, id),
+            None => prefix.clone(),
+        };
         let mut ids = Vec::new();
-        let mut more = false;
-        for entry in self.inner.account_orders.scan_prefix(&prefix).skip(skip) {
+        for entry in self.inner.account_orders.range(start..) {
             let (key, _) = entry.map_err(backend)?;
-            if ids.len() == per_page {
-                more = true;
+            if !key.starts_with(&prefix) {
                 break;
             }
-            let id = key.get(prefix.len() + 8..).unwrap_or_default();
-            ids.push(OrderId(String::from_utf8_lossy(id).into_owned()));
+            let id = OrderId(String::from_utf8_lossy(key.get(prefix.len() + 8..).unwrap_or_default()).into_owned());
+            if ids.len() == per_page {
+                return Ok((ids, Some(id)));
+            }
+            ids.push(id);
         }
-        Ok((ids, more))
+        Ok((ids, None))
     }
 
     async fn authorization(&self, id: &AuthzId) -> Result<Versioned<Authorization>, StoreError> {

@@ -130,6 +130,8 @@ impl PkiStore for SledStore {
                 Ok(())
             })
             .map_err(tx_err)?;
+        // Before the flush: a CRL built from here on may already list it.
+        i.revocation_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.durable().await?;
         Ok(seen.next())
     }
@@ -145,5 +147,9 @@ impl PkiStore for SledStore {
                 Ok((Serial(String::from_utf8_lossy(&k).into_owned()), r))
             })
             .collect()
+    }
+
+    async fn revocation_epoch(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.revocation_epoch.load(std::sync::atomic::Ordering::SeqCst))
     }
 }

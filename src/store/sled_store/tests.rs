@@ -126,22 +126,6 @@ async fn certificates_issued_outside_acme_are_stored_once_and_listed() {
 }
 
 #[tokio::test]
-async fn orders_list_pages_oldest_first() {
-    let s = SledStore::temporary().unwrap();
-    let acct = account(9);
-    let mut ids = Vec::new();
-    for t in 0..5 {
-        let o = order(&acct.id, &[], 100 + t);
-        s.create_order(&o, &[], None).await.unwrap();
-        ids.push(o.id);
-    }
-    assert_eq!(s.account_orders(&acct.id, 0, 2).await.unwrap(), (ids[0..2].to_vec(), true));
-    assert_eq!(s.account_orders(&acct.id, 2, 2).await.unwrap(), (ids[4..5].to_vec(), false));
-    let other = AccountId::random();
-    assert_eq!(s.account_orders(&other, 0, 2).await.unwrap(), (vec![], false));
-}
-
-#[tokio::test]
 async fn state_survives_reopen_and_a_second_open_is_refused() {
     let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
     let a = account(10);
