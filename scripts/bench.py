@@ -18,6 +18,8 @@ the ratios, not single runs.
     python3 scripts/bench.py --instances --concurrency 32  # 1, 2, 3 instances behind HAProxy
     python3 scripts/bench.py --pebble --concurrency 32 --pin 0  # idca against Debian's pebble,
                                         # alternated, each server pinned to CPU 0 (load on the rest)
+    python3 scripts/bench.py --large DIR --pin 0  # a store filled by idca-fill against an empty
+                                        # one, alternated; start-up, CRL and RSS on the large one
 """
 
 import argparse
@@ -49,12 +51,14 @@ def pinned(command, pin):
 
 
 class Server:
-    def __init__(self, data, binary=IDCA, database=None, pin=None):
+    def __init__(self, data, binary=IDCA, database=None, pin=None, quota=None):
         self.binary = binary
         self.pin = pin
         self.data = data
         self.config = os.path.join(os.path.dirname(data), "bench.toml")
-        storage = f'[storage]\nurl = "{database}"\n' if database else ""
+        storage = "[storage]\n" if database or quota is not None else ""
+        storage += f'url = "{database}"\n' if database else ""
+        storage += f"quota_bytes = {quota}\n" if quota is not None else ""
         with open(self.config, "w") as f:
             f.write(f'[server]\nlisten = "127.0.0.1:{PORT}"\n[management]\nlisten = ""\n'
                     f'[acme.testing]\nalways_valid = true\n[limits]\nnew_accounts_per_minute_per_address = 0\n'
@@ -207,6 +211,63 @@ def compare_pebble(runs, tmp, concurrency, pin, orders=1000):
     ratios = [i["per_second"] / p["per_second"] for i, p in zip(results["idca"], results["pebble"])]
     print(f"idca / pebble issuances/s, run by run: {', '.join('%.2f' % r for r in ratios)}; "
           f"median {median(ratios):.2f}")
+
+
+def timed_get(url, root):
+    """Seconds to GET `url` in full (TLS, trusting `root`), and the body's length."""
+    ctx = ssl.create_default_context(cafile=root)
+    started = time.monotonic()
+    body = urllib.request.urlopen(url, context=ctx, timeout=60).read()
+    return time.monotonic() - started, len(body)
+
+
+def compare_large(large, runs, tmp, concurrency, pin, orders=4000):
+    """The same load on a fresh store and on `large` (filled by idca-fill, reused: each
+    run adds its issuances), alternated; on the large one also the start-up to a served
+    directory, the CRL's first (built) and second (kept) download, the time to stop
+    (a clean close fingerprints the files) and the server's peak RSS."""
+    results = {"empty": [], "large": []}
+    extra = {"startup": [], "crl_built": [], "crl_kept": [], "stop": []}
+    crl_bytes = 0
+    for _ in range(runs):
+        for name in ("empty", "large"):
+            if name == "empty":
+                data = os.path.join(tmp, "data")
+                shutil.rmtree(data, ignore_errors=True)
+            else:
+                data = large
+            server = Server(data, pin=pin, quota=0)
+            try:
+                startup = server.start()
+                if name == "large":
+                    extra["startup"].append(startup)
+                    root = os.path.join(data, "root.pem")
+                    built, crl_bytes = timed_get(f"https://localhost:{PORT}/crl", root)
+                    kept, _ = timed_get(f"https://localhost:{PORT}/crl", root)
+                    extra["crl_built"].append(built)
+                    extra["crl_kept"].append(kept)
+                load(server, 8, 200, pin=pin)  # warm-up
+                results[name].append(load(server, concurrency, orders, pin=pin, duration=300)[0])
+            finally:
+                stopping = time.monotonic()
+                server.stop()
+                if name == "large":
+                    extra["stop"].append(time.monotonic() - stopping)
+    where = f"server pinned to CPU {pin}" if pin is not None else "unpinned"
+    for name, rs in results.items():
+        rate = median([r["per_second"] for r in rs])
+        cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
+        rss = median([r["server"]["peak_rss_mib"] for r in rs])
+        print(f"{name}: c={concurrency}, {where}: {rate:.0f} issuances/s (runs: "
+              f"{', '.join('%.0f' % r['per_second'] for r in rs)}), {cpu:.2f} ms server CPU each, "
+              f"peak RSS {rss:.1f} MiB")
+    ratios = [big["per_second"] / empty["per_second"] for empty, big in zip(results["empty"], results["large"])]
+    print(f"large / empty issuances/s, run by run: {', '.join('%.2f' % r for r in ratios)}; "
+          f"median {median(ratios):.2f}")
+    ms = {k: median(v) * 1000 for k, v in extra.items()}
+    print(f"large store: start-up to a served directory {ms['startup']:.0f} ms, CRL ({crl_bytes} bytes) "
+          f"{ms['crl_built']:.1f} ms built, {ms['crl_kept']:.1f} ms kept, stop {ms['stop']:.0f} ms "
+          f"(medians of {runs})")
 
 
 def proc_cpu(pid, children=True):
@@ -443,7 +504,17 @@ def main():
     ap.add_argument("--pebble", action="store_true", help="idca against Debian's pebble, alternated")
     ap.add_argument("--pin", type=int, help="with --pebble or --ab: run each server on this CPU only")
     ap.add_argument("--orders", type=int, default=1000, help="issuances per --pebble run")
+    ap.add_argument("--large", metavar="DIR", help="a store filled by idca-fill against an empty one")
     args = ap.parse_args()
+    if args.large:
+        if not args.no_build:
+            build()
+        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+        try:
+            compare_large(os.path.abspath(args.large), args.runs, tmp, args.concurrency, args.pin)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return 0
     if args.pebble:
         if not args.no_build:
             build()

@@ -104,7 +104,7 @@ impl Default for StorageConfig {
             pool_size: 16,
             purge_interval_secs: 60,
             open_unchecked: false,
-            quota_bytes: 4 << 30,
+            quota_bytes: 16 << 30,
             quota_check_secs: 10,
         }
     }

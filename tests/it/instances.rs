@@ -422,3 +422,36 @@ async fn a_root_rotated_while_instances_run_takes_over_by_rolling_restart() {
     }
     c.stop().await;
 }
+
+/// Each instance keeps its CRL until a revocation on any instance moves the shared
+/// epoch: a revocation at A is listed in the next CRL from B, which had kept one
+/// without it.
+#[tokio::test]
+async fn a_revocation_at_one_instance_is_in_the_next_crl_of_another() {
+    let Some(c) = Cluster::start(2, |_, _| {}).await else { return };
+    let mut owner = RawClient::new(&c.nodes[0], Key::p256()).await;
+    assert_eq!(owner.register().await.status, 201);
+    let (der, _) = crate::client::csr(&["crl.example.test"]);
+    let (_, _, chain) = owner.issue(&c.nodes[0], &["crl.example.test"], &der).await;
+    let leaf = crate::certs::first_cert_der(&chain);
+    let serial = {
+        use x509_parser::prelude::FromDer;
+        x509_parser::certificate::X509Certificate::from_der(&leaf).unwrap().1.raw_serial().to_vec()
+    };
+    let listed = |i: usize| {
+        let (http, url) = (owner.http.clone(), format!("{}/crl", c.base(i)));
+        async move {
+            use x509_parser::prelude::FromDer;
+            let der = http.get(url).send().await.unwrap().bytes().await.unwrap();
+            let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(&der).unwrap();
+            crl.iter_revoked_certificates().map(|r| r.raw_serial().to_vec()).collect::<Vec<_>>()
+        }
+    };
+    assert!(listed(1).await.is_empty(), "B builds and keeps a CRL without it");
+    let payload = json!({"certificate": crate::client::b64(&leaf), "reason": 1});
+    let r = owner.post(&owner.url("revokeCert"), Some(&payload)).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(listed(1).await, vec![serial.clone()], "B's next CRL lists A's revocation");
+    assert_eq!(listed(0).await, vec![serial]);
+    c.stop().await;
+}

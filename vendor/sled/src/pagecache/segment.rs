@@ -725,15 +725,26 @@ impl SegmentAccountant {
     /// messages to this module.
     /// idca: bytes of live page fragments over all segments, what the log would hold
     /// if every segment were cleaned (unlike the file's size, it falls after removals).
+    /// A draining segment keeps no byte count, only how many of its page fragments are
+    /// still there: each counts as the average live fragment of the other segments.
     pub(super) fn live_bytes(&self) -> u64 {
-        self.segments
-            .iter()
-            .map(|segment| match segment {
-                Segment::Active(a) => a.rss.saturating_sub(a.deferred_replaced_rss) as u64,
-                Segment::Inactive(i) => i.rss as u64,
-                Segment::Free(_) | Segment::Draining(_) => 0,
-            })
-            .sum()
+        let (mut bytes, mut fragments, mut draining) = (0u64, 0u64, 0u64);
+        for segment in &self.segments {
+            match segment {
+                Segment::Active(a) => {
+                    bytes += a.rss.saturating_sub(a.deferred_replaced_rss) as u64;
+                    fragments += a.pids.len().saturating_sub(a.deferred_replaced_pids.len()) as u64;
+                }
+                Segment::Inactive(i) => {
+                    bytes += i.rss as u64;
+                    fragments += i.pids.len() as u64;
+                }
+                Segment::Draining(d) => draining += d.max_pids.saturating_sub(d.replaced_pids) as u64,
+                Segment::Free(_) => {}
+            }
+        }
+        let average = if fragments == 0 { self.config.segment_size as u64 / 64 } else { bytes / fragments };
+        bytes + draining * average
     }
 
     pub(super) fn apply_op(&mut self, op: &SegmentOp) -> Result<()> {
