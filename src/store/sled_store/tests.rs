@@ -385,12 +385,15 @@ async fn live_bytes_follow_what_is_stored() {
     assert!(purged < empty + (full - empty) / 4, "{empty} → {full} → {purged}");
 }
 
-/// A clean close records the files' contents too: a change that keeps a file's size and
-/// modification time (a flipped bit, a restore over it) sends the next open through the
-/// check on a copy, which here cannot be made, so the open is refused; the untouched
-/// store opens directly even then.
+/// A clean close records the contents of what the start-up check reads (sled's
+/// configuration, its snapshot, the log's segment headers and what recovery replays):
+/// a change that keeps such a file's size and modification time (a flipped bit, a
+/// restore over it) sends the next open through the check on a copy, which here cannot
+/// be made, so the open is refused; the untouched store opens directly even then. A
+/// flipped byte elsewhere in the log is found when the record it is in is read (sled's
+/// CRC-32 on every message): never read back as other data.
 #[tokio::test]
-async fn a_same_size_change_after_a_clean_close_is_checked() {
+async fn a_same_size_change_after_a_clean_close_is_found() {
     let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
     let mut check = dir.as_os_str().to_owned();
     check.push(".check");
@@ -403,22 +406,58 @@ async fn a_same_size_change_after_a_clean_close_is_checked() {
         }
         panic!("{} stays in use", dir.display());
     };
+    let acct = account(12);
     {
         let s = SledStore::open(&dir, 8).unwrap();
-        s.create_account(&account(12)).await.unwrap();
+        s.create_account(&acct).await.unwrap();
     }
     // The copy's place is taken: only a store that needs its check is refused.
     std::fs::write(&check, b"in the way").unwrap();
     drop(open().unwrap());
+    let flip = |path: &Path, at: &dyn Fn(&[u8]) -> Vec<usize>| {
+        let modified = std::fs::metadata(path).unwrap().modified().unwrap();
+        let mut bytes = std::fs::read(path).unwrap();
+        let places = at(&bytes);
+        assert!(!places.is_empty(), "nothing to flip in {}", path.display());
+        for i in places {
+            bytes[i] ^= 0x01;
+        }
+        std::fs::write(path, &bytes).unwrap();
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(modified).unwrap();
+    };
+    let refused = |what: &str| {
+        let err = open().unwrap_err();
+        assert!(err.to_string().contains("not closed cleanly"), "{what}: {err}");
+    };
+    // The log's last byte (the newest segment, which recovery replays).
     let log = dir.join("db");
-    let modified = std::fs::metadata(&log).unwrap().modified().unwrap();
-    let mut bytes = std::fs::read(&log).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 0x01;
-    std::fs::write(&log, &bytes).unwrap();
-    std::fs::File::options().write(true).open(&log).unwrap().set_modified(modified).unwrap();
-    let err = open().unwrap_err();
-    assert!(err.to_string().contains("not closed cleanly"), "{err}");
+    flip(&log, &|b: &[u8]| vec![b.len() - 1]);
+    refused("the log's tail");
+    flip(&log, &|b: &[u8]| vec![b.len() - 1]);
+    drop(open().unwrap());
+    // The account's record, wherever the log holds a copy of it: refused at the open, or
+    // refused when read.
+    let needle = acct.id.0.as_bytes();
+    flip(&log, &|b: &[u8]| b.windows(needle.len()).enumerate().filter(|(_, w)| *w == needle).map(|(i, _)| i).collect());
+    if let Ok(s) = open() {
+        let read = s.account(&acct.id).await;
+        assert!(matches!(read, Err(ref e) if !matches!(e, StoreError::NotFound)), "{read:?}");
+        drop(s);
+    }
+    flip(&log, &|b: &[u8]| {
+        b.windows(needle.len())
+            .enumerate()
+            .filter(|(_, w)| w[0] ^ needle[0] == 1 && w[1..] == needle[1..])
+            .map(|(i, _)| i)
+            .collect()
+    });
+    drop(open().unwrap());
+    let snapshot = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("snap."));
+    flip(&snapshot.expect("a clean close leaves a snapshot"), &|b: &[u8]| vec![b.len() / 2]);
+    refused("the snapshot");
     let _ = std::fs::remove_file(&check);
     let _ = std::fs::remove_dir_all(&dir);
     for suffix in [".generation", ".lock", ".clean"] {
