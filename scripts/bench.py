@@ -45,12 +45,33 @@ def build():
     subprocess.run(["cargo", "build", "--release", "-q", "--bins"], cwd=ROOT, check=True)
 
 
+def wait_served(url, ctx, what, started, pause):
+    """Seconds from `started` until `url` answered (polled every `pause` s, 20 s at most)."""
+    while time.monotonic() < started + 20:
+        try:
+            urllib.request.urlopen(url, context=ctx, timeout=1).read()
+            return time.monotonic() - started
+        except Exception:
+            time.sleep(pause)
+    raise SystemExit(f"{what} did not start")
+
+
+class Stoppable:
+    """A server process stopped with SIGTERM."""
+
+    def stop(self):
+        if self.proc:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=20)
+            self.proc = None
+
+
 def pinned(command, pin):
     """`command` run on CPU `pin` only (taskset execs it: the pid stays the server's)."""
     return ["taskset", "-c", str(pin), *command] if pin is not None else command
 
 
-class Server:
+class Server(Stoppable):
     def __init__(self, data, binary=IDCA, database=None, pin=None, quota=None):
         self.binary = binary
         self.pin = pin
@@ -74,20 +95,7 @@ class Server:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        deadline = started + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"https://localhost:{PORT}/directory", context=ctx, timeout=1).read()
-                return time.monotonic() - started
-            except Exception:
-                time.sleep(0.002)
-        raise SystemExit("idca did not start")
-
-    def stop(self):
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=20)
-            self.proc = None
+        return wait_served(f"https://localhost:{PORT}/directory", ctx, "idca", started, 0.002)
 
 
 def load(server, concurrency, orders, mode="issue", duration=120, directory=None, ca=None, pin=None):
@@ -135,7 +143,7 @@ def compare(binaries, runs, tmp, concurrency=32, pin=None):
               f"= {ratio:.1f}x the floor (runs: {', '.join('%.0f' % r['per_second'] for r in rs)})")
 
 
-class Pebble:
+class Pebble(Stoppable):
     """Debian's `pebble` (apt-get install pebble) on a TLS certificate from idca's own
     local PKI, always valid and without its artificial sleeps: Pebble's fastest mode."""
 
@@ -163,20 +171,7 @@ class Pebble:
         self.proc = subprocess.Popen(pinned(["pebble", "-config", self.config], self.pin), env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ctx = ssl.create_default_context(cafile=self.root)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"https://localhost:{PORT}/dir", context=ctx, timeout=1).read()
-                return
-            except Exception:
-                time.sleep(0.05)
-        raise SystemExit("pebble did not start")
-
-    def stop(self):
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=20)
-            self.proc = None
+        wait_served(f"https://localhost:{PORT}/dir", ctx, "pebble", time.monotonic(), 0.05)
 
 
 def compare_pebble(runs, tmp, concurrency, pin, orders=1000):
@@ -506,44 +501,25 @@ def main():
     ap.add_argument("--orders", type=int, default=1000, help="issuances per --pebble run")
     ap.add_argument("--large", metavar="DIR", help="a store filled by idca-fill against an empty one")
     args = ap.parse_args()
-    if args.large:
-        if not args.no_build:
-            build()
-        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
-        try:
-            compare_large(os.path.abspath(args.large), args.runs, tmp, args.concurrency, args.pin)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return 0
-    if args.pebble:
-        if not args.no_build:
-            build()
-        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
-        try:
-            compare_pebble(args.runs, tmp, args.concurrency, args.pin, args.orders)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return 0
-    if args.instances:
-        if not args.no_build:
-            build()
-        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
-        os.chmod(tmp, 0o755)
-        try:
-            compare_instances(args.runs, tmp, args.concurrency)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return 0
-    if args.stores:
-        if not args.no_build:
-            build()
-        tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
-        os.chmod(tmp, 0o755)
-        try:
-            compare_stores(args.runs, tmp, args.concurrency)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return 0
+    modes = [
+        (args.large, False, lambda tmp: compare_large(os.path.abspath(args.large), args.runs, tmp, args.concurrency,
+                                                       args.pin)),
+        (args.pebble, False, lambda tmp: compare_pebble(args.runs, tmp, args.concurrency, args.pin, args.orders)),
+        (args.instances, True, lambda tmp: compare_instances(args.runs, tmp, args.concurrency)),
+        (args.stores, True, lambda tmp: compare_stores(args.runs, tmp, args.concurrency)),
+    ]
+    for chosen, shared, run in modes:
+        if chosen:
+            if not args.no_build:
+                build()
+            tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
+            if shared:  # readable by PostgreSQL's and HAProxy's users
+                os.chmod(tmp, 0o755)
+            try:
+                run(tmp)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return 0
     if args.ab:
         tmp = tempfile.mkdtemp(prefix="idca-bench-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
         try:

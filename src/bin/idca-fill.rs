@@ -148,17 +148,7 @@ async fn account(store: &dyn Store, now: i64) -> Result<AccountId, String> {
     let x = idca::jose::b64_encode(ring_random::<32>()?);
     let key = idca::jose::Jwk::from_value(&serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}))
         .map_err(|e| e.to_string())?;
-    let account = Account {
-        id: AccountId::random(),
-        status: AccountStatus::Valid,
-        jkt: key.thumbprint(),
-        key,
-        contact: vec![],
-        terms_of_service_agreed: true,
-        created: now,
-        eab_kid: None,
-        subject: None,
-    };
+    let account = Account::new(key, now);
     store.create_account(&account).await.map_err(|e| e.to_string())?;
     Ok(account.id)
 }

@@ -24,6 +24,24 @@ pub struct Account {
     pub subject: Option<String>,
 }
 
+impl Account {
+    /// A new valid account for `key` (its id time-ordered, its thumbprint computed),
+    /// without contacts, EAB binding or OAuth subject, the terms agreed.
+    pub fn new(key: Jwk, created: UnixTime) -> Self {
+        Self {
+            id: AccountId::random(),
+            status: AccountStatus::Valid,
+            jkt: key.thumbprint(),
+            key,
+            contact: vec![],
+            terms_of_service_agreed: true,
+            created,
+            eab_kid: None,
+            subject: None,
+        }
+    }
+}
+
 /// RFC 8555 §7.1.6, account states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

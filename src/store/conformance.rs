@@ -43,17 +43,7 @@ pub(crate) fn account(seed: u8) -> Account {
     let key =
         Jwk::from_value(&serde_json::json!({"kty":"OKP","crv":"Ed25519","x": crate::jose::b64_encode([seed; 32])}))
             .expect("a valid Ed25519 JWK");
-    Account {
-        id: AccountId::random(),
-        status: AccountStatus::Valid,
-        jkt: key.thumbprint(),
-        key,
-        contact: vec![],
-        terms_of_service_agreed: true,
-        created: 1,
-        eab_kid: None,
-        subject: None,
-    }
+    Account::new(key, 1)
 }
 
 /// Runs `racers` copies of `f` released together; returns their results.
