@@ -39,6 +39,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDCA = os.path.join(ROOT, "target", "release", "idca")
 LOAD = os.path.join(ROOT, "target", "release", "idca-load")
 PORT = 14100
+# The per-address and per-user limits a load from one address and one user would reach.
+UNLIMITED = "".join(f"{k} = 0\n" for k in (
+    "new_accounts_per_minute_per_address", "login_pages_per_minute_per_address",
+    "device_registrations_per_minute_per_user", "backend_nonces_per_minute_per_user"))
 
 
 def build():
@@ -82,7 +86,7 @@ class Server(Stoppable):
         storage += f"quota_bytes = {quota}\n" if quota is not None else ""
         with open(self.config, "w") as f:
             f.write(f'[server]\nlisten = "127.0.0.1:{PORT}"\n[management]\nlisten = ""\n'
-                    f'[acme.testing]\nalways_valid = true\n[limits]\nnew_accounts_per_minute_per_address = 0\n'
+                    f'[acme.testing]\nalways_valid = true\n[limits]\n{UNLIMITED}'
                     f'[log]\nfilter = "warn"\n{storage}')
         self.proc = None
 
