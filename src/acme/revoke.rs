@@ -310,4 +310,20 @@ mod tests {
             assert!(parse_cert_id(bad).is_err(), "{bad}");
         }
     }
+
+    /// A kept CRL is served for its CA at its epoch within the hour after it was built;
+    /// another epoch, another CA, an hour later or a clock set back builds again.
+    #[test]
+    fn kept_crls_are_served_only_while_current() {
+        let kept = CrlCache::default();
+        assert_eq!(kept.get("a", 1, 100), None);
+        kept.put("a", 1, 100, vec![1]);
+        assert_eq!(kept.get("a", 1, 100), Some(vec![1]));
+        assert_eq!(kept.get("a", 1, 100 + CRL_REBUILD_SECS - 1), Some(vec![1]));
+        for (id, epoch, now) in [("a", 2, 100), ("b", 1, 100), ("a", 1, 100 + CRL_REBUILD_SECS), ("a", 1, 99)] {
+            assert_eq!(kept.get(id, epoch, now), None, "{id} {epoch} {now}");
+        }
+        kept.put("a", 2, 200, vec![2]);
+        assert_eq!((kept.get("a", 2, 200), kept.get("a", 1, 200)), (Some(vec![2]), None));
+    }
 }
