@@ -76,11 +76,11 @@ def pinned(command, pin):
 
 
 class Server(Stoppable):
-    def __init__(self, data, binary=IDCA, database=None, pin=None, quota=None):
+    def __init__(self, data, binary=IDCA, database=None, pin=None, quota=None, config_dir=None):
         self.binary = binary
         self.pin = pin
         self.data = data
-        self.config = os.path.join(os.path.dirname(data), "bench.toml")
+        self.config = os.path.join(config_dir or os.path.dirname(data), "bench.toml")
         storage = "[storage]\n" if database or quota is not None else ""
         storage += f'url = "{database}"\n' if database else ""
         storage += f"quota_bytes = {quota}\n" if quota is not None else ""
@@ -235,7 +235,7 @@ def compare_large(large, runs, tmp, concurrency, pin, orders=4000):
                 shutil.rmtree(data, ignore_errors=True)
             else:
                 data = large
-            server = Server(data, pin=pin, quota=0)
+            server = Server(data, pin=pin, quota=0, config_dir=tmp)
             try:
                 startup = server.start()
                 if name == "large":

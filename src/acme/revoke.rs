@@ -289,8 +289,12 @@ impl CrlCache {
         fresh.then(|| crl.der.clone())
     }
 
+    /// Keeps `der`, unless a CRL of a later epoch was kept meanwhile (a slow build
+    /// finishing after a newer one).
     fn put(&self, id: &str, epoch: u64, now: UnixTime, der: Vec<u8>) {
-        if let Ok(mut kept) = self.0.lock() {
+        if let Ok(mut kept) = self.0.lock()
+            && kept.get(id).is_none_or(|k| k.epoch <= epoch)
+        {
             kept.insert(id.to_owned(), KeptCrl { epoch, this_update: now, der });
         }
     }
@@ -325,5 +329,8 @@ mod tests {
         }
         kept.put("a", 2, 200, vec![2]);
         assert_eq!((kept.get("a", 2, 200), kept.get("a", 1, 200)), (Some(vec![2]), None));
+        // A build of an older epoch finishing late does not replace it.
+        kept.put("a", 1, 201, vec![1]);
+        assert_eq!(kept.get("a", 2, 201), Some(vec![2]));
     }
 }

@@ -185,16 +185,21 @@ async fn run(a: Args) -> Result<(), String> {
     });
     let next = Arc::new(AtomicU64::new(0));
     let total = a.certificates;
+    // The first failure stops every task: each takes no further number past it.
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tasks: Vec<_> = (0..a.concurrency)
         .map(|_| {
-            let (filler, next) = (filler.clone(), next.clone());
+            let (filler, next, failed) = (filler.clone(), next.clone(), failed.clone());
             tokio::spawn(async move {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= total {
+                    if n >= total || failed.load(Ordering::Relaxed) {
                         return Ok::<_, String>(());
                     }
-                    filler.issue(n).await?;
+                    if let Err(e) = filler.issue(n).await {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(format!("certificate {n}: {e}"));
+                    }
                     if (n + 1) % 50_000 == 0 {
                         let secs = started.elapsed().as_secs_f64();
                         eprintln!("{} certificates in {secs:.0} s ({:.0}/s)", n + 1, (n + 1) as f64 / secs);
@@ -203,8 +208,14 @@ async fn run(a: Args) -> Result<(), String> {
             })
         })
         .collect();
+    let mut first_error = None;
     for t in tasks {
-        t.await.map_err(|e| e.to_string())??;
+        if let Err(e) = t.await.map_err(|e| e.to_string()).and_then(|r| r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     let secs = started.elapsed().as_secs_f64();
     println!(

@@ -85,14 +85,14 @@ pub async fn log_request(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let method = req.method().to_string();
+    let method = req.method().clone();
     let path = req.path().to_owned();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let client = credentials::client_ip(req.request(), state.as_ref().map_or(&[], |s| s.trusted_proxies.as_slice()));
     let res = next.call(req).await?;
     if let Some(state) = state {
         let route = route_pattern(res.request().match_info());
-        state.metrics.request(&method, &route, res.status().as_u16(), start.elapsed());
+        state.metrics.request(method_label(&method), &route, res.status().as_u16(), start.elapsed());
     }
     tracing::info!(
         target: "idca::request",
@@ -105,6 +105,22 @@ pub async fn log_request(
     Ok(res)
 }
 
+/// The method, for metrics: the standard ones by name, any other (HTTP allows any
+/// token) as `other`, so that invented methods cannot grow the metrics.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 /// The route a routed request matched, for metrics: its path with each matched segment
 /// written as `{name}` (`/acme/order/{id}`), read from what routing captured instead of
 /// matching the path against every route again (`match_pattern` does, with a regular
@@ -114,17 +130,24 @@ fn route_pattern(info: &actix_web::dev::Path<actix_web::dev::Url>) -> String {
     if !info.unprocessed().is_empty() || info.as_str().is_empty() {
         return "unmatched".to_owned();
     }
-    // Segments come in the order they were matched: each is looked for after the last.
-    let mut pattern = info.as_str().to_owned();
-    let mut from = 0;
+    // Each captured segment is a slice of the path, in order: its place is where it
+    // starts in the path, never the first match of its text.
+    let path = info.as_str();
+    let base = path.as_ptr() as usize;
+    let mut pattern = String::with_capacity(path.len());
+    let mut done = 0;
     for (name, value) in info.iter() {
-        if let Some(at) = pattern.get(from..).and_then(|rest| rest.find(value)).filter(|_| !value.is_empty()) {
-            let at = from + at;
-            let name = format!("{{{name}}}");
-            pattern.replace_range(at..at + value.len(), &name);
-            from = at + name.len();
+        let at = (value.as_ptr() as usize).wrapping_sub(base);
+        if value.is_empty() || at < done || at + value.len() > path.len() {
+            return "unmatched".to_owned();
         }
+        pattern.push_str(path.get(done..at).unwrap_or_default());
+        pattern.push('{');
+        pattern.push_str(name);
+        pattern.push('}');
+        done = at + value.len();
     }
+    pattern.push_str(path.get(done..).unwrap_or_default());
     pattern
 }
 

@@ -59,18 +59,26 @@ async fn healthz_and_metrics() {
     assert!(text.contains("idca_http_request_duration_seconds_count{route=\"/acme/new-order\"} 1"), "{text}");
     // Routes are named by their pattern, never by the ids in the path; paths no route
     // takes are all one label.
-    for path in ["/acme/chall/a1/b2", "/v5/clients/c3/nonce", "/no/such/x9", "/acme/no-such"] {
+    // A segment equal to a literal part of its route is still named at its own place;
+    // methods HTTP does not define are all `other`.
+    for path in ["/acme/chall/a1/b2", "/v5/clients/c3/nonce", "/no/such/x9", "/acme/no-such", "/acme/acct/acct"] {
         c.http.get(format!("{base}{path}")).send().await.unwrap();
+    }
+    for invented in ["FOO1", "FOO2"] {
+        let method = reqwest::Method::from_bytes(invented.as_bytes()).unwrap();
+        c.http.request(method, format!("{base}/directory")).send().await.unwrap();
     }
     let text = c.http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     for label in [
         "route=\"/acme/chall/{authz}/{id}\",status=\"405\"} 1",
         "route=\"/v{api_version}/clients/{cid}/nonce\",status=\"401\"} 1",
         "route=\"unmatched\",status=\"404\"} 2",
+        "method=\"GET\",route=\"/acme/acct/{id}\",status=\"405\"} 1",
+        "idca_http_requests_total{method=\"other\",",
     ] {
         assert!(text.contains(label), "{label} in {text}");
     }
-    assert!(!["a1", "b2", "c3", "x9", "no-such"].iter().any(|id| text.contains(id)), "{text}");
+    assert!(!["a1", "b2", "c3", "x9", "no-such", "FOO"].iter().any(|id| text.contains(id)), "{text}");
     server.stop().await;
 }
 

@@ -310,7 +310,8 @@ fn without_digests(recorded: &str) -> String {
 /// a changed byte there fails that read as corrupt instead of returning other data,
 /// and hashing it would make each start and stop read the whole store (8 s each for
 /// 1,000,000 certificates, a 9.2 GB log). Without a readable configuration or a
-/// snapshot, the whole log.
+/// snapshot, the whole log. A segment whose header does not verify (sled zeroes freed
+/// segments at every open) is one sled skips: only its header is hashed.
 fn log_digest(dir: &Path, log: &Path) -> std::io::Result<String> {
     let segment_size = std::fs::read(dir.join("conf")).ok().and_then(|conf| {
         String::from_utf8_lossy(&conf)
@@ -318,10 +319,18 @@ fn log_digest(dir: &Path, log: &Path) -> std::io::Result<String> {
             .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse::<u64>().ok())
             .filter(|s| *s >= 2 * SEGMENT_HEADER_LEN)
     });
-    let stable = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("snap.").map(str::to_owned))
-        .filter_map(|hex| i64::from_str_radix(&hex, 16).ok())
-        .max();
+    // The snapshot sled takes: the last `snap.*` name in sort order but those being
+    // moved (sled 0.34 `get_snapshot_files`); named by its stable LSN in 16 hex digits.
+    let mut snapshots: Vec<String> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_owned))
+        .filter(|name| name.starts_with("snap.") && !name.ends_with(".in___motion"))
+        .collect();
+    snapshots.sort();
+    let stable = snapshots.pop().and_then(|name| {
+        let hex = name.strip_prefix("snap.")?;
+        let lsn = (hex.len() == 16).then(|| u64::from_str_radix(hex, 16).ok()).flatten()?;
+        Some(lsn.cast_signed())
+    });
     let (Some(segment_size), Some(stable)) = (segment_size, stable) else {
         return Ok(format!("whole:{}", sha256_file(log)?));
     };
@@ -343,8 +352,11 @@ fn replayed_digest(log: &Path, segment_size: u64, stable: i64) -> std::io::Resul
         file.read_exact_at(header, base)?;
         hash.update(&base.to_le_bytes());
         hash.update(header);
-        let lsn = header.get(4..12).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(i64::from_le_bytes);
-        if lsn.is_some_and(|lsn| lsn ^ i64::MAX >= first) {
+        let word = |at: usize, n: usize| header.get(at..at + n).unwrap_or_default();
+        let crc = <[u8; 4]>::try_from(word(0, 4)).map(|b| u32::from_le_bytes(b) ^ u32::MAX);
+        let verified = crc.is_ok_and(|crc| crc == crc32fast::hash(word(4, 16)));
+        let lsn = <[u8; 8]>::try_from(word(4, 8)).map(|b| i64::from_le_bytes(b) ^ i64::MAX);
+        if verified && lsn.is_ok_and(|lsn| lsn >= first) {
             let end = (base + segment_size).min(len);
             let body = segment.get_mut(..usize::try_from(end - base).unwrap_or(0)).unwrap_or_default();
             file.read_exact_at(body, base)?;
