@@ -198,18 +198,27 @@ def compare_pebble(runs, tmp, concurrency, pin, orders=1000):
                 results[name].append(r)
             finally:
                 server.stop()
-    where = f"server pinned to CPU {pin}" if pin is not None else "unpinned"
     for name, rs in results.items():
-        rate = median([r["per_second"] for r in rs])
-        cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
         floor = median([r["floor_ms"] for r in rs])
+        cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
         errors = sum(sum(r["errors"].values()) for r in rs)
-        print(f"{name}: c={concurrency}, {where}: {rate:.0f} issuances/s (runs: "
-              f"{', '.join('%.0f' % r['per_second'] for r in rs)}), {cpu:.2f} ms server CPU each "
-              f"({cpu / floor:.1f}x the {floor:.2f} ms floor), {errors} errors")
-    ratios = [i["per_second"] / p["per_second"] for i, p in zip(results["idca"], results["pebble"])]
-    print(f"idca / pebble issuances/s, run by run: {', '.join('%.2f' % r for r in ratios)}; "
-          f"median {median(ratios):.2f}")
+        print(f"{name}: {rates(rs, concurrency, pin)} ({cpu / floor:.1f}x the {floor:.2f} ms floor), {errors} errors")
+    print_ratios("idca / pebble", results["pebble"], results["idca"])
+
+
+def rates(rs, concurrency, pin):
+    """The medians of idca-load results `rs`: issuances/s, each run's, and server CPU."""
+    where = f"server pinned to CPU {pin}" if pin is not None else "unpinned"
+    rate = median([r["per_second"] for r in rs])
+    cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
+    return (f"c={concurrency}, {where}: {rate:.0f} issuances/s (runs: "
+            f"{', '.join('%.0f' % r['per_second'] for r in rs)}), {cpu:.2f} ms server CPU each")
+
+
+def print_ratios(label, base, other):
+    """Run-by-run ratios of issuances/s, `other` over `base`, and their median."""
+    ratios = [o["per_second"] / b["per_second"] for b, o in zip(base, other)]
+    print(f"{label} issuances/s, run by run: {', '.join('%.2f' % r for r in ratios)}; median {median(ratios):.2f}")
 
 
 def timed_get(url, root):
@@ -252,17 +261,10 @@ def compare_large(large, runs, tmp, concurrency, pin, orders=4000):
                 server.stop()
                 if name == "large":
                     extra["stop"].append(time.monotonic() - stopping)
-    where = f"server pinned to CPU {pin}" if pin is not None else "unpinned"
     for name, rs in results.items():
-        rate = median([r["per_second"] for r in rs])
-        cpu = median([r["server"]["cpu_ms_per_op"] for r in rs])
         rss = median([r["server"]["peak_rss_mib"] for r in rs])
-        print(f"{name}: c={concurrency}, {where}: {rate:.0f} issuances/s (runs: "
-              f"{', '.join('%.0f' % r['per_second'] for r in rs)}), {cpu:.2f} ms server CPU each, "
-              f"peak RSS {rss:.1f} MiB")
-    ratios = [big["per_second"] / empty["per_second"] for empty, big in zip(results["empty"], results["large"])]
-    print(f"large / empty issuances/s, run by run: {', '.join('%.2f' % r for r in ratios)}; "
-          f"median {median(ratios):.2f}")
+        print(f"{name}: {rates(rs, concurrency, pin)}, peak RSS {rss:.1f} MiB")
+    print_ratios("large / empty", results["empty"], results["large"])
     ms = {k: median(v) * 1000 for k, v in extra.items()}
     print(f"large store: start-up to a served directory {ms['startup']:.0f} ms, CRL ({crl_bytes} bytes) "
           f"{ms['crl_built']:.1f} ms built, {ms['crl_kept']:.1f} ms kept, stop {ms['stop']:.0f} ms "

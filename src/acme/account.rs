@@ -357,26 +357,29 @@ impl Acme {
         if &v.account()?.value.id != id {
             return Err(AcmeError::Unauthorized("these orders belong to another account".into()));
         }
-        let from = match cursor {
+        let first = cursor.map(|c| OrderId(c.to_owned()));
+        let from = match &first {
+            Some(first) => Some((self.order_created(id, first).await?, first)),
             None => None,
-            Some(cursor) => {
-                let first = OrderId(cursor.to_owned());
-                match self.store.order(&first).await {
-                    Ok(o) if &o.value.account == id => Some((o.value.created, first)),
-                    Ok(_) | Err(StoreError::NotFound) => {
-                        return Err(AcmeError::Malformed("the cursor names no order of this account".into()));
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
         };
-        let from = from.as_ref().map(|(created, first)| (*created, first));
         let (ids, next) = found(self.store.account_orders(id, from, self.config.orders_per_page).await, "account")?;
         let mut reply = Reply::ok(wire::OrdersList { orders: ids.iter().map(|o| self.links.order(o)).collect() });
         if let Some(next) = next {
             reply = reply.link(format!("{}?cursor={}", self.links.account_orders(id), next.0), "next");
         }
         Ok(reply)
+    }
+
+    /// When `order`, a page cursor, was created: `malformed` unless it is an order of
+    /// `account`.
+    async fn order_created(&self, account: &AccountId, order: &OrderId) -> Result<UnixTime, AcmeError> {
+        match self.store.order(order).await {
+            Ok(o) if &o.value.account == account => Ok(o.value.created),
+            Ok(_) | Err(StoreError::NotFound) => {
+                Err(AcmeError::Malformed("the cursor names no order of this account".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
