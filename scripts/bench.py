@@ -236,6 +236,7 @@ def compare_large(large, runs, tmp, concurrency, pin, orders=4000):
     (a clean close fingerprints the files) and the server's peak RSS."""
     results = {"empty": [], "large": []}
     extra = {"startup": [], "crl_built": [], "crl_kept": [], "stop": []}
+    started_rss = []
     crl_bytes = 0
     for _ in range(runs):
         for name in ("empty", "large"):
@@ -249,6 +250,8 @@ def compare_large(large, runs, tmp, concurrency, pin, orders=4000):
                 startup = server.start()
                 if name == "large":
                     extra["startup"].append(startup)
+                    time.sleep(0.5)  # the start's last step returns memory after the listener is up
+                    started_rss.append(rss_mib(server.proc.pid))
                     root = os.path.join(data, "root.pem")
                     built, crl_bytes = timed_get(f"https://localhost:{PORT}/crl", root)
                     kept, _ = timed_get(f"https://localhost:{PORT}/crl", root)
@@ -262,13 +265,22 @@ def compare_large(large, runs, tmp, concurrency, pin, orders=4000):
                 if name == "large":
                     extra["stop"].append(time.monotonic() - stopping)
     for name, rs in results.items():
-        rss = median([r["server"]["peak_rss_mib"] for r in rs])
-        print(f"{name}: {rates(rs, concurrency, pin)}, peak RSS {rss:.1f} MiB")
+        peak = median([r["server"]["peak_rss_mib"] for r in rs])
+        after = median([r["server"]["rss_mib"] for r in rs])
+        print(f"{name}: {rates(rs, concurrency, pin)}, RSS after the load {after:.1f} MiB, peak {peak:.1f} MiB "
+              "(start-up included)")
     print_ratios("large / empty", results["empty"], results["large"])
     ms = {k: median(v) * 1000 for k, v in extra.items()}
     print(f"large store: start-up to a served directory {ms['startup']:.0f} ms, CRL ({crl_bytes} bytes) "
           f"{ms['crl_built']:.1f} ms built, {ms['crl_kept']:.1f} ms kept, stop {ms['stop']:.0f} ms "
-          f"(medians of {runs})")
+          f"(medians of {runs}); RSS once started {median(started_rss):.1f} MiB")
+
+
+def rss_mib(pid):
+    """Resident memory of `pid` now, MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        kib = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kib / 1024
 
 
 def proc_cpu(pid, children=True):

@@ -9,6 +9,8 @@
 //! What idca is not: a public CA. Its root key lives in the data directory next to
 //! everything else; it is meant for tests, CI and local development PKIs.
 
+#![forbid(unsafe_code)]
+
 pub mod acme;
 pub mod app;
 pub mod ca;

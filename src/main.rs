@@ -429,6 +429,7 @@ async fn serve(config: Config, ephemeral: bool) -> Result<(), String> {
         let server = idca::app::start(config, idca::app::StartOptions { handle_signals: true })
             .await
             .map_err(|e| e.to_string())?;
+        return_start_up_memory();
         // One line on stdout that scripts (and the tests) can read.
         println!("idca listening on {} directory {}", server.addr, server.directory_url());
         eprintln!("idca: root certificate at {}", data_dir.join("root.pem").display());
@@ -439,6 +440,19 @@ async fn serve(config: Config, ephemeral: bool) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
     result
+}
+
+/// Gives back to the system what the start freed on this thread: sled's recovery reads its
+/// snapshot (an entry per page) into memory and drops it once the page table is built,
+/// and this thread then only waits for the server, so mimalloc, which returns a thread's
+/// free pages when that thread next allocates, would keep them. With a million
+/// certificates stored: 126 MiB resident after start instead of 235.
+/// The one `unsafe` in idca (the library forbids it).
+#[allow(unsafe_code)]
+fn return_start_up_memory() {
+    // SAFETY: `mi_collect` takes no pointers and may be called from any thread at any time;
+    // it frees the calling thread's empty pages (forced: and abandoned ones).
+    unsafe { libmimalloc_sys::mi_collect(true) }
 }
 
 /// A new private directory under the system's temporary directory, for a Pebble-mode

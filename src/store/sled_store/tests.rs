@@ -466,3 +466,46 @@ async fn a_same_size_change_after_a_clean_close_is_found() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+/// Leaves of small entries split by their size, leaves of large ones at 16 entries
+/// (vendor/sled/PATCHES.md, 8): both kinds split many times here, some entries go again,
+/// and every one left is read back, in order, before and after a reopen.
+#[test]
+fn many_small_and_large_entries_split_and_read_back_in_order_after_a_reopen() {
+    let dir = std::env::temp_dir().join(format!("idca-split-{}", random_token()));
+    let small = |i: u32| format!("account-{}/order-{i:08}", i % 7).into_bytes();
+    let large = |i: u32| vec![(i % 251) as u8; 1800];
+    let mut want_small: Vec<Vec<u8>> = (0..20_000).filter(|i| i % 3 != 0).map(small).collect();
+    want_small.sort();
+    let check = |db: &sled::Db| {
+        let index = db.open_tree("index").unwrap();
+        let keys: Vec<Vec<u8>> = index.iter().map(|kv| kv.unwrap().0.to_vec()).collect();
+        assert_eq!(keys, want_small);
+        let certs = db.open_tree("certs").unwrap();
+        let values: Vec<(u32, Vec<u8>)> = certs
+            .iter()
+            .map(|kv| kv.unwrap())
+            .map(|(k, v)| (u32::from_be_bytes(k.as_ref().try_into().unwrap()), v.to_vec()))
+            .collect();
+        assert_eq!(values, (0..2_000).map(|i| (i, large(i))).collect::<Vec<_>>());
+    };
+    {
+        let db = sled::Config::new().path(&dir).open().unwrap();
+        let (index, certs) = (db.open_tree("index").unwrap(), db.open_tree("certs").unwrap());
+        for i in 0..20_000 {
+            index.insert(small(i), &[]).unwrap();
+        }
+        for i in 0..2_000u32 {
+            certs.insert(i.to_be_bytes(), large(i)).unwrap();
+        }
+        for i in (0..20_000).step_by(3) {
+            index.remove(small(i)).unwrap();
+        }
+        db.flush().unwrap();
+        check(&db);
+    }
+    let db = sled::Config::new().path(&dir).open().unwrap();
+    check(&db);
+    drop(db);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -597,15 +597,20 @@ impl Node {
     }
 
     pub(crate) fn should_split(&self) -> bool {
-        let threshold = if cfg!(any(test, feature = "lock_free_delays")) {
-            2
+        const LEAF_MAX_ENTRIES: usize = 256;
+        const LEAF_SPLIT_BYTES: u64 = 8 * 1024;
+        let size_checks = if cfg!(any(test, feature = "lock_free_delays")) {
+            self.data.len() > 2
         } else if self.data.is_index() {
-            256
+            self.data.len() > 256
         } else {
-            16
+            // idca: a leaf of small entries (an index of ids) splits once its keys and
+            // values pass 8 KiB, or past 256 entries, rather than at 16 entries; one of
+            // large entries still splits at 16. Each page costs ~140 bytes of memory for
+            // as long as the database is open, read or not (its page-table entry).
+            let len = self.data.len();
+            len > 16 && (len > LEAF_MAX_ENTRIES || self.data.rss() > LEAF_SPLIT_BYTES)
         };
-
-        let size_checks = self.data.len() > threshold;
         let safety_checks = self.merging_child.is_none() && !self.merging;
 
         size_checks && safety_checks
