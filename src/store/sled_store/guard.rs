@@ -281,10 +281,8 @@ fn fingerprint(dir: &Path, contents: Contents) -> std::io::Result<String> {
                 let mut line = format!("{name} {} {}", meta.len(), modified.as_nanos());
                 if contents == Contents::Hash {
                     line.push(' ');
-                    match name == LOG_FILE {
-                        true => line.push_str(&log_digest(base, &path)?),
-                        false => line.push_str(&sha256_file(&path)?),
-                    }
+                    let digest = if name == LOG_FILE { log_digest(base, &path)? } else { sha256_file(&path)? };
+                    line.push_str(&digest);
                 }
                 out.push(line);
             }

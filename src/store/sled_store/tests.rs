@@ -9,6 +9,11 @@ fn jwk(seed: u8) -> Jwk {
 
 use crate::store::conformance::{account, authz, order};
 
+/// A directory for one test's store, not yet created.
+fn scratch_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("idca-store-{}", random_token()))
+}
+
 #[tokio::test]
 async fn same_key_returns_the_existing_account() {
     let s = SledStore::temporary().unwrap();
@@ -127,7 +132,7 @@ async fn certificates_issued_outside_acme_are_stored_once_and_listed() {
 
 #[tokio::test]
 async fn state_survives_reopen_and_a_second_open_is_refused() {
-    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let dir = scratch_dir();
     let a = account(10);
     {
         let s = SledStore::open(&dir, 8).unwrap();
@@ -274,7 +279,7 @@ async fn racing_creations_with_one_key_store_one_account() {
 /// next open is not refused, and the file holds a number from then on.
 #[tokio::test]
 async fn an_empty_generation_file_is_not_damage() {
-    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let dir = scratch_dir();
     let mut name = dir.as_os_str().to_owned();
     name.push(".generation");
     std::fs::write(&name, "").unwrap();
@@ -330,7 +335,7 @@ async fn sled_passes_the_conformance_suite() {
 
 #[tokio::test]
 async fn an_unclean_store_that_cannot_be_copied_for_its_check_is_refused_unless_told() {
-    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let dir = scratch_dir();
     let a = account(11);
     {
         let s = SledStore::open(&dir, 8).unwrap();
@@ -394,7 +399,7 @@ async fn live_bytes_follow_what_is_stored() {
 /// CRC-32 on every message): never read back as other data.
 #[tokio::test]
 async fn a_same_size_change_after_a_clean_close_is_found() {
-    let dir = std::env::temp_dir().join(format!("idca-store-{}", random_token()));
+    let dir = scratch_dir();
     let mut check = dir.as_os_str().to_owned();
     check.push(".check");
     let open = || {
@@ -472,7 +477,7 @@ async fn a_same_size_change_after_a_clean_close_is_found() {
 /// and every one left is read back, in order, before and after a reopen.
 #[test]
 fn many_small_and_large_entries_split_and_read_back_in_order_after_a_reopen() {
-    let dir = std::env::temp_dir().join(format!("idca-split-{}", random_token()));
+    let dir = scratch_dir();
     let small = |i: u32| format!("account-{}/order-{i:08}", i % 7).into_bytes();
     let large = |i: u32| vec![(i % 251) as u8; 1800];
     let mut want_small: Vec<Vec<u8>> = (0..20_000).filter(|i| i % 3 != 0).map(small).collect();
