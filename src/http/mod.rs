@@ -20,7 +20,7 @@ pub use error::HttpError;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
@@ -151,6 +151,27 @@ fn route_pattern(info: &actix_web::dev::Path<actix_web::dev::Url>) -> String {
     pattern
 }
 
+/// Durable before acknowledged, with one flush per request: the request's store writes
+/// leave their flush to its end, and the response goes out once that flush is done
+/// (`store::one_flush`). A failed flush turns the response into a server error (an ACME
+/// problem under `/acme`, else an OAuth `server_error`): nothing it made is acknowledged.
+pub async fn flush_once(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let is_acme = req.path().starts_with("/acme/");
+    let (res, flushed) = crate::store::one_flush(next.call(req)).await;
+    let res = res?;
+    match flushed {
+        Ok(()) => Ok(res.map_into_left_body()),
+        Err(e) => {
+            let error = if is_acme { HttpError::Acme(e.into()) } else { HttpError::OAuth(e.into()) };
+            let (req, _) = res.into_parts();
+            Ok(ServiceResponse::new(req, actix_web::ResponseError::error_response(&error)).map_into_right_body())
+        }
+    }
+}
+
 /// A request body must arrive within `limits.request_body_timeout_ms` of the request
 /// head: after that its stream fails and the extractor refuses the request, so a slow
 /// client cannot hold a worker (the head has its own timeout, `client_request_timeout`).
@@ -213,4 +234,60 @@ pub async fn acme_headers(
         }
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, HttpResponse, test, web};
+
+    use crate::store::conformance::account;
+    use crate::store::{AcmeStore, SledStore};
+
+    /// An app whose routes each make three writes to a store and answer 201.
+    macro_rules! app {
+        ($store:expr) => {{
+            let store: SledStore = $store;
+            let write_three = move || {
+                let store = store.clone();
+                async move {
+                    for seed in 1..=3 {
+                        store.create_account(&account(seed)).await.map_err(actix_web::error::ErrorBadRequest)?;
+                    }
+                    Ok::<_, actix_web::Error>(HttpResponse::Created().finish())
+                }
+            };
+            test::init_service(
+                App::new()
+                    .wrap(actix_web::middleware::from_fn(super::flush_once))
+                    .route("/acme/new-account", web::post().to(write_three.clone()))
+                    .route("/token", web::post().to(write_three)),
+            )
+            .await
+        }};
+    }
+
+    #[actix_web::test]
+    async fn a_requests_writes_are_flushed_once_before_its_response() {
+        let store = SledStore::temporary().unwrap();
+        let before = store.flush_count();
+        let app = app!(store.clone());
+        let res = test::call_service(&app, test::TestRequest::post().uri("/acme/new-account").to_request()).await;
+        assert_eq!(res.status(), 201);
+        assert_eq!(store.flush_count(), before + 1, "three writes, one flush, done before the response");
+    }
+
+    #[actix_web::test]
+    async fn a_failed_flush_turns_the_response_into_a_server_error() {
+        let app = app!(SledStore::without_flusher());
+        let res = test::call_service(&app, test::TestRequest::post().uri("/acme/new-account").to_request()).await;
+        assert_eq!(res.status(), 500);
+        assert_eq!(res.headers().get("content-type").unwrap(), "application/problem+json");
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["type"], "urn:ietf:params:acme:error:serverInternal");
+
+        let res = test::call_service(&app, test::TestRequest::post().uri("/token").to_request()).await;
+        assert_eq!(res.status(), 500);
+        let body: serde_json::Value = test::read_body_json(res).await;
+        assert_eq!(body["error"], "server_error");
+    }
 }

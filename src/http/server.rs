@@ -52,6 +52,7 @@ pub fn serve_api(
         App::new()
             .app_data(state.clone())
             .wrap(from_fn(super::bound_body_time))
+            .wrap(from_fn(super::flush_once))
             .wrap(from_fn(super::log_request))
             .configure(|c| super::configure(c, &limits))
     })

@@ -9,6 +9,7 @@
 //! own timer flush is off; every mutating call waits for a flush that started after its
 //! write, and a single flusher thread serves all waiters queued at once (group commit).
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -307,6 +308,17 @@ impl SledStore {
         Self::from_db(db, None, None)
     }
 
+    /// A temporary store whose flushes fail (its flusher is stopped), for tests of what
+    /// a failed flush answers.
+    #[cfg(test)]
+    pub(crate) fn without_flusher() -> Self {
+        let mut s = Self::temporary().expect("a temporary store");
+        if let Some(inner) = Arc::get_mut(&mut s.inner) {
+            inner.flusher = None;
+        }
+        s
+    }
+
     fn from_db(
         db: sled::Db,
         generations: Option<(std::fs::File, u64)>,
@@ -397,8 +409,33 @@ impl SledStore {
         self.inner.flushes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Waits until everything written before this call is on disk.
+    /// Every mutating operation ends here: waits until everything written before this
+    /// call is on disk, or, inside [`one_flush`], leaves that wait to its end.
     async fn durable(&self) -> Result<(), StoreError> {
+        if self.owe_flush() {
+            return Ok(());
+        }
+        self.flush_now().await
+    }
+
+    /// Inside [`one_flush`]: notes that its end must flush this store; false outside it,
+    /// or when the flush owed is another store's (this one then flushes at once).
+    fn owe_flush(&self) -> bool {
+        OWED.try_with(|owed| {
+            let mut owed = owed.borrow_mut();
+            match owed.as_ref() {
+                Some(other) => Arc::ptr_eq(&other.inner, &self.inner),
+                None => {
+                    *owed = Some(self.clone());
+                    true
+                }
+            }
+        })
+        .unwrap_or(false)
+    }
+
+    /// Waits until everything written before this call is on disk (one group commit).
+    async fn flush_now(&self) -> Result<(), StoreError> {
         let (tx, rx) = oneshot::channel();
         self.inner
             .flusher
@@ -415,6 +452,31 @@ impl SledStore {
             None => Err(StoreError::NotFound),
         }
     }
+}
+
+tokio::task_local! {
+    /// Inside [`one_flush`]: the store its end flushes, once something was written.
+    static OWED: std::cell::RefCell<Option<SledStore>>;
+}
+
+/// Runs `work` (one request) so that its writes wait for one flush at its end instead of
+/// one each, and returns what it made once that flush is done, with the flush's error
+/// if it failed (then nothing `work` made may be acknowledged). A request's writes are
+/// acknowledged only by its response, so one flush before the response keeps "durable
+/// before acknowledged". Another request that sees a write before it is flushed and
+/// writes anything is answered after its own flush, which covers every write before it
+/// (sled's log is one sequence). Writes in tasks `work` spawns flush on their own.
+pub async fn one_flush<F: Future>(work: F) -> (F::Output, Result<(), StoreError>) {
+    OWED.scope(std::cell::RefCell::new(None), async {
+        let made = work.await;
+        let owed = OWED.with(|owed| owed.borrow_mut().take());
+        let flushed = match owed {
+            Some(store) => store.flush_now().await,
+            None => Ok(()),
+        };
+        (made, flushed)
+    })
+    .await
 }
 
 /// The flusher: takes every waiter queued so far, flushes once, answers them all. A

@@ -199,6 +199,62 @@ async fn concurrent_writers_are_flushed() {
     assert!(flushes <= writers, "{flushes} flushes for {writers} writers");
 }
 
+/// Inside `one_flush` a request's writes share the one flush at its end, done before it
+/// returns; a part that writes nothing flushes nothing; outside it each write flushes.
+#[tokio::test]
+async fn one_flush_makes_a_requests_writes_durable_with_one_flush_at_its_end() {
+    let s = SledStore::temporary().unwrap();
+    let before = s.flush_count();
+    let (created, flushed) = one_flush(async {
+        for seed in 1..=3 {
+            assert_eq!(s.create_account(&account(seed)).await.unwrap(), AccountCreation::Created);
+        }
+        assert!(s.remember_dpop_jti("jti-1", 100, 0).await.unwrap());
+        assert_eq!(s.flush_count(), before, "no write waited for its own flush");
+        "made"
+    })
+    .await;
+    assert_eq!((created, flushed.unwrap()), ("made", ()));
+    assert_eq!(s.flush_count(), before + 1, "one flush, before one_flush returned");
+
+    let ((), flushed) = one_flush(async { s.account_by_key(&account(1).jkt).await.map(drop).unwrap() }).await;
+    flushed.unwrap();
+    assert_eq!(s.flush_count(), before + 1, "a request that only reads flushes nothing");
+
+    for seed in 4..=5 {
+        s.create_account(&account(seed)).await.unwrap();
+    }
+    assert_eq!(s.flush_count(), before + 3, "outside one_flush each write flushes");
+}
+
+/// Writes in a task the request spawns, and writes to a second store, do not wait for
+/// the request's end: they flush on their own before they return.
+#[tokio::test]
+async fn one_flush_leaves_spawned_tasks_and_other_stores_to_flush_on_their_own() {
+    let (s, other) = (SledStore::temporary().unwrap(), SledStore::temporary().unwrap());
+    let (before, other_before) = (s.flush_count(), other.flush_count());
+    let ((), flushed) = one_flush(async {
+        s.create_account(&account(1)).await.unwrap();
+        other.create_account(&account(2)).await.unwrap();
+        assert_eq!(other.flush_count(), other_before + 1, "the second store flushed at once");
+        let spawned = s.clone();
+        tokio::spawn(async move { spawned.create_account(&account(3)).await.unwrap() }).await.unwrap();
+        assert_eq!(s.flush_count(), before + 1, "the spawned task's write flushed before it returned");
+    })
+    .await;
+    flushed.unwrap();
+    assert_eq!(s.flush_count(), before + 2);
+}
+
+/// When the flush at the end fails, `one_flush` says so (nothing may be acknowledged).
+#[tokio::test]
+async fn one_flush_reports_a_failed_flush() {
+    let s = SledStore::without_flusher();
+    let ((), flushed) = one_flush(async { s.create_account(&account(1)).await.map(drop).unwrap() }).await;
+    assert!(matches!(flushed, Err(StoreError::Backend(_))), "{flushed:?}");
+    assert!(s.create_account(&account(2)).await.is_err(), "outside one_flush the write itself fails");
+}
+
 #[tokio::test]
 async fn ca_rotation_retires_the_current_ca_once() {
     let s = SledStore::temporary().unwrap();
