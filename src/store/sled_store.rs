@@ -7,7 +7,8 @@
 //! multi-record changes are sled transactions (the closures have no side effects: sled
 //! may run them more than once). Durability: sled's
 //! own timer flush is off; every mutating call waits for a flush that started after its
-//! write, and a single flusher thread serves all waiters queued at once (group commit).
+//! write (inside [`one_flush`], a request waits once, at its end), and a single flusher
+//! thread serves all waiters queued at once (group commit).
 
 use std::future::Future;
 use std::path::Path;
@@ -465,7 +466,10 @@ tokio::task_local! {
 /// acknowledged only by its response, so one flush before the response keeps "durable
 /// before acknowledged". Another request that sees a write before it is flushed and
 /// writes anything is answered after its own flush, which covers every write before it
-/// (sled's log is one sequence). Writes in tasks `work` spawns flush on their own.
+/// (sled's log is one sequence). One that only reads may answer from it sooner, as it
+/// could during any flush; the window is now the rest of the writing request (its
+/// client learns the new ids only from its response). Writes in tasks `work` spawns
+/// flush on their own.
 pub async fn one_flush<F: Future>(work: F) -> (F::Output, Result<(), StoreError>) {
     OWED.scope(std::cell::RefCell::new(None), async {
         let made = work.await;
