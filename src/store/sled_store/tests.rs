@@ -570,3 +570,46 @@ fn many_small_and_large_entries_split_and_read_back_in_order_after_a_reopen() {
     drop(db);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The page cache keeps entries only for the pages it holds (vendor/sled/PATCHES.md, 9):
+/// with a cache far smaller than the data, pages are evicted and read back again and
+/// again, in a scattered order, and every value read, updated and removed is right,
+/// before and after a reopen.
+#[test]
+fn a_small_page_cache_evicts_and_reads_back_every_page_right() {
+    let dir = scratch_dir();
+    let value = |i: u32, round: u32| vec![(i.wrapping_mul(31).wrapping_add(round) % 251) as u8; 1500];
+    // A fixed permutation of 0..12_000 (7919 is prime to it): scattered, reproducible.
+    let scattered = |n: u32| (0..n).map(move |i| (i * 7919) % n);
+    let check = |db: &sled::Db| {
+        let t = db.open_tree("certs").unwrap();
+        for i in scattered(12_000) {
+            let got = t.get(i.to_be_bytes()).unwrap();
+            match i % 5 {
+                0 => assert_eq!(got, None, "{i} was removed"),
+                1 => assert_eq!(got.as_deref(), Some(&value(i, 1)[..]), "{i} was updated"),
+                _ => assert_eq!(got.as_deref(), Some(&value(i, 0)[..]), "{i}"),
+            }
+        }
+    };
+    {
+        let db = sled::Config::new().path(&dir).cache_capacity(256 * 1024).open().unwrap();
+        let t = db.open_tree("certs").unwrap();
+        for i in scattered(12_000) {
+            t.insert(i.to_be_bytes(), value(i, 0)).unwrap();
+        }
+        for i in scattered(12_000) {
+            match i % 5 {
+                0 => assert!(t.remove(i.to_be_bytes()).unwrap().is_some()),
+                1 => assert_eq!(t.insert(i.to_be_bytes(), value(i, 1)).unwrap().as_deref(), Some(&value(i, 0)[..])),
+                _ => {}
+            }
+        }
+        db.flush().unwrap();
+        check(&db);
+    }
+    let db = sled::Config::new().path(&dir).cache_capacity(256 * 1024).open().unwrap();
+    check(&db);
+    drop(db);
+    let _ = std::fs::remove_dir_all(dir);
+}
