@@ -107,6 +107,65 @@ async fn acknowledged_state_survives_sigkill() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), root_before);
 }
 
+/// The same for OAuth state, whose writes wait for one flush at the end of each request
+/// (`store::one_flush`): a client registered and then updated (two acknowledged writes,
+/// two requests) is there after a SIGKILL, as last written, and its registration access
+/// token still works.
+#[tokio::test]
+async fn acknowledged_oauth_state_survives_sigkill() {
+    idca::install_crypto_provider();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        tmp.path().join("config.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[management]\nlisten = \"\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let first = spawn(tmp.path());
+    let root = std::fs::read_to_string(data.join("root.pem")).unwrap();
+    // A client per run: a pooled connection to the killed process would fail.
+    let client = || {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(root.as_bytes()).unwrap()])
+            .build()
+            .unwrap()
+    };
+    let http = client();
+    let base = first.directory.trim_end_matches("/directory").to_owned();
+    let r = http
+        .post(format!("{base}/oauth/register"))
+        .json(&json!({"client_name": "Durable", "redirect_uris": ["https://durable.example.test/cb"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let reg: serde_json::Value = r.json().await.unwrap();
+    let (client_id, uri, token) = (
+        reg["client_id"].as_str().unwrap().to_owned(),
+        reg["registration_client_uri"].as_str().unwrap().to_owned(),
+        reg["registration_access_token"].as_str().unwrap().to_owned(),
+    );
+    let update = json!({"client_id": client_id, "client_name": "Durable 2", "redirect_uris": ["https://durable.example.test/cb"]});
+    let r = http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let mut first = first;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    let _second = spawn(tmp.path());
+    let r = client().get(&uri).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the registration did not survive");
+    let read: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(read["client_id"], client_id.as_str());
+    assert_eq!(read["client_name"], "Durable 2", "the acknowledged update was lost");
+}
+
 /// Runs `idca-crash` on the debug `idca` for `cycles` cycles; returns its exit code, its
 /// output, and the cells of its summary row.
 pub(crate) fn idca_crash(cycles: u32, args: &[&str]) -> (Option<i32>, String, Vec<String>) {
