@@ -3,7 +3,7 @@
 //! byte for byte, and the CA is unchanged.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::json;
@@ -38,12 +38,42 @@ fn spawn(dir: &Path) -> Proc {
     Proc { child, directory }
 }
 
-/// A `TestServer`-like view of a spawned binary for the raw client.
-async fn client_for(p: &Proc, root_pem: &str, key: Key) -> RawClient {
-    let http = reqwest::Client::builder()
+impl Proc {
+    /// SIGKILL: no chance to flush anything that was not already durable.
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Writes `dir/config.toml` for a spawned server with its data in `dir/data` (returned),
+/// on a port fixed for both runs (account and order URLs name it).
+fn write_config(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[acme.testing]\nalways_valid = true\n[management]\nlisten = \"\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    data
+}
+
+/// A client that trusts the server's root; one per run, as a pooled connection to a
+/// killed process would fail.
+fn https_client(root_pem: &str) -> reqwest::Client {
+    reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap()])
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// A `TestServer`-like view of a spawned binary for the raw client.
+async fn client_for(p: &Proc, root_pem: &str, key: Key) -> RawClient {
+    let http = https_client(root_pem);
     let dir = http.get(&p.directory).send().await.unwrap().json().await.unwrap();
     RawClient { http, dir, key, kid: None, bearer: None }
 }
@@ -52,18 +82,7 @@ async fn client_for(p: &Proc, root_pem: &str, key: Key) -> RawClient {
 async fn acknowledged_state_survives_sigkill() {
     idca::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    // Account and order URLs name the port, so both runs must use the same one.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(
-        tmp.path().join("config.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[acme.testing]\nalways_valid = true\n[management]\nlisten = \"\"\n",
-            data.display().to_string()
-        ),
-    )
-    .unwrap();
-
+    let data = write_config(tmp.path());
     let first = spawn(tmp.path());
     let root_before = std::fs::read_to_string(data.join("root.pem")).unwrap();
     let key = Key::p256();
@@ -83,11 +102,7 @@ async fn acknowledged_state_survives_sigkill() {
     // A second order, left pending: it must survive too.
     let pending_url = c.new_order(&["pending.example.test"]).await.location();
 
-    // SIGKILL, no chance to flush anything that was not already durable.
-    let mut first = first;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    drop(first);
+    first.kill9();
 
     let second = spawn(tmp.path());
     let root_after = std::fs::read_to_string(data.join("root.pem")).unwrap();
@@ -115,26 +130,10 @@ async fn acknowledged_state_survives_sigkill() {
 async fn acknowledged_oauth_state_survives_sigkill() {
     idca::install_crypto_provider();
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    std::fs::write(
-        tmp.path().join("config.toml"),
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\n[storage]\ndata_dir = {:?}\n[management]\nlisten = \"\"\n",
-            data.display().to_string()
-        ),
-    )
-    .unwrap();
+    let data = write_config(tmp.path());
     let first = spawn(tmp.path());
     let root = std::fs::read_to_string(data.join("root.pem")).unwrap();
-    // A client per run: a pooled connection to the killed process would fail.
-    let client = || {
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(root.as_bytes()).unwrap()])
-            .build()
-            .unwrap()
-    };
-    let http = client();
+    let http = https_client(&root);
     let base = first.directory.trim_end_matches("/directory").to_owned();
     let r = http
         .post(format!("{base}/oauth/register"))
@@ -153,13 +152,10 @@ async fn acknowledged_oauth_state_survives_sigkill() {
     let r = http.put(&uri).bearer_auth(&token).json(&update).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
-    let mut first = first;
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    drop(first);
+    first.kill9();
 
     let _second = spawn(tmp.path());
-    let r = client().get(&uri).bearer_auth(&token).send().await.unwrap();
+    let r = https_client(&root).get(&uri).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200, "the registration did not survive");
     let read: serde_json::Value = r.json().await.unwrap();
     assert_eq!(read["client_id"], client_id.as_str());
@@ -216,7 +212,7 @@ fn idca_cli(data: &Path, args: &[&str]) -> std::process::Output {
 }
 
 /// Every file under `dir` (but the lock file) with its bytes.
-fn contents(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+fn contents(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
