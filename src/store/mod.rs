@@ -2,7 +2,7 @@
 //!
 //! Operations are named for the domain and are atomic in each backend. Every call that
 //! changes state returns only once the change is durable, so a response sent after it
-//! survives a `kill -9`; inside [`one_flush`] (an HTTP request on sled) the calls leave
+//! survives a `kill -9`; inside [`one_flush`] (an OAuth or client-identity request on sled) the calls leave
 //! that to one flush at its end, before the response. Updates are compare-and-swap on a
 //! [`Version`]; a lost race is [`StoreError::Conflict`], never a silent overwrite.
 //! [`SledStore`] is the embedded implementation.
