@@ -104,6 +104,7 @@ pub async fn open_backend(config: &Config) -> Result<Arc<dyn Store>, AppError> {
         crate::files::sync_dir(d).map_err(|e| AppError::Io(format!("cannot sync {}: {e}", d.display())))?;
     }
     store.limit_dpop_jti(config.limits.dpop_jti_max);
+    store.set_commit_delay(Duration::from_micros(config.storage.commit_delay_us));
     Ok(Arc::new(store))
 }
 

@@ -93,6 +93,9 @@ pub struct StorageConfig {
     pub quota_bytes: u64,
     /// Seconds between measurements of the live data against `quota_bytes`.
     pub quota_check_secs: u64,
+    /// sled: how long, in µs, a group commit may wait for the writes of other requests
+    /// in progress before it flushes; 0: never waits.
+    pub commit_delay_us: u64,
 }
 
 impl Default for StorageConfig {
@@ -106,6 +109,7 @@ impl Default for StorageConfig {
             open_unchecked: false,
             quota_bytes: 16 << 30,
             quota_check_secs: 10,
+            commit_delay_us: 1000,
         }
     }
 }

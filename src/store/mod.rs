@@ -17,7 +17,7 @@ mod snapshot;
 
 pub use postgres_store::{PgStore, database_url};
 pub use quota::{QUOTA_RETRY_AFTER, Quota};
-pub use sled_store::{SledStore, copy_dir, one_flush};
+pub use sled_store::{ServingRequest, SledStore, copy_dir, one_flush, serving_request};
 pub use snapshot::Snapshot;
 
 /// The `shared_secret` DPoP nonces are made with.

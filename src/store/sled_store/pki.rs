@@ -131,7 +131,7 @@ impl PkiStore for SledStore {
             })
             .map_err(tx_err)?;
         // Before the flush: a CRL built from here on may already list it.
-        i.revocation_epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        i.revocation_epoch.fetch_add(1, Ordering::SeqCst);
         self.durable().await?;
         Ok(seen.next())
     }
@@ -150,6 +150,6 @@ impl PkiStore for SledStore {
     }
 
     async fn revocation_epoch(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.revocation_epoch.load(std::sync::atomic::Ordering::SeqCst))
+        Ok(self.inner.revocation_epoch.load(Ordering::SeqCst))
     }
 }

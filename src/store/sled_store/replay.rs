@@ -33,7 +33,7 @@ impl ReplayStore for SledStore {
     }
 
     async fn remember_dpop_jti(&self, key: &str, expires: i64, now: i64) -> Result<bool, StoreError> {
-        use std::sync::atomic::Ordering::Relaxed;
+        use Ordering::Relaxed;
         let i = &self.inner;
         let tree = &i.dpop_jti;
         let fresh = loop {
@@ -85,7 +85,7 @@ impl ReplayStore for SledStore {
     /// nonces and used shared ACME nonces in batches.
     async fn purge_expired_replay(&self, now: i64, batch: usize) -> Result<usize, StoreError> {
         let i = &self.inner;
-        let before = i.jti_live.load(std::sync::atomic::Ordering::Relaxed);
+        let before = i.jti_live.load(Ordering::Relaxed);
         let remaining = self.purge_dpop_jti(now)?;
         let mut purged = usize::try_from(before.saturating_sub(remaining)).unwrap_or(usize::MAX);
         for tree in [&i.oauth.device_nonces, &i.acme_nonces] {

@@ -148,7 +148,7 @@ async fn state_survives_reopen_and_a_second_open_is_refused() {
                 reopened = Some(s);
                 break;
             }
-            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
     }
     let s = reopened.unwrap();
@@ -162,7 +162,7 @@ async fn state_survives_reopen_and_a_second_open_is_refused() {
 #[test]
 fn queued_waiters_share_one_flush() {
     let db = sled::Config::new().temporary(true).open().unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel();
     let mut answers = Vec::new();
     for _ in 0..64 {
         let (w, r) = oneshot::channel();
@@ -170,12 +170,62 @@ fn queued_waiters_share_one_flush() {
         answers.push(r);
     }
     drop(tx);
-    let flushes = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    group_commit(db, rx, flushes.clone(), None);
-    assert_eq!(flushes.load(std::sync::atomic::Ordering::Relaxed), 1);
+    let flushes = Arc::new(AtomicU64::new(0));
+    group_commit(db, rx, flushes.clone(), Arc::new(AtomicU64::new(0)), None);
+    assert_eq!(flushes.load(Ordering::Relaxed), 1);
     for mut r in answers {
         assert_eq!(r.try_recv().unwrap(), Ok(()));
     }
+}
+
+/// The requests in progress are counted for the whole process: the tests that hold them
+/// while waiting for a delayed flush take turns.
+static IN_PROGRESS_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// With a commit delay, a write made while another request is in progress waits for
+/// that request's write, and one flush covers both (the second write ends the wait: the
+/// delay is far longer than the test).
+#[tokio::test]
+async fn a_commit_delay_gathers_the_writes_of_requests_in_progress() {
+    let _turn = IN_PROGRESS_TESTS.lock().await;
+    let s = SledStore::temporary().unwrap();
+    s.set_commit_delay(Duration::from_secs(30));
+    let before = s.flush_count();
+    let (first, second) = (serving_request(), serving_request());
+    let early = tokio::spawn({
+        let s = s.clone();
+        async move {
+            let _request = first;
+            s.create_account(&account(1)).await.unwrap()
+        }
+    });
+    // Once its record is there, the first write is queued, and it waits: the second
+    // request is still in progress.
+    while s.account_by_key(&account(1).jkt).await.is_err() {
+        tokio::task::yield_now().await;
+    }
+    assert!(!early.is_finished(), "the first write was acknowledged before the second request wrote");
+    assert_eq!(s.create_account(&account(2)).await.unwrap(), AccountCreation::Created);
+    assert_eq!(early.await.unwrap(), AccountCreation::Created);
+    drop(second);
+    assert_eq!(s.flush_count(), before + 1, "one flush for both requests' writes");
+}
+
+/// A write with no other request in progress is flushed at once, whatever the delay.
+#[tokio::test]
+async fn a_lone_write_is_not_delayed() {
+    let _turn = IN_PROGRESS_TESTS.lock().await;
+    let s = SledStore::temporary().unwrap();
+    s.set_commit_delay(Duration::from_secs(3600));
+    let _request = serving_request();
+    let before = s.flush_count();
+    let a = account(1);
+    let write = s.create_account(&a);
+    // An hour's delay would hold it; another test's request in progress may hold it
+    // for the moment that request takes.
+    let done = tokio::time::timeout(Duration::from_secs(60), write).await;
+    assert_eq!(done.expect("a lone write waited for the commit delay").unwrap(), AccountCreation::Created);
+    assert_eq!(s.flush_count(), before + 1);
 }
 
 /// Every acknowledged write was flushed; how many flushes concurrent writers share
@@ -376,7 +426,7 @@ impl crate::store::conformance::Backend for SledBackend {
             if let Ok(s) = SledStore::open(&dir, 8) {
                 return Arc::new(s);
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("{} cannot be opened again", dir.display());
     }
@@ -407,7 +457,7 @@ async fn an_unclean_store_that_cannot_be_copied_for_its_check_is_refused_unless_
         for _ in 0..50 {
             let _ = std::fs::remove_file(&clean);
             match SledStore::open(&dir, 8) {
-                Err(e) if e.to_string().contains("in use") => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(e) if e.to_string().contains("in use") => std::thread::sleep(Duration::from_millis(20)),
                 other => {
                     last = Some(other);
                     break;
@@ -461,7 +511,7 @@ async fn a_same_size_change_after_a_clean_close_is_found() {
     let open = || {
         for _ in 0..50 {
             match SledStore::open(&dir, 8) {
-                Err(e) if e.to_string().contains("in use") => std::thread::sleep(std::time::Duration::from_millis(20)),
+                Err(e) if e.to_string().contains("in use") => std::thread::sleep(Duration::from_millis(20)),
                 other => return other,
             }
         }
