@@ -14,17 +14,15 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::{Transactional, Tree};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::time::Duration;
-use std::time::Instant;
-
 use tokio::sync::oneshot;
 
 use super::{
@@ -527,7 +525,27 @@ impl Drop for ServingRequest {
     }
 }
 
-/// The flusher: takes every waiter queued so far, flushes once, answers them all. A
+/// The waiters one flush answers: `first`, every one queued so far, and those that queue
+/// before `deadline` while requests other than the waiters are in progress (a lone
+/// client's write is flushed at once). Looked at again every `WAIT_STEP`, since a
+/// request may end without writing.
+fn gather<W>(rx: &mpsc::Receiver<W>, first: W, deadline: Instant) -> Vec<W> {
+    let mut waiters = vec![first];
+    loop {
+        waiters.extend(rx.try_iter());
+        let now = Instant::now();
+        if now >= deadline || REQUESTS_SERVED.load(Ordering::Relaxed) <= waiters.len() {
+            return waiters;
+        }
+        match rx.recv_timeout(WAIT_STEP.min(deadline - now)) {
+            Ok(w) => waiters.push(w),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return waiters,
+        }
+    }
+}
+
+/// The flusher: takes the waiters [`gather`] collects, flushes once, answers them all. A
 /// waiter's write happened before it queued, so the flush that starts after the dequeue
 /// covers it. With `generations` (an on-disk store), each flush also carries its number
 /// into `meta`, and the number goes into the file beside the store once it is on disk.
@@ -539,25 +557,8 @@ fn group_commit(
     mut generations: Option<(Tree, std::fs::File, u64)>,
 ) {
     while let Ok(first) = rx.recv() {
-        let mut waiters = vec![first];
-        let deadline = Instant::now() + Duration::from_micros(commit_delay_us.load(Ordering::Relaxed));
-        loop {
-            while let Ok(w) = rx.try_recv() {
-                waiters.push(w);
-            }
-            // Wait only while requests other than the waiters are in progress: a lone
-            // client's write is flushed at once. Looked at again every `WAIT_STEP`,
-            // since a request may end without writing.
-            let now = Instant::now();
-            if now >= deadline || REQUESTS_SERVED.load(Ordering::Relaxed) <= waiters.len() {
-                break;
-            }
-            match rx.recv_timeout(WAIT_STEP.min(deadline - now)) {
-                Ok(w) => waiters.push(w),
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
+        let delay = Duration::from_micros(commit_delay_us.load(Ordering::Relaxed));
+        let waiters = gather(&rx, first, Instant::now() + delay);
         let next = generations.as_ref().and_then(|(meta, _, n)| {
             let next = n + 1;
             meta.insert(GENERATION_KEY, &next.to_be_bytes()).ok().map(|_| next)
