@@ -1000,13 +1000,53 @@ pub(in crate::pagecache) fn flush(iobufs: &Arc<IoBufs>) -> Result<usize> {
     // periodic flusher does), not while waiting for the write and fsync. Upstream held it
     // to the end, so every transaction (which takes the lock exclusively) and then every
     // read queued behind each fsync.
-    let max_reserved_lsn = {
+    let (max_reserved_lsn, to_write) = {
         let _cc = concurrency_control::read();
         let max_reserved_lsn = iobufs.max_reserved_lsn.load(Acquire);
-        let _ = roll_iobuf(iobufs)?;
-        max_reserved_lsn
+        (max_reserved_lsn, seal_current_iobuf(iobufs)?)
     };
+    // idca patch 10 (vendor/sled/PATCHES.md): the caller waits for this write anyway, so
+    // it writes the buffer it sealed itself instead of handing it to an IO thread and
+    // sleeping until that thread has written it and woken it.
+    if let Some(iobuf) = to_write {
+        write_iobuf(iobufs, &iobuf);
+    }
     make_stable(iobufs, max_reserved_lsn)
+}
+
+/// idca patch 10: seals the current IO buffer as `roll_iobuf` does, but returns it
+/// instead of handing its write to an IO thread, when this call is the one that must
+/// write it (no writer is still copying into it).
+fn seal_current_iobuf(iobufs: &Arc<IoBufs>) -> Result<Option<Arc<IoBuf>>> {
+    let iobuf = iobufs.current_iobuf();
+    let header = iobuf.get_header();
+    if header::is_sealed(header) || header::offset(header) == 0 {
+        return Ok(None);
+    }
+    seal_iobuf(iobufs, &iobuf, header, false)
+}
+
+/// Writes a sealed IO buffer to the log; an error is kept as the global error and
+/// every thread waiting for a stable LSN is woken to see it (what the IO thread did).
+fn write_iobuf(iobufs: &Arc<IoBufs>, iobuf: &Arc<IoBuf>) {
+    if let Err(e) = iobufs.write_to_log(iobuf) {
+        error!(
+            "hit error while writing iobuf with lsn {}: {:?}",
+            iobuf.lsn, e
+        );
+
+        // store error before notifying so that waiting threads will see
+        // it
+        iobufs.config.set_global_error(e);
+
+        let intervals = iobufs.intervals.lock();
+
+        // having held the mutex makes this linearized
+        // with the notify below.
+        drop(intervals);
+
+        let _notified = iobufs.interval_updated.notify_all();
+    }
 }
 
 /// Attempt to seal the current IO buffer, possibly
@@ -1018,9 +1058,36 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
     header: Header,
     from_reserve: bool,
 ) -> Result<()> {
+    let iobuf = match seal_iobuf(iobufs, iobuf, header, from_reserve)? {
+        Some(iobuf) => iobuf,
+        None => return Ok(()),
+    };
+    let lsn = iobuf.lsn;
+    trace!(
+        "asynchronously writing iobuf with lsn {} to log from maybe_seal",
+        lsn
+    );
+    let iobufs = iobufs.clone();
+    let _result = threadpool::spawn(move || write_iobuf(&iobufs, &iobuf))?;
+
+    #[cfg(feature = "event_log")]
+    _result.wait();
+
+    Ok(())
+}
+
+/// Seals the IO buffer (upstream's `maybe_seal_and_write_iobuf` up to its write) and
+/// returns it when this call must write it: no writer is still copying into it. None
+/// when it was sealed already, lost a race, or a writer will write it on its exit.
+fn seal_iobuf(
+    iobufs: &Arc<IoBufs>,
+    iobuf: &Arc<IoBuf>,
+    header: Header,
+    from_reserve: bool,
+) -> Result<Option<Arc<IoBuf>>> {
     if header::is_sealed(header) {
         // this buffer is already sealed. nothing to do here.
-        return Ok(());
+        return Ok(None);
     }
 
     // NB need to do this before CAS because it can get
@@ -1032,7 +1099,7 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
 
     if header::offset(header) > capacity {
         // a race happened, nothing we can do
-        return Ok(());
+        return Ok(None);
     }
 
     let res_len = header::offset(header);
@@ -1046,7 +1113,7 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
 
     let worked = iobuf.cas_header(header, sealed).is_ok();
     if !worked {
-        return Ok(());
+        return Ok(None);
     }
 
     trace!("sealed iobuf with lsn {}", lsn);
@@ -1169,39 +1236,9 @@ pub(in crate::pagecache) fn maybe_seal_and_write_iobuf(
     // if writers is 0, it's our responsibility to write the buffer.
     if header::n_writers(sealed) == 0 {
         iobufs.config.global_error()?;
-        trace!(
-            "asynchronously writing iobuf with lsn {} to log from maybe_seal",
-            lsn
-        );
-        let iobufs = iobufs.clone();
-        let iobuf = iobuf.clone();
-        let _result = threadpool::spawn(move || {
-            if let Err(e) = iobufs.write_to_log(&iobuf) {
-                error!(
-                    "hit error while writing iobuf with lsn {}: {:?}",
-                    lsn, e
-                );
-
-                // store error before notifying so that waiting threads will see
-                // it
-                iobufs.config.set_global_error(e);
-
-                let intervals = iobufs.intervals.lock();
-
-                // having held the mutex makes this linearized
-                // with the notify below.
-                drop(intervals);
-
-                let _notified = iobufs.interval_updated.notify_all();
-            }
-        })?;
-
-        #[cfg(feature = "event_log")]
-        _result.wait();
-
-        Ok(())
+        Ok(Some(iobuf.clone()))
     } else {
-        Ok(())
+        Ok(None)
     }
 }
 
