@@ -1046,7 +1046,7 @@ fn seal_current_iobuf(iobufs: &Arc<IoBufs>) -> Result<Option<Arc<IoBuf>>> {
 
 /// Writes a sealed IO buffer to the log; an error is kept as the global error and
 /// every thread waiting for a stable LSN is woken to see it (what the IO thread did).
-fn write_iobuf(iobufs: &Arc<IoBufs>, iobuf: &Arc<IoBuf>) {
+pub(in crate::pagecache) fn write_iobuf(iobufs: &Arc<IoBufs>, iobuf: &Arc<IoBuf>) {
     if let Err(e) = iobufs.write_to_log(iobuf) {
         keep_error(iobufs, iobuf.lsn, e);
     }

@@ -435,15 +435,11 @@ impl Log {
             );
             let iobufs = self.iobufs.clone();
             let iobuf = iobuf.clone();
-            threadpool::spawn(move || {
-                if let Err(e) = iobufs.write_to_log(&iobuf) {
-                    error!(
-                        "hit error while writing iobuf with lsn {}: {:?}",
-                        lsn, e
-                    );
-                    iobufs.config.set_global_error(e);
-                }
-            })?;
+            // idca patch 11 (PATCHES.md): a failed write also wakes every thread
+            // waiting for a stable LSN, as the other write paths do; upstream only kept
+            // the error, so a flush waiting for this buffer slept until some unrelated
+            // wake-up.
+            threadpool::spawn(move || iobuf::write_iobuf(&iobufs, &iobuf))?;
 
             Ok(())
         } else {
