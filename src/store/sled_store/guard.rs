@@ -315,7 +315,10 @@ fn log_digest(dir: &Path, log: &Path) -> std::io::Result<String> {
         String::from_utf8_lossy(&conf)
             .lines()
             .find_map(|l| l.strip_prefix("segment_size: ")?.trim().parse::<u64>().ok())
-            .filter(|s| *s >= 2 * SEGMENT_HEADER_LEN)
+            // Only a size sled 0.34 itself accepts (`Config::validate`: a power of two,
+            // 256 B to 16 MiB): the conf is read here before anything verifies it, and a
+            // damaged one must not make this check allocate what it names.
+            .filter(|s| s.is_power_of_two() && (256..=1 << 24).contains(s))
     });
     // The snapshot sled takes: the last `snap.*` name in sort order but those being
     // moved (sled 0.34 `get_snapshot_files`); named by its stable LSN in 16 hex digits.

@@ -711,3 +711,41 @@ fn values_flushed_one_by_one_across_segments_read_back_after_reopens() {
     drop(db);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The start-up check reads sled's `conf` for the segment size before anything
+/// verifies it: a damaged one that keeps the file's size and time, naming a segment size
+/// sled would refuse (here 2^60 bytes, which the check allocated: the process aborted),
+/// is refused as damaged, as any other change there, and left as it was.
+#[tokio::test]
+async fn a_damaged_segment_size_in_sleds_conf_is_refused() {
+    let dir = scratch_dir();
+    {
+        let s = SledStore::open(&dir, 8).unwrap();
+        s.create_account(&account(14)).await.unwrap();
+    }
+    drop(SledStore::open(&dir, 8).unwrap());
+    let snapshot =
+        std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("snap."));
+    assert!(snapshot, "a snapshot, so that the check reads the log by segments");
+    let conf = dir.join("conf");
+    let modified = std::fs::metadata(&conf).unwrap().modified().unwrap();
+    let bytes = std::fs::read(&conf).unwrap();
+    let from = b"segment_size: 524288\nuse_compression: false\n".as_slice();
+    let to = b"segment_size: 1152921504606846976\nx: 123456\n".as_slice();
+    assert_eq!(from.len(), to.len());
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("sled's conf as written by 0.34");
+    let mut damaged = bytes.clone();
+    damaged[at..at + from.len()].copy_from_slice(to);
+    std::fs::write(&conf, &damaged).unwrap();
+    std::fs::File::options().write(true).open(&conf).unwrap().set_modified(modified).unwrap();
+    let err = SledStore::open(&dir, 8).unwrap_err();
+    assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+    assert_eq!(std::fs::read(&conf).unwrap(), damaged, "nothing was changed");
+    let _ = std::fs::remove_dir_all(&dir);
+    for suffix in [".generation", ".lock", ".clean", ".check"] {
+        let mut f = dir.as_os_str().to_owned();
+        f.push(suffix);
+        let _ = std::fs::remove_file(&f);
+        let _ = std::fs::remove_dir_all(f);
+    }
+}
