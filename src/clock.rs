@@ -12,6 +12,11 @@ pub fn span(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX)
 }
 
+/// The first and last second a certificate's validity can name: RFC 5280 §4.1.2.5
+/// encodes it as UTCTime or GeneralizedTime, both with four-digit years
+/// (0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z).
+pub const CERTIFICATE_TIMES: std::ops::RangeInclusive<UnixTime> = -62_167_219_200..=253_402_300_799;
+
 /// `secs` seconds after `t`, saturating at the end of time.
 pub fn after(t: UnixTime, secs: u64) -> UnixTime {
     t.saturating_add(span(secs))
@@ -74,6 +79,14 @@ pub fn parse_rfc3339(s: &str) -> Option<UnixTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_times_are_years_0000_to_9999_in_utc() {
+        assert_eq!(parse_rfc3339("0000-01-01T00:00:00Z"), Some(*CERTIFICATE_TIMES.start()));
+        assert_eq!(parse_rfc3339("9999-12-31T23:59:59Z"), Some(*CERTIFICATE_TIMES.end()));
+        assert!(!CERTIFICATE_TIMES.contains(&parse_rfc3339("0000-01-01T00:00:00+00:01").unwrap()));
+        assert!(!CERTIFICATE_TIMES.contains(&parse_rfc3339("9999-12-31T23:59:59-00:01").unwrap()));
+    }
 
     #[test]
     fn rfc3339_round_trips() {

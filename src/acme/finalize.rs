@@ -127,7 +127,7 @@ impl Acme {
         let not_before = order.not_before.unwrap_or(now - 60);
         let profile = order.profile.as_deref().unwrap_or(&self.config.default_profile);
         let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| clock::span(p.validity_secs));
-        let not_after = order.not_after.unwrap_or(not_before + validity);
+        let not_after = order.not_after.unwrap_or(not_before.saturating_add(validity));
         // A client identity certificate (Wire's profile): Subject O={domain},
         // CN={display name}; SAN URIs for the device (its `!` percent-encoded) and the
         // handle; clientAuth.

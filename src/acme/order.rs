@@ -200,8 +200,10 @@ impl Acme {
         Ok(identity)
     }
 
-    /// `notBefore` / `notAfter` (§7.1.3): RFC 3339 if given, in the future and in order;
-    /// identity orders always carry both (Wire clients read them).
+    /// `notBefore` / `notAfter` (§7.1.3): RFC 3339 if given, in the future and in order,
+    /// unbounded as Pebble has them but within what a certificate can encode (years
+    /// 0000-9999 in UTC, RFC 5280 §4.1.2.5), with the profile's validity added where
+    /// `notAfter` is left to it; identity orders always carry both (Wire clients read them).
     fn order_validity(
         &self,
         p: &wire::NewOrderPayload,
@@ -219,11 +221,21 @@ impl Acme {
         };
         let mut not_before = parse_time(&p.not_before, "notBefore")?;
         let mut not_after = parse_time(&p.not_after, "notAfter")?;
+        let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| clock::span(p.validity_secs));
         if identity {
             // Wire clients read notBefore and notAfter from every identity order.
-            let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| clock::span(p.validity_secs));
             let nb = *not_before.get_or_insert(now - 60);
-            not_after.get_or_insert(nb + validity);
+            not_after.get_or_insert(nb.saturating_add(validity));
+        }
+        let last = not_after.unwrap_or_else(|| not_before.unwrap_or(now).saturating_add(validity));
+        if not_before.is_some_and(|t| !clock::CERTIFICATE_TIMES.contains(&t))
+            || !clock::CERTIFICATE_TIMES.contains(&last)
+        {
+            return Err(AcmeError::Malformed(
+                "`notBefore` and `notAfter` (or `notBefore` plus the profile's validity) must fall within the years \
+                 0000 to 9999 in UTC, which a certificate can encode (RFC 5280 §4.1.2.5)"
+                    .into(),
+            ));
         }
         if let Some(na) = not_after
             && na <= not_before.unwrap_or(now).max(now)

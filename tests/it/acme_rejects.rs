@@ -483,3 +483,51 @@ async fn rejects_missing_terms_agreement_when_terms_are_set() {
     assert_no_account(&c).await;
     server.stop().await;
 }
+
+/// `notBefore` / `notAfter` are honoured without bounds (as Pebble does) but only within
+/// what a certificate can encode, years 0000-9999 in UTC (RFC 5280 §4.1.2.5): a time
+/// outside, also one that is inside only in its own offset, or a `notBefore` whose
+/// profile validity ends past 9999, is `malformed` at newOrder and nothing is stored.
+/// (Year 0000 in `+00:01` made finalize panic in the certificate encoder; a notAfter
+/// past 9999 in UTC made it a 500.) The first and last encodable seconds are issued.
+#[tokio::test]
+async fn rejects_validity_a_certificate_cannot_encode() {
+    let server = start().await;
+    let c = registered(&server).await;
+    let url = c.url("newOrder");
+    let ids = json!([{"type":"dns","value":"old.example.test"}]);
+    for (not_before, not_after) in [
+        (Some("0000-01-01T00:00:00+00:01"), Some("2100-01-01T00:00:00Z")),
+        (Some("0000-01-01T12:00:00+23:59"), None),
+        (None, Some("9999-12-31T23:59:59-00:01")),
+        (Some("9999-12-31T00:00:00Z"), None),
+    ] {
+        let mut payload = json!({"identifiers": ids});
+        if let Some(t) = not_before {
+            payload["notBefore"] = json!(t);
+        }
+        if let Some(t) = not_after {
+            payload["notAfter"] = json!(t);
+        }
+        let r = c.post(&url, Some(&payload)).await;
+        r.assert_problem(400, "malformed");
+        assert!(r.json()["detail"].as_str().unwrap().contains("9999"), "{not_before:?} {not_after:?}: {}", r.text);
+    }
+    let orders = c.post(&format!("{}/orders", c.kid.as_ref().unwrap()), None).await.json();
+    assert_eq!(orders["orders"], json!([]), "rejected orders were stored");
+    // The edges themselves are certificates.
+    let payload = json!({"identifiers": ids, "notBefore": "0000-01-01T00:00:00Z", "notAfter": "9999-12-31T23:59:59Z"});
+    let order = c.post(&url, Some(&payload)).await;
+    assert_eq!(order.status, 201, "{}", order.text);
+    c.validate_order(&server, &order.json()).await;
+    assert_eq!(c.poll(&order.location()).await["status"], "ready");
+    let (der, _key) = csr(&["old.example.test"]);
+    let fin = c.post(order.json()["finalize"].as_str().unwrap(), Some(&json!({"csr": b64(&der)}))).await;
+    assert_eq!(fin.status, 200, "{}", fin.text);
+    let pem = c.post(fin.json()["certificate"].as_str().unwrap(), None).await.text;
+    let leaf = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap().1;
+    let leaf = leaf.parse_x509().unwrap();
+    assert_eq!(leaf.validity().not_before.timestamp(), -62_167_219_200);
+    assert_eq!(leaf.validity().not_after.timestamp(), 253_402_300_799);
+    server.stop().await;
+}
