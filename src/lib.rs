@@ -24,6 +24,7 @@ pub mod jose;
 pub mod metrics;
 pub mod model;
 pub mod oauth;
+pub mod password;
 pub mod pebble;
 pub mod store;
 mod tls_verify;

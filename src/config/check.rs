@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The longest certificate validity a profile may give, in seconds: 100 years.
+const MAX_VALIDITY_SECS: u64 = 3_155_760_000;
+
 impl Config {
     /// Checks values that the types alone cannot.
     pub fn check(&self) -> Result<(), ConfigError> {
@@ -67,8 +70,14 @@ impl Config {
                 self.acme.default_profile
             )));
         }
-        if let Some((name, _)) = self.acme.profiles.iter().find(|(_, p)| p.validity_secs == 0) {
-            return Err(ConfigError::Invalid(format!("acme.profiles.{name}.validity_secs must be at least 1")));
+        // At most 100 years: newOrder adds it to `notBefore`, and a certificate's times
+        // end with the year 9999 (RFC 5280 §4.1.2.5).
+        if let Some((name, _)) =
+            self.acme.profiles.iter().find(|(_, p)| !(1..=MAX_VALIDITY_SECS).contains(&p.validity_secs))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "acme.profiles.{name}.validity_secs must be 1 to {MAX_VALIDITY_SECS} (100 years)"
+            )));
         }
         if self.acme.testing.nonce_reject_percent > 99 || self.acme.testing.authz_reuse_percent > 100 {
             return Err(ConfigError::Invalid(
@@ -123,10 +132,23 @@ impl Config {
         Ok(())
     }
 
-    /// `[oauth]`.
+    /// `[oauth]` and `[dpop]`.
     fn check_oauth(&self) -> Result<(), ConfigError> {
+        if self.dpop.max_age_secs > 86_400 {
+            return Err(ConfigError::Invalid(
+                "dpop.max_age_secs must be at most 86400 (a day; each proof's jti is kept that long)".into(),
+            ));
+        }
+        for u in self.oauth.users.iter().filter(|u| !u.password_hash.is_empty()) {
+            crate::password::check_password_hash(&u.password_hash)
+                .map_err(|why| ConfigError::Invalid(format!("oauth user {}: password_hash: {why}", u.username)))?;
+        }
         for c in &self.oauth.clients {
             let invalid = |why: &str| ConfigError::Invalid(format!("oauth client {}: {why}", c.client_id));
+            if !c.secret_hash.is_empty() {
+                crate::password::check_password_hash(&c.secret_hash)
+                    .map_err(|why| invalid(&format!("secret_hash: {why}")))?;
+            }
             let methods =
                 [!c.secret_hash.is_empty(), c.jwks.is_some(), !c.jwks_uri.is_empty(), !c.jwt_secret.is_empty()];
             if methods.iter().filter(|m| **m).count() > 1 {

@@ -134,3 +134,27 @@ fn key_clients_name_one_method_with_usable_keys() {
         assert!(err.to_string().contains(says), "{bad}: {err}");
     }
 }
+
+/// Values that would overflow a request's arithmetic or let one login hold a check slot
+/// for good are refused at load: a profile's validity over 100 years, a DPoP proof age
+/// over a day, argon2 costs above `password::MAX_ARGON2` in a user's or client's hash.
+#[test]
+fn rejects_validities_ages_and_hash_costs_out_of_bounds() {
+    let err = Config::parse("[acme.profiles.default]\ndescription = \"x\"\nvalidity_secs = 9223372036854775808\n")
+        .unwrap_err();
+    assert!(err.to_string().contains("acme.profiles.default.validity_secs must be 1 to"), "{err}");
+    assert!(Config::parse("[acme.profiles.default]\ndescription = \"x\"\nvalidity_secs = 3155760000\n").is_ok());
+    let err = Config::parse("[dpop]\nmax_age_secs = 86401\n").unwrap_err();
+    assert!(err.to_string().contains("dpop.max_age_secs"), "{err}");
+    let user = |hash: &str| format!("[[oauth.users]]\nusername = \"alice\"\npassword_hash = \"{hash}\"\n");
+    let phc = |m: u32, t: u32| {
+        format!("$argon2id$v=19$m={m},t={t},p=1$c2FsdHNhbHRzYWx0$YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE")
+    };
+    let err = Config::parse(&user(&phc(4_294_967_295, 1))).unwrap_err();
+    assert!(err.to_string().contains("oauth user alice: password_hash: argon2 costs above"), "{err}");
+    let err = Config::parse(&user(&phc(19_456, 4_294_967_295))).unwrap_err();
+    assert!(err.to_string().contains("argon2 costs above"), "{err}");
+    assert!(Config::parse(&user(&phc(19_456, 2))).is_ok());
+    let err = Config::parse(&user("not a hash")).unwrap_err();
+    assert!(err.to_string().contains("not a PHC hash string"), "{err}");
+}

@@ -180,7 +180,7 @@ impl DpopVerifier {
             (None, false) => {}
         }
         // 11. iat within the window.
-        if iat > now + FUTURE_SKEW_SECS || iat < now - self.max_age_secs {
+        if iat > now.saturating_add(FUTURE_SKEW_SECS) || iat < now.saturating_sub(self.max_age_secs) {
             return Err(invalid("the DPoP proof iat is outside the acceptance window"));
         }
         // 12. At a resource: ath binds the proof to the access token.
@@ -196,7 +196,10 @@ impl DpopVerifier {
             &ring::digest::SHA256,
             format!("{}\u{0}{jti}\u{0}{}", jkt.0, normalize_htu(&htu).unwrap_or_default()).as_bytes(),
         ));
-        let fresh = self.store.remember_dpop_jti(&key, now + self.max_age_secs + FUTURE_SKEW_SECS, now).await?;
+        let fresh = self
+            .store
+            .remember_dpop_jti(&key, now.saturating_add(self.max_age_secs).saturating_add(FUTURE_SKEW_SECS), now)
+            .await?;
         if !fresh {
             return Err(invalid("the DPoP proof was already used (jti replay)"));
         }

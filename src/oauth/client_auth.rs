@@ -229,11 +229,11 @@ impl AuthServer {
         }
         // 4.
         let exp = claims.exp.ok_or_else(|| bad("exp is required"))?;
-        if exp + SKEW_SECS <= now {
+        if exp.saturating_add(SKEW_SECS) <= now {
             return Err(bad("expired"));
         }
         let max = i64::try_from(self.config.client_assertion_max_lifetime_secs).unwrap_or(i64::MAX);
-        if exp - now > max.saturating_add(SKEW_SECS) {
+        if exp.saturating_sub(now) > max.saturating_add(SKEW_SECS) {
             return Err(bad(&format!("exp is more than {max} s ahead")));
         }
         if claims.nbf.is_some_and(|t| t > now + SKEW_SECS) || claims.iat.is_some_and(|t| t > now + SKEW_SECS) {

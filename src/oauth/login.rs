@@ -18,7 +18,8 @@ pub fn hash_password(password: &str) -> Result<String, String> {
     Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
 }
 
-/// Checks a password against a PHC hash; any malformed hash fails closed. The argon2
+/// Checks a password against a PHC hash; any malformed hash fails closed, and so does
+/// one whose costs exceed [`crate::password::MAX_ARGON2`]. The argon2
 /// output is recomputed with the hash's own algorithm, version and parameters into
 /// pooled working memory ([`with_argon2_memory`]) and compared in constant time.
 pub fn verify_password(password: &str, hash: &str) -> bool {
@@ -30,6 +31,9 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
             None => argon2::Version::default(),
         };
         let params = argon2::Params::try_from(&h).ok()?;
+        if !crate::password::within_costs(&params) {
+            return None;
+        }
         let mut salt_buf = [0u8; 64];
         let salt = h.salt?.decode_b64(&mut salt_buf).ok()?;
         let expected = h.hash?;
@@ -250,6 +254,11 @@ mod tests {
         assert!(verify_password("correct horse", &h));
         assert!(!verify_password("wrong", &h));
         assert!(!verify_password("correct horse", "not a hash"));
+        // Costs beyond password::MAX_ARGON2 fail closed at once (4 TiB of memory asked
+        // by the hash itself aborted the process).
+        let huge = h.replacen("m=19456", "m=4294967295", 1);
+        assert_ne!(huge, h);
+        assert!(!verify_password("correct horse", &huge));
     }
 
     /// Hashes made with other parameters, algorithms and lengths verify too: each is

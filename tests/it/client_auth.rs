@@ -148,6 +148,13 @@ async fn private_key_jwt_authenticates_once_and_only_with_the_issuer_as_audience
     let mut c = claims("keyed", &issuer);
     c["exp"] = json!(now() + 7200);
     bad.push(("exp two hours ahead", c));
+    // The ends of i64: the checks' arithmetic saturates (exp + skew overflowed before).
+    let mut c = claims("keyed", &issuer);
+    c["exp"] = json!(i64::MAX);
+    bad.push(("exp at the end of time", c));
+    let mut c = claims("keyed", &issuer);
+    c["exp"] = json!(i64::MIN);
+    bad.push(("exp at the start of time", c));
     let mut c = claims("keyed", &issuer);
     c.as_object_mut().unwrap().remove("exp");
     bad.push(("no exp", c));
