@@ -364,7 +364,13 @@ impl AuthServer {
         }
         let Some(user) = login::check_credentials(&self.users, &form.username, &form.password).await else {
             self.limiter.end(self.store.as_ref(), &form.username, ip, now, Attempt::Failed).await;
-            tracing::info!(username = %form.username, "login failed");
+            // Only a configured user's name is logged: what was typed for an unknown one
+            // may be a password entered in the wrong field, or text made to forge log
+            // lines (a field's newlines are not escaped by the log format).
+            match self.users.iter().find(|u| u.username == form.username) {
+                Some(u) => tracing::info!(username = ?u.username, "login failed"),
+                None => tracing::info!("login failed for an unknown user name"),
+            }
             return Ok(again("Wrong user name or password.".into(), None));
         };
         self.limiter.end(self.store.as_ref(), &form.username, ip, now, Attempt::Succeeded).await;

@@ -150,7 +150,9 @@ impl JwksCache {
                 Ok(keys)
             }
             Err(e) => {
-                tracing::warn!(jwks_uri = %uri, error = %e, "cannot fetch a client's keys");
+                // Debug-formatted: a registered jwks_uri is the client's text, newlines
+                // and all, and the log format does not escape them in a Display field.
+                tracing::warn!(jwks_uri = ?uri, error = ?e.to_string(), "cannot fetch a client's keys");
                 held.map(|(_, keys)| keys).ok_or(e)
             }
         }
