@@ -15,7 +15,12 @@ pub(super) fn check_contacts(contacts: &[String]) -> Result<(), AcmeError> {
         // Wire's E2EI client sends the placeholder `anonymous@anonymous.invalid`, with no
         // scheme: an address under `.invalid` (RFC 2606 §2) can never be mailed, so it is
         // accepted as the "no contact" it means.
-        if !c.contains(':') && c.ends_with(".invalid") && c.len() <= 254 && c.split('@').count() == 2 {
+        if !c.contains(':')
+            && c.ends_with(".invalid")
+            && c.len() <= 254
+            && c.split('@').count() == 2
+            && !c.chars().any(char::is_control)
+        {
             continue;
         }
         let Some(addr) = c.strip_prefix("mailto:") else {
@@ -25,7 +30,8 @@ pub(super) fn check_contacts(contacts: &[String]) -> Result<(), AcmeError> {
             )));
         };
         let valid = addr.len() <= 254
-            && !addr.contains(['?', ',', ' ', '<', '>', '\n', '\r'])
+            && !addr.contains(['?', ',', ' ', '<', '>'])
+            && !addr.chars().any(char::is_control)
             && addr.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty() && !domain.is_empty() && !domain.contains('@') && domain.contains('.')
             });

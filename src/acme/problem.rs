@@ -234,6 +234,8 @@ impl From<StoreError> for AcmeError {
             e @ StoreError::OverQuota { .. } => {
                 Self::Unavailable { detail: e.to_string(), retry_after: crate::store::QUOTA_RETRY_AFTER }
             }
+            // A NUL in an id or a field: the client's request (RFC 8555 §6.7 malformed).
+            StoreError::Unstorable(_) => Self::Malformed("the request holds a NUL character".into()),
             e => Self::internal(e),
         }
     }

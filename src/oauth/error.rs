@@ -166,6 +166,8 @@ impl From<crate::store::StoreError> for OAuthError {
         match e {
             crate::store::StoreError::Full(detail) => Self::TooManyAttempts { detail, retry_after: 60 },
             e @ crate::store::StoreError::OverQuota { .. } => Self::TemporarilyUnavailable(e.to_string()),
+            // A NUL in a parameter (RFC 6749 §5.2 invalid_request: a malformed request).
+            crate::store::StoreError::Unstorable(_) => Self::InvalidRequest("a parameter holds a NUL character".into()),
             e @ (crate::store::StoreError::Unavailable(_) | crate::store::StoreError::Retry(_)) => {
                 tracing::warn!(error = %e, "the store is unavailable");
                 Self::TemporarilyUnavailable("the server's database is unavailable; retry shortly".into())

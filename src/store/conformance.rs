@@ -565,5 +565,25 @@ pub(crate) async fn run_all(backend: &dyn Backend) {
     open_orders_are_listed_until_finalized_or_expired(backend.fresh(UNBOUNDED).await).await;
     orders_page_from_a_position(backend.fresh(UNBOUNDED).await).await;
     revocations_move_the_epoch(backend.fresh(UNBOUNDED).await).await;
+    a_nul_character_is_kept_or_refused_as_unstorable(backend.fresh(UNBOUNDED).await).await;
     acknowledged_writes_survive_a_reopen(backend).await;
+}
+
+/// A NUL character (a client's `%00` or `\u0000`) in an id looked up or a value
+/// written: kept as any other character (sled) or refused as `Unstorable` with nothing
+/// written (PostgreSQL), never a backend failure the server would answer with a 500.
+async fn a_nul_character_is_kept_or_refused_as_unstorable(store: Arc<dyn Store>) {
+    let looked_up = store.order(&OrderId("a\0b".into())).await;
+    assert!(matches!(looked_up, Err(StoreError::NotFound | StoreError::Unstorable(_))), "{looked_up:?}");
+    let looked_up = store.account(&AccountId("a\0b".into())).await;
+    assert!(matches!(looked_up, Err(StoreError::NotFound | StoreError::Unstorable(_))), "{looked_up:?}");
+    let mut a = account(77);
+    a.contact = vec!["mailto:a\0@b.test".into()];
+    match store.create_account(&a).await {
+        Ok(AccountCreation::Created) => assert_eq!(store.account(&a.id).await.unwrap().value.contact, a.contact),
+        Err(StoreError::Unstorable(_)) => {
+            assert!(matches!(store.account_by_key(&a.jkt).await, Err(StoreError::NotFound)), "nothing was written")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -92,6 +92,10 @@ pub enum StoreError {
          from a backup, or move it away to start afresh"
     )]
     Damaged { path: String, problem: String },
+    /// A value the backend cannot hold: PostgreSQL refuses a NUL character in text and
+    /// JSON (SQLSTATE 22021, 22P05). Nothing was written; it came from the request.
+    #[error("a value holds a character the store cannot keep (NUL): {0}")]
+    Unstorable(String),
     /// The backend failed (I/O, lock, …).
     #[error("storage failure: {0}")]
     Backend(String),

@@ -112,6 +112,9 @@ impl From<tokio_postgres::Error> for StoreError {
                 StoreError::Retry(e.to_string())
             }
             Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreError::AlreadyExists,
+            Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE || *c == SqlState::UNTRANSLATABLE_CHARACTER => {
+                StoreError::Unstorable(e.as_db_error().map_or_else(|| e.to_string(), |db| db.message().to_owned()))
+            }
             _ => match e.as_db_error() {
                 Some(db) => StoreError::Backend(format!("database: {}", db.message())),
                 None => StoreError::Unavailable(format!("database: {e}")),

@@ -531,3 +531,28 @@ async fn rejects_validity_a_certificate_cannot_encode() {
     assert_eq!(leaf.validity().not_after.timestamp(), 253_402_300_799);
     server.stop().await;
 }
+
+/// A NUL character in an id or a field (`%00`, `\u0000`) is `malformed` or not found on
+/// every store, never a 500 (PostgreSQL cannot keep it in text or JSON).
+#[tokio::test]
+async fn a_nul_in_an_id_or_a_field_is_a_client_error() {
+    let server = start().await;
+    let c = registered(&server).await;
+    let base = c.url("newOrder").replace("/new-order", "");
+    for url in [format!("{base}/order/a%00b"), format!("{base}/authz/a%00b"), format!("{base}/cert/a%00b")] {
+        let r = c.post(&url, None).await;
+        assert!((400..500).contains(&r.status), "{url}: {} {}", r.status, r.text);
+        assert!(r.text.contains("urn:ietf:params:acme:error:"), "{url}: {}", r.text);
+    }
+    let r = c.post(&format!("{}/orders?cursor=a%00b", c.kid.as_ref().unwrap()), None).await;
+    assert!((400..500).contains(&r.status), "{} {}", r.status, r.text);
+    let other = RawClient::new(&server, Key::p256()).await;
+    let r = other
+        .post(
+            &other.url("newAccount"),
+            Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:a\u{0}@b.example"]})),
+        )
+        .await;
+    assert!((400..500).contains(&r.status), "{} {}", r.status, r.text);
+    server.stop().await;
+}

@@ -474,3 +474,32 @@ async fn concurrent_redemptions_let_one_through() {
     assert!(ok <= 1, "one refresh token, {ok} token responses");
     server.stop().await;
 }
+
+/// A NUL character in a parameter (`%00`) is the client's mistake on every store:
+/// PostgreSQL cannot keep it in text, and that was a 500 `server_error` (the attempt
+/// limiter keys short client ids and user names as they are).
+#[tokio::test]
+async fn a_nul_in_a_parameter_is_a_client_error() {
+    let server = oauth_server(|_| {}).await;
+    let b = Browser::new(&server);
+    for form in [
+        vec![("grant_type", "client_credentials"), ("client_id", "a\0b"), ("client_secret", "x")],
+        vec![("grant_type", "authorization_code"), ("client_id", "idca-cli"), ("code", "a\0b"), ("code_verifier", "v")],
+    ] {
+        let (status, _, body) = token(&b, &form).await;
+        assert!((400..500).contains(&status), "{form:?}: {status} {body}");
+        assert!(
+            ["invalid_client", "invalid_request", "invalid_grant"].contains(&body["error"].as_str().unwrap()),
+            "{body}"
+        );
+    }
+    let r = b
+        .http
+        .post(format!("{}/oauth/register", b.base))
+        .json(&serde_json::json!({"redirect_uris": ["https://a.example/cb"], "client_name": "a\u{0}b"}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert!(status == 201 || (400..500).contains(&status), "{status} {}", r.text().await.unwrap());
+}
