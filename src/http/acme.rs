@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{JosePost, Principal};
 use super::{AppState, HttpError, acme_headers};
-use crate::acme::{Reply, paths};
+use crate::acme::{AcmeError, Reply, paths};
 use crate::model::{AccountId, AuthzId, ChallengeId, OrderId, Serial};
 
 type State = web::Data<AppState>;
@@ -50,7 +50,16 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         .service(post_resource("/acme/acct/{id}/orders", account_orders))
         .service(post_resource("/acme/cert/{serial}/alternate/{n}", alternate_certificate))
         .route("/renewal-info/{id}", web::get().to(renewal_info));
+    // A query or path segment that does not deserialize (a repeated `cursor`, an
+    // alternate chain number that is not one) is the client's mistake, answered as a
+    // problem document (RFC 8555 §6.7), not actix's plain-text default.
+    let query = web::QueryConfig::default()
+        .error_handler(|e, _| HttpError::Acme(AcmeError::Malformed(format!("the query string: {e}"))).into());
+    let path = web::PathConfig::default()
+        .error_handler(|e, _| HttpError::Acme(AcmeError::NotFound(format!("no such resource: {e}"))).into());
     let acme = web::scope("")
+        .app_data(query)
+        .app_data(path)
         .wrap(from_fn(acme_headers))
         .route(paths::DIRECTORY, web::get().to(directory))
         // Pebble's directory path, so Pebble users can switch by changing the binary.

@@ -25,8 +25,13 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig, limits: &crate::config::Li
         HttpError::OAuth(OAuthError::InvalidClientMetadata(format!("the body must be JSON client metadata: {e}")))
             .into()
     });
+    // RFC 6749 §3.1: parameters must not repeat; a query that does not deserialize is
+    // invalid_request, as a form is.
+    let query = web::QueryConfig::default()
+        .error_handler(|e, _| HttpError::OAuth(OAuthError::InvalidRequest(format!("the query string: {e}"))).into());
     cfg.app_data(form)
         .app_data(json)
+        .app_data(query)
         .route(paths::REGISTER, web::post().to(register))
         .service(
             web::resource("/oauth/register/{client_id}")

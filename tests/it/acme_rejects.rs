@@ -546,6 +546,11 @@ async fn a_nul_in_an_id_or_a_field_is_a_client_error() {
     }
     let r = c.post(&format!("{}/orders?cursor=a%00b", c.kid.as_ref().unwrap()), None).await;
     assert!((400..500).contains(&r.status), "{} {}", r.status, r.text);
+    // A query or path that does not deserialize: problem documents, not actix's text.
+    c.post(&format!("{}/orders?cursor=a&cursor=b", c.kid.as_ref().unwrap()), None)
+        .await
+        .assert_problem(400, "malformed");
+    c.post(&format!("{base}/cert/abc/alternate/x"), None).await.assert_problem(404, "malformed");
     let other = RawClient::new(&server, Key::p256()).await;
     let r = other
         .post(

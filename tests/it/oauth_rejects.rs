@@ -502,4 +502,10 @@ async fn a_nul_in_a_parameter_is_a_client_error() {
         .unwrap();
     let status = r.status().as_u16();
     assert!(status == 201 || (400..500).contains(&status), "{status} {}", r.text().await.unwrap());
+    // RFC 6749 §3.1: a repeated parameter is invalid_request, as JSON, not actix's text.
+    let r =
+        b.http.get(format!("{}/oauth/authorize?client_id=idca-cli&client_id=idca-cli", b.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
 }
