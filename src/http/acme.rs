@@ -73,7 +73,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
 /// §6.3: these resources are fetched with POST-as-GET; any other method gets 405 with
 /// `Allow: POST` and a `malformed` problem.
 async fn post_only(req: actix_web::HttpRequest) -> Res {
-    Err(HttpError::Acme(crate::acme::AcmeError::MethodNotAllowed(format!(
+    Err(HttpError::Acme(AcmeError::MethodNotAllowed(format!(
         "{} is not allowed here: use POST (POST-as-GET to fetch, RFC 8555 §6.3)",
         req.method()
     ))))
