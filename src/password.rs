@@ -10,23 +10,23 @@ use argon2::password_hash::PasswordHash;
 /// p=1).
 pub const MAX_ARGON2: (u32, u32, u32) = (262_144, 16, 8);
 
-/// Whether argon2 parameters are within [`MAX_ARGON2`].
-pub fn within_costs(params: &argon2::Params) -> bool {
-    let (m, t, p) = MAX_ARGON2;
-    params.m_cost() <= m && params.t_cost() <= t && params.p_cost() <= p
-}
-
-/// Whether a PHC hash is one a login can be checked against: argon2, parameters that
-/// parse, costs within [`MAX_ARGON2`]. Config loading refuses any other.
-pub fn check_password_hash(hash: &str) -> Result<(), String> {
+/// A PHC hash a login can be checked against, read: argon2, parameters that parse,
+/// costs within [`MAX_ARGON2`]. Config loading refuses any other hash, and a check
+/// fails closed on one.
+pub fn parse_checkable(hash: &str) -> Result<(PasswordHash<'_>, argon2::Algorithm, argon2::Params), String> {
     let h = PasswordHash::new(hash).map_err(|e| format!("not a PHC hash string: {e}"))?;
-    argon2::Algorithm::try_from(h.algorithm).map_err(|_| format!("`{}` is not argon2", h.algorithm))?;
+    let algorithm = argon2::Algorithm::try_from(h.algorithm).map_err(|_| format!("`{}` is not argon2", h.algorithm))?;
     let params = argon2::Params::try_from(&h).map_err(|e| format!("argon2 parameters: {e}"))?;
-    if !within_costs(&params) {
-        let (m, t, p) = MAX_ARGON2;
+    let (m, t, p) = MAX_ARGON2;
+    if params.m_cost() > m || params.t_cost() > t || params.p_cost() > p {
         return Err(format!("argon2 costs above m={m}, t={t}, p={p}"));
     }
-    Ok(())
+    Ok((h, algorithm, params))
+}
+
+/// Whether a PHC hash is one a login can be checked against ([`parse_checkable`]).
+pub fn check_password_hash(hash: &str) -> Result<(), String> {
+    parse_checkable(hash).map(drop)
 }
 
 #[cfg(test)]

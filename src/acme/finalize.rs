@@ -10,7 +10,7 @@ use super::{Acme, AcmeError, KeyRule, Reply, SignedRequest, found, order_status,
 #[cfg(test)]
 use crate::ca::KeyType;
 use crate::ca::{CsrInfo, LeafRequest, Usage, parse_csr};
-use crate::clock::{self, UnixTime};
+use crate::clock::UnixTime;
 use crate::jose::{Jwk, b64_decode};
 use crate::model::{IdentifierKind, IssuedCertificate, Order, OrderId, OrderPhase, Serial};
 use crate::store::StoreError;
@@ -126,7 +126,7 @@ impl Acme {
             .collect();
         let not_before = order.not_before.unwrap_or(now - 60);
         let profile = order.profile.as_deref().unwrap_or(&self.config.default_profile);
-        let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| clock::span(p.validity_secs));
+        let validity = self.profile_validity(profile);
         let not_after = order.not_after.unwrap_or(not_before.saturating_add(validity));
         // A client identity certificate (Wire's profile): Subject O={domain},
         // CN={display name}; SAN URIs for the device (its `!` percent-encoded) and the

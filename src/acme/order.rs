@@ -200,6 +200,12 @@ impl Acme {
         Ok(identity)
     }
 
+    /// The validity a profile gives its certificates, in seconds (90 days for a profile
+    /// this server does not have: orders name only configured ones).
+    pub(super) fn profile_validity(&self, profile: &str) -> i64 {
+        self.config.profiles.get(profile).map_or(90 * 86_400, |p| clock::span(p.validity_secs))
+    }
+
     /// `notBefore` / `notAfter` (§7.1.3): RFC 3339 if given, in the future and in order,
     /// unbounded as Pebble has them but within what a certificate can encode (years
     /// 0000-9999 in UTC, RFC 5280 §4.1.2.5), with the profile's validity added where
@@ -221,7 +227,7 @@ impl Acme {
         };
         let mut not_before = parse_time(&p.not_before, "notBefore")?;
         let mut not_after = parse_time(&p.not_after, "notAfter")?;
-        let validity = self.config.profiles.get(profile).map_or(90 * 86_400, |p| clock::span(p.validity_secs));
+        let validity = self.profile_validity(profile);
         if identity {
             // Wire clients read notBefore and notAfter from every identity order.
             let nb = *not_before.get_or_insert(now - 60);

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::password_hash::{PasswordHasher, SaltString};
 
 use crate::clock::{self, UnixTime};
 use crate::config::UserConfig;
@@ -24,16 +24,11 @@ pub fn hash_password(password: &str) -> Result<String, String> {
 /// pooled working memory ([`with_argon2_memory`]) and compared in constant time.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     fn recompute(password: &str, hash: &str) -> Option<bool> {
-        let h = PasswordHash::new(hash).ok()?;
-        let algorithm = argon2::Algorithm::try_from(h.algorithm).ok()?;
+        let (h, algorithm, params) = crate::password::parse_checkable(hash).ok()?;
         let version = match h.version {
             Some(v) => argon2::Version::try_from(v).ok()?,
             None => argon2::Version::default(),
         };
-        let params = argon2::Params::try_from(&h).ok()?;
-        if !crate::password::within_costs(&params) {
-            return None;
-        }
         let mut salt_buf = [0u8; 64];
         let salt = h.salt?.decode_b64(&mut salt_buf).ok()?;
         let expected = h.hash?;
